@@ -1,0 +1,41 @@
+"""``hfvision demo``: run every capability end to end on tiny offline models; writes ``report.html``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..testing.hub_server import LocalHubServer, hub_env
+
+    out = Path(args.output).resolve()
+    work = Path(tempfile.mkdtemp(prefix="hfvision-demo-"))
+    server = LocalHubServer(work / "hub")
+    server.start()
+    # huggingface_hub reads these once at import: set them before anything imports it.
+    os.environ.update(hub_env(server.endpoint))
+    os.environ["HF_HOME"] = str(work / "hf_home")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        from ..demo import run_demo
+
+        report = run_demo(out, work, hub_endpoint=server.endpoint, only=args.only)
+    finally:
+        server.stop()
+    summary = json.loads((out / "summary.json").read_text())
+    for s in summary:
+        print(f"{'FAILED' if s['error'] else 'ok':>6}  {s['seconds']:7.2f} s  {s['title']}")
+    print(f"report: {report}")
+    print("note: the demo's models are tiny and random; see README.md to run on real Hub models.")
+    return 1 if any(s["error"] for s in summary) else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run every capability end to end on tiny offline models (HTML report)")
+    p.add_argument("--output", default="demo-output", help="output folder (default: demo-output)")
+    p.add_argument("--only", nargs="*", help="run only the steps whose module name contains one of these words")
+    p.set_defaults(func=run)

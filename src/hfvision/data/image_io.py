@@ -1,0 +1,135 @@
+"""Safe image loading: one function that either returns a correct RGB image or raises one clear error.
+
+Handles EXIF orientation, palette/alpha (flattened on white), CMYK, 16-bit and grayscale images;
+animated images use their first frame. Refuses empty, truncated, non-image and oversized
+(decompression bomb) inputs with an :class:`ImageLoadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+#: Default pixel budget (width x height): 64 MP, well above any camera photo, far below a bomb.
+MAX_PIXELS = 64_000_000
+
+_SNIFF = {b"<svg": "SVG", b"<?xml": "XML/SVG", b"<!doc": "HTML", b"<html": "HTML", b"%PDF": "PDF"}
+
+
+class ImageLoadError(ValueError):
+    """An input that is not a usable image; ``reason`` is a short code (``corrupt``, ``truncated``, ...)."""
+
+    def __init__(self, source: str, reason: str, detail: str):
+        self.source, self.reason, self.detail = source, reason, detail
+        super().__init__(f"{source}: {reason}: {detail}")
+
+
+def _name(source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+
+
+def _read_bytes(source, name: str) -> bytes:
+    path = Path(source)
+    try:
+        if path.is_dir():
+            raise ImageLoadError(name, "not a file", "it is a directory")
+        data = path.read_bytes()
+    except ImageLoadError:
+        raise
+    except FileNotFoundError as err:
+        raise ImageLoadError(name, "unreadable", "file not found (or a broken/looping symlink)") from err
+    except PermissionError as err:
+        raise ImageLoadError(name, "unreadable", "permission denied") from err
+    except OSError as err:  # symlink loops (ELOOP), I/O errors
+        raise ImageLoadError(name, "unreadable", err.strerror or str(err)) from err
+    return data
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: alpha is flattened on ``background``, 16-bit scaled, CMYK converted."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        import numpy as np
+
+        arr = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype("uint8"), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGBa"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, background)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image.convert("RGB")
+
+
+def load_image(source, max_pixels: int | None = MAX_PIXELS, min_size: int = 1) -> Image.Image:
+    """Load ``source`` (path, bytes, file object or PIL image) as an upright RGB ``PIL.Image``.
+
+    Args:
+        source: a file path, raw bytes, a binary file object, or a ``PIL.Image``.
+        max_pixels (`int`, *optional*, defaults to 64,000,000):
+            Refuse images whose *declared* size exceeds this, before decoding (decompression bombs).
+        min_size (`int`, *optional*, defaults to 1): refuse images whose shorter side is smaller.
+
+    Raises:
+        `ImageLoadError`: with ``reason`` one of ``empty``, ``not a file``, ``unreadable``, ``not an image``,
+        ``corrupt``, ``truncated``, ``decompression bomb``, ``too small``.
+
+    >>> load_image("photo.jpg").mode
+    'RGB'
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = _name(source)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            data = _read_bytes(source, name)
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            data = source.read()
+        if not data:
+            raise ImageLoadError(name, "empty", "zero bytes")
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as err:
+            head = data[:64].lstrip().lower()
+            kind = next((v for k, v in _SNIFF.items() if head.startswith(k.lower())), None)
+            detail = f"looks like {kind}" if kind else "unknown format"
+            raise ImageLoadError(name, "not an image", detail) from err
+        except Image.DecompressionBombError as err:
+            raise ImageLoadError(name, "decompression bomb", str(err)) from err
+        except OSError as err:
+            raise ImageLoadError(name, "corrupt", str(err)) from err
+    w, h = image.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageLoadError(
+            name, "decompression bomb", f"declared {w}x{h} = {w * h} px exceeds max_pixels={max_pixels}"
+        )
+    if min(w, h) < min_size:
+        raise ImageLoadError(name, "too small", f"{w}x{h} is below min_size={min_size}")
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated GIF/WebP/APNG: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(name, "decompression bomb", str(err)) from err
+    except OSError as err:
+        reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
+        raise ImageLoadError(name, reason, str(err)) from err
+    except (ValueError, SyntaxError) as err:
+        raise ImageLoadError(name, "corrupt", str(err)) from err

@@ -1,0 +1,100 @@
+"""Test-suite setup: offline by default, tiny models built once per session, a local Hub server on demand.
+
+huggingface_hub reads HF_HUB_OFFLINE / HF_ENDPOINT once, at import time, so the environment is set
+here before anything imports it. Tests that talk to the local Hub server run their client code in a
+subprocess with :func:`hfvision.testing.hub_env` (which is also what "a fresh process" means for
+the Hub round-trip requirements).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_SESSION_TMP = tempfile.mkdtemp(prefix="hfvision-tests-")
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HUB_DISABLE_XET="1",
+    HF_HOME=os.path.join(_SESSION_TMP, "hf_home"),
+    HFVISION_CACHE=os.environ.get("HFVISION_CACHE", os.path.join(_SESSION_TMP, "hfvision_cache")),
+    GRADIO_ANALYTICS_ENABLED="False",
+    TOKENIZERS_PARALLELISM="false",
+)
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+# name -> builder(out_dir); every tiny component the suite shares, saved once per session.
+def _builders():
+    from hfvision import testing as t
+
+    return {
+        "vit": lambda d: t.save_tiny_vit_classifier(d),
+        "timm-resnet": lambda d: t.save_tiny_timm_resnet(d),
+        "sd1": lambda d: t.save_tiny_sd(d, "sd1"),
+        "sd2": lambda d: t.save_tiny_sd(d, "sd2"),
+        "sdxl": lambda d: t.save_tiny_sd(d, "sdxl"),
+        "controlnet-sd1": lambda d: t.tiny_controlnet("sd1").save_pretrained(d),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """``tiny_model_dir(name)`` -> a directory holding that tiny model, built on first use (read-only by convention)."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            out = tmp_path_factory.mktemp(f"tiny-{name}")
+            _builders()[name](out)
+            cache[name] = out
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory):
+    """A running :class:`hfvision.testing.LocalHubServer` on 127.0.0.1 (session-wide)."""
+    from hfvision.testing import LocalHubServer
+
+    server = LocalHubServer(tmp_path_factory.mktemp("hub-storage"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """Run Python code in a fresh interpreter; ``hub=server`` points it at the local Hub. Returns stdout."""
+
+    def run(code: str, hub=None, env: dict | None = None, timeout: float = 300) -> str:
+        from hfvision.testing import hub_env
+
+        full_env = {**os.environ, "HF_HOME": str(tmp_path / "client_hf_home"), **(env or {})}
+        if hub is not None:
+            full_env.update(hub_env(hub.endpoint))
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tmp_path,
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    return run
