@@ -111,8 +111,9 @@ def load_image(source, max_pixels: int | None = MAX_PIXELS, min_size: int = 1) -
             raise ImageLoadError(name, "not an image", detail) from err
         except Image.DecompressionBombError as err:
             raise ImageLoadError(name, "decompression bomb", str(err)) from err
-        except OSError as err:
-            raise ImageLoadError(name, "corrupt", str(err)) from err
+        except OSError as err:  # PIL reports a JPEG cut short while parsing headers as "Truncated File Read"
+            reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
+            raise ImageLoadError(name, reason, str(err)) from err
     w, h = image.size
     if max_pixels is not None and w * h > max_pixels:
         raise ImageLoadError(
