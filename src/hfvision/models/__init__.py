@@ -1,0 +1,44 @@
+"""Base models and ControlNets as data, and loading from any source (registry key, directory, file, URL, Hub).
+
+>>> from hfvision.models import get_base_model, list_controlnets, load_pipeline
+>>> get_base_model("sd21").resolution
+768
+>>> list_controlnets("sd21")
+['canny', 'depth', 'hed', 'openpose', 'scribble']
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> submodule (imported on first use so `import hfvision.models` stays light)
+_LAZY = {
+    "BASE_MODELS": "registry",
+    "BaseModel": "registry",
+    "get_base_model": "registry",
+    "list_base_models": "registry",
+    "validate_training_resolution": "registry",
+    "CONTROLNETS": "controlnets",
+    "ControlNetEntry": "controlnets",
+    "check_controlnet_compatibility": "controlnets",
+    "controlnet_family": "controlnets",
+    "get_controlnet": "controlnets",
+    "list_controlnets": "controlnets",
+    "load_controlnet": "controlnets",
+    "download_url": "download",
+    "classify_source": "loading",
+    "load_pipeline": "loading",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

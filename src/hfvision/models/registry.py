@@ -1,0 +1,210 @@
+"""Base-model registry: the Stable Diffusion / Flux checkpoints hfvision knows, as data, with a small lookup API.
+
+Used by the trainer (resolution checks), the UI (model menu) and `load_pipeline` (registry keys).
+
+>>> from hfvision.models import get_base_model, list_base_models, validate_training_resolution
+>>> list_base_models()
+['flux-dev', 'flux-schnell', 'sd15', 'sd21', 'sd21-base', 'sdxl']
+>>> get_base_model("sd21").prediction_type
+'v_prediction'
+>>> validate_training_resolution("sd15", 512)
+512
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from ..utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+FAMILIES = ("sd1", "sd2", "sdxl", "flux")
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """One base checkpoint.
+
+    Attributes:
+        key (`str`): registry key, e.g. ``"sd15"``.
+        repo_id (`str`): Hub repository (diffusers layout).
+        revision (`str`): commit to load; see ``revision_note``.
+        family (`str`): architecture family: ``"sd1"``, ``"sd2"``, ``"sdxl"`` or ``"flux"``.
+        resolution (`int`): native (training) resolution in pixels.
+        training_resolutions (`tuple[int, ...]`): resolutions DreamBooth training accepts without an override.
+        prediction_type (`str`): ``"epsilon"``, ``"v_prediction"`` or ``"flow_matching"``.
+        license (`str`): licence identifier as on the model card.
+        pipeline_class (`str`): diffusers pipeline class name.
+        description (`str`): one line for menus.
+        gated (`bool`): the Hub requires accepting the licence before download.
+        revision_note (`str`): where the pinned revision comes from.
+    """
+
+    key: str
+    repo_id: str
+    revision: str
+    family: str
+    resolution: int
+    training_resolutions: tuple[int, ...]
+    prediction_type: str
+    license: str
+    pipeline_class: str
+    description: str
+    gated: bool = False
+    revision_note: str = ""
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.key}: family={self.family!r} is not one of {FAMILIES}")
+        if self.resolution not in self.training_resolutions:
+            raise ValueError(f"{self.key}: native resolution {self.resolution} missing from training_resolutions")
+
+
+# Revisions: this machine cannot reach the Hub, so nothing here was checked against it. The commit SHAs below were
+# taken from public pin tables of other projects (cited as "third-party pin"); "main" is used where no pin was found.
+# Before relying on reproducibility, confirm or replace each with HfApi().model_info(repo_id).sha when online.
+_THIRD_PARTY_PIN = "commit from a third-party pin table, not verified against the Hub from here"
+_UNPINNED = "no verified commit available offline; tracks main until pinned with HfApi().model_info(repo_id).sha"
+
+_BASE_MODELS = (
+    BaseModel(
+        key="sd15",
+        repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+        family="sd1",
+        resolution=512,
+        training_resolutions=(384, 448, 512, 576),
+        prediction_type="epsilon",
+        license="creativeml-openrail-m",
+        pipeline_class="StableDiffusionPipeline",
+        description="Stable Diffusion 1.5 (512 px), the most widely fine-tuned base",
+        revision_note=_THIRD_PARTY_PIN,
+    ),
+    BaseModel(
+        key="sd21-base",
+        repo_id="stabilityai/stable-diffusion-2-1-base",
+        revision="main",
+        family="sd2",
+        resolution=512,
+        training_resolutions=(384, 448, 512, 576),
+        prediction_type="epsilon",
+        license="openrail++",
+        pipeline_class="StableDiffusionPipeline",
+        description="Stable Diffusion 2.1 base (512 px, epsilon prediction)",
+        revision_note=_UNPINNED,
+    ),
+    BaseModel(
+        key="sd21",
+        repo_id="stabilityai/stable-diffusion-2-1",
+        revision="main",
+        family="sd2",
+        resolution=768,
+        training_resolutions=(640, 704, 768, 832),
+        prediction_type="v_prediction",
+        license="openrail++",
+        pipeline_class="StableDiffusionPipeline",
+        description="Stable Diffusion 2.1 (768 px, v-prediction)",
+        revision_note=_UNPINNED,
+    ),
+    BaseModel(
+        key="sdxl",
+        repo_id="stabilityai/stable-diffusion-xl-base-1.0",
+        revision="462165984030d82259a11f4367a4eed129e94a7b",
+        family="sdxl",
+        resolution=1024,
+        training_resolutions=(768, 832, 896, 960, 1024),
+        prediction_type="epsilon",
+        license="openrail++",
+        pipeline_class="StableDiffusionXLPipeline",
+        description="Stable Diffusion XL base 1.0 (1024 px, two text encoders)",
+        revision_note=_THIRD_PARTY_PIN,
+    ),
+    BaseModel(
+        key="flux-schnell",
+        repo_id="black-forest-labs/FLUX.1-schnell",
+        revision="741f7c3ce8b383c54771c7003378a50191e9efe9",
+        family="flux",
+        resolution=1024,
+        training_resolutions=(512, 768, 1024),
+        prediction_type="flow_matching",
+        license="apache-2.0",
+        pipeline_class="FluxPipeline",
+        description="FLUX.1 [schnell] (1024 px, 1-4 steps; needs a large GPU)",
+        revision_note=_THIRD_PARTY_PIN,
+    ),
+    BaseModel(
+        key="flux-dev",
+        repo_id="black-forest-labs/FLUX.1-dev",
+        revision="3de623fc3c33e44ffbe2bad470d0f45bccf2eb21",
+        family="flux",
+        resolution=1024,
+        training_resolutions=(512, 768, 1024),
+        prediction_type="flow_matching",
+        license="flux-1-dev-non-commercial-license",
+        pipeline_class="FluxPipeline",
+        description="FLUX.1 [dev] (1024 px, guidance-distilled; non-commercial licence, gated)",
+        gated=True,
+        revision_note=_THIRD_PARTY_PIN,
+    ),
+)
+BASE_MODELS: dict[str, BaseModel] = {m.key: m for m in _BASE_MODELS}
+
+
+def list_base_models(family: str | None = None) -> list[str]:
+    """Registry keys, sorted; only those of ``family`` (``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"``) if given."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"family={family!r} is not one of {FAMILIES}")
+    return sorted(k for k, m in BASE_MODELS.items() if family is None or m.family == family)
+
+
+def suggest(name: str, choices) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` (empty when nothing is close)."""
+    close = difflib.get_close_matches(name.lower(), list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def get_base_model(key: str) -> BaseModel:
+    """The registry entry for ``key``; an unknown key raises ``ValueError`` naming the closest one.
+
+    >>> get_base_model("sdxl").resolution
+    1024
+    """
+    if isinstance(key, BaseModel):
+        return key
+    if key in BASE_MODELS:
+        return BASE_MODELS[key]
+    raise ValueError(f"unknown base model {key!r}{suggest(key, BASE_MODELS)} Known: {', '.join(list_base_models())}")
+
+
+def validate_training_resolution(key: str, resolution: int, allow_override: bool = False) -> int:
+    """Check ``resolution`` for DreamBooth training on base model ``key``; returns it.
+
+    A resolution outside the entry's ``training_resolutions`` raises ``ValueError`` naming the native resolution and
+    the registry entry trained at the requested size, unless ``allow_override=True`` (then it only warns). Sizes
+    that are not positive multiples of 8 are always refused.
+
+    >>> validate_training_resolution("sd15", 768)
+    Traceback (most recent call last):
+    ...
+    ValueError: resolution=768 is not a supported training resolution for 'sd15' (sd1, native 512 px) ...
+    """
+    model = get_base_model(key)
+    if not isinstance(resolution, int) or resolution <= 0 or resolution % 8:
+        low = max(8, int(resolution) // 8 * 8) if isinstance(resolution, (int, float)) and resolution > 0 else 512
+        raise ValueError(f"resolution={resolution!r} must be a positive multiple of 8; try {low} or {low + 8}")
+    if resolution in model.training_resolutions:
+        return resolution
+    native = [m.key for m in _BASE_MODELS if m.resolution == resolution and m.key != model.key]
+    hint = f"use {model.resolution} (allowed: {', '.join(map(str, model.training_resolutions))})"
+    if native:
+        hint += f", or base model {native[0]!r}, which is native {resolution} px"
+    message = (
+        f"resolution={resolution} is not a supported training resolution for {model.key!r} "
+        f"({model.family}, native {model.resolution} px); {hint}"
+    )
+    if allow_override:
+        logger.warning("%s (continuing: allow_override=True)", message)
+        return resolution
+    raise ValueError(message + "; or pass allow_override=True")
