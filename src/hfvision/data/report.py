@@ -138,12 +138,13 @@ class PrepareReport:
         return f"{text} in {self.seconds:.1f} s -> {self.dst}"
 
     def to_table(self, max_name: int = 32) -> str:
-        """A plain-text table: file, status, size, crop, faces, output and the reason or note."""
+        """A plain-text table: file, status, size, crop, faces, output, caption (``[s]``idecar, ``[f]``ile name or
+        ``[i]``nstance prompt) and the reason or note."""
 
         def short(text: str, n: int) -> str:
             return text if len(text) <= n else text[: n - 1] + "…"
 
-        rows = [("file", "status", "size", "crop", "faces", "output", "reason / note")]
+        rows = [("file", "status", "size", "crop", "faces", "output", "caption", "reason / note")]
         for e in self.entries:
             size = "x".join(map(str, e.original_size)) if e.original_size else ""
             crop = e.crop_method or ""
@@ -151,8 +152,9 @@ class PrepareReport:
                 crop += " (upscaled)"
             out = Path(e.output).name if e.output else (f"= {e.duplicate_of}" if e.duplicate_of else "")
             why = ": ".join(p for p in (e.reason, e.detail) if p) or e.note
+            caption = "" if e.caption_source in (None, "none") else short(f"[{e.caption_source[0]}] {e.caption}", 32)
             rows.append((short(e.source, max_name), e.status, size, crop, str(len(e.faces)) if e.faces else "",
-                         short(out, 40), short(why, 70)))  # fmt: skip
+                         short(out, 32), caption, short(why, 60)))  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
