@@ -76,6 +76,9 @@ def save_tiny_timm_resnet(
 ) -> Path:
     """Save a tiny timm ResNet in timm's Hub layout, loadable by TimmWrapper and ``timm.create_model("local-dir:...")``.
 
+    Weights are written as ``model.safetensors`` only (timm's ``save_for_hf`` defaults to a pickle
+    ``pytorch_model.bin``, which hfvision refuses to load unless asked).
+
     Works around two TimmWrapper incompatibilities: ``save_for_hf`` records ``num_classes`` inside
     ``model_args`` (TimmWrapper passes it again: "got multiple values for keyword argument"), and the
     ``pretrained_cfg`` must be present for transformers to find an image processor.
@@ -85,7 +88,9 @@ def save_tiny_timm_resnet(
     model = tiny_timm_resnet(num_classes, layers, seed)
     out_dir = Path(out_dir)
     model_config = {"label_names": label_names} if label_names else None
-    timm.models.save_for_hf(model, str(out_dir), model_config=model_config, model_args={"layers": list(layers)})
+    timm.models.save_for_hf(
+        model, str(out_dir), model_config=model_config, model_args={"layers": list(layers)}, safe_serialization=True
+    )
     fix_timm_config(out_dir / "config.json")
     return out_dir
 
