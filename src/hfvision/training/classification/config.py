@@ -1,0 +1,224 @@
+"""`ImageClassificationConfig`: model, data, label and LoRA options on top of `transformers.TrainingArguments`.
+
+One dataclass is the single source of every option: Python keyword arguments, YAML files
+(``HfArgumentParser(ImageClassificationConfig).parse_yaml_file(...)`` or :meth:`ImageClassificationConfig.from_yaml`)
+and the ``hfvision train classifier`` flags are all generated from its fields.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from transformers import TrainingArguments
+from transformers.trainer_utils import HubStrategy, IntervalStrategy, SaveStrategy
+
+BAD_IMAGE_POLICIES = ("skip", "error", "off")
+LORA_SAVE_MODES = ("both", "merged", "adapter")
+
+
+@dataclass
+class ImageClassificationConfig(TrainingArguments):
+    """Options of an image-classifier fine-tuning run: every `TrainingArguments` field plus the ones below.
+
+    Defaults differ from `TrainingArguments` where image classification needs it: evaluation, checkpointing and
+    logging happen every epoch, ``remove_unused_columns=False`` (images are transformed lazily, the raw ``image``
+    column must reach the transform), at most 2 checkpoints are kept, and ``hub_strategy="end"`` (only the finished
+    pipeline repo is pushed, never a half-trained checkpoint).
+
+    Args:
+        model_name_or_path (`str`):
+            Base model: a Hub id or a local directory of a transformers image classifier (ViT, ...) or a timm model
+            saved in timm's Hub layout (loaded through transformers' TimmWrapper). CLI: ``--model``.
+        data (`str`):
+            An ``imagefolder`` directory (one subfolder per class, optionally under ``train/``/``validation/``), a
+            dataset saved with ``save_to_disk``, or a Hub dataset id with image and label columns. CLI: ``--data``.
+        task (`str`, *optional*, defaults to `"image-classification"`):
+            Pipeline task of the saved repo, e.g. ``"gender-classification"`` (a custom hfvision task: its pipeline
+            code is saved with the model as ``custom_pipelines``).
+        validation_size (`float`, *optional*, defaults to 0.2):
+            When the data has no validation split, this fraction (or, if >= 1, this number of images) is held out
+            with a seeded stratified split.
+        lora (`bool`, *optional*, defaults to `False`):
+            Train a PEFT LoRA adapter (target modules chosen per architecture) and the classifier head instead of all
+            weights.
+
+    Example:
+
+    >>> config = ImageClassificationConfig(model_name_or_path="tiny-vit", data="photos/", output_dir="out", num_train_epochs=2)
+    >>> config.num_train_epochs
+    2
+    """
+
+    # --- model -----------------------------------------------------------------------------------------------------
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--model"],
+            "help": "Base model: Hub id or local directory (transformers image classifier or timm model).",
+        },
+    )
+    model_revision: str | None = field(default=None, metadata={"help": "Revision (branch, tag, commit) of the model."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code from the model repo (off unless you say so)."}
+    )
+    task: str = field(
+        default="image-classification",
+        metadata={"help": "Pipeline task of the saved repo, e.g. 'gender-classification' (custom hfvision task)."},
+    )
+
+    # --- data ------------------------------------------------------------------------------------------------------
+    data: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--data"],
+            "help": "imagefolder directory (class per subfolder), save_to_disk directory, or Hub dataset id.",
+        },
+    )
+    data_revision: str | None = field(default=None, metadata={"help": "Revision of a Hub dataset."})
+    train_split: str = field(default="train", metadata={"help": "Name of the training split."})
+    validation_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Validation split name (default: 'validation'/'valid'/'val'/'test' if present, else split)."
+        },
+    )
+    validation_size: float = field(
+        default=0.2,
+        metadata={"help": "Held-out fraction (<1) or image count (>=1) for the automatic stratified split."},
+    )
+    image_column: str | None = field(
+        default=None, metadata={"help": "Image column (default: the column with an Image feature)."}
+    )
+    label_column: str | None = field(
+        default=None, metadata={"help": "Label column (default: 'label', 'labels' or the only ClassLabel column)."}
+    )
+    group_column: str | None = field(
+        default=None,
+        metadata={"help": "Column of groups for a per-group report (default: a column named 'group', if any)."},
+    )
+    bad_images: Literal["skip", "error", "off"] = field(
+        default="skip",
+        metadata={
+            "help": "Unreadable images: 'skip' (drop them with a warning), 'error' (stop at the first) or 'off' "
+            "(no up-front check; a bad image then fails during training)."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many validation images."})
+    augment: bool = field(
+        default=True,
+        metadata={
+            "help": "Random training augmentation (timm models: timm's training transform; others: random resized "
+            "crop + horizontal flip before the model's image processor)."
+        },
+    )
+
+    # --- LoRA ------------------------------------------------------------------------------------------------------
+    lora: bool = field(
+        default=False,
+        metadata={"help": "Train a PEFT LoRA adapter + classifier head instead of all weights (raise learning_rate)."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Module names to adapt (default: chosen per architecture, e.g. ViT query/value)."},
+    )
+    lora_save: Literal["both", "merged", "adapter"] = field(
+        default="both",
+        metadata={
+            "help": "'both': merged pipeline repo + adapter/ subfolder; 'merged': merged weights only; 'adapter': "
+            "the repo holds only the PEFT adapter (needs the base model to load)."
+        },
+    )
+
+    # --- TrainingArguments defaults changed for image classification ----------------------------------------------
+    num_train_epochs: float = field(
+        default=3.0, metadata={"aliases": ["--epochs"], "help": "Total number of training epochs to perform."}
+    )
+    eval_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When to evaluate: 'no', 'steps' or 'epoch'."}
+    )
+    save_strategy: SaveStrategy | str = field(
+        default="epoch", metadata={"help": "When to checkpoint: 'no', 'steps', 'epoch' or 'best'."}
+    )
+    logging_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When to log: 'no', 'steps' or 'epoch'."}
+    )
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Keep False: images are transformed lazily and the raw columns must reach the transform."},
+    )
+    hub_strategy: HubStrategy | str = field(
+        default="end",
+        metadata={"help": "'end' pushes only the finished pipeline repo; see TrainingArguments for the others."},
+    )
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ValueError(
+                "model_name_or_path is required (--model): a Hub id or a local directory of an image classifier"
+            )
+        if not self.data:
+            raise ValueError(
+                "data is required (--data): an imagefolder directory, a save_to_disk directory or a Hub dataset id"
+            )
+        if not self.validation_size > 0:
+            raise ValueError(
+                f"validation_size={self.validation_size} must be > 0 (a fraction below 1 or an image count)"
+            )
+        if self.bad_images not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"bad_images={self.bad_images!r} must be one of {', '.join(BAD_IMAGE_POLICIES)}")
+        if self.lora_save not in LORA_SAVE_MODES:
+            raise ValueError(f"lora_save={self.lora_save!r} must be one of {', '.join(LORA_SAVE_MODES)}")
+        if self.lora and self.lora_r < 1:
+            raise ValueError(f"lora_r={self.lora_r} must be a positive rank, e.g. 8")
+        if self.label_names is None:
+            # PEFT-wrapped models hide `labels` from the forward signature Trainer inspects; name it explicitly.
+            self.label_names = ["labels"]
+        super().__post_init__()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> ImageClassificationConfig:
+        """Read options from a YAML file (keys are field names); ``overrides`` win over the file.
+
+        >>> config = ImageClassificationConfig.from_yaml("train.yaml", output_dir="run2")
+        """
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}")
+        values.update(overrides)
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}; see `hfvision train classifier --help`")
+        return cls(**values)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The options that shape the trained weights (for the model card and logs)."""
+        keys = [
+            "learning_rate",
+            "num_train_epochs",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "weight_decay",
+            "lr_scheduler_type",
+            "warmup_steps",
+            "seed",
+            "augment",
+            "validation_size",
+        ]
+        if self.lora:
+            keys += ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
+        out = {}
+        for key in keys:
+            value = getattr(self, key)
+            out[key] = value.value if hasattr(value, "value") else value
+        return out
