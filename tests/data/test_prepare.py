@@ -147,3 +147,13 @@ def test_manifest_damage_means_re_preparing_not_crashing(photos, tmp_path, no_fa
     report = prepare_instance_images(photos, dst, size=64, face_detector=no_faces)
     assert [e.status for e in report.entries] == ["accepted"] * 3
     assert set(json.loads((dst / MANIFEST_NAME).read_text())["entries"]) == {e.sha256 for e in report.entries}
+
+
+def test_a_detector_failing_on_one_photo_falls_back_to_saliency_and_says_so(photos, tmp_path):
+    def flaky(image):
+        raise RuntimeError("model exploded")
+
+    report = prepare_instance_images(photos, tmp_path / "out", size=64, face_detector=flaky)
+    assert [e.status for e in report.entries] == ["accepted"] * 3
+    assert all(e.note == "face detection failed: model exploded" and e.crop_method in ("saliency", "center")
+               for e in report.entries)  # fmt: skip
