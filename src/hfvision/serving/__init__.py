@@ -1,0 +1,40 @@
+"""HTTP serving with the Hugging Face Inference API wire format and micro-batching (``hfvision serve``).
+
+Needs the ``[serve]`` extra (fastapi, uvicorn); importing this package does not import them.
+
+>>> from hfvision.serving import ServeConfig, create_app, BackgroundServer
+>>> app = create_app(ServeConfig(task="image-classification", model="path/to/vit"))  # doctest: +SKIP
+>>> with BackgroundServer(app) as server:  # doctest: +SKIP
+...     InferenceClient(base_url=server.url).image_classification("cat.jpg")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ServeConfig": "config",
+    "create_app": "app",
+    "BackgroundServer": "app",
+    "MicroBatcher": "batching",
+    "QueueFullError": "batching",
+    "BatcherClosedError": "batching",
+    "ServerMetrics": "metrics",
+    "WireError": "wire",
+    "ImageRunner": "tasks",
+    "TextToImageRunner": "tasks",
+    "load_runner": "tasks",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,226 @@
+"""The FastAPI application: Hugging Face Inference API routes on a micro-batched model.
+
+Routes:
+
+- ``POST /models/{name}`` and ``POST /``: inference (see :mod:`.wire` for the formats);
+- ``GET /health``: ``{"status": "ok", ...}`` (503 ``"draining"`` during shutdown);
+- ``GET /metrics``: Prometheus text (requests, errors, batch sizes, queue depth, latency);
+- ``GET /``: what is served and how to call it.
+
+Errors are ``{"error": "<one line>"}`` with 400 (bad input), 404 (other model name), 413 (body too large),
+415 (wrong content type), 503 + ``Retry-After`` (queue full / shutting down), 504 (timeout), 500 (model failure).
+
+>>> from hfvision.serving import ServeConfig, create_app
+>>> app = create_app(ServeConfig(task="image-classification", model="path/to/model"))  # doctest: +SKIP
+>>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the route signatures (Request) at definition time.
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from ..utils.import_utils import require
+from ..utils.logging import get_logger
+from .batching import BatcherClosedError, MicroBatcher, QueueFullError
+from .config import ServeConfig
+from .metrics import CONTENT_TYPE, ServerMetrics
+from .tasks import load_runner, make_runner
+from .wire import WireError
+
+logger = get_logger(__name__)
+
+
+def _error(status: int, message: str, headers: dict | None = None):
+    from fastapi.responses import Response
+
+    body = json.dumps({"error": message}).encode()
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes without reading past the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise WireError(400, f"invalid Content-Length header {declared!r}") from None
+        if size > limit:
+            raise WireError(413, f"request body is {size} bytes; the limit is {limit} (--max-body-mb)", "too_large")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise WireError(413, f"request body exceeds the limit of {limit} bytes (--max-body-mb)", "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metrics: ServerMetrics | None = None):
+    """Build the FastAPI app serving ``config.model`` for ``config.task``.
+
+    Args:
+        config (`ServeConfig`): task, model and server limits.
+        runner (*optional*): a ready runner (see :mod:`.tasks`); default: built from ``pipe`` or by loading
+            ``config.model``.
+        pipe (*optional*): an already-loaded pipeline to serve instead of loading ``config.model``.
+        metrics (`ServerMetrics`, *optional*): metrics to record into (a fresh set by default).
+
+    Returns:
+        a ``fastapi.FastAPI`` app; ``app.state.batcher`` is its :class:`MicroBatcher`, ``app.state.metrics`` its
+        metrics. The batch worker starts with the app (lifespan) and drains queued requests on shutdown.
+    """
+    require("fastapi", "hfvision serve")
+    import anyio
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    if runner is None:
+        runner = make_runner(config, pipe) if pipe is not None else load_runner(config)
+    metrics = metrics or ServerMetrics()
+    batcher = MicroBatcher(runner.run_batch, config.max_batch_size, config.max_wait_ms, config.max_queue, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        logger.info("serving %s (%s): max_batch_size=%d, max_wait_ms=%g", config.model_name, config.task,
+                    config.max_batch_size, config.max_wait_ms)  # fmt: skip
+        try:
+            yield
+        finally:
+            # uvicorn lets in-flight HTTP requests finish before this runs; drain whatever is still queued.
+            await batcher.aclose(drain=True, timeout=config.shutdown_timeout)
+            logger.info("batch worker stopped")
+
+    app = FastAPI(title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher, app.state.metrics, app.state.runner, app.state.config = batcher, metrics, runner, config
+    served_names = {config.model_name, str(config.model)} if config.model else {config.model_name}
+
+    async def infer(request: Request) -> Response:
+        start = time.perf_counter()
+        metrics.in_flight.inc()
+        status, reason = 200, None
+        try:
+            body = await read_body(request, config.max_body_bytes)
+            payload, key = await anyio.to_thread.run_sync(runner.prepare, body, request.headers.get("content-type"))
+            result = await batcher.submit(payload, key, timeout=config.timeout)
+            if runner.encode_in_thread:
+                content, media_type, headers = await anyio.to_thread.run_sync(runner.encode, result)
+            else:
+                content, media_type, headers = runner.encode(result)
+            return Response(content, media_type=media_type, headers=headers)
+        except WireError as err:
+            status, reason = err.status, err.reason
+            return _error(err.status, err.message, err.headers)
+        except QueueFullError as err:
+            status, reason = 503, "queue_full"
+            return _error(503, str(err), {"Retry-After": str(err.retry_after)})
+        except BatcherClosedError as err:
+            status, reason = 503, "shutting_down"
+            return _error(503, str(err), {"Retry-After": "5"})
+        except (asyncio.TimeoutError, TimeoutError):
+            status, reason = 504, "timeout"
+            return _error(504, f"no result within {config.timeout:g} s (--timeout); the server is overloaded")
+        except Exception as err:  # noqa: BLE001 - a model failure is a 500 with a one-line reason, never a crash
+            status, reason = 500, "model_error"
+            logger.error("inference failed: %s: %s", type(err).__name__, err, exc_info=logger.isEnabledFor(10))
+            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            return _error(500, f"model error: {type(err).__name__}: {message}")
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.inc(code=str(status))
+            if reason is not None:
+                metrics.errors.inc(reason=reason)
+            metrics.latency.observe(time.perf_counter() - start)
+
+    @app.post("/")
+    async def infer_root(request: Request) -> Response:
+        return await infer(request)
+
+    @app.post("/models/{name:path}")
+    async def infer_model(name: str, request: Request) -> Response:
+        if name not in served_names:
+            metrics.requests.inc(code="404")
+            metrics.errors.inc(reason="unknown_model")
+            return _error(404, f"model {name!r} is not served here; use POST /models/{config.model_name} or POST /")
+        return await infer(request)
+
+    @app.get("/health")
+    async def health() -> Response:
+        info = {"status": "draining" if batcher.closed else "ok", "task": config.task, "model": config.model_name,
+                "queue_depth": batcher.depth, "max_batch_size": config.max_batch_size}  # fmt: skip
+        return Response(
+            json.dumps(info).encode(), status_code=503 if batcher.closed else 200, media_type="application/json"
+        )
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        return Response(metrics.render().encode(), media_type=CONTENT_TYPE)
+
+    @app.get("/")
+    async def index() -> Response:
+        info = {
+            "task": config.task,
+            "model": config.model_name,
+            "inference": [f"POST /models/{config.model_name}", "POST /"],
+            "parameters": sorted(runner.accepted),
+            "max_batch_size": config.max_batch_size,
+            "max_wait_ms": config.max_wait_ms,
+        }
+        return Response(json.dumps(info).encode(), media_type="application/json")
+
+    return app
+
+
+class BackgroundServer:
+    """Run an app with uvicorn on a background thread (tests, the demo, benchmarks); loopback by default.
+
+    >>> with BackgroundServer(app) as server:  # doctest: +SKIP
+    ...     requests.post(server.url + "/", data=image_bytes)
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, shutdown_timeout: float = 30.0,
+                 **uvicorn_kwargs: Any):  # fmt: skip
+        require("uvicorn", "hfvision serve")
+        import uvicorn
+
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=shutdown_timeout, **uvicorn_kwargs)  # fmt: skip
+        self.server = uvicorn.Server(config)  # on a non-main thread uvicorn leaves signal handlers alone
+        self._thread = None
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+        import threading
+
+        self._thread = threading.Thread(target=self.server.run, name="hfvision-uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on {self.host} within {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Graceful stop: no new connections, in-flight requests finish, queued work drains."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Server options: one dataclass for Python, and the source of ``hfvision serve``'s flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+TASKS = ("gender-classification", "image-classification", "image-feature-pyramid", "text-to-image")
+
+
+@dataclass
+class ServeConfig:
+    """Options of the HTTP server (``hfvision serve``).
+
+    >>> ServeConfig(task="image-classification", model="timm/resnet18.a1_in1k", max_batch_size=16).port
+    8080
+    """
+
+    task: str = field(default="image-classification", metadata={"help": "what the server does", "choices": TASKS})
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id, local folder (or ONNX export), registry key / file / URL for text-to-image"},
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (0.0.0.0 exposes it to the network)"})
+    port: int = field(default=8080, metadata={"help": "TCP port"})
+    max_batch_size: int = field(default=32, metadata={"help": "most requests per model call; 1 disables batching"})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "longest a request waits for others to join its batch"})
+    max_queue: int = field(default=1024, metadata={"help": "most waiting requests; more get 503 + Retry-After"})
+    timeout: float = field(default=60.0, metadata={"help": "seconds a request may wait for its result (then 504)"})
+    max_body_mb: float = field(default=20.0, metadata={"help": "largest request body in MB (then 413)"})
+    max_pixels: int = field(default=40_000_000, metadata={"help": "largest decoded image in pixels (then 400)"})
+    onnx: bool = field(default=False, metadata={"help": "run the model's ONNX export on ONNX Runtime"})
+    device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu, cuda, cuda:1"})
+    name: str | None = field(
+        default=None, metadata={"help": "model name in POST /models/{name} (default: --model as given)"}
+    )
+    max_steps: int = field(default=150, metadata={"help": "text-to-image: largest num_inference_steps accepted"})
+    max_side: int = field(default=2048, metadata={"help": "text-to-image: largest width/height accepted"})
+    shutdown_timeout: float = field(
+        default=30.0, metadata={"help": "seconds to let in-flight requests finish on shutdown"}
+    )
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r} is not one of {', '.join(TASKS)}")
+        for name in ("max_batch_size", "max_queue", "max_pixels", "max_steps", "max_side"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("max_wait_ms", "timeout", "max_body_mb", "shutdown_timeout"):
+            if getattr(self, name) < 0 or (name in ("timeout", "max_body_mb") and getattr(self, name) == 0):
+                raise ValueError(
+                    f"{name}={getattr(self, name)} must be {'> 0' if name in ('timeout', 'max_body_mb') else '>= 0'}"
+                )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port={self.port} must be in 0..65535 (0 picks a free port)")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def model_name(self) -> str:
+        """The name clients use in ``POST /models/{name}``."""
+        if self.name:
+            return self.name
+        if self.model is None:
+            return self.task
+        text = str(self.model).rstrip("/")
+        return os.path.basename(text) if os.path.exists(text) else text
