@@ -1,59 +1,38 @@
 """Offline test kit: tiny seeded models built from configs, a real CLIP tokenizer, sample photos and a
 local Hub-compatible server. Public, so users can test their own code against hfvision without downloads.
 
+Names load lazily: ``from hfvision.testing import sample_image`` does not import torch.
+
 >>> from hfvision.testing import tiny_sd_pipeline, clip_tokenizer
 >>> pipe = tiny_sd_pipeline("sd1")
 """
 
-from .classifiers import (
-    GENDER_LABELS,
-    fix_timm_config,
-    save_tiny_timm_resnet,
-    save_tiny_vit_classifier,
-    tiny_timm_resnet,
-    tiny_vit_classifier,
-)
-from .diffusion import (
-    FAMILIES,
-    save_tiny_sd,
-    tiny_controlnet,
-    tiny_scheduler,
-    tiny_sd_components,
-    tiny_sd_pipeline,
-    tiny_text_config,
-    tiny_unet,
-    tiny_vae,
-)
-from .images import sample_image
-from .tokenizer import clip_tokenizer, clip_tokenizer_dir
+from __future__ import annotations
 
-__all__ = [
-    "FAMILIES",
-    "GENDER_LABELS",
-    "LocalHubServer",
-    "clip_tokenizer",
-    "clip_tokenizer_dir",
-    "fix_timm_config",
-    "hub_env",
-    "sample_image",
-    "save_tiny_sd",
-    "save_tiny_timm_resnet",
-    "save_tiny_vit_classifier",
-    "tiny_controlnet",
-    "tiny_scheduler",
-    "tiny_sd_components",
-    "tiny_sd_pipeline",
-    "tiny_text_config",
-    "tiny_timm_resnet",
-    "tiny_unet",
-    "tiny_vae",
-    "tiny_vit_classifier",
-]
+import importlib
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "classifiers": ["GENDER_LABELS", "fix_timm_config", "save_tiny_timm_resnet", "save_tiny_vit_classifier",
+                    "tiny_timm_resnet", "tiny_vit_classifier"],
+    "diffusion": ["FAMILIES", "save_tiny_sd", "tiny_controlnet", "tiny_scheduler", "tiny_sd_components",
+                  "tiny_sd_pipeline", "tiny_text_config", "tiny_unet", "tiny_vae"],
+    "images": ["sample_image"],
+    "tokenizer": ["clip_tokenizer", "clip_tokenizer_dir"],
+    "hub_server": ["LocalHubServer", "hub_env"],
+}  # fmt: skip
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
 
 
-def __getattr__(name):
-    if name in ("LocalHubServer", "hub_env"):
-        from . import hub_server
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        return getattr(hub_server, name)
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return __all__
