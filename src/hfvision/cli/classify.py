@@ -1,0 +1,68 @@
+"""``hfvision classify``: classify image files into a JSONL file; data-parallel under ``accelerate launch``.
+
+    hfvision classify --task gender-classification --model rizvandwiki/gender-classification \\
+        --input photos/ --output preds.jsonl --batch-size 16 --faces
+    accelerate launch --num_processes 2 --cpu -m hfvision.cli.main classify --model M --input 'photos/*.jpg' ...
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"--batch-size {value!r}: use a positive integer or 'auto'")
+    return size
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference.classify import classify_files
+
+    pipeline_kwargs = {"revision": args.revision, "verify": args.verify, "allow_pickle": args.allow_pickle,
+                       "trust_remote_code": args.trust_remote_code}  # fmt: skip
+    if args.use_test_size:
+        pipeline_kwargs["use_test_size"] = True
+    records = classify_files(
+        args.input, task=args.task, model=args.model, output=args.output, batch_size=args.batch_size,
+        top_k=args.top_k, faces=args.faces, face_margin=args.face_margin, device=args.device,
+        progress=not args.no_progress, **pipeline_kwargs,
+    )  # fmt: skip
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        errors = sum("error" in r for r in records)
+        print(f"classified {len(records) - errors} image(s), {errors} unreadable, -> {args.output}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="classify image files into a JSONL file (data-parallel under `accelerate launch`)",
+        description="Classify images (a folder, glob or files) and write one JSON line per input, in input order. "
+        "Unreadable files get an 'error' field and the run continues.",
+    )
+    p.add_argument("--task", default="gender-classification",
+                   help="gender-classification (default) or image-classification")  # fmt: skip
+    p.add_argument("--model", default=None, help="Hub id or local folder (default: the task's default model)")
+    p.add_argument("--input", required=True, nargs="+", help="folder(s), glob(s) or image file(s)")
+    p.add_argument("--output", required=True, help="JSONL file to write (atomically)")
+    p.add_argument("--batch-size", type=_batch_size, default=8, help="images per forward pass, or 'auto'")
+    p.add_argument("--top-k", type=int, default=None, help="labels per image")
+    p.add_argument("--faces", action="store_true", help="face-first: classify each detected face")
+    p.add_argument("--face-margin", type=float, default=None, help="context around faces (fraction, default 0.25)")
+    p.add_argument("--use-test-size", action="store_true", help="timm models: evaluate at the model's test size")
+    p.add_argument("--revision", default=None, help="model revision (branch, tag or commit)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu, or accelerate's)")
+    p.add_argument("--verify", action="store_true", help="check downloaded files against the Hub's sha256")
+    p.add_argument("--allow-pickle", action="store_true", help="also load pickle (.bin) weights: trusted sources only")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped in the model repository")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

@@ -1,0 +1,145 @@
+"""``hfvision.pipeline(...)``: transformers' ``pipeline()`` with safe defaults and hfvision's pipeline classes.
+
+What it adds to ``transformers.pipeline``:
+
+- CPU and float32 unless asked (transformers picks the first accelerator and ``dtype="auto"``);
+- safetensors only unless ``allow_pickle=True``; ``trust_remote_code`` only when passed;
+- ``verify=True``: sha256/git hashes of the downloaded files checked against the Hub before loading;
+- ``"image-classification"`` uses :class:`FastImageClassificationPipeline` (batched preprocessing, faces mode,
+  ``batch_size="auto"``, readable timm labels, ``use_test_size``); hfvision's own tasks are registered;
+- a model folder or repo holding ``model.onnx`` runs on ONNX Runtime through ``hfvision.export.runtime``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..utils.logging import get_logger
+from .loading import check_local_weights, pickle_refusal, verified_snapshot
+from .registry import TASKS, register_pipelines
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import Pipeline
+
+logger = get_logger(__name__)
+
+#: tasks whose stock transformers pipeline class hfvision replaces with a compatible subclass
+PIPELINE_CLASSES = {"image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline"}
+ONNX_FILE = "model.onnx"
+
+
+def _has_onnx(model: str, revision: str | None, token) -> bool:
+    if os.path.isdir(model):
+        return os.path.isfile(os.path.join(model, ONNX_FILE))
+    from huggingface_hub import constants, file_exists
+
+    if constants.HF_HUB_OFFLINE:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model, ONNX_FILE, revision=revision), str)
+    try:
+        return file_exists(model, ONNX_FILE, revision=revision, token=token)
+    except Exception as err:  # noqa: BLE001 - unreachable Hub, private repo...: load_model reports the real error
+        logger.debug("could not check %s for %s: %s", model, ONNX_FILE, err)
+        return False
+
+
+def _load_onnx(task: str | None, model: str, **kwargs):
+    try:
+        runtime = importlib.import_module("hfvision.export.runtime")
+    except ModuleNotFoundError as err:
+        if err.name not in ("hfvision.export", "hfvision.export.runtime"):
+            raise
+        runtime = None
+    if runtime is None or not hasattr(runtime, "load_ort_pipeline"):
+        raise NotImplementedError(
+            f"{model} holds {ONNX_FILE}, but this hfvision has no ONNX Runtime backend (hfvision.export.runtime); "
+            "pass backend='torch' to load the PyTorch weights instead"
+        )
+    return runtime.load_ort_pipeline(task, model, **kwargs)
+
+
+def pipeline(
+    task: str | None = None,
+    model: str | os.PathLike | Any | None = None,
+    *,
+    revision: str | None = None,
+    device: int | str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = "float32",
+    verify: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    backend: str = "auto",
+    token: str | bool | None = None,
+    **kwargs: Any,
+) -> Pipeline:
+    """Build a pipeline like ``transformers.pipeline``, with hfvision's classes and safe loading defaults.
+
+    Args:
+        task (`str`, *optional*): e.g. ``"gender-classification"``, ``"image-classification"``,
+            ``"image-feature-pyramid"``, or any transformers task.
+        model (`str`, `os.PathLike` or model, *optional*): Hub id or local folder; a task's default otherwise.
+        revision (`str`, *optional*): branch, tag or commit of a Hub model.
+        device (`int`, `str` or `torch.device`, *optional*, defaults to `"cpu"`): where to run.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"float32"`): model dtype (``"auto"`` = as saved).
+        verify (`bool`, *optional*, defaults to `False`): check the downloaded files against the Hub's hashes
+            before loading (Hub models only); a mismatch raises `ChecksumMismatchError`.
+        allow_pickle (`bool`, *optional*, defaults to `False`): also load pickle weights (``.bin``/``.pt``).
+        trust_remote_code (`bool`, *optional*, defaults to `False`): run code shipped in the model repository.
+        backend (`str`, *optional*, defaults to `"auto"`): ``"torch"``, ``"onnx"``, or ``"auto"`` (ONNX Runtime
+            when the folder/repo holds ``model.onnx``).
+        token (`str` or `bool`, *optional*): Hub token.
+        kwargs: passed to ``transformers.pipeline`` and the pipeline class (``top_k``, ``batch_size``,
+            ``use_test_size``, ``faces``, ``out_indices``, ``model_kwargs``, ``pipeline_class``, ...).
+
+    >>> import hfvision
+    >>> clf = hfvision.pipeline("gender-classification", model="rizvandwiki/gender-classification", verify=True)
+    >>> clf("portrait.jpg", faces=True)
+    [{'box': {...}, 'score_face': 0.97, 'labels': [{'label': 'female', 'score': 0.93}, ...]}]
+    """
+    import transformers
+
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"backend={backend!r} is not one of 'auto', 'torch', 'onnx'")
+    register_pipelines()
+    if model is None and task in TASKS and "default" in TASKS[task]:
+        model, default_revision = TASKS[task]["default"]["model"]
+        revision = revision or default_revision
+        logger.warning("no model given for %r: using %s at revision %s", task, model, revision)
+    if model is None:
+        raise ValueError(f"task {task!r} has no default model in hfvision; pass model=<Hub id or folder>")
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+
+    if isinstance(model, str):
+        if backend == "onnx" or (backend == "auto" and _has_onnx(model, revision, token)):
+            extra = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
+            return _load_onnx(task, model, **extra, **kwargs)
+        if os.path.isdir(model):
+            if verify:
+                raise ValueError(
+                    f"verify=True checks files against the hashes the Hub records; {model} is a local folder "
+                    "with no such record. Pass a Hub id, or drop verify"
+                )
+            check_local_weights(model, allow_pickle)
+        elif verify:
+            model, revision = verified_snapshot(model, revision, allow_pickle=allow_pickle, token=token), None
+
+    if task in PIPELINE_CLASSES and "pipeline_class" not in kwargs:
+        module, name = PIPELINE_CLASSES[task].rsplit(".", 1)
+        kwargs["pipeline_class"] = getattr(importlib.import_module(module), name)
+    model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
+    if not allow_pickle:
+        model_kwargs.setdefault("use_safetensors", True)
+    try:
+        return transformers.pipeline(
+            task, model=model, revision=revision, device=device, dtype=dtype, token=token,
+            trust_remote_code=trust_remote_code, model_kwargs=model_kwargs, **kwargs,
+        )  # fmt: skip
+    except OSError as err:
+        if not allow_pickle and "safetensors" in str(err) and isinstance(model, str):
+            raise pickle_refusal(model) from err
+        raise

@@ -1,0 +1,84 @@
+"""Safe model loading: safetensors only unless the user opts in, and sha256 verification against the Hub.
+
+safetensors cannot execute code but carries no checksum, and huggingface_hub only checks sizes on download.
+:func:`verified_snapshot` downloads a revision, then compares every downloaded file with the hashes the Hub
+records (sha256 for LFS files, git blob ids otherwise) through ``HfApi.verify_repo_checksums``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+#: weight files that are Python pickles (can run code when loaded)
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib")
+#: weights of other frameworks/runtimes, never needed to build a torch pipeline
+OTHER_FRAMEWORK_PATTERNS = ("*.h5", "*.msgpack", "*.ot", "*.tflite", "*.mlmodel", "*.onnx", "*.onnx_data")
+_PICKLE_SUFFIXES = tuple(p[1:] for p in PICKLE_PATTERNS)
+_WEIGHT_SUFFIXES = (".safetensors", *_PICKLE_SUFFIXES)
+
+
+class ChecksumMismatchError(ValueError):
+    """Downloaded files whose hashes differ from the ones the Hub records."""
+
+
+def pickle_refusal(source: str, files: list[str] | None = None) -> ValueError:
+    """The error for a checkpoint without safetensors weights (``files``: the pickle files found, if known)."""
+    if files:
+        found = "weights are pickle files only (" + ", ".join(sorted(files)[:3]) + (" ...)" if len(files) > 3 else ")")
+    else:
+        found = "no safetensors weights found"
+    return ValueError(
+        f"{source}: {found}; pickle weights can run code when loaded, so hfvision loads safetensors only by "
+        "default. Use a safetensors checkpoint, or pass allow_pickle=True (CLI --allow-pickle) if you trust the source"
+    )
+
+
+def check_local_weights(path: str | os.PathLike, allow_pickle: bool = False) -> None:
+    """Refuse a local model folder whose weights are pickle files only (unless ``allow_pickle``)."""
+    if allow_pickle:
+        return
+    folder = Path(path)
+    weights = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
+    if weights and not any(p.name.endswith(".safetensors") for p in weights):
+        raise pickle_refusal(str(folder), [str(p.relative_to(folder)) for p in weights])
+
+
+def verified_snapshot(
+    repo_id: str, revision: str | None = None, allow_pickle: bool = False, token: str | bool | None = None
+) -> str:
+    """Download ``repo_id`` at ``revision`` and check every file against the Hub's hashes; returns the local folder.
+
+    Pickle weights are not downloaded unless ``allow_pickle``; other frameworks' weights never are.
+
+    Raises:
+        `ChecksumMismatchError`: a downloaded file differs from what the Hub recorded (corrupt or tampered).
+
+    >>> folder = verified_snapshot("rizvandwiki/gender-classification")
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    api = HfApi(token=token)
+    commit = api.model_info(repo_id, revision=revision, token=token).sha  # pin: download and verify the same commit
+    ignore = list(OTHER_FRAMEWORK_PATTERNS) + ([] if allow_pickle else list(PICKLE_PATTERNS))
+    folder = snapshot_download(repo_id, revision=commit, ignore_patterns=ignore, token=token)
+    result = api.verify_repo_checksums(repo_id, revision=commit, token=token)
+    if result.mismatches:
+        details = "; ".join(
+            f"{m['path']} ({m['algorithm']} expected {m['expected'][:16]}..., got {m['actual'][:16]}...)"
+            for m in result.mismatches
+        )
+        raise ChecksumMismatchError(
+            f"{repo_id}@{commit[:12]}: {len(result.mismatches)} file(s) differ from the Hub's hashes: {details}. "
+            f"The cached copy in {result.verified_path} is corrupt or was modified; delete it and download again"
+        )
+    if not allow_pickle and not any(p.name.endswith(".safetensors") for p in Path(folder).rglob("*")):
+        names = [f for f in api.list_repo_files(repo_id, revision=commit, token=token) if f.endswith(_PICKLE_SUFFIXES)]
+        if names:
+            raise pickle_refusal(repo_id, names)
+    logger.info("verified %d file(s) of %s@%s against the Hub's hashes", result.checked_count, repo_id, commit[:12])
+    return folder
