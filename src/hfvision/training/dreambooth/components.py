@@ -1,0 +1,219 @@
+"""The base model: what it is (cheap checks before heavy work) and its components (loaded once).
+
+A base is a Hub id, a local diffusers folder, a single ``.safetensors``/``.ckpt`` file, or a key of hfvision's
+base-model registry (``sd15``, ``sd21``, ``sdxl``, ...). Only UNet-based Stable Diffusion families are trainable
+here; families are data (the table below), not branches spread over the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    pipeline_class: str
+    text_encoders: tuple[str, ...]
+    tokenizers: tuple[str, ...]
+
+
+FAMILIES = {
+    "sd": FamilySpec("StableDiffusionPipeline", ("text_encoder",), ("tokenizer",)),
+    "sdxl": FamilySpec("StableDiffusionXLPipeline", ("text_encoder", "text_encoder_2"), ("tokenizer", "tokenizer_2")),
+}
+# model_index.json `_class_name` -> family; anything else is refused with the list below.
+PIPELINE_FAMILIES = {
+    "StableDiffusionPipeline": "sd",
+    "StableDiffusionImg2ImgPipeline": "sd",
+    "DreamBoothPipeline": "sd",
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusionXLImg2ImgPipeline": "sdxl",
+    "DreamBoothXLPipeline": "sdxl",
+}
+# registry family names -> trainer family
+_REGISTRY_FAMILIES = {"sd1": "sd", "sd15": "sd", "sd2": "sd", "sd21": "sd", "sd": "sd", "sdxl": "sdxl"}
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+@dataclass
+class BaseModel:
+    """A resolved base model.
+
+    Attributes:
+        name (`str`): what the user passed.
+        source (`str`): the Hub id or local path to load from.
+        revision (`str`, *optional*): Hub revision.
+        family (`str`): ``"sd"`` (SD 1.x/2.x) or ``"sdxl"``.
+        kind (`str`): ``"hub"``, ``"dir"``, ``"file"`` or ``"registry"``.
+        registry_key (`str`, *optional*): the registry key, when one was used.
+        license (`str`, *optional*): licence of the base, when known (registry).
+        prediction_type (`str`, *optional*): from the scheduler config, when known before loading.
+    """
+
+    name: str
+    source: str
+    revision: str | None
+    family: str | None
+    kind: str
+    registry_key: str | None = None
+    license: str | None = None
+    prediction_type: str | None = None
+
+    @property
+    def spec(self) -> FamilySpec:
+        return FAMILIES[self.family]
+
+
+def _unsupported(name: str, what: str) -> ValueError:
+    return ValueError(
+        f"base model {name!r} is {what}; the DreamBooth trainer supports UNet-based Stable Diffusion "
+        f"(1.x, 2.x, XL: pipelines {', '.join(sorted(set(PIPELINE_FAMILIES) - {'DreamBoothXLPipeline'}))})"
+    )
+
+
+def _family_from_index(name: str, index: dict) -> str:
+    class_name = index.get("_class_name", "?")
+    if class_name in PIPELINE_FAMILIES:
+        return PIPELINE_FAMILIES[class_name]
+    if all(k in index for k in ("unet", "vae", "text_encoder", "tokenizer")):
+        family = "sdxl" if "text_encoder_2" in index else "sd"
+        logger.info("base model %s: unknown pipeline %s treated as %s (components match)", name, class_name, family)
+        return family
+    raise _unsupported(name, f"a {class_name}")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not readable JSON: {err}") from None
+
+
+def _registry():
+    try:
+        from ... import models
+    except ImportError:
+        return None
+    return models if hasattr(models, "get_base_model") else None
+
+
+def resolve_base_model(name: str, revision: str | None = None, resolution: int | None = None,
+                       force_resolution: bool = False) -> BaseModel:  # fmt: skip
+    """Find out what ``name`` is without loading weights; raise a clear error for anything untrainable.
+
+    Reads only ``model_index.json`` and the scheduler config (a local file or a small Hub download).
+    """
+    path = Path(os.path.expanduser(name))
+    if path.is_file():
+        if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+            raise ValueError(f"base model file {path} is not a .safetensors or .ckpt checkpoint")
+        return BaseModel(name, str(path), None, None, "file")  # family known once loaded
+    if path.is_dir():
+        index_path = path / "model_index.json"
+        if not index_path.is_file():
+            raise ValueError(f"base model folder {path} has no model_index.json (not a diffusers pipeline folder)")
+        index = _read_json(index_path)
+        scheduler_cfg = path / "scheduler" / "scheduler_config.json"
+        prediction = _read_json(scheduler_cfg).get("prediction_type") if scheduler_cfg.is_file() else None
+        base = BaseModel(name, str(path), revision, _family_from_index(name, index), "dir", prediction_type=prediction)
+        _check_prediction(base)
+        return base
+
+    registry = _registry()
+    if "/" not in name and registry is not None:
+        entry = registry.get_base_model(name)  # raises ValueError naming the closest key for unknown keys
+        family = _REGISTRY_FAMILIES.get(str(getattr(entry, "family", "")).lower())
+        if family is None:
+            raise _unsupported(name, f"a {getattr(entry, 'family', '?')} model")
+        if resolution is not None and not force_resolution:
+            registry.validate_training_resolution(name, resolution)
+        base = BaseModel(name, entry.repo_id, revision or getattr(entry, "revision", None), family, "registry",
+                         registry_key=name, license=getattr(entry, "license", None),
+                         prediction_type=getattr(entry, "prediction_type", None))  # fmt: skip
+        _check_prediction(base)
+        return base
+    if name.count("/") != 1:
+        raise FileNotFoundError(
+            f"base model {name!r} is neither a local path, a Hub id (user/model) nor a registry key"
+        )
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        index = _read_json(Path(hf_hub_download(name, "model_index.json", revision=revision)))
+    except Exception as err:  # noqa: BLE001 - offline, missing repo, gated: one clear line
+        raise FileNotFoundError(f"base model {name!r}: cannot read model_index.json from the Hub ({err})") from None
+    prediction = None
+    try:
+        cfg = hf_hub_download(name, "scheduler/scheduler_config.json", revision=revision)
+        prediction = _read_json(Path(cfg)).get("prediction_type")
+    except Exception:  # noqa: BLE001 - optional: checked again once loaded
+        pass
+    base = BaseModel(name, name, revision, _family_from_index(name, index), "hub", prediction_type=prediction)
+    _check_prediction(base)
+    return base
+
+
+def _check_prediction(base: BaseModel) -> None:
+    if base.prediction_type is not None and base.prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"base model {base.name!r} predicts {base.prediction_type!r}; the trainer supports {PREDICTION_TYPES}"
+        )
+
+
+def pipeline_class(family: str):
+    import diffusers
+
+    return getattr(diffusers, FAMILIES[family].pipeline_class)
+
+
+def load_base_pipeline(base: BaseModel, torch_dtype=None, variant: str | None = None):
+    """Load the base as diffusers' stock pipeline of its family (no safety checker: the trainer never needs it).
+
+    Single files go through :func:`hfvision.models.load_pipeline` (offline configs, safe ``.ckpt`` loading).
+    """
+    import torch
+
+    torch_dtype = torch_dtype or torch.float32
+    if base.kind == "file":
+        registry = _registry()
+        if registry is None or not hasattr(registry, "load_pipeline"):
+            raise ImportError("training from a single-file checkpoint needs hfvision.models.load_pipeline")
+        pipe = registry.load_pipeline(base.source, torch_dtype=torch_dtype)
+        if base.family is None:
+            base.family = _family_from_index(base.name, {"_class_name": type(pipe).__name__, **pipe.components})
+        base.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
+        _check_prediction(base)
+        if type(pipe) is not pipeline_class(base.family):  # hand over the components to the stock class
+            pipe = pipeline_class(base.family)(**_stock_components(base.family, pipe.components))
+        return pipe
+    kwargs = {"revision": base.revision, "variant": variant, "dtype": torch_dtype}
+    if base.family == "sd":
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = pipeline_class(base.family).from_pretrained(base.source, **kwargs)
+    base.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
+    _check_prediction(base)
+    return pipe
+
+
+def _stock_components(family: str, components: dict) -> dict:
+    names = ["vae", "unet", "scheduler", *FAMILIES[family].text_encoders, *FAMILIES[family].tokenizers]
+    out = {n: components[n] for n in names}
+    if family == "sd":
+        out.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return out
+
+
+def training_noise_scheduler(scheduler):
+    """A DDPM scheduler with the base's noise schedule and prediction type (used for ``add_noise``/targets)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(scheduler.config)

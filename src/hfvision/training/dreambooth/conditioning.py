@@ -1,0 +1,79 @@
+"""Prompt encoding for training: tokenise captions, run the text encoder(s), optionally cache per caption.
+
+While the text encoder is trained, every step encodes its captions with gradients. While it is frozen and
+``pre_compute_text_embeddings`` is on, each distinct caption is encoded once, alone (batch of one, so the result
+does not depend on which captions shared its batch), and reused.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...utils.logging import get_logger
+from .sdxl import encode_prompt_sdxl
+
+logger = get_logger(__name__)
+
+
+class PromptEncoder:
+    """Turns a list of captions into UNet conditioning.
+
+    Args:
+        family (`str`): ``"sd"`` or ``"sdxl"``.
+        tokenizers (`list`): one CLIP tokenizer per text encoder.
+        text_encoders (`list[torch.nn.Module]`): modules to call while training (possibly DDP-wrapped).
+        frozen_encoders (`list[torch.nn.Module]`): the same modules unwrapped, called without gradients.
+        device (`torch.device`): where ids go.
+        cache (`bool`): cache embeddings per caption while frozen.
+    """
+
+    def __init__(self, family, tokenizers, text_encoders, frozen_encoders, device, cache: bool = False):
+        self.family, self.tokenizers = family, tokenizers
+        self.text_encoders, self.frozen_encoders = text_encoders, frozen_encoders
+        self.device, self.cache_enabled = device, cache
+        self.trainable = False
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def set_trainable(self, trainable: bool) -> None:
+        self.trainable = trainable
+        self._cache.clear()
+
+    def warn_if_truncated(self, captions: list[str]) -> None:
+        """Log once if a caption is longer than the tokenizer's limit (it is truncated, like diffusers does)."""
+        tokenizer = self.tokenizers[0]
+        too_long = [c for c in dict.fromkeys(captions) if len(tokenizer(c).input_ids) > tokenizer.model_max_length]
+        if too_long:
+            logger.warning("%d caption(s) exceed %d tokens and are truncated, e.g. %r",
+                           len(too_long), tokenizer.model_max_length, too_long[0][:80])  # fmt: skip
+
+    def tokenize(self, captions: list[str]) -> list[torch.Tensor]:
+        return [
+            tokenizer(
+                captions,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.device)  # fmt: skip
+            for tokenizer in self.tokenizers
+        ]
+
+    def _encode(self, encoders, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ids = self.tokenize(captions)
+        if self.family == "sdxl":
+            return encode_prompt_sdxl(encoders, ids)
+        return encoders[0](ids[0])[0], None
+
+    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.trainable:
+            return self._encode(self.text_encoders, captions)
+        if not self.cache_enabled:
+            with torch.no_grad():
+                return self._encode(self.frozen_encoders, captions)
+        for caption in dict.fromkeys(captions):
+            if caption not in self._cache:
+                with torch.no_grad():
+                    self._cache[caption] = self._encode(self.frozen_encoders, [caption])
+        embeds = torch.cat([self._cache[c][0] for c in captions])
+        pooled = None if self.family != "sdxl" else torch.cat([self._cache[c][1] for c in captions])
+        return embeds, pooled

@@ -1,0 +1,449 @@
+"""`DreamBoothConfig`: the single source of every DreamBooth option (Python, YAML and command-line flags).
+
+Flag names follow diffusers' ``examples/dreambooth/train_dreambooth.py`` wherever the option is the same, so its
+users can switch by changing the script name. Flags are generated from the dataclass with transformers'
+``HfArgumentParser``; ``--config run.yaml`` sets any option and flags given beside it win.
+
+This module imports neither torch nor diffusers: ``hfvision --help`` and config validation stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# The names diffusers.optimization.get_scheduler accepts (tests check this list against diffusers' SchedulerType).
+LR_SCHEDULERS = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "piecewise_constant",
+)
+REPORT_TO = ("tensorboard", "wandb", "all", "none")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+# Options that decide which samples, noise and parameters a run uses: a resumed run must keep them unchanged.
+RESUME_INVARIANT_FIELDS = (
+    "pretrained_model_name_or_path",
+    "revision",
+    "variant",
+    "resolution",
+    "center_crop",
+    "random_flip",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "with_prior_preservation",
+    "num_class_images",
+    "train_text_encoder",
+    "text_encoder_steps",
+    "use_lora",
+    "rank",
+    "lora_alpha",
+    "seed",
+)
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass
+class DreamBoothConfig:
+    """Every option of a DreamBooth run, validated on construction.
+
+    Errors quote the bad value and say what to do instead. Load from YAML with [`DreamBoothConfig.from_yaml`],
+    from the command line with [`parse_dreambooth_args`]; [`DreamBoothConfig.to_yaml`] writes a file that
+    reproduces the run.
+
+    Example:
+
+    ```py
+    >>> from hfvision.training import DreamBoothConfig
+    >>> config = DreamBoothConfig(
+    ...     pretrained_model_name_or_path="sd15",
+    ...     instance_data_dir="photos/",
+    ...     instance_prompt="a photo of sks dog",
+    ...     class_prompt="a photo of dog",
+    ...     with_prior_preservation=True,
+    ... )
+    >>> config.resolution
+    512
+    ```
+    """
+
+    # --- Base model -------------------------------------------------------------------------------------------
+    pretrained_model_name_or_path: str | None = field(
+        default=None,
+        metadata=_help(
+            "Base model: a Hub id (runwayml/stable-diffusion-v1-5), a local diffusers folder, a single "
+            ".safetensors file, or a registry key (sd15, sd21, sdxl; see `hfvision.models.list_base_models`)."
+        ),
+    )
+    revision: str | None = field(default=None, metadata=_help("Hub revision (branch, tag or commit) of the base."))
+    variant: str | None = field(default=None, metadata=_help("Weights variant of the base, e.g. fp16."))
+    force_resolution: bool = field(
+        default=False,
+        metadata=_help("Train at a resolution the base-model registry advises against (e.g. 768 on sd15)."),
+    )
+
+    # --- Instance data ----------------------------------------------------------------------------------------
+    instance_data_dir: str | None = field(default=None, metadata=_help("Folder of subject photos (3-30)."))
+    instance_token: str = field(
+        default="sks", metadata=_help("Rare identifier for the subject; replaces {token} in prompts.")
+    )
+    instance_prompt: str = field(
+        default="a photo of {token}",
+        metadata=_help("Prompt for the subject photos, e.g. 'a photo of sks dog'. {token} is instance_token."),
+    )
+    caption_from_filename: bool = field(
+        default=False,
+        metadata=_help("Per-image captions from file names ('sks dog (3).jpg' -> 'sks dog') when no .txt exists."),
+    )
+    resolution: int = field(default=512, metadata=_help("Training resolution (square); must be divisible by 8."))
+    center_crop: bool = field(default=False, metadata=_help("Centre-crop instead of a random crop."))
+    random_flip: bool = field(default=False, metadata=_help("Randomly flip images horizontally."))
+
+    # --- Prior preservation -----------------------------------------------------------------------------------
+    with_prior_preservation: bool = field(
+        default=False, metadata=_help("Add the prior-preservation loss on class images (same batch).")
+    )
+    class_data_dir: str | None = field(
+        default=None,
+        metadata=_help(
+            "Folder of class images. Missing ones (up to num_class_images) are generated there with the base "
+            "model. Default: a shared cache ($HFVISION_CACHE/class_images) reused across subjects."
+        ),
+    )
+    class_prompt: str | None = field(default=None, metadata=_help("Prompt of the class, e.g. 'a photo of dog'."))
+    prior_loss_weight: float = field(default=1.0, metadata=_help("Weight of the prior-preservation loss."))
+    num_class_images: int = field(default=100, metadata=_help("Class images to use (generated when missing)."))
+    sample_batch_size: int = field(default=4, metadata=_help("Batch size of class-image generation."))
+    class_inference_steps: int = field(default=30, metadata=_help("Denoising steps per generated class image."))
+    prior_generation_precision: Literal["fp32", "fp16", "bf16"] | None = field(
+        default=None, metadata=_help("Precision of class-image generation. Default: fp16 on GPU, fp32 on CPU.")
+    )
+
+    # --- Optimisation -----------------------------------------------------------------------------------------
+    train_batch_size: int = field(default=1, metadata=_help("Instance images per device per step."))
+    max_train_steps: int = field(default=400, metadata=_help("Optimizer steps to train for."))
+    learning_rate: float = field(default=5e-6, metadata=_help("Learning rate of the UNet (or its LoRA)."))
+    scale_lr: bool = field(
+        default=False, metadata=_help("Multiply the learning rates by batch size x accumulation x processes.")
+    )
+    lr_scheduler: Literal[LR_SCHEDULERS] = field(  # type: ignore[valid-type]
+        default="constant", metadata=_help("Learning-rate schedule (diffusers.optimization.get_scheduler).")
+    )
+    lr_warmup_steps: int = field(default=0, metadata=_help("Warm-up steps of the schedule."))
+    lr_num_cycles: int = field(default=1, metadata=_help("Cycles of cosine_with_restarts."))
+    lr_power: float = field(default=1.0, metadata=_help("Power of the polynomial schedule."))
+    adam_beta1: float = field(default=0.9, metadata=_help("Adam beta1."))
+    adam_beta2: float = field(default=0.999, metadata=_help("Adam beta2."))
+    adam_weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay."))
+    adam_epsilon: float = field(default=1e-8, metadata=_help("Adam epsilon."))
+    max_grad_norm: float | None = field(default=1.0, metadata=_help("Gradient clipping norm (0 or None: off)."))
+    use_8bit_adam: bool = field(default=False, metadata=_help("8-bit AdamW from bitsandbytes (GPU)."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("Micro-batches per optimizer step."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("Trade compute for memory."))
+    mixed_precision: Literal[MIXED_PRECISION] | None = field(  # type: ignore[valid-type]
+        default=None,
+        metadata=_help("no, fp16 (GPU only) or bf16. Default: accelerate's config. Trainable weights stay fp32."),
+    )
+    snr_gamma: float | None = field(default=None, metadata=_help("Min-SNR loss weighting gamma (5.0 is typical)."))
+    noise_offset: float = field(default=0.0, metadata=_help("Noise offset (0.1 is typical; 0 disables)."))
+    max_nan_steps: int = field(
+        default=5, metadata=_help("Stop after this many consecutive non-finite losses (each one is skipped).")
+    )
+    seed: int = field(default=0, metadata=_help("Seed of data order, noise, class and validation images."))
+    dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
+
+    # --- Text encoder -----------------------------------------------------------------------------------------
+    train_text_encoder: bool = field(default=False, metadata=_help("Train the text encoder(s) too."))
+    text_encoder_steps: int | None = field(
+        default=None,
+        metadata=_help(
+            "Two-stage schedule: train the text encoder for the first N steps only, then freeze it and drop it "
+            "from the optimizer. Default: the whole run."
+        ),
+    )
+    text_encoder_lr: float | None = field(
+        default=None, metadata=_help("Learning rate of the text encoder. Default: learning_rate.")
+    )
+    pre_compute_text_embeddings: bool = field(
+        default=False,
+        metadata=_help("Encode each distinct prompt once while the text encoder is frozen (saves compute)."),
+    )
+
+    # --- LoRA -------------------------------------------------------------------------------------------------
+    use_lora: bool = field(
+        default=False, metadata=_help("Train LoRA adapters (PEFT) on the UNet attention projections.")
+    )
+    rank: int | None = field(default=None, metadata=_help("LoRA rank (default 4 with --use_lora)."))
+    lora_alpha: int | None = field(default=None, metadata=_help("LoRA alpha (default: rank)."))
+    lora_dropout: float | None = field(default=None, metadata=_help("LoRA dropout (default 0)."))
+    merge_lora: bool = field(
+        default=False,
+        metadata=_help("Also write the base pipeline with the LoRA fused into output_dir (loads without PEFT)."),
+    )
+
+    # --- Caching ----------------------------------------------------------------------------------------------
+    cache_latents: bool = field(
+        default=False, metadata=_help("Encode every image once with the frozen VAE and keep the latents.")
+    )
+
+    # --- Checkpoints ------------------------------------------------------------------------------------------
+    checkpointing_steps: int = field(default=500, metadata=_help("Save a resumable checkpoint every N steps."))
+    checkpoints_total_limit: int | None = field(default=None, metadata=_help("Keep at most this many checkpoints."))
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata=_help("'latest', a checkpoint folder, or a checkpoint name under output_dir.")
+    )
+
+    # --- Validation and logging -------------------------------------------------------------------------------
+    validation_prompt: list[str] | None = field(
+        default=None, metadata=_help("Prompt(s) rendered every validation_steps into samples/ (fixed seed).")
+    )
+    num_validation_images: int = field(default=4, metadata=_help("Images per validation prompt."))
+    validation_steps: int = field(default=100, metadata=_help("Render validation images every N steps."))
+    validation_inference_steps: int = field(default=25, metadata=_help("Denoising steps of validation images."))
+    validation_guidance_scale: float = field(default=7.5, metadata=_help("Guidance scale of validation images."))
+    report_to: Literal[REPORT_TO] = field(  # type: ignore[valid-type]
+        default="tensorboard", metadata=_help("Tracker for loss, learning rate and validation images.")
+    )
+    logging_dir: str = field(default="logs", metadata=_help("Tracker folder, relative to output_dir."))
+    tracker_project_name: str = field(default="dreambooth", metadata=_help("Run name given to the trackers."))
+
+    # --- Output, Hub, sessions --------------------------------------------------------------------------------
+    output_dir: str = field(default="dreambooth-model", metadata=_help("Where the trained pipeline is written."))
+    push_to_hub: bool = field(default=False, metadata=_help("Upload output_dir to the Hub at the end."))
+    hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: output_dir's name)."))
+    hub_private: bool = field(default=True, metadata=_help("Create the Hub repo as private."))
+    session: str | None = field(
+        default=None,
+        metadata=_help("Session folder name (hfvision session): images, class images, checkpoints and samples."),
+    )
+    session_root: str = field(default="sessions", metadata=_help("Folder that holds the sessions."))
+    hub_session: str | None = field(
+        default=None,
+        metadata=_help("Mirror the session to this private Hub repo (user/repo); resumes from it on a new machine."),
+    )
+
+    def __post_init__(self) -> None:
+        self._normalise()
+        self._validate()
+
+    # ----------------------------------------------------------------------------------------------------------
+    def _normalise(self) -> None:
+        if isinstance(self.validation_prompt, str):
+            self.validation_prompt = [self.validation_prompt]
+        if self.validation_prompt is not None:
+            self.validation_prompt = list(self.validation_prompt)
+        if self.max_grad_norm == 0:
+            self.max_grad_norm = None
+        if self.use_lora:
+            self.rank = 4 if self.rank is None else self.rank
+            self.lora_alpha = self.rank if self.lora_alpha is None else self.lora_alpha
+            self.lora_dropout = 0.0 if self.lora_dropout is None else self.lora_dropout
+
+    def _validate(self) -> None:
+        def fail(message: str) -> None:
+            raise ValueError(message)
+
+        if not self.pretrained_model_name_or_path:
+            fail("pretrained_model_name_or_path is required: a Hub id, a local folder, a .safetensors file or sd15")
+        if not self.instance_data_dir and not self.session and not self.hub_session:
+            fail("instance_data_dir is required (a folder of subject photos), or pass --session NAME")
+        if not isinstance(self.resolution, int) or self.resolution <= 0 or self.resolution % 8:
+            lo, hi = max(8, self.resolution // 8 * 8), (self.resolution // 8 + 1) * 8
+            fail(f"resolution={self.resolution!r} must be a positive multiple of 8; try {hi} or {lo}")
+        for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "num_class_images",
+                     "sample_batch_size", "class_inference_steps", "checkpointing_steps", "validation_steps",
+                     "num_validation_images", "validation_inference_steps", "max_nan_steps"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(f"{name}={value!r} must be an integer >= 1")
+        for name in ("lr_warmup_steps", "dataloader_num_workers"):
+            if getattr(self, name) < 0:
+                fail(f"{name}={getattr(self, name)!r} must be >= 0")
+        if not self.learning_rate > 0:
+            fail(f"learning_rate={self.learning_rate!r} must be > 0 (typical: 5e-6 full, 1e-4 LoRA)")
+        if self.prior_loss_weight < 0:
+            fail(f"prior_loss_weight={self.prior_loss_weight!r} must be >= 0")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            fail(f"lr_scheduler={self.lr_scheduler!r} is not one of {', '.join(LR_SCHEDULERS)}")
+        if self.mixed_precision not in (None, *MIXED_PRECISION):
+            fail(f"mixed_precision={self.mixed_precision!r} must be one of no, fp16, bf16")
+        if self.prior_generation_precision not in (None, "fp32", "fp16", "bf16"):
+            fail(f"prior_generation_precision={self.prior_generation_precision!r} must be fp32, fp16 or bf16")
+        if self.report_to not in REPORT_TO:
+            fail(f"report_to={self.report_to!r} must be one of {', '.join(REPORT_TO)}")
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            fail(f"snr_gamma={self.snr_gamma!r} must be > 0 (5.0 is typical), or leave it unset")
+        if self.noise_offset < 0:
+            fail(f"noise_offset={self.noise_offset!r} must be >= 0 (0.1 is typical)")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            fail(f"max_grad_norm={self.max_grad_norm!r} must be > 0, or 0 to disable clipping")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            fail(f"checkpoints_total_limit={self.checkpoints_total_limit!r} must be >= 1, or unset for no limit")
+        if "{token}" in self.instance_prompt and not self.instance_token.strip():
+            fail("instance_token is empty but instance_prompt uses {token}; set e.g. --instance_token sks")
+
+        # Prior preservation
+        if self.with_prior_preservation and not self.class_prompt:
+            fail("with_prior_preservation needs --class_prompt, e.g. 'a photo of dog'")
+        if not self.with_prior_preservation:
+            for name in ("class_prompt", "class_data_dir"):
+                if getattr(self, name):
+                    fail(
+                        f"{name}={getattr(self, name)!r} is set but prior preservation is off; "
+                        f"add --with_prior_preservation or drop --{name}"
+                    )
+
+        # Text encoder
+        if self.text_encoder_steps is not None:
+            if not self.train_text_encoder:
+                fail(f"text_encoder_steps={self.text_encoder_steps} needs --train_text_encoder")
+            if self.text_encoder_steps < 1:
+                fail(f"text_encoder_steps={self.text_encoder_steps!r} must be >= 1")
+            if self.text_encoder_steps > self.max_train_steps:
+                fail(
+                    f"text_encoder_steps={self.text_encoder_steps} exceeds max_train_steps={self.max_train_steps}; "
+                    "lower it, or drop it to train the text encoder for the whole run"
+                )
+        if self.text_encoder_lr is not None:
+            if not self.train_text_encoder:
+                fail(f"text_encoder_lr={self.text_encoder_lr} needs --train_text_encoder")
+            if not self.text_encoder_lr > 0:
+                fail(f"text_encoder_lr={self.text_encoder_lr!r} must be > 0")
+        if self.pre_compute_text_embeddings and self.train_text_encoder and self.text_encoder_steps is None:
+            fail(
+                "pre_compute_text_embeddings needs a frozen text encoder, but train_text_encoder trains it for the "
+                "whole run; drop one, or set --text_encoder_steps N (embeddings are cached after step N)"
+            )
+
+        # LoRA
+        if not self.use_lora:
+            for name in ("rank", "lora_alpha", "lora_dropout"):
+                if getattr(self, name) is not None:
+                    fail(f"{name}={getattr(self, name)!r} only applies with --use_lora; add it or drop --{name}")
+            if self.merge_lora:
+                fail("merge_lora only applies with --use_lora")
+        else:
+            if not isinstance(self.rank, int) or self.rank < 1:
+                fail(f"rank={self.rank!r} must be an integer >= 1 (4-32 is typical)")
+            if self.lora_alpha < 1:
+                fail(f"lora_alpha={self.lora_alpha!r} must be >= 1")
+            if not 0 <= self.lora_dropout < 1:
+                fail(f"lora_dropout={self.lora_dropout!r} must be in [0, 1)")
+
+        if self.cache_latents and self.random_flip:
+            fail("cache_latents keeps one latent per image, so it cannot be combined with random_flip; drop one")
+        if self.push_to_hub and self.hub_model_id is not None and self.hub_model_id.count("/") > 1:
+            fail(f"hub_model_id={self.hub_model_id!r} must look like 'name' or 'user/name'")
+        if self.hub_session is not None and self.hub_session.count("/") != 1:
+            fail(f"hub_session={self.hub_session!r} must look like 'user/repo'")
+
+    # ----------------------------------------------------------------------------------------------------------
+    @property
+    def resolved_instance_prompt(self) -> str:
+        """``instance_prompt`` with ``{token}`` replaced by ``instance_token``."""
+        return self.expand(self.instance_prompt)
+
+    def expand(self, prompt: str) -> str:
+        """Replace ``{token}`` in ``prompt`` with the trained identifier."""
+        return prompt.replace("{token}", self.instance_token)
+
+    @property
+    def text_encoder_learning_rate(self) -> float:
+        return self.text_encoder_lr if self.text_encoder_lr is not None else self.learning_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (YAML/JSON-safe), every field."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | os.PathLike) -> Path:
+        """Write every option to ``path`` (atomically); [`DreamBoothConfig.from_yaml`] reads it back."""
+        import yaml
+
+        from ...utils.io import atomic_write
+
+        with atomic_write(path, "w") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+        return Path(path)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DreamBoothConfig:
+        """Build from a mapping; unknown keys are an error naming the closest option."""
+        check_known_keys(values, source="config")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides) -> DreamBoothConfig:
+        """Read a YAML file written by hand or by [`DreamBoothConfig.to_yaml`]; ``overrides`` win."""
+        values = load_yaml_options(path)
+        values.update(overrides)
+        return cls.from_dict(values)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(DreamBoothConfig)]
+
+
+def check_known_keys(values: dict[str, Any], source: str) -> None:
+    names = field_names()
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{source}: unknown option {key!r}{hint}")
+
+
+def load_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of option: value, not {type(values).__name__}")
+    check_known_keys(values, source=str(path))
+    return values
+
+
+def build_argument_parser(prog: str | None = None):
+    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, plus ``--config``."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(
+        DreamBoothConfig,
+        prog=prog,
+        description="DreamBooth fine-tuning of Stable Diffusion (full or LoRA) with Accelerate.",
+    )
+    parser.add_argument("--config", default=None, help="YAML file setting any option; flags given beside it win.")
+    return parser
+
+
+def parse_dreambooth_args(argv: list[str] | None = None, prog: str | None = None) -> DreamBoothConfig:
+    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`].
+
+    >>> config = parse_dreambooth_args(["--config", "examples/configs/tiny.yaml", "--max_train_steps", "20"])
+    """
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    parser = build_argument_parser(prog)
+    if known.config:
+        parser.set_defaults(**load_yaml_options(known.config))
+    config, *_ = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    return config

@@ -1,0 +1,161 @@
+"""The run's output folder: the trained pipeline (or LoRA), ``training_config.yaml``, a model card, and the push.
+
+Pipeline files are written to a hidden temporary folder and moved into ``output_dir`` one entry at a time, with
+``model_index.json`` last, so a folder that has a ``model_index.json`` always holds a complete pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ...utils.logging import get_logger
+from .config import DreamBoothConfig
+
+logger = get_logger(__name__)
+
+CONFIG_NAME = "training_config.yaml"
+OUTPUT_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", ".*", ".*/**", "logs/**"]
+
+
+def move_into(src_dir: Path, dst_dir: Path, last: tuple[str, ...] = ("model_index.json",)) -> None:
+    """Move every entry of ``src_dir`` into ``dst_dir`` (replacing same-named entries); ``last`` go last."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    entries = sorted(src_dir.iterdir(), key=lambda p: p.name in last)
+    for entry in entries:
+        target = dst_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            old = dst_dir / f".{entry.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(entry, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(entry, target)
+
+
+def save_pipeline(pipeline, output_dir: Path) -> None:
+    """``pipeline.save_pretrained`` into a temp folder beside ``output_dir``, then moved in."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".pipeline-", dir=output_dir))
+    try:
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        move_into(tmp, output_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_card_text(config: DreamBoothConfig, base, steps: int, grid_name: str | None) -> str:
+    """README.md for the output folder (Hub model card with metadata)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    base_id = base.source if base.kind in ("hub", "registry") else None
+    data = ModelCardData(
+        license=base.license or "other",
+        base_model=base_id,
+        library_name="diffusers",
+        tags=["hfvision", "dreambooth", "text-to-image", "stable-diffusion", "diffusers"]
+        + (["lora"] if config.use_lora else []),
+        instance_prompt=config.resolved_instance_prompt,
+    )
+    kind = f"LoRA (rank {config.rank})" if config.use_lora else "full fine-tune"
+    lines = [
+        "---",
+        data.to_yaml(),
+        "---",
+        "",
+        f"# DreamBooth: {config.resolved_instance_prompt}",
+        "",
+        f"Trained with hfvision's DreamBooth trainer ({kind}) from `{base.name}`"
+        + (f" (revision `{base.revision}`)" if base.revision else "")
+        + f" for {steps} steps at {config.resolution}px.",
+        "",
+        f"- Trigger word: `{config.instance_token}`",
+        f"- Instance prompt: `{config.resolved_instance_prompt}`",
+        f"- Class prompt: `{config.class_prompt}` (prior preservation, weight {config.prior_loss_weight}, "
+        f"{config.num_class_images} images)"
+        if config.with_prior_preservation
+        else "- Prior preservation: off",
+        f"- Text encoder: {_text_encoder_summary(config)}",
+        f"- Learning rate: {config.learning_rate} ({config.lr_scheduler}), batch {config.train_batch_size} "
+        f"x {config.gradient_accumulation_steps} accumulation, seed {config.seed}",
+        f"- Licence: inherited from the base model ({base.license or 'see the base model card'})",
+        "",
+    ]
+    if grid_name:
+        lines += [f"![samples]({grid_name})", ""]
+    usage = (
+        "pipe = DiffusionPipeline.from_pretrained(BASE)\npipe.load_lora_weights(REPO)"
+        if config.use_lora and not config.merge_lora
+        else "pipe = DiffusionPipeline.from_pretrained(REPO)"
+    )
+    lines += ["## Use", "", "```py", "from diffusers import DiffusionPipeline", "", usage,
+              f'image = pipe("{config.resolved_instance_prompt} on the beach").images[0]', "```", ""]  # fmt: skip
+    lines += ["The full training options are in `training_config.yaml`.", ""]
+    return str(ModelCard("\n".join(lines)))
+
+
+def _text_encoder_summary(config: DreamBoothConfig) -> str:
+    if not config.train_text_encoder:
+        return "frozen"
+    lr = config.text_encoder_learning_rate
+    if config.text_encoder_steps:
+        return f"trained for the first {config.text_encoder_steps} steps (lr {lr}), then frozen"
+    return f"trained for the whole run (lr {lr})"
+
+
+def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True) -> str:
+    """Create ``repo_id`` if needed and upload ``output_dir`` (without checkpoints, logs and hidden files)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(output_dir),
+        ignore_patterns=OUTPUT_IGNORE_PATTERNS,
+        commit_message="Upload DreamBooth model (hfvision)",
+    )
+    return getattr(info, "commit_url", str(info))
+
+
+def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_encoders: list, build_pipeline,
+                cast_frozen: bool, sample_images: list | None, steps: int) -> Path | None:  # fmt: skip
+    """Everything the run leaves in ``output_dir``; returns the LoRA file for LoRA runs.
+
+    Full fine-tunes write the stock diffusers pipeline. LoRA runs write ``pytorch_lora_weights.safetensors`` (and,
+    with ``merge_lora``, the base pipeline with the LoRA fused in). Frozen parts that were cast to a lower precision
+    for training are saved from a fresh float32 load of the base, so they stay byte-identical to it.
+    """
+    import torch
+
+    from .components import FAMILIES, load_base_pipeline
+    from .lora import save_lora
+    from .validation import make_grid
+
+    lora_path = None
+    if config.use_lora:
+        lora_path = save_lora(output_dir, base.family, unet, text_encoders)
+        if config.merge_lora:
+            pipe = load_base_pipeline(base, torch.float32, config.variant)
+            pipe.load_lora_weights(output_dir)
+            pipe.fuse_lora()
+            pipe.unload_lora_weights()
+            save_pipeline(pipe, output_dir)
+    else:
+        pipe = build_pipeline()
+        if cast_frozen:
+            pipe = load_base_pipeline(base, torch.float32, config.variant)
+            pipe.unet = unet
+            for name, encoder in zip(FAMILIES[base.family].text_encoders, text_encoders):
+                setattr(pipe, name, encoder)
+        save_pipeline(pipe, output_dir)
+    config.to_yaml(output_dir / CONFIG_NAME)
+    grid = None
+    if sample_images:
+        grid = "samples.png"
+        make_grid(sample_images).save(output_dir / grid)
+    (output_dir / "README.md").write_text(model_card_text(config, base, steps, grid), encoding="utf-8")
+    return lora_path

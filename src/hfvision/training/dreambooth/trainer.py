@@ -1,0 +1,399 @@
+"""`DreamBoothTrainer`: the training run as a readable sequence of named steps, on Accelerate.
+
+Accelerate owns devices, precision, distribution and checkpoint state; PEFT owns LoRA; diffusers provides the
+models, noise schedule, LR schedules and min-SNR. This class decides the order of things and keeps every random
+draw on explicit, checkpointed generators so that a killed and resumed run ends bit-identical to an uninterrupted
+one (on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ...utils.logging import get_logger
+from . import output as output_lib
+from .checkpointing import CheckpointManager, check_resumable, read_trainer_state, resolve_checkpoint
+from .class_images import class_image_key, default_class_dir, generate_class_images, plan_class_images
+from .components import (
+    FAMILIES,
+    BaseModel,
+    load_base_pipeline,
+    pipeline_class,
+    resolve_base_model,
+    training_noise_scheduler,
+)
+from .conditioning import PromptEncoder
+from .config import DreamBoothConfig
+from .data import DreamBoothDataset, EpochSampler, collate, list_images, load_records, read_caption
+from .loop import TrainingLoop
+from .lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, load_lora, save_lora
+from .optim import build_lr_scheduler, build_optimizer
+from .runtime import check_runtime, derived_seed, free_memory
+from .sdxl import validate_time_embedding
+from .validation import log_to_trackers, render_validation, save_samples
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class DreamBoothResult:
+    """What a finished run produced."""
+
+    output_dir: Path
+    global_step: int
+    final_loss: float | None
+    checkpoints: list[Path] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)
+    lora_weights: Path | None = None
+
+
+class DreamBoothTrainer(TrainingLoop):
+    """Fine-tune a Stable Diffusion model on a few photos of one subject (full or LoRA, SD 1.x/2.x/XL).
+
+    Args:
+        config ([`DreamBoothConfig`]): every option of the run.
+        callbacks (`list`, *optional*): objects with any of ``on_step_end(trainer, step, logs)``,
+            ``on_checkpoint(trainer, path)``, ``on_validation(trainer, step, paths)``, ``on_train_end(trainer,
+            result)``.
+
+    Example:
+
+    ```py
+    >>> from hfvision.training import DreamBoothConfig, DreamBoothTrainer
+    >>> config = DreamBoothConfig(pretrained_model_name_or_path="sd15", instance_data_dir="photos/",
+    ...                           instance_prompt="a photo of sks dog", max_train_steps=400)
+    >>> result = DreamBoothTrainer(config).train()
+    >>> result.output_dir
+    PosixPath('dreambooth-model')
+    ```
+    """
+
+    def __init__(self, config: DreamBoothConfig, callbacks: list | None = None):
+        self.config, self.callbacks = config, list(callbacks or [])
+        self.global_step, self.last_loss, self.nan_streak = 0, None, 0
+        self.checkpoints_saved: list[Path] = []
+        self.samples: list[Path] = []
+        self.session = None
+
+    # ------------------------------------------------------------------------------------------------ the run
+    def train(self) -> DreamBoothResult:
+        """Run every step below; returns a [`DreamBoothResult`]."""
+        # 1. Check inputs: everything that can be wrong is reported before a model is loaded.
+        self.check_inputs()
+        # 2. Accelerator (devices, precision, processes, trackers) and seeds
+        self.setup_accelerator()
+        # 3. Instance images, decoded once (bad files fail here)
+        self.load_instance_images()
+        # 4. Base model and class images (generated when missing, memory released afterwards)
+        self.load_base_model_and_class_images()
+        # 5. Models: freeze, LoRA adapters, precision, gradient checkpointing
+        self.configure_models()
+        # 6. Data, optimizer, LR schedule, then accelerate.prepare
+        self.create_dataloader()
+        self.create_optimizer()
+        self.prepare_with_accelerator()
+        # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
+        self.resume()
+        # 8. Train
+        self.training_loop()
+        # 9. Save the pipeline / LoRA, config, model card; push if asked
+        return self.finish()
+
+    # ------------------------------------------------------------------------------------------------ 1. inputs
+    def check_inputs(self) -> None:
+        config = self.config
+        check_runtime(config)
+        if config.session or config.hub_session:
+            from .session import open_session
+
+            self.session = open_session(config)
+        self.instance_dir = Path(self.session.instance_dir if self.session else config.instance_data_dir)
+        self.instance_paths = list_images(self.instance_dir)
+        self.base: BaseModel = resolve_base_model(
+            config.pretrained_model_name_or_path, config.revision, config.resolution, config.force_resolution
+        )
+        self.output_dir = Path(config.output_dir)
+        self.checkpoints_dir = Path(self.session.checkpoints_dir) if self.session else self.output_dir
+        self.samples_dir = Path(self.session.samples_dir) if self.session else self.output_dir / "samples"
+        if config.resume_from_checkpoint not in (None, "latest"):
+            resolve_checkpoint(config.resume_from_checkpoint, self.checkpoints_dir)  # raises if missing
+
+    # ------------------------------------------------------------------------------------------------ 2. accelerator
+    def setup_accelerator(self) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+
+        config = self.config
+        handlers = []
+        if self.base.family == "sdxl" and config.train_text_encoder:  # text_encoder's last layer feeds nothing
+            handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=config.mixed_precision,
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_config=ProjectConfiguration(
+                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / config.logging_dir)
+            ),
+            kwargs_handlers=handlers,
+        )
+        acc = self.accelerator
+        if acc.mixed_precision == "fp16" and acc.device.type == "cpu":
+            raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use --mixed_precision bf16 or no")
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
+        set_seed(config.seed)
+        # Noise, timesteps and latent sampling: one generator per process, saved in every checkpoint.
+        self.noise_generator = torch.Generator("cpu").manual_seed(
+            derived_seed(config.seed, "noise", acc.process_index)
+        )
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            config.to_yaml(self.output_dir / output_lib.CONFIG_NAME)
+
+    # ------------------------------------------------------------------------------------------------ 3. images
+    def load_instance_images(self) -> None:
+        config = self.config
+        prompt = config.resolved_instance_prompt
+        captions = [config.expand(read_caption(p, prompt, config.caption_from_filename)) for p in self.instance_paths]
+        self.instance_records = load_records(self.instance_paths, captions, config.resolution)
+        logger.info("%d instance images from %s", len(self.instance_records), self.instance_dir)
+
+    # ------------------------------------------------------------------------------------------------ 4. base + class
+    def load_base_model_and_class_images(self) -> None:
+        config, acc = self.config, self.accelerator
+        self.class_records, missing = [], []
+        if config.with_prior_preservation:
+            self.class_dir = Path(
+                config.class_data_dir or (self.session.class_dir if self.session else default_class_dir())
+            )
+            key = class_image_key(self.base.source, self.base.revision, config.expand(config.class_prompt),
+                                  config.resolution, config.seed)  # fmt: skip
+            class_paths, missing = plan_class_images(self.class_dir, key, config.num_class_images)
+        generation_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
+            config.prior_generation_precision, torch.float16 if acc.device.type == "cuda" else torch.float32
+        )
+        if missing and generation_dtype != torch.float32:  # own low-precision copy, freed before training
+            self.generate_class_images(key, missing, lambda: load_base_pipeline(self.base, generation_dtype))
+            free_memory()
+        pipe = load_base_pipeline(self.base, torch.float32, config.variant)
+        if missing and generation_dtype == torch.float32:
+            self.generate_class_images(key, missing, lambda: pipe)
+        if config.with_prior_preservation:
+            prompt = config.expand(config.class_prompt)
+            self.class_records = load_records(class_paths, [prompt] * len(class_paths), config.resolution)
+        self.components = dict(pipe.components)
+
+    def generate_class_images(self, key: str, missing: list[int], load) -> None:
+        config, acc = self.config, self.accelerator
+        logger.info("generating %d class images into %s", len(missing), self.class_dir)
+        meta = {"base_model": self.base.source, "revision": self.base.revision, "seed": config.seed,
+                "class_prompt": config.expand(config.class_prompt), "resolution": config.resolution}  # fmt: skip
+        with acc.split_between_processes(missing) as mine:
+            pipe = generate_class_images(
+                load, self.class_dir, key, list(mine), meta["class_prompt"], config.resolution, config.seed,
+                batch_size=config.sample_batch_size, num_inference_steps=config.class_inference_steps,
+                device=acc.device, show_progress=acc.is_local_main_process, metadata=meta,
+            )  # fmt: skip
+            if pipe is not None:
+                pipe.to("cpu")
+            del pipe
+        acc.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------------------------ 5. models
+    def configure_models(self) -> None:
+        config, acc, c = self.config, self.accelerator, self.components
+        spec = FAMILIES[self.base.family]
+        self.unet, self.vae, self.inference_scheduler = c["unet"], c["vae"], c["scheduler"]
+        self.text_encoders = [c[name] for name in spec.text_encoders]
+        self.tokenizers = [c[name] for name in spec.tokenizers]
+        self.noise_scheduler = training_noise_scheduler(self.inference_scheduler)
+        if self.base.family == "sdxl":
+            validate_time_embedding(self.unet)
+        for model in (self.vae, self.unet, *self.text_encoders):
+            model.requires_grad_(False)
+        if config.use_lora:
+            add_lora(self.unet, config.rank, config.lora_alpha, config.lora_dropout, UNET_TARGET_MODULES)
+            if config.train_text_encoder:
+                for encoder in self.text_encoders:
+                    add_lora(encoder, config.rank, config.lora_alpha, config.lora_dropout, TEXT_ENCODER_TARGET_MODULES)
+        else:
+            self.unet.requires_grad_(True)
+            for encoder in self.text_encoders if config.train_text_encoder else []:
+                encoder.requires_grad_(True)
+        # Frozen weights may use the mixed-precision dtype; trainable ones stay float32.
+        self.cast_frozen = self.weight_dtype != torch.float32
+        upcast_vae = self.weight_dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False)
+        self.vae.to(acc.device)
+        if self.cast_frozen and not upcast_vae:
+            self.vae.to(dtype=self.weight_dtype)
+        for model in [self.unet] + self.text_encoders:
+            for param in model.parameters():
+                param.data = param.data.to(acc.device, torch.float32 if param.requires_grad else self.weight_dtype)
+        if config.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            for encoder in self.text_encoders if config.train_text_encoder else []:
+                encoder.gradient_checkpointing_enable()
+        self.unet.train()
+        for encoder in self.text_encoders:
+            encoder.train(config.train_text_encoder)
+
+    # ------------------------------------------------------------------------------------------------ 6. data/optim
+    def create_dataloader(self) -> None:
+        config = self.config
+        self.dataset = DreamBoothDataset(self.instance_records, self.class_records, config.resolution,
+                                         config.center_crop, config.random_flip)  # fmt: skip
+        if config.cache_latents:
+            self.cache_latents()
+        self.sampler = EpochSampler(len(self.dataset), config.seed)
+        self.train_dataloader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=config.train_batch_size, sampler=self.sampler, collate_fn=collate,
+            num_workers=config.dataloader_num_workers,
+        )  # fmt: skip
+
+    def cache_latents(self) -> None:
+        if self.dataset.has_random_crops():
+            raise ValueError("cache_latents needs one crop per image: pass --center_crop or use square images")
+        params = {}
+        with torch.no_grad():
+            for image_id in range(len(self.dataset.records)):
+                pixels = self.dataset.example(image_id, rng=None)["pixel_values"][None]
+                encoded = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.parameters
+                params[image_id] = encoded[0].float().cpu()
+        self.dataset.latent_params = params
+
+    def create_optimizer(self) -> None:
+        config, acc = self.config, self.accelerator
+        scale = config.train_batch_size * config.gradient_accumulation_steps * acc.num_processes
+        unet_params = [p for p in self.unet.parameters() if p.requires_grad]
+        text_params = [p for e in self.text_encoders for p in e.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(config, unet_params, text_params, scale if config.scale_lr else 1.0)
+        self.lr_scheduler = build_lr_scheduler(config, self.optimizer, acc.num_processes)
+
+    def prepare_with_accelerator(self) -> None:
+        config, acc = self.config, self.accelerator
+        trained_encoders = self.text_encoders if config.train_text_encoder else []
+        prepared = acc.prepare(self.unet, *trained_encoders, self.optimizer, self.train_dataloader, self.lr_scheduler)
+        self.unet_p, *rest = prepared
+        n = len(trained_encoders)
+        self.text_encoders_p, (self.optimizer, self.train_dataloader, self.lr_scheduler) = rest[:n], rest[n:]
+        self.text_encoder_active = config.train_text_encoder
+        self.prompt_encoder = PromptEncoder(self.base.family, self.tokenizers, self.text_encoders_p or self.text_encoders,
+                                            self.text_encoders, acc.device, cache=config.pre_compute_text_embeddings)  # fmt: skip
+        self.prompt_encoder.set_trainable(self.text_encoder_active)
+        self.prompt_encoder.warn_if_truncated([r.caption for r in self.dataset.records])
+        self.checkpoints = CheckpointManager(acc, self.checkpoints_dir, config.checkpoints_total_limit,
+                                             self.save_weights, self.load_weights)  # fmt: skip
+        self.micro_batches_per_epoch = len(self.train_dataloader)
+        self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / config.gradient_accumulation_steps)
+        if acc.is_main_process and config.report_to != "none":
+            flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.to_dict().items()}
+            acc.init_trackers(config.tracker_project_name, config=flat)
+
+    # ------------------------------------------------------------------------------------------------ weights I/O
+    def trained_text_encoders(self) -> list:
+        return [self.accelerator.unwrap_model(e) for e in self.text_encoders_p]
+
+    def save_weights(self, folder: Path) -> None:
+        """Trained weights only, diffusers layout (used by checkpoints; loadable for previews)."""
+        unet = self.accelerator.unwrap_model(self.unet_p)
+        if self.config.use_lora:
+            save_lora(folder, self.base.family, unet, self.trained_text_encoders())
+            return
+        unet.save_pretrained(folder / "unet", safe_serialization=True)
+        for name, encoder in zip(FAMILIES[self.base.family].text_encoders, self.trained_text_encoders()):
+            encoder.save_pretrained(folder / name)
+
+    def load_weights(self, folder: Path) -> None:
+        unet = self.accelerator.unwrap_model(self.unet_p)
+        if self.config.use_lora:
+            load_lora(folder, self.base.family, unet, self.trained_text_encoders())
+            return
+        unet.load_state_dict(type(unet).from_pretrained(folder / "unet").state_dict())
+        for name, encoder in zip(FAMILIES[self.base.family].text_encoders, self.trained_text_encoders()):
+            encoder.load_state_dict(type(encoder).from_pretrained(folder / name).state_dict())
+
+    # ------------------------------------------------------------------------------------------------ 7. resume
+    def resume(self) -> None:
+        config = self.config
+        spec = config.resume_from_checkpoint or ("latest" if self.session is not None else None)
+        checkpoint = resolve_checkpoint(spec, self.checkpoints_dir)
+        if checkpoint is None:
+            if spec:
+                logger.info("no checkpoint in %s yet: starting from step 0", self.checkpoints_dir)
+            return
+        state = read_trainer_state(checkpoint)
+        check_resumable(checkpoint, state, config, self.accelerator.num_processes, self.micro_batches_per_epoch)
+        if state.get("text_encoder_frozen"):
+            self.finish_text_encoder_stage()  # the saved optimizer has an empty text-encoder group
+        self.checkpoints.load(checkpoint, {"noise_rng": self.noise_generator})
+        self.global_step = int(state["global_step"])
+        logger.info("resumed from %s at step %d", checkpoint, self.global_step)
+
+    # ------------------------------------------------------------------------------------------------ validation
+    def build_pipeline(self):
+        """A pipeline around the in-training modules (unwrapped), with the base's inference scheduler."""
+        spec = FAMILIES[self.base.family]
+        acc = self.accelerator
+        encoders = self.trained_text_encoders() if self.config.train_text_encoder else self.text_encoders
+        parts = {"vae": self.vae, "unet": acc.unwrap_model(self.unet_p), "scheduler": self.inference_scheduler,
+                 **dict(zip(spec.text_encoders, encoders)), **dict(zip(spec.tokenizers, self.tokenizers))}  # fmt: skip
+        if self.base.family == "sd":
+            parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe = pipeline_class(self.base.family)(**parts)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def validate(self) -> list[Path]:
+        config, acc = self.config, self.accelerator
+        if not acc.is_main_process:
+            return []
+        prompts = [config.expand(p) for p in config.validation_prompt]
+        models = [acc.unwrap_model(self.unet_p), *self.trained_text_encoders()]
+        modes = [m.training for m in models]
+        for m in models:
+            m.eval()
+        images = render_validation(self.build_pipeline(), prompts, config.num_validation_images, config.seed,
+                                   config.resolution, config.validation_inference_steps,
+                                   config.validation_guidance_scale, self.weight_dtype)  # fmt: skip
+        for m, mode in zip(models, modes):
+            m.train(mode)
+        paths = save_samples(images, prompts, self.samples_dir / f"step-{self.global_step:06d}")
+        log_to_trackers(acc, images, prompts, self.global_step)
+        self.samples, self.sample_images = paths, [img for row in images for img in row]
+        for callback in self.callbacks:
+            if hasattr(callback, "on_validation"):
+                callback.on_validation(self, self.global_step, paths)
+        return paths
+
+    # ------------------------------------------------------------------------------------------------ 9. output
+    def finish(self) -> DreamBoothResult:
+        config, acc = self.config, self.accelerator
+        acc.wait_for_everyone()
+        result = DreamBoothResult(self.output_dir, self.global_step, self.last_loss, list(self.checkpoints_saved))
+        if acc.is_main_process:
+            if config.validation_prompt and self.global_step % config.validation_steps:
+                self.validate()
+            result.samples = list(self.samples)
+            result.lora_weights = self.save_output()
+        acc.end_training()
+        if self.session is not None and acc.is_main_process:
+            self.session.on_train_end(self.output_dir, self.global_step)
+        if config.push_to_hub and acc.is_main_process:
+            repo_id = config.hub_model_id or self.output_dir.resolve().name
+            logger.info("pushed to %s", output_lib.push_output_to_hub(self.output_dir, repo_id, config.hub_private))
+        acc.wait_for_everyone()
+        for callback in self.callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(self, result)
+        return result
+
+    def save_output(self) -> Path | None:
+        """Write the pipeline (full) or the LoRA file (+ fused pipeline with merge_lora), config and model card."""
+        unet = self.accelerator.unwrap_model(self.unet_p)
+        return output_lib.save_output(
+            self.config, self.base, self.output_dir, unet, self.trained_text_encoders(), self.build_pipeline,
+            self.cast_frozen, getattr(self, "sample_images", None), self.global_step,
+        )  # fmt: skip
