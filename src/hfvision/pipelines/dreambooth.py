@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
@@ -228,6 +228,8 @@ class DreamBoothPipeline(
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
+    # Guidance embedding for guidance-distilled UNets (``time_cond_proj_dim``): diffusers' own function, reused.
+    get_guidance_scale_embedding = StableDiffusionPipeline.get_guidance_scale_embedding
     _optional_components = ["controlnet"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds", "control_image"]
 
@@ -560,7 +562,7 @@ class DreamBoothPipeline(
         timestep_cond = None
         if self.unet.config.time_cond_proj_dim is not None:
             scale = torch.tensor(self.guidance_scale - 1).repeat(batch_size * num_images_per_prompt)
-            timestep_cond = self.get_guidance_scale_embedding(scale, self.unet.config.time_cond_proj_dim)
+            timestep_cond = self.get_guidance_scale_embedding(scale, embedding_dim=self.unet.config.time_cond_proj_dim)
             timestep_cond = timestep_cond.to(device=device, dtype=latents.dtype)
 
         # 6. Denoising loop
@@ -625,9 +627,3 @@ class DreamBoothPipeline(
         if not return_dict:
             return (image, None)
         return StableDiffusionPipelineOutput(images=image, nsfw_content_detected=None)
-
-    def get_guidance_scale_embedding(self, w: torch.Tensor, embedding_dim: int = 512) -> torch.Tensor:
-        """Sinusoidal embedding of the guidance scale, for guidance-distilled UNets (``time_cond_proj_dim``)."""
-        from diffusers.models.embeddings import get_timestep_embedding
-
-        return get_timestep_embedding(w * 1000.0, embedding_dim, flip_sin_to_cos=False, downscale_freq_shift=1)

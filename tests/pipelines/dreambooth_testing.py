@@ -1,0 +1,41 @@
+"""Shared helpers for the DreamBooth pipeline tests (imported by basename: pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hfvision.testing import tiny_controlnet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def active_controlnet(family, seed=0):
+    """A tiny ControlNet whose zero-initialised output convolutions are randomised, so it changes the result."""
+    controlnet = tiny_controlnet(family, seed)
+    torch.manual_seed(seed + 100)
+    with torch.no_grad():
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            for param in module.parameters():
+                param.normal_(std=0.2)
+    return controlnet
+
+
+def control_photo():
+    from PIL import Image
+
+    from hfvision.pipelines.controlnet_utils import canny_image
+    from hfvision.testing import sample_image
+
+    return canny_image(sample_image("astronaut").resize((64, 64), Image.BICUBIC))
