@@ -1,0 +1,76 @@
+"""ONNX export on Optimum's core exporter framework, strict validation, int8 quantization, ONNX Runtime inference.
+
+>>> from hfvision.export import export_onnx, load_ort_pipeline
+>>> export_onnx("my-vit-classifier", "vit-onnx", task="gender-classification")  # doctest: +SKIP
+>>> load_ort_pipeline("gender-classification", "vit-onnx")(image)  # doctest: +SKIP
+
+Names load lazily: ``import hfvision.export`` imports neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_LAZY = {
+    "export_onnx": ".export",
+    "export_to_onnx": ".export",
+    "push_onnx_to_hub": ".export",
+    "ExportResult": ".export",
+    "export_diffusion_onnx": ".diffusion",
+    "OrtStableDiffusionPipeline": ".diffusion",
+    "OrtStableDiffusionXLPipeline": ".diffusion",
+    "validate_onnx": ".validate",
+    "ValidationReport": ".validate",
+    "quantize_onnx": ".quantize",
+    "load_ort_pipeline": ".runtime",
+    "is_onnx_export": ".runtime",
+    "select_providers": ".runtime",
+    "OrtModel": ".runtime",
+    "OrtModelForImageClassification": ".runtime",
+    "OrtModelForFeaturePyramid": ".runtime",
+    "get_export_config": ".configs",
+    "supported_architectures": ".configs",
+    "ExportError": ".errors",
+    "UnsupportedModelError": ".errors",
+    "OpsetError": ".errors",
+    "ValidationFailedError": ".errors",
+    "QuantizationRefusedError": ".errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .configs import get_export_config, supported_architectures  # noqa: F401
+    from .diffusion import OrtStableDiffusionPipeline, OrtStableDiffusionXLPipeline, export_diffusion_onnx  # noqa: F401
+    from .errors import (  # noqa: F401
+        ExportError,
+        OpsetError,
+        QuantizationRefusedError,
+        UnsupportedModelError,
+        ValidationFailedError,
+    )
+    from .export import ExportResult, export_onnx, export_to_onnx, push_onnx_to_hub  # noqa: F401
+    from .quantize import quantize_onnx  # noqa: F401
+    from .runtime import (  # noqa: F401
+        OrtModel,
+        OrtModelForFeaturePyramid,
+        OrtModelForImageClassification,
+        is_onnx_export,
+        load_ort_pipeline,
+        select_providers,
+    )
+    from .validate import ValidationReport, validate_onnx  # noqa: F401
