@@ -59,6 +59,17 @@ async def read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _set_torch_threads(num_threads: int | None) -> int | None:
+    """Set torch's CPU thread count (process-wide); returns the previous value (``None``: nothing changed)."""
+    if num_threads is None:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    return previous
+
+
 def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metrics: ServerMetrics | None = None):
     """Build the FastAPI app serving ``config.model`` for ``config.task``.
 
@@ -85,6 +96,7 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        previous_threads = _set_torch_threads(config.num_threads)
         batcher.start()
         logger.info("serving %s (%s): max_batch_size=%d, max_wait_ms=%g", config.model_name, config.task,
                     config.max_batch_size, config.max_wait_ms)  # fmt: skip
@@ -93,6 +105,7 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
         finally:
             # uvicorn lets in-flight HTTP requests finish before this runs; drain whatever is still queued.
             await batcher.aclose(drain=True, timeout=config.shutdown_timeout)
+            _set_torch_threads(previous_threads)
             logger.info("batch worker stopped")
 
     app = FastAPI(title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -31,6 +31,10 @@ class ServeConfig:
     max_pixels: int = field(default=40_000_000, metadata={"help": "largest decoded image in pixels (then 400)"})
     onnx: bool = field(default=False, metadata={"help": "run the model's ONNX export on ONNX Runtime"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu, cuda, cuda:1"})
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch CPU threads while serving (default: torch's choice); 1 is fastest on a busy host"},
+    )
     name: str | None = field(
         default=None, metadata={"help": "model name in POST /models/{name} (default: --model as given)"}
     )
@@ -43,8 +47,8 @@ class ServeConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"task={self.task!r} is not one of {', '.join(TASKS)}")
-        for name in ("max_batch_size", "max_queue", "max_pixels", "max_steps", "max_side"):
-            if getattr(self, name) < 1:
+        for name in ("max_batch_size", "max_queue", "max_pixels", "max_steps", "max_side", "num_threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("max_wait_ms", "timeout", "max_body_mb", "shutdown_timeout"):
             if getattr(self, name) < 0 or (name in ("timeout", "max_body_mb") and getattr(self, name) == 0):
