@@ -32,8 +32,13 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(config)
     print(f"hfvision serve: {config.task} model {config.model_name} on http://{config.host}:{config.port} "
           f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)", flush=True)  # fmt: skip
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
-                timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
+    try:
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends the process with
+        # the usual -15 status, Ctrl+C arrives here as KeyboardInterrupt.
+        uvicorn.run(app, host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
+                    timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
+    except KeyboardInterrupt:
+        print("hfvision serve: stopped", flush=True)
     return 0
 
 
