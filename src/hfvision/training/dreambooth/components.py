@@ -8,7 +8,6 @@ here; families are data (the table below), not branches spread over the trainer.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,6 @@ PIPELINE_FAMILIES = {
 # registry family names -> trainer family
 _REGISTRY_FAMILIES = {"sd1": "sd", "sd15": "sd", "sd2": "sd", "sd21": "sd", "sd": "sd", "sdxl": "sdxl"}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 
 @dataclass
@@ -97,54 +95,42 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path} is not readable JSON: {err}") from None
 
 
-def _registry():
-    try:
-        from ... import models
-    except ImportError:
-        return None
-    return models if hasattr(models, "get_base_model") else None
-
-
 def resolve_base_model(name: str, revision: str | None = None, resolution: int | None = None,
                        force_resolution: bool = False) -> BaseModel:  # fmt: skip
     """Find out what ``name`` is without loading weights; raise a clear error for anything untrainable.
 
-    Reads only ``model_index.json`` and the scheduler config (a local file or a small Hub download).
+    Reads only ``model_index.json`` and the scheduler config (a local file or a small Hub download). Registry keys
+    also check ``resolution`` against the entry (``force_resolution`` turns that error into a warning).
     """
-    path = Path(os.path.expanduser(name))
-    if path.is_file():
-        if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
-            raise ValueError(f"base model file {path} is not a .safetensors or .ckpt checkpoint")
-        return BaseModel(name, str(path), None, None, "file")  # family known once loaded
-    if path.is_dir():
-        index_path = path / "model_index.json"
-        if not index_path.is_file():
+    from ...models import classify_source, get_base_model, validate_training_resolution
+
+    kind = classify_source(name)
+    if kind in ("file", "url"):
+        return BaseModel(name, str(name), None, None, kind)  # family known once loaded (from the file's keys)
+    if kind == "directory":
+        path = Path(name).expanduser()
+        index = _read_json(path / "model_index.json") if (path / "model_index.json").is_file() else None
+        if index is None:
             raise ValueError(f"base model folder {path} has no model_index.json (not a diffusers pipeline folder)")
-        index = _read_json(index_path)
         scheduler_cfg = path / "scheduler" / "scheduler_config.json"
         prediction = _read_json(scheduler_cfg).get("prediction_type") if scheduler_cfg.is_file() else None
         base = BaseModel(name, str(path), revision, _family_from_index(name, index), "dir", prediction_type=prediction)
-        _check_prediction(base)
-        return base
-
-    registry = _registry()
-    if "/" not in name and registry is not None:
-        entry = registry.get_base_model(name)  # raises ValueError naming the closest key for unknown keys
-        family = _REGISTRY_FAMILIES.get(str(getattr(entry, "family", "")).lower())
+    elif kind == "registry":
+        entry = get_base_model(name)
+        family = _REGISTRY_FAMILIES.get(entry.family)
         if family is None:
-            raise _unsupported(name, f"a {getattr(entry, 'family', '?')} model")
-        if resolution is not None and not force_resolution:
-            registry.validate_training_resolution(name, resolution)
-        base = BaseModel(name, entry.repo_id, revision or getattr(entry, "revision", None), family, "registry",
-                         registry_key=name, license=getattr(entry, "license", None),
-                         prediction_type=getattr(entry, "prediction_type", None))  # fmt: skip
-        _check_prediction(base)
-        return base
-    if name.count("/") != 1:
-        raise FileNotFoundError(
-            f"base model {name!r} is neither a local path, a Hub id (user/model) nor a registry key"
-        )
+            raise _unsupported(name, f"a {entry.family} model ({entry.pipeline_class})")
+        if resolution is not None:
+            validate_training_resolution(name, resolution, allow_override=force_resolution)
+        base = BaseModel(name, entry.repo_id, revision or entry.revision, family, "registry", registry_key=name,
+                         license=entry.license, prediction_type=entry.prediction_type)  # fmt: skip
+    else:
+        base = _resolve_hub(name, revision)
+    _check_prediction(base)
+    return base
 
+
+def _resolve_hub(name: str, revision: str | None) -> BaseModel:
     from huggingface_hub import hf_hub_download
 
     try:
@@ -157,9 +143,7 @@ def resolve_base_model(name: str, revision: str | None = None, resolution: int |
         prediction = _read_json(Path(cfg)).get("prediction_type")
     except Exception:  # noqa: BLE001 - optional: checked again once loaded
         pass
-    base = BaseModel(name, name, revision, _family_from_index(name, index), "hub", prediction_type=prediction)
-    _check_prediction(base)
-    return base
+    return BaseModel(name, name, revision, _family_from_index(name, index), "hub", prediction_type=prediction)
 
 
 def _check_prediction(base: BaseModel) -> None:
@@ -183,11 +167,10 @@ def load_base_pipeline(base: BaseModel, torch_dtype=None, variant: str | None = 
     import torch
 
     torch_dtype = torch_dtype or torch.float32
-    if base.kind == "file":
-        registry = _registry()
-        if registry is None or not hasattr(registry, "load_pipeline"):
-            raise ImportError("training from a single-file checkpoint needs hfvision.models.load_pipeline")
-        pipe = registry.load_pipeline(base.source, torch_dtype=torch_dtype)
+    if base.kind in ("file", "url"):
+        from ...models import load_pipeline
+
+        pipe = load_pipeline(base.source, torch_dtype=torch_dtype)
         if base.family is None:
             base.family = _family_from_index(base.name, {"_class_name": type(pipe).__name__, **pipe.components})
         base.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")

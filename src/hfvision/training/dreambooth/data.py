@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ...data import read_caption  # noqa: F401 - re-exported for the trainer
 from ...utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -35,32 +36,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise ValueError(f"instance_data_dir {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return files
-
-
-def read_caption(image_path: Path, instance_prompt: str, caption_from_filename: bool) -> str:
-    """Caption of one instance image: sidecar ``.txt``, else the file name (when asked), else the instance prompt.
-
-    Uses :func:`hfvision.data.read_caption` when available so the data preparation step and the trainer agree.
-    """
-    try:
-        from ...data import read_caption as shared_read_caption
-    except ImportError:  # the data-preparation module is optional for the trainer
-        shared_read_caption = None
-    if shared_read_caption is not None:
-        return shared_read_caption(image_path, instance_prompt, caption_from_filename)
-    sidecar = image_path.with_suffix(".txt")
-    if sidecar.is_file():
-        text = sidecar.read_text(encoding="utf-8").strip()
-        if text:
-            return text
-    if caption_from_filename:
-        import re
-
-        text = re.sub(r"[\d_()\-]+", " ", image_path.stem)
-        text = " ".join(text.split())
-        if text:
-            return text
-    return instance_prompt
 
 
 @dataclass

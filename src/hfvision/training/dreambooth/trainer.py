@@ -82,40 +82,52 @@ class DreamBoothTrainer(TrainingLoop):
     # ------------------------------------------------------------------------------------------------ the run
     def train(self) -> DreamBoothResult:
         """Run every step below; returns a [`DreamBoothResult`]."""
-        # 1. Check inputs: everything that can be wrong is reported before a model is loaded.
-        self.check_inputs()
-        # 2. Accelerator (devices, precision, processes, trackers) and seeds
-        self.setup_accelerator()
-        # 3. Instance images, decoded once (bad files fail here)
-        self.load_instance_images()
-        # 4. Base model and class images (generated when missing, memory released afterwards)
-        self.load_base_model_and_class_images()
-        # 5. Models: freeze, LoRA adapters, precision, gradient checkpointing
-        self.configure_models()
-        # 6. Data, optimizer, LR schedule, then accelerate.prepare
-        self.create_dataloader()
-        self.create_optimizer()
-        self.prepare_with_accelerator()
-        # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
-        self.resume()
-        # 8. Train
-        self.training_loop()
-        # 9. Save the pipeline / LoRA, config, model card; push if asked
-        return self.finish()
+        try:
+            # 1. Check inputs: everything that can be wrong is reported before a model is loaded.
+            self.check_inputs()
+            # 2. Accelerator (devices, precision, processes, trackers) and seeds
+            self.setup_accelerator()
+            # 3. Instance images, decoded once (bad files fail here)
+            self.load_instance_images()
+            # 4. Base model and class images (generated when missing, memory released afterwards)
+            self.load_base_model_and_class_images()
+            # 5. Models: freeze, LoRA adapters, precision, gradient checkpointing
+            self.configure_models()
+            # 6. Data, optimizer, LR schedule, then accelerate.prepare
+            self.create_dataloader()
+            self.create_optimizer()
+            self.prepare_with_accelerator()
+            # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
+            self.resume()
+            # 8. Train
+            self.training_loop()
+            # 9. Save the pipeline / LoRA, config, model card; push if asked
+            return self.finish()
+        except BaseException as err:
+            if getattr(self, "_session_started", False):  # main process: record it, flush Hub uploads
+                self.session.on_failure(err)
+            raise
 
     # ------------------------------------------------------------------------------------------------ 1. inputs
     def check_inputs(self) -> None:
         config = self.config
         check_runtime(config)
-        if config.session or config.hub_session:
-            from .session import open_session
-
-            self.session = open_session(config)
-        self.instance_dir = Path(self.session.instance_dir if self.session else config.instance_data_dir)
-        self.instance_paths = list_images(self.instance_dir)
         self.base: BaseModel = resolve_base_model(
             config.pretrained_model_name_or_path, config.revision, config.resolution, config.force_resolution
         )
+        if config.session or config.hub_session:
+            from accelerate import PartialState
+
+            from .session import open_session
+
+            state = PartialState()
+            if state.is_main_process:  # restore from the Hub and prepare photos once, then the others open it
+                self.session = open_session(config)
+            state.wait_for_everyone()
+            if not state.is_main_process:
+                self.session = open_session(config, prepare=False)
+        self.instance_dir = Path(self.session.instance_dir if self.session else config.instance_data_dir)
+        self.instance_paths = list_images(self.instance_dir)
         self.output_dir = Path(config.output_dir)
         self.checkpoints_dir = Path(self.session.checkpoints_dir) if self.session else self.output_dir
         self.samples_dir = Path(self.session.samples_dir) if self.session else self.output_dir / "samples"
@@ -152,6 +164,9 @@ class DreamBoothTrainer(TrainingLoop):
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             config.to_yaml(self.output_dir / output_lib.CONFIG_NAME)
+            if self.session is not None:
+                self.session.on_start(config)
+                self._session_started = True
 
     # ------------------------------------------------------------------------------------------------ 3. images
     def load_instance_images(self) -> None:

@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""DreamBooth a Stable Diffusion model on a few photos of a subject (full fine-tune or LoRA).
+
+Every option is a field of `hfvision.training.DreamBoothConfig`; flag names follow diffusers'
+`examples/dreambooth/train_dreambooth.py`, so its command lines work here. A YAML file can set any option
+(`--config run.yaml`); flags given beside it win.
+
+    accelerate launch examples/train_dreambooth.py --config examples/configs/tiny.yaml
+    accelerate launch examples/train_dreambooth.py \
+        --pretrained_model_name_or_path sd15 --instance_data_dir photos/ \
+        --instance_prompt "a photo of sks dog" --with_prior_preservation --class_prompt "a photo of dog" \
+        --train_text_encoder --text_encoder_steps 350 --max_train_steps 1200 --learning_rate 2e-6 \
+        --validation_prompt "a photo of sks dog on the moon" --push_to_hub --hub_model_id me/sks-dog
+
+Works the same under `accelerate launch --num_processes N` (GPUs, or `--cpu` with gloo).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from hfvision.training import DreamBoothTrainer, parse_dreambooth_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_dreambooth_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set
+    print(f"done: {result.global_step} steps, last loss {result.final_loss:.4f}, output in {result.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
