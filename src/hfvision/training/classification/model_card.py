@@ -95,10 +95,9 @@ def render_model_card(info: CardInfo) -> str:
         ]
     else:
         lines += [
-            "import hfvision  # registers the task with transformers",
-            "from transformers import pipeline",
+            "import hfvision",
             "",
-            f'classifier = pipeline("{info.task}", model="{repo}", trust_remote_code=True)',
+            f'classifier = hfvision.pipeline("{info.task}", model="{repo}")',
         ]
     lines += [
         'classifier("photo.jpg")',
@@ -107,8 +106,14 @@ def render_model_card(info: CardInfo) -> str:
     ]
     if info.task != "image-classification":
         lines += [
-            f"The repo carries the `{info.task}` pipeline code (`custom_pipelines` in config.json); transformers runs "
-            "it only with `trust_remote_code=True`, so read it first.",
+            f"Without hfvision installed, the `{info.task}` pipeline code stored in this repo (`custom_pipelines` in "
+            "config.json) can run instead; transformers runs it only with `trust_remote_code=True`, so read it first:",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'classifier = pipeline("{info.task}", model="{repo}", trust_remote_code=True)',
+            "```",
             "",
         ]
     if info.lora and info.lora_save != "merged":

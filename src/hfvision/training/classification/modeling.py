@@ -92,9 +92,8 @@ def load_classifier(
     base_labels = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
 
     same_labels = sorted(x.lower() for x in base_labels) == sorted(x.lower() for x in labels)
-    if same_labels:
-        by_lower = {x.lower(): x for x in labels}
-        ordered = [by_lower[x.lower()] for x in base_labels]
+    if same_labels:  # keep the model's ids and spelling; the data is renumbered to match
+        ordered = list(base_labels)
     else:
         ordered = list(labels)
     config.id2label = dict(enumerate(ordered))
@@ -158,13 +157,13 @@ def head_modules(model) -> dict[str, Any]:
     names = spec.head_modules if spec else ("classifier", "head", "fc")
     found = {name: named[name] for name in names if name in named}
     if not found:
-        raise ValueError(f"cannot find the classifier head of {type(model).__name__}; pass lora_target_modules and "
-                         "use a model with a 'classifier' module")  # fmt: skip
+        raise ValueError(f"cannot find the classifier head of {type(model).__name__} (looked for modules named "
+                         f"{', '.join(names)}); it needs one to be fine-tuned here")  # fmt: skip
     return dict(list(found.items())[:1]) if not spec else found
 
 
 def architecture_spec(model) -> ArchitectureSpec:
-    """The LoRA spec of ``model``: from the tables above, else every Linear layer outside the head."""
+    """The LoRA spec of ``model``: from the tables above, else every Linear (or Conv2d) layer outside the head."""
     import torch
 
     names = dict(model.named_modules())
@@ -179,12 +178,15 @@ def architecture_spec(model) -> ArchitectureSpec:
         heads = tuple(n for n in spec.head_modules if n in names) if spec else tuple(head_modules(model))
     targets = tuple(t for t in spec.lora_target_modules if t in suffixes) if spec else ()
     if not targets:
+        # Fallback: every Linear layer outside the head, or every Conv2d layer for convolution-only backbones.
         inside_head = {n for h in heads for n, _ in model.get_submodule(h).named_modules(prefix=h)}
-        linear = {n.rsplit(".", 1)[-1] for n, m in names.items() if isinstance(m, torch.nn.Linear)}
-        head_names = {n.rsplit(".", 1)[-1] for n in inside_head}
-        targets = tuple(sorted(linear - head_names))
-        logger.info("no LoRA table entry for %s: adapting every Linear layer (%s)", type(model).__name__,
-                    ", ".join(targets))  # fmt: skip
+        for kind in (torch.nn.Linear, torch.nn.Conv2d):
+            found = {n.rsplit(".", 1)[-1] for n, m in names.items() if isinstance(m, kind) and n not in inside_head}
+            if found:
+                break
+        targets = tuple(sorted(found))
+        logger.info("no LoRA table entry for %s: adapting every %s layer outside the head (%s)",
+                    type(model).__name__, kind.__name__, ", ".join(targets))  # fmt: skip
     return ArchitectureSpec(targets, heads)
 
 

@@ -127,6 +127,30 @@ class ImageClassificationTrainer(Trainer):
                         else resume_from_checkpoint)  # fmt: skip
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # transformers 5 writes checkpoints in the original (4.x) weight-name layout (save_pretrained's
+        # save_original_format=True) but Trainer reads them back with a non-strict load_state_dict: weights whose
+        # names changed (e.g. ViT's attention, now q_proj/v_proj) are silently NOT restored and training "resumes"
+        # from the base weights. Load through from_pretrained, which converts the names, and copy strictly.
+        if not self._restore_pretrained_weights(resume_from_checkpoint, model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        if not self._restore_pretrained_weights(self.state.best_model_checkpoint):
+            super()._load_best_model()
+
+    def _restore_pretrained_weights(self, checkpoint: str, model=None) -> bool:
+        from transformers import PreTrainedModel
+        from transformers.utils import SAFE_WEIGHTS_NAME
+
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if not isinstance(target, PreTrainedModel) or not os.path.isfile(os.path.join(checkpoint, SAFE_WEIGHTS_NAME)):
+            return False  # PEFT adapters, sharded or pickle checkpoints: Trainer's own loading
+        restored = type(target).from_pretrained(checkpoint, config=target.config, dtype=target.dtype)
+        target.load_state_dict(restored.state_dict(), strict=True)
+        logger.info("restored all %d weight tensors from %s", len(restored.state_dict()), checkpoint)
+        return True
+
     # -- after training -------------------------------------------------------------------------------------------
     def evaluate_report(self, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
         """Predict the validation split, build the full report (per class, confusion matrix, per group) and write

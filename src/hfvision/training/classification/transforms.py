@@ -58,8 +58,11 @@ def build_transforms(
     elif getattr(getattr(model, "config", None), "model_type", None) == "timm_wrapper":
         import timm.data
 
-        timm_model = model.timm_model if hasattr(model, "timm_model") else model.base_model.model.timm_model
-        data_config = timm.data.resolve_model_data_config(timm_model)
+        # The saved pretrained_cfg (config.json) is the model's preprocessing config: the image processor reads it,
+        # whereas the timm module built by TimmWrapper carries timm's default cfg for the architecture.
+        data_config = timm.data.resolve_model_data_config(
+            model.timm_model, pretrained_cfg=getattr(model.config, "pretrained_cfg", None)
+        )
         timm_train = timm.data.create_transform(**data_config, is_training=True)
 
         def train_pixels(images) -> list:
