@@ -26,8 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = get_logger(__name__)
 
-#: tasks whose stock transformers pipeline class hfvision replaces with a compatible subclass
-PIPELINE_CLASSES = {"image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline"}
+#: pipeline class per task: hfvision's own tasks, and the stock task whose class hfvision replaces by a subclass.
+#: Passing the class also means a model saved with `custom_pipelines` runs hfvision's code, not the repo's copy.
+PIPELINE_CLASSES = {
+    "image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline",
+    **{task: spec["impl"] for task, spec in TASKS.items()},
+}
 ONNX_FILE = "model.onnx"
 
 
@@ -45,6 +49,18 @@ def _has_onnx(model: str, revision: str | None, token) -> bool:
     except Exception as err:  # noqa: BLE001 - unreachable Hub, private repo...: load_model reports the real error
         logger.debug("could not check %s for %s: %s", model, ONNX_FILE, err)
         return False
+
+
+def _saved_hfvision_task(model: str, revision: str | None, token) -> str | None:
+    """The task of a model saved from an hfvision pipeline (its config's ``custom_pipelines``), if unambiguous."""
+    from transformers import PretrainedConfig
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(model, revision=revision, token=token)
+    except (OSError, ValueError):
+        return None  # transformers.pipeline reports the problem with its own message
+    tasks = [t for t in config.get("custom_pipelines") or {} if t in TASKS]
+    return tasks[0] if len(tasks) == 1 else None
 
 
 def _load_onnx(task: str | None, model: str, **kwargs):
@@ -128,6 +144,8 @@ def pipeline(
         elif verify:
             model, revision = verified_snapshot(model, revision, allow_pickle=allow_pickle, token=token), None
 
+    if task is None and isinstance(model, str):
+        task = _saved_hfvision_task(model, revision, token)
     if task in PIPELINE_CLASSES and "pipeline_class" not in kwargs:
         module, name = PIPELINE_CLASSES[task].rsplit(".", 1)
         kwargs["pipeline_class"] = getattr(importlib.import_module(module), name)
