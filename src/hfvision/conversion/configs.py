@@ -101,7 +101,8 @@ def bundled_configs(base: str) -> dict:
 
 def vocab_fingerprint(vocab: dict[str, int]) -> str:
     """sha256 of a tokenizer vocabulary (token -> id, added tokens included), e.g. ``tokenizer.get_vocab()``."""
-    return hashlib.sha256(json.dumps(vocab, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    lines = "\n".join(f"{i}\t{token}" for token, i in sorted(vocab.items(), key=lambda item: (item[1], item[0])))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 @functools.cache
@@ -109,15 +110,31 @@ def _clip_vocab_fingerprint(vocab_file: str) -> str:
     return vocab_fingerprint(json.loads(Path(vocab_file).read_text(encoding="utf-8")))
 
 
+def _saved_vocab(tokenizer_dir: Path) -> dict[str, int] | None:
+    """token -> id read straight from a saved BPE tokenizer's files (``vocab.json`` or ``tokenizer.json``)."""
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        data = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
+        if data.get("model", {}).get("type") != "BPE":
+            return None
+        vocab = dict(data["model"]["vocab"])
+        vocab.update({t["content"]: t["id"] for t in data.get("added_tokens", [])})
+        return vocab
+    if (tokenizer_dir / "vocab.json").is_file() and not (tokenizer_dir / "added_tokens.json").is_file():
+        return json.loads((tokenizer_dir / "vocab.json").read_text(encoding="utf-8"))
+    return None
+
+
 def tokenizer_entry(tokenizer_dir: str | os.PathLike) -> dict:
     """What the header records about a saved tokenizer: its ``tokenizer_config.json`` and vocab fingerprint."""
-    from transformers import AutoTokenizer
-
     tokenizer_dir = Path(tokenizer_dir)
     tok_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
-    tok_config.pop("added_tokens_decoder", None)  # ids of special tokens; the fingerprint covers them
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    return {"tokenizer_config": tok_config, "vocab_sha256": vocab_fingerprint(tokenizer.get_vocab())}
+    added = tok_config.pop("added_tokens_decoder", None) or {}
+    vocab = _saved_vocab(tokenizer_dir)
+    if vocab is None or any(int(i) not in vocab.values() for i in added):
+        from transformers import AutoTokenizer
+
+        vocab = AutoTokenizer.from_pretrained(tokenizer_dir).get_vocab()
+    return {"tokenizer_config": tok_config, "vocab_sha256": vocab_fingerprint(vocab)}
 
 
 def pipeline_model_index(family: str, configs: dict) -> dict:

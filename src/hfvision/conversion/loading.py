@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -41,11 +42,14 @@ class SingleFileInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def _refuse_pickle(path: Path, err: Exception) -> ValueError:
+def _pickle_error(path: Path, err: Exception) -> ValueError:
+    match = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if match is None:  # not a class/function reference: the pickle stream itself is broken
+        return ValueError(f"{path} is not a readable PyTorch checkpoint (corrupt pickle data)")
     return ValueError(
-        f"{path} is a pickle that needs code to load ({str(err).splitlines()[0][:160]}); hfvision only opens "
-        ".ckpt files with torch.load(weights_only=True). Use a .safetensors version of the model instead, or "
-        "convert it once in an environment you trust."
+        f"{path} is a pickle that needs code to load (it references {match.group(1)}); hfvision only opens .ckpt "
+        "files with torch.load(weights_only=True). Use a .safetensors version of the model instead, or convert it "
+        "once in an environment you trust."
     )
 
 
@@ -61,7 +65,7 @@ def read_pickle_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, str
         mmap = zipfile.is_zipfile(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        raise _refuse_pickle(path, err) from None
+        raise _pickle_error(path, err) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: {err})") from None
     if not isinstance(checkpoint, Mapping):
