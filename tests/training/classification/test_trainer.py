@@ -152,6 +152,23 @@ def test_lora_adapter_loads_with_peft_and_matches_the_merged_model(
         trained = trainer.model.eval()(pixel_values=pixels).logits
         torch.testing.assert_close(with_adapter(pixel_values=pixels).logits, trained, rtol=0, atol=1e-5)
         torch.testing.assert_close(merged(pixel_values=pixels).logits, trained, rtol=0, atol=1e-5)
+    # lora_save="adapter": the folder is a PEFT adapter repo (no full weights); "merged": no adapter/ folder
+    trainer.args.lora_save = "adapter"
+    trainer.save_pipeline(tmp_path / "adapter-only")
+    files = {p.name for p in (tmp_path / "adapter-only").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "preprocessor_config.json", "README.md"} <= files
+    assert not files & {"model.safetensors", "config.json", "adapter"}
+    again = PeftModel.from_pretrained(AutoModelForImageClassification.from_pretrained(tiny_model_dir("vit")),
+                                      tmp_path / "adapter-only").eval()  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(again(pixel_values=pixels).logits, trained, rtol=0, atol=1e-5)
+    trainer.args.lora_save = "merged"
+    trainer.save_pipeline(tmp_path / "merged-only")
+    assert (
+        not (tmp_path / "merged-only" / "adapter").exists()
+        and (tmp_path / "merged-only" / "model.safetensors").exists()
+    )
+
     # only the adapted projections and the head changed
     merged_state = merged.state_dict()
     for key, value in base_state.items():
@@ -198,12 +215,13 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(t
         ImageClassificationTrainer(config(tmp_path / "empty", resume_from_checkpoint="latest")).train()
 
 
-def test_timm_resnet_new_labels_saved_loadable_by_timm_wrapper(tmp_path, small_timm_dir, make_config):
+def test_timm_resnet_lora_new_labels_saved_loadable_by_timm_wrapper_and_peft(tmp_path, small_timm_dir, make_config):
+    from peft import PeftModel
     from transformers import AutoModelForImageClassification
 
     data = write_synthetic_imagefolder(tmp_path / "data", labels=("cat", "dog"), per_class=8, seed=3)
     out = tmp_path / "out"
-    config = make_config(small_timm_dir, data, out, num_train_epochs=1, save_strategy="no")
+    config = make_config(small_timm_dir, data, out, num_train_epochs=1, save_strategy="no", lora=True)
     trainer = ImageClassificationTrainer(config)
     sample = trainer.train_dataset[0]["pixel_values"]
     assert sample.shape == (3, 64, 64)  # timm's training transform at the model's own input size
@@ -214,10 +232,17 @@ def test_timm_resnet_new_labels_saved_loadable_by_timm_wrapper(tmp_path, small_t
     assert saved["num_classes"] == 2 and saved["label_names"] == ["cat", "dog"]
     assert "num_classes" not in saved.get("model_args", {}) and saved["pretrained_cfg"]["input_size"] == [3, 64, 64]
     assert "custom_pipelines" not in saved  # image-classification is transformers' own task
-    reloaded = AutoModelForImageClassification.from_pretrained(out).eval()
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert sorted(adapter_config["target_modules"]) == ["conv1", "conv2"]
+    assert adapter_config["modules_to_save"] == ["timm_model.fc"]
+
+    merged = AutoModelForImageClassification.from_pretrained(out).eval()
+    base = AutoModelForImageClassification.from_pretrained(small_timm_dir, num_labels=2, ignore_mismatched_sizes=True)
+    with_adapter = PeftModel.from_pretrained(base, out / "adapter").eval()
     images, _ = _images(trainer)
     pixels = trainer.loaded.processor(images, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
-        torch.testing.assert_close(
-            reloaded(pixel_values=pixels).logits, trainer.model.eval()(pixel_values=pixels).logits, rtol=0, atol=1e-5
-        )
+        trained = trainer.model.eval()(pixel_values=pixels).logits
+        torch.testing.assert_close(merged(pixel_values=pixels).logits, trained, rtol=0, atol=1e-5)
+        # BatchNorm statistics were kept frozen, so base + adapter is exactly the merged model
+        torch.testing.assert_close(with_adapter(pixel_values=pixels).logits, trained, rtol=0, atol=1e-5)

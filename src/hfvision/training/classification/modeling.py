@@ -208,3 +208,22 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_mo
     logger.info("LoRA on %s (r=%d), head %s trained in full: %d of %d parameters trainable (%.2f%%)",
                 ", ".join(targets), r, ", ".join(spec.head_modules), trainable, total, 100 * trainable / total)  # fmt: skip
     return peft_model
+
+
+def frozen_batch_norms(peft_model) -> list:
+    """BatchNorm layers of a LoRA model outside its fully trained modules, to keep in eval mode while training.
+
+    Their running statistics belong to the frozen base model: updating them would change the merged model in a way
+    the adapter file does not record (base + adapter would then differ from the merged weights).
+    """
+    import torch
+
+    trained = [name for name, m in peft_model.named_modules() if type(m).__name__ == "ModulesToSaveWrapper"]
+    norms = [
+        m for name, m in peft_model.named_modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(name.startswith(t) for t in trained)
+    ]  # fmt: skip
+    if norms:
+        logger.info("LoRA: keeping the running statistics of %d BatchNorm layers frozen (part of the base model)",
+                    len(norms))  # fmt: skip
+    return norms

@@ -23,7 +23,7 @@ from .config import ImageClassificationConfig
 from .data import ClassificationData, load_classification_data
 from .metrics import ClassificationMetrics, classification_report, save_report
 from .model_card import CardInfo, render_model_card
-from .modeling import add_lora, load_classifier
+from .modeling import add_lora, frozen_batch_norms, load_classifier
 from .saving import PUSH_IGNORE_PATTERNS, StagedDirectory, pipeline_class_for_task, write_model_files
 from .transforms import build_transforms, collate
 
@@ -97,8 +97,10 @@ class ImageClassificationTrainer(Trainer):
         )
         # 6. LoRA
         model = loaded.model
+        self._frozen_norms: list = []
         if args.lora:
             model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
+            self._frozen_norms = frozen_batch_norms(model)
         self.data, self.loaded, self.report = data, loaded, None
         self._eval_transform = eval_tf
         super().__init__(
@@ -126,6 +128,14 @@ class ImageClassificationTrainer(Trainer):
             logger.info("resuming from %s", "the last checkpoint" if resume_from_checkpoint is True
                         else resume_from_checkpoint)  # fmt: skip
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._frozen_norms and model.training:
+            for module in self._frozen_norms:  # LoRA: the base model's BatchNorm statistics stay as they are
+                module.eval()
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # transformers 5 writes checkpoints in the original (4.x) weight-name layout (save_pretrained's
@@ -160,9 +170,9 @@ class ImageClassificationTrainer(Trainer):
         groups = self.data.validation[self.data.group_column] if self.data.group_column else None
         report = classification_report(logits.argmax(-1).tolist(), output.label_ids.tolist(), self.labels, groups)
         report["global_step"] = self.state.global_step
-        paths = save_report(report, out_dir or self.args.output_dir)
-        logger.info("validation accuracy %.4f, macro F1 %.4f (%d images); report in %s", report["accuracy"],
-                    report["f1_macro"], report["num_samples"], paths["json"])  # fmt: skip
+        save_report(report, out_dir or self.args.output_dir)
+        logger.info("validation accuracy %.4f, macro F1 %.4f (%d images)", report["accuracy"], report["f1_macro"],
+                    report["num_samples"])  # fmt: skip
         self.report = report
         return report
 
@@ -196,7 +206,9 @@ class ImageClassificationTrainer(Trainer):
                 write_model_files(self.final_model(), self.loaded.processor, stage, self.args.task)
             # 3. Model card
             (stage / "README.md").write_text(render_model_card(self._card_info(out, report)), encoding="utf-8")
-        logger.info("saved the %s pipeline to %s", self.args.task, out)
+        logger.info(
+            "saved the %s pipeline (with metrics.json, confusion_matrix.png, README.md) to %s", self.args.task, out
+        )
         return out
 
     def _card_info(self, out: Path, report: dict) -> CardInfo:
