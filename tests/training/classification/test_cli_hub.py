@@ -79,14 +79,30 @@ def test_main_cli_registers_train_classifier():
 
 @pytest.mark.hub
 @pytest.mark.slow  # two fresh interpreters importing torch/transformers/datasets: ~20 s idle, 70+ s on a busy machine
-def test_cli_run_pushes_a_pipeline_repo_that_loads_in_a_fresh_process(
+def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh_process(
     local_hub, run_python, tiny_model_dir, two_class_folder, tmp_path, one_thread_env
 ):
-    repo = "user/tiny-gender-classifier"
+    repo, dataset_repo = "user/tiny-gender-classifier", "user/tiny-faces"
+    # A Hub dataset with the images embedded as bytes (column "img", ClassLabel "label"), uploaded as parquet.
     train_code = f"""
+        import pathlib, datasets
+        from huggingface_hub import HfApi
+        paths = sorted(pathlib.Path({str(two_class_folder)!r}).glob("*/*.png"))
+        table = datasets.Dataset.from_dict(
+            {{"img": [{{"bytes": p.read_bytes(), "path": p.name}} for p in paths],
+              "label": [p.parent.name for p in paths]}},
+            features=datasets.Features({{"img": datasets.Image(),
+                                         "label": datasets.ClassLabel(names=["female", "male"])}}),
+        )
+        pathlib.Path("ds/data").mkdir(parents=True)
+        table.to_parquet("ds/data/train-00000-of-00001.parquet")
+        api = HfApi()
+        api.create_repo({dataset_repo!r}, repo_type="dataset")
+        api.upload_folder(repo_id={dataset_repo!r}, repo_type="dataset", folder_path="ds")
+
         from hfvision.cli.main import main
         raise SystemExit(main([
-            "train", "classifier", "--model", {str(tiny_model_dir("vit"))!r}, "--data", {str(two_class_folder)!r},
+            "train", "classifier", "--model", {str(tiny_model_dir("vit"))!r}, "--data", {dataset_repo!r},
             "--output-dir", {str(tmp_path / "out")!r}, "--task", "gender-classification", "--epochs", "2",
             "--learning_rate", "1e-3", "--validation_size", "0.25", "--seed", "0", "--disable_tqdm", "true",
             "--dataloader_pin_memory", "false", "--push-to-hub", {repo!r},
@@ -95,6 +111,8 @@ def test_cli_run_pushes_a_pipeline_repo_that_loads_in_a_fresh_process(
     stdout = run_python(train_code, hub=local_hub, env=one_thread_env)
     assert f"pushed to the Hub: {repo}" in stdout and "validation: 10 images, accuracy" in stdout
     local_report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"datasets:\n- {dataset_repo}" in card and f"https://huggingface.co/datasets/{dataset_repo}" in card
 
     images = sorted(str(p) for p in two_class_folder.glob("*/*.png"))[::7]
     load_code = f"""
