@@ -53,9 +53,9 @@ def check_controlnet_compatible(controlnet: Any, unet: Any) -> None:
     unet_config = getattr(unet, "config", unet)
     reason = controlnet_mismatch(cn_config, unet_config)
     if reason is not None:
-        name = cn_config.get("_name_or_path") or type(controlnet).__name__
+        name = cn_config.get("_name_or_path")
         raise ValueError(
-            f"ControlNet {name!r} does not match this pipeline's base model: {reason}. "
+            f"ControlNet{f' {name!r}' if name else ''} does not match this pipeline's base model: {reason}. "
             "Use a ControlNet trained for the same base family (see hfvision.models.list_controlnets(base))."
         )
 
