@@ -82,7 +82,7 @@ class OnnxExportConfig(ExporterConfig):
     """
 
     MIN_OPSET = 14
-    MIN_OPSET_REASON = "scaled_dot_product_attention / LayerNormalization decomposition"
+    MIN_OPSET_REASON = "aten::scaled_dot_product_attention is exported from opset 14"
     DYNAMIC_SPATIAL = True
     SPATIAL_MULTIPLE = 32
     VALIDATION_MAX_SIZE: int | None = None
@@ -207,8 +207,8 @@ class ViTOnnxConfig(VisionClassificationOnnxConfig):
 class ConvNetOnnxConfig(VisionClassificationOnnxConfig):
     """Convolutional transformers classifiers: any input size."""
 
-    MIN_OPSET = 13
-    MIN_OPSET_REASON = "ReduceMean/Split with axes inputs"
+    MIN_OPSET = 9
+    MIN_OPSET_REASON = "Erf (exact GELU) needs opset 9"
     QUANTIZATION_MODE = "static"
 
 
@@ -428,13 +428,15 @@ def supported_architectures() -> dict[str, dict[str, list[str]]]:
 def describe_supported() -> str:
     """One line listing what can be exported, for error messages."""
     inverse = {v: k for k, v in TASK_TO_OPTIMUM.items() if k != "gender-classification"}
-    parts = []
+    groups: dict[tuple[str, str], list[str]] = {}
     for library, models in supported_architectures().items():
         if library == "diffusers":
             continue
         for name, tasks in models.items():
-            parts.append(f"{library} {name} ({', '.join(inverse.get(t, t) for t in tasks)})")
-    parts.append("Stable Diffusion / DreamBooth pipelines, SD1.x/SD2.x/SDXL (text-to-image)")
+            key = (library, ", ".join(sorted({inverse.get(t, t) for t in tasks})))
+            groups.setdefault(key, []).append(name)
+    parts = [f"{library} {', '.join(names)} ({tasks})" for (library, tasks), names in groups.items()]
+    parts.append("diffusers Stable Diffusion 1.x/2.x/XL and DreamBooth pipelines (text-to-image)")
     return "; ".join(parts)
 
 

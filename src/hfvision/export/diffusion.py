@@ -160,7 +160,7 @@ def export_diffusion_onnx(
     if isinstance(pipeline_or_dir, (str, os.PathLike)):
         name = str(pipeline_or_dir)
         pipe = DiffusionPipeline.from_pretrained(resolve_model_dir(pipeline_or_dir, revision, token),
-                                                 torch_dtype=torch.float32)  # fmt: skip
+                                                 dtype=torch.float32)  # fmt: skip
     else:
         pipe, name = pipeline_or_dir, type(pipeline_or_dir).__name__
     if type(pipe).__name__ not in SUPPORTED_PIPELINES:

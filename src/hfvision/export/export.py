@@ -142,7 +142,13 @@ def export_to_onnx(model, export_config, path: str | os.PathLike, opset: int | N
             files = [path]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    onnx.checker.check_model(str(path))
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as err:
+        first = str(err).splitlines()[0]
+        error = OpsetError if "domain_version" in first else ExportError
+        raise error(f"the exported graph of {name} is invalid at opset {opset}: {first}; "
+                    f"try a higher --opset (default {DEFAULT_OPSET})") from err  # fmt: skip
     logger.info("exported %s to %s (opset %d, %.1f MB)", name, path, opset, sum(f.stat().st_size for f in files) / 1e6)
     return files
 
@@ -229,7 +235,9 @@ def _source_from_module(model, task: str, processor) -> _Source:
         wrapper_config = model.config
         return _timm_source(model.timm_model, "image-classification" if task == "auto" else task,
                             type(model).__name__, processor, save_config=wrapper_config.save_pretrained)  # fmt: skip
-    if module.startswith("transformers"):
+    from transformers import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
         if task == "auto":
             task = "image-classification"
         return _Source(model, "transformers", task, type(model).__name__, processor, None,
@@ -270,7 +278,7 @@ def _timm_source(model, task: str, name: str, processor, config_src: Path | None
         elif config_src is not None:
             shutil.copyfile(config_src, out_dir / "config.json")
         else:
-            from timm.models import save_config_for_hf
+            from timm.models._hub import save_config_for_hf
 
             from ..testing.classifiers import fix_timm_config
 
