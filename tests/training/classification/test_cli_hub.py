@@ -45,6 +45,24 @@ def test_flags_generated_from_the_config_with_yaml_defaults(tmp_path):
         _parser().parse_args(["train", "classifier", "--config", str(tmp_path / "bad.yaml")])
 
 
+def test_yaml_through_the_config_and_hf_argument_parser(tmp_path):
+    from transformers import HfArgumentParser
+
+    from hfvision.training.classification import ImageClassificationConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("model_name_or_path: m\ndata: d\noutput_dir: o\nlora: true\nnum_train_epochs: 2\n")
+    config = ImageClassificationConfig.from_yaml(path, learning_rate=0.01)
+    (parsed,) = HfArgumentParser(ImageClassificationConfig).parse_yaml_file(str(path))
+    for c in (config, parsed):
+        assert (c.model_name_or_path, c.data, c.output_dir, c.lora, c.num_train_epochs) == ("m", "d", "o", True, 2)
+    assert config.learning_rate == 0.01 and parsed.learning_rate == 5e-5
+    assert config.hyperparameters()["lora_r"] == 8
+    path.write_text("model_name_or_path: m\ndata: d\nbad_images: ignore\n")
+    with pytest.raises(ValueError, match="bad_images='ignore' must be one of skip, error, off"):
+        ImageClassificationConfig.from_yaml(path)
+
+
 def test_installing_the_flags_is_lazy_and_help_lists_them(run_python):
     # in a fresh interpreter: add_arguments must not import transformers (`hfvision --help` stays fast)
     code = (

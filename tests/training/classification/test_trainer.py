@@ -189,11 +189,16 @@ class _CountSteps(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, make_config):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
+    tmp_path, tiny_model_dir, make_config, lora
+):
     data = write_synthetic_imagefolder(tmp_path / "data", per_class=8, seed=2)
 
     def config(out, **kw):
-        return make_config(tiny_model_dir("vit"), data, out, num_train_epochs=2, per_device_train_batch_size=4, **kw)
+        return make_config(
+            tiny_model_dir("vit"), data, out, num_train_epochs=2, per_device_train_batch_size=4, lora=lora, **kw
+        )
 
     uninterrupted = ImageClassificationTrainer(config(tmp_path / "a"))
     uninterrupted.train()
