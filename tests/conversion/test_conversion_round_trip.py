@@ -153,3 +153,16 @@ def test_diffusers_alone_mixes_up_equal_width_sdxl_encoders(single_file, referen
     first = reference_pipeline("sdxl").text_encoder.embeddings.token_embedding.weight
     got = pipe.text_encoder_2.text_model.embeddings.token_embedding.weight
     assert torch.equal(got, first) and not torch.equal(got, expected)
+
+
+def test_dreambooth_pipeline_records_its_trigger_word(reference_pipeline, single_file, tmp_path):
+    """The trainer's output (a DreamBoothPipeline) converts with its identifier written into the header."""
+    from hfvision.pipelines.dreambooth import DreamBoothPipeline
+
+    pipe = DreamBoothPipeline.from_components(reference_pipeline("sd1"), instance_token="zwx", class_noun="dog")
+    path = to_single_file(pipe, tmp_path / "dreambooth.safetensors")
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    assert meta["modelspec.trigger_phrase"] == "zwx" and meta["hfvision.class_noun"] == "dog"
+    a, b = load_file(path), load_file(single_file("sd1"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

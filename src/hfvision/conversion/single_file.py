@@ -83,7 +83,11 @@ def load_component_weights(directory: str | os.PathLike) -> dict:
 
 
 def infer_family(configs: Mapping[str, Mapping]) -> str:
-    """``"sdxl"`` with two text encoders, ``"sd2"`` for an OpenCLIP-style (GELU) encoder, else ``"sd1"``."""
+    """The family a pipeline records (DreamBoothPipeline's ``family``), else ``"sdxl"`` with two text encoders,
+    ``"sd2"`` for an OpenCLIP-style (GELU) encoder, else ``"sd1"``."""
+    recorded = configs.get("model_index", {}).get("family")
+    if recorded in LAYOUTS:
+        return recorded
     if "text_encoder_2" in configs:
         return "sdxl"
     return "sd2" if configs["text_encoder"].get("hidden_act") == "gelu" else "sd1"
@@ -160,7 +164,7 @@ def build_metadata(family: str, configs: dict, metadata: Mapping[str, Any] | Non
         "modelspec.date": datetime.date.today().isoformat(),
     }
     index = configs.get("model_index", {})
-    user = {"trigger_word": index.get("instance_token"), "base_model": index.get("base_model")}
+    user = {"trigger_word": index.get("instance_token"), "class_noun": index.get("class_noun")}
     user = {k: v for k, v in user.items() if v}
     user.update(metadata or {})
     for key, value in user.items():
@@ -186,6 +190,12 @@ def to_single_file(
     encoder(s) to ``cond_stage_model.transformer.text_model.*`` (SD 1.x), ``cond_stage_model.model.*``
     (SD 2.x, OpenCLIP names) or ``conditioner.embedders.{0,1}.*`` (SDXL). Key names are generated from
     the components' configs, so non-standard shapes (levels, layers per block, transformer depth) convert.
+    Every weight is written under its original name or the call fails; nothing is dropped silently.
+
+    Note: SD 2.x text encoders in diffusers have 23 of OpenCLIP's 24 layers (SD 2 conditions on the
+    penultimate layer) and no ``text_projection``, so the file has ``resblocks.0-22`` only, as diffusers'
+    own conversion script writes it; loaders that build the full OpenCLIP tower leave the unused last
+    layer at its initial values.
 
     Args:
         pipeline (`str`, `os.PathLike` or `DiffusionPipeline`): a diffusers pipeline directory or object.
@@ -225,6 +235,13 @@ def to_single_file(
     else:
         configs, state_dicts = _read_pipeline_object(pipeline)
         title = out_path.stem
+    skipped = sorted(
+        name for name, value in configs["model_index"].items()
+        if isinstance(value, (list, tuple)) and value and value[0] is not None
+        and name not in (*MODEL_COMPONENTS, *TOKENIZERS, "scheduler")
+    )  # fmt: skip
+    if skipped:
+        logger.warning("%s are not part of the original single-file layout and are not written", ", ".join(skipped))
     family = family or infer_family(configs)
     if family not in LAYOUTS:
         raise ValueError(f"family={family!r} is not one of {tuple(LAYOUTS)}")
