@@ -1,4 +1,4 @@
-"""Bounded load test on loopback: 32 concurrent clients, 320 requests, zero errors, every response equal to the
+"""Bounded load test on loopback: 32 concurrent clients, 256 requests, zero errors, every response equal to the
 single-request result for its image, and batches actually formed."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the [serve] extra (fastapi) is not installed")
 httpx = pytest.importorskip("httpx")
 
-CLIENTS, REQUESTS = 32, 320
+CLIENTS, REQUESTS = 32, 256
 
 
 def test_32_concurrent_clients(vit_pipe, photo_bytes, serve, assert_same_labels):

@@ -1,0 +1,114 @@
+"""The UI's work without a browser: generation (with ControlNet) equals diffusers' pipelines, family/size lookup,
+request validation, face boxes drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hfvision.ui.backend import (
+    NO_CONTROLNET,
+    ClassifyBackend,
+    GenerateBackend,
+    GenerateRequest,
+    canny_preview,
+    controlnet_choices,
+    default_size,
+    draw_results,
+    model_family,
+)
+
+
+def test_family_size_and_controlnet_choices(tiny_model_dir, tmp_path):
+    import json
+
+    from hfvision.models import list_controlnets
+
+    assert model_family("sd15") == "sd1" and model_family("sdxl") == "sdxl" and model_family(None) is None
+    assert model_family(str(tiny_model_dir("sd1"))) == "sd1"
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(json.dumps({"use_linear_projection": True}))
+    assert model_family(str(tmp_path)) == "sd2"
+    assert default_size("sd21") == 768 and default_size(str(tiny_model_dir("sd1"))) == 64
+    assert default_size("no/such-model") == 512
+    assert controlnet_choices("sdxl", ["/my/cn"]) == [NO_CONTROLNET, *list_controlnets("sdxl"), "/my/cn"]
+    assert controlnet_choices("https://example.com/model.safetensors") == [NO_CONTROLNET]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"model": ""}, "choose a model"), ({"prompt": " "}, "write a prompt"), ({"width": 100}, "try 96 or 104"),
+     ({"num_images": 0}, "between 1 and 16"), ({"controlnet": "canny"}, "needs a control image")],
+)  # fmt: skip
+def test_request_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GenerateRequest(**{"model": "sd15", "prompt": "a cat", **kwargs})
+
+
+def test_generate_matches_diffusers(tiny_model_dir, tmp_path):
+    import json
+
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+
+    from hfvision.testing import sample_image
+
+    sd_dir, cn_dir = str(tiny_model_dir("sd1")), str(tiny_model_dir("controlnet-sd1"))
+    backend = GenerateBackend(output_dir=str(tmp_path))
+    steps = []
+    request = GenerateRequest(model=sd_dir, prompt="a photo of {token} {class}", token="sks", class_noun="dog",
+                              num_inference_steps=2, width=64, height=64, seed=5, num_images=2)  # fmt: skip
+    images, paths, seed = backend.generate(request, progress=lambda step, total: steps.append((step, total)))
+    assert seed == 5 and steps == [(1, 2), (2, 2)] and len(images) == 2
+    reference = StableDiffusionPipeline.from_pretrained(sd_dir)
+    reference.set_progress_bar_config(disable=True)
+    want = reference("a photo of sks dog", num_inference_steps=2, width=64, height=64, num_images_per_prompt=2,
+                     generator=torch.Generator().manual_seed(5)).images  # fmt: skip
+    for image, path, expected in zip(images, paths, want):
+        np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
+        from PIL import Image
+
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(expected))  # the download is the image
+
+    # ControlNet: the Canny condition of an uploaded photo drives a local tiny ControlNet
+    condition = canny_preview(sample_image("rocket"), 50, 150)
+    request = GenerateRequest(model=sd_dir, prompt="a rocket", num_inference_steps=2, width=64, height=64, seed=1,
+                              controlnet=cn_dir, control_image=condition, controlnet_scale=0.7)  # fmt: skip
+    (image,), _, _ = backend.generate(request)
+    controlnet = ControlNetModel.from_pretrained(cn_dir)
+    peer = StableDiffusionControlNetPipeline(**{**reference.components, "controlnet": controlnet})
+    peer.set_progress_bar_config(disable=True)
+    expected = peer("a rocket", image=condition.resize((64, 64)), num_inference_steps=2, width=64, height=64,
+                    controlnet_conditioning_scale=0.7, generator=torch.Generator().manual_seed(1)).images[0]  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
+    other = tmp_path / "sdxl-controlnet"  # same ControlNet, but with SDXL-like text width: must be refused
+    other.mkdir()
+    config = json.loads((tiny_model_dir("controlnet-sd1") / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 64}))
+    with pytest.raises(ValueError, match="does not fit"):
+        backend.with_controlnet(backend.pipeline(sd_dir), str(tmp_path / "sdxl-controlnet"))
+
+
+def test_classify_and_draw(tiny_model_dir, tmp_path):
+    from hfvision.testing import sample_image
+
+    photo = tmp_path / "astronaut.png"
+    sample_image("astronaut").save(photo)
+    backend = ClassifyBackend(model=str(tiny_model_dir("vit")))
+    image, top, results = backend.classify(photo, faces=True, top_k=2)
+    assert len(results) == 1 and top == {r["label"]: r["score"] for r in results[0]["labels"]}
+    box = results[0]["box"]
+    original = np.asarray(sample_image("astronaut"))
+    drawn = np.asarray(image)
+    changed = np.argwhere((drawn != original).any(-1))
+    ys, xs = changed[:, 0], changed[:, 1]
+    # pixels changed only on the box outline and its label tag above it
+    assert xs.min() >= box["xmin"] - 1 and ys.max() <= box["ymax"] + 1
+    assert (
+        drawn[box["ymin"] + 2, box["xmin"] : box["xmax"]] != original[box["ymin"] + 2, box["xmin"] : box["xmax"]]
+    ).any()
+    image, top, results = backend.classify(photo, faces=False, top_k=1)
+    assert len(top) == 1 and np.array_equal(np.asarray(image), original)
+    assert draw_results(sample_image("chelsea"), []).size == sample_image("chelsea").size
+    with pytest.raises(ValueError, match="choose a classifier"):
+        ClassifyBackend().classify(photo)
