@@ -197,8 +197,9 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
 
     def config(out, **kw):
         return make_config(
-            tiny_model_dir("vit"), data, out, num_train_epochs=2, per_device_train_batch_size=4, lora=lora, **kw
-        )
+            tiny_model_dir("vit"), data, out, num_train_epochs=2, per_device_train_batch_size=4, lora=lora,
+            eval_strategy="no", **kw,
+        )  # fmt: skip
 
     uninterrupted = ImageClassificationTrainer(config(tmp_path / "a"))
     uninterrupted.train()
@@ -226,7 +227,9 @@ def test_timm_resnet_lora_new_labels_saved_loadable_by_timm_wrapper_and_peft(tmp
 
     data = write_synthetic_imagefolder(tmp_path / "data", labels=("cat", "dog"), per_class=8, seed=3)
     out = tmp_path / "out"
-    config = make_config(small_timm_dir, data, out, num_train_epochs=1, save_strategy="no", lora=True)
+    config = make_config(
+        small_timm_dir, data, out, num_train_epochs=1, save_strategy="no", eval_strategy="no", lora=True
+    )
     trainer = ImageClassificationTrainer(config)
     sample = trainer.train_dataset[0]["pixel_values"]
     assert sample.shape == (3, 64, 64)  # timm's training transform at the model's own input size

@@ -170,10 +170,12 @@ class ImageClassificationTrainer(Trainer):
         groups = self.data.validation[self.data.group_column] if self.data.group_column else None
         report = classification_report(logits.argmax(-1).tolist(), output.label_ids.tolist(), self.labels, groups)
         report["global_step"] = self.state.global_step
+        self.report = report
+        if not self.is_world_process_zero():  # predict() is collective; only the main process writes
+            return report
         save_report(report, out_dir or self.args.output_dir)
         logger.info("validation accuracy %.4f, macro F1 %.4f (%d images)", report["accuracy"], report["f1_macro"],
                     report["num_samples"])  # fmt: skip
-        self.report = report
         return report
 
     def final_model(self):
@@ -192,6 +194,7 @@ class ImageClassificationTrainer(Trainer):
         """
         out = Path(output_dir or self.args.output_dir)
         if not self.is_world_process_zero():
+            self.evaluate_report(out)  # predict() is collective: take part; the main process writes the files
             return out
         with StagedDirectory(out) as stage:
             # 1. Metrics (the card needs them)
