@@ -40,6 +40,12 @@ _RUNNER = textwrap.dedent(
 )
 
 
+@pytest.fixture
+def subprocess_env() -> dict:
+    """Environment for training subprocesses (this one's, single-threaded torch)."""
+    return {**os.environ, **SUBPROCESS_ENV}
+
+
 @pytest.fixture(autouse=True)
 def _single_thread_and_fresh_accelerate():
     import torch

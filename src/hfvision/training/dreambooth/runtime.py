@@ -21,7 +21,7 @@ def check_runtime(config: DreamBoothConfig) -> None:
     import torch
 
     precision = config.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    on_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    on_cpu = not torch.cuda.is_available() or use_cpu()
     if precision == "fp16" and on_cpu:
         raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use --mixed_precision bf16 or no")
     if config.report_to in ("tensorboard", "all"):
@@ -30,6 +30,17 @@ def check_runtime(config: DreamBoothConfig) -> None:
         require("wandb", "report_to=wandb")
     if config.use_8bit_adam:
         require("bitsandbytes", "use_8bit_adam")
+
+
+def use_cpu() -> bool:
+    """Run on CPU: asked for (``accelerate launch --cpu``), or several processes were started (torchrun /
+    ``accelerate launch --multi_gpu``) on a machine without a GPU, where accelerate must use gloo on CPU instead of
+    silently running each process alone."""
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def derived_seed(seed: int, label: str, index: int = 0) -> int:

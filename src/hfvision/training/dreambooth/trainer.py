@@ -32,7 +32,7 @@ from .data import DreamBoothDataset, EpochSampler, collate, list_images, load_re
 from .loop import TrainingLoop
 from .lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, load_lora, save_lora
 from .optim import build_lr_scheduler, build_optimizer
-from .runtime import check_runtime, derived_seed, free_memory
+from .runtime import check_runtime, derived_seed, free_memory, use_cpu
 from .sdxl import validate_time_embedding
 from .validation import log_to_trackers, render_validation, save_samples
 
@@ -83,22 +83,7 @@ class DreamBoothTrainer(TrainingLoop):
     def train(self) -> DreamBoothResult:
         """Run every step below; returns a [`DreamBoothResult`]."""
         try:
-            # 1. Check inputs: everything that can be wrong is reported before a model is loaded.
-            self.check_inputs()
-            # 2. Accelerator (devices, precision, processes, trackers) and seeds
-            self.setup_accelerator()
-            # 3. Instance images, decoded once (bad files fail here)
-            self.load_instance_images()
-            # 4. Base model and class images (generated when missing, memory released afterwards)
-            self.load_base_model_and_class_images()
-            # 5. Models: freeze, LoRA adapters, precision, gradient checkpointing
-            self.configure_models()
-            # 6. Data, optimizer, LR schedule, then accelerate.prepare
-            self.create_dataloader()
-            self.create_optimizer()
-            self.prepare_with_accelerator()
-            # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
-            self.resume()
+            self.setup()
             # 8. Train
             self.training_loop()
             # 9. Save the pipeline / LoRA, config, model card; push if asked
@@ -107,6 +92,25 @@ class DreamBoothTrainer(TrainingLoop):
             if getattr(self, "_session_started", False):  # main process: record it, flush Hub uploads
                 self.session.on_failure(err)
             raise
+
+    def setup(self) -> None:
+        """Steps 1-7: everything before the first training step (models ready, state resumed)."""
+        # 1. Check inputs: everything that can be wrong is reported before a model is loaded.
+        self.check_inputs()
+        # 2. Accelerator (devices, precision, processes, trackers) and seeds
+        self.setup_accelerator()
+        # 3. Instance images, decoded once (bad files fail here)
+        self.load_instance_images()
+        # 4. Base model and class images (generated when missing, memory released afterwards)
+        self.load_base_model_and_class_images()
+        # 5. Models: freeze, LoRA adapters, precision, gradient checkpointing
+        self.configure_models()
+        # 6. Data, optimizer, LR schedule, then accelerate.prepare
+        self.create_dataloader()
+        self.create_optimizer()
+        self.prepare_with_accelerator()
+        # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
+        self.resume()
 
     # ------------------------------------------------------------------------------------------------ 1. inputs
     def check_inputs(self) -> None:
@@ -120,7 +124,7 @@ class DreamBoothTrainer(TrainingLoop):
 
             from .session import open_session
 
-            state = PartialState()
+            state = PartialState(cpu=use_cpu())
             if state.is_main_process:  # restore from the Hub and prepare photos once, then the others open it
                 self.session = open_session(config)
             state.wait_for_everyone()
@@ -144,6 +148,7 @@ class DreamBoothTrainer(TrainingLoop):
         if self.base.family == "sdxl" and config.train_text_encoder:  # text_encoder's last layer feeds nothing
             handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
         self.accelerator = Accelerator(
+            cpu=use_cpu(),
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             mixed_precision=config.mixed_precision,
             log_with=None if config.report_to == "none" else config.report_to,
@@ -393,13 +398,15 @@ class DreamBoothTrainer(TrainingLoop):
                 self.validate()
             result.samples = list(self.samples)
             result.lora_weights = self.save_output()
-        acc.end_training()
-        if self.session is not None and acc.is_main_process:
-            self.session.on_train_end(self.output_dir, self.global_step)
-        if config.push_to_hub and acc.is_main_process:
-            repo_id = config.hub_model_id or self.output_dir.resolve().name
-            logger.info("pushed to %s", output_lib.push_output_to_hub(self.output_dir, repo_id, config.hub_private))
+            if self.session is not None:
+                self.session.on_train_end(self.output_dir, self.global_step)
+            if config.push_to_hub:
+                repo_id = config.hub_model_id or self.output_dir.resolve().name
+                logger.info(
+                    "pushed to %s", output_lib.push_output_to_hub(self.output_dir, repo_id, config.hub_private)
+                )
         acc.wait_for_everyone()
+        acc.end_training()  # closes trackers (and the process group): no collective after this
         for callback in self.callbacks:
             if hasattr(callback, "on_train_end"):
                 callback.on_train_end(self, result)
