@@ -101,6 +101,7 @@ def test_base_of_another_family_is_refused(single_file):
         from_single_file(single_file("sd1"), prediction_type="x0")
 
 
+@pytest.mark.slow
 def test_non_standard_tokenizer_needs_its_config(tiny_model_dir, tmp_path):
     """A tokenizer with an added token (textual inversion) cannot be rebuilt from CLIP's vocabulary."""
     import shutil
