@@ -111,26 +111,3 @@ class Payload:  # any pickled class instance needs code to unpickle
 def _touch(path):
     path.write_bytes(b"\0" * 16)
     return path
-
-
-HUB_LOAD = """
-import torch
-torch.set_num_threads(1)
-from hfvision.models import get_base_model, load_pipeline
-from hfvision.pipelines.dreambooth import DreamBoothPipeline
-from hfvision.testing import tiny_sd_pipeline
-
-pipe = tiny_sd_pipeline("sd2")
-pipe.push_to_hub(get_base_model("sd21").repo_id)  # the local Hub stands in for the real one
-DreamBoothPipeline.from_components(pipe, instance_token="sks").push_to_hub("user/db-sd2")
-by_key = load_pipeline("sd21", revision="main")  # the pinned revision does not exist on the local Hub
-by_repo = load_pipeline("user/db-sd2")
-same = all(torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), by_key.unet.state_dict().values()))
-print(type(by_key).__name__, by_key.scheduler.config.prediction_type, type(by_repo).__name__, by_repo.instance_token, same)
-"""
-
-
-@pytest.mark.hub
-def test_registry_key_and_hub_id_through_the_local_hub(local_hub, run_python):
-    out = run_python(HUB_LOAD, hub=local_hub).split()
-    assert out == ["StableDiffusionPipeline", "v_prediction", "DreamBoothPipeline", "sks", "True"]

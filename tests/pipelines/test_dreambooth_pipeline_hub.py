@@ -1,5 +1,6 @@
 """Hub round trip: push a DreamBooth pipeline with hfvision, load it in a fresh process where hfvision cannot be
-imported, via diffusers' remote-code path, and get identical images.
+imported, via diffusers' remote-code path, and get identical images. The pushing process also loads a registry key
+and a DreamBooth Hub repo with `load_pipeline` (one process instead of two: interpreter start-up dominates).
 
 The reference images come from the same files loaded with hfvision's classes: weights loaded from safetensors can sit
 at addresses that are not 64-byte aligned, and CPU matmul kernels then round differently (~1e-7 on SDXL's pooled text
@@ -25,9 +26,19 @@ from dreambooth_testing import active_controlnet, control_photo
 
 control = control_photo()
 np.save("control.npy", np.asarray(control))
-sd = DreamBoothPipeline.from_components(tiny_sd_pipeline("sd2"), controlnet=active_controlnet("sd2"),
-                                        instance_token="sks", class_noun="dog")
+base = tiny_sd_pipeline("sd2")
+sd = DreamBoothPipeline.from_components(base, controlnet=active_controlnet("sd2"), instance_token="sks",
+                                        class_noun="dog")
 sd.push_to_hub("user/dreambooth-tiny-sd2")
+
+# load_pipeline through the Hub: a registry key (the local Hub stands in for the real repo; the pinned revision does
+# not exist there, hence revision="main") and a Hub id holding a DreamBoothPipeline (loaded as hfvision's class).
+from hfvision.models import get_base_model, load_pipeline
+base.push_to_hub(get_base_model("sd21").repo_id)
+by_key, by_repo = load_pipeline("sd21", revision="main"), load_pipeline("user/dreambooth-tiny-sd2")
+same = all(torch.equal(a, b) for a, b in zip(base.unet.state_dict().values(), by_key.unet.state_dict().values()))
+same &= all(torch.equal(a, b) for a, b in zip(sd.controlnet.state_dict().values(), by_repo.controlnet.state_dict().values()))
+print(type(by_key).__name__, by_key.scheduler.config.prediction_type, type(by_repo).__name__, by_repo.instance_token, same)
 xl = DreamBoothXLPipeline.from_components(tiny_sd_pipeline("sdxl"), instance_token="zwx", class_noun="cat")
 xl.save_pretrained("xl-out", push_to_hub=True, repo_id="user/dreambooth-tiny-sdxl")
 sd.save_pretrained("sd-out")
@@ -71,7 +82,8 @@ assert not any(m == "hfvision" or m.startswith("hfvision.") for m in sys.modules
 
 def test_push_and_load_without_hfvision(local_hub, run_python, tmp_path):
     helpers = str(Path(__file__).parent)
-    run_python(PUSH, hub=local_hub, env={"PYTHONPATH": helpers})
+    pushed = run_python(PUSH, hub=local_hub, env={"PYTHONPATH": helpers}).split()
+    assert pushed == ["StableDiffusionPipeline", "v_prediction", "DreamBoothPipeline", "sks", "True"]
     out = run_python(LOAD, hub=local_hub).splitlines()
     assert out[0].split()[:2] == ["sd", "DreamBoothPipeline"] and out[0].split()[2].startswith("diffusers_modules.")
     assert out[0].split()[3:] == ["sks", "sd2", "ControlNetModel"]
