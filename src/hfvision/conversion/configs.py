@@ -202,14 +202,21 @@ def _check_tokenizer(vocab_file: Path, expected: str, name: str) -> None:
         )
 
 
-def copy_config_dir(source: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Copy a diffusers directory's configs and tokenizer files (not its weights) into ``out_dir``."""
+def copy_config_dir(source: str | os.PathLike, family: str, out_dir: str | os.PathLike) -> Path:
+    """Copy a diffusers directory's configs and tokenizer files (not its weights) into ``out_dir``, with a
+    ``model_index.json`` for diffusers' own pipeline class (so e.g. a DreamBoothPipeline directory works)."""
     source = Path(source)
     if not (source / "model_index.json").is_file():
         raise FileNotFoundError(f"config={source} is not a diffusers pipeline directory (no model_index.json)")
-    weights = ("*.safetensors", "*.bin", "*.ckpt", "*.pt", "*.pth", "*.onnx", "*.msgpack", "*.gguf")
+    weights = ("*.safetensors", "*.bin", "*.ckpt", "*.pt", "*.pth", "*.onnx", "*.msgpack", "*.gguf", "*.py")
     shutil.copytree(source, out_dir, ignore=shutil.ignore_patterns(*weights), dirs_exist_ok=True)
-    return Path(out_dir)
+    out = Path(out_dir)
+    configs = {
+        "model_index": json.loads((out / "model_index.json").read_text()),
+        "scheduler": json.loads((out / "scheduler" / "scheduler_config.json").read_text()),
+    }
+    (out / "model_index.json").write_text(json.dumps(pipeline_model_index(family, configs), indent=2))
+    return out
 
 
 def set_prediction_type(config_dir: str | os.PathLike, prediction_type: str) -> None:

@@ -245,7 +245,7 @@ def from_single_file(
         header = _header_configs(info.metadata)
         if config is not None:
             source = f"config={config}"
-            copy_config_dir(config, config_dir)
+            copy_config_dir(config, family, config_dir)
         elif header is not None and base is None:
             source = "stored (file header)"
             write_config_dir(header, family, config_dir)
