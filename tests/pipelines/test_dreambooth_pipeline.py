@@ -157,6 +157,10 @@ def test_incompatible_controlnet_refused(reference):
         dreambooth(ref, controlnet=tiny_controlnet("sd1"))("{token}", num_inference_steps=1)
     with pytest.raises(ValueError, match="SDXL"):
         DreamBoothPipeline.from_components(tiny_sd_pipeline("sdxl"))
+    from hfvision.pipelines.dreambooth_xl import DreamBoothXLPipeline
+
+    with pytest.raises(ValueError, match="missing text_encoder_2, tokenizer_2"):
+        DreamBoothXLPipeline.from_components(ref)
 
 
 def test_controlnet_check_is_a_faithful_copy():
@@ -198,3 +202,26 @@ def test_guidance_distilled_unet_equals_diffusers():
     expected = ref("sks dog", generator=gen(6), **kwargs).images
     actual = dreambooth(ref)("{token} {class}", generator=gen(6), **kwargs).images
     assert np.abs(expected - actual).max() <= 1e-5
+
+
+def test_lora_weights_load_like_diffusers(tmp_path):
+    """LoRA files (what LoRA DreamBooth produces) load through diffusers' mixin and scale like in diffusers."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    donor = tiny_sd_pipeline("sd1")
+    torch.manual_seed(0)
+    donor.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                      init_lora_weights=False))  # fmt: skip
+    type(donor).save_lora_weights(tmp_path, unet_lora_layers=get_peft_model_state_dict(donor.unet))
+    ref, pipe = tiny_sd_pipeline("sd1"), dreambooth(tiny_sd_pipeline("sd1"))
+    for p in (ref, pipe):
+        p.set_progress_bar_config(disable=True)
+        p.load_lora_weights(tmp_path)
+    kwargs = dict(num_inference_steps=STEPS, output_type="np", cross_attention_kwargs={"scale": 0.5})
+    expected = ref("sks dog", generator=gen(8), **kwargs).images
+    actual = pipe("{token} {class}", generator=gen(8), **kwargs).images
+    assert np.abs(expected - actual).max() <= 1e-5
+    plain = dreambooth(tiny_sd_pipeline("sd1"))("{token} {class}", generator=gen(8), num_inference_steps=STEPS,
+                                                output_type="np").images  # fmt: skip
+    assert np.abs(plain - actual).max() > 1e-3  # the LoRA is active

@@ -143,6 +143,11 @@ class DreamBoothMixin:
         if dropped:
             logger.info("%s.from_components: not using %s", cls.__name__, ", ".join(dropped))
         kwargs = {k: v for k, v in components.items() if k in accepted}
+        required = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.default is p.empty][1:]
+        missing = [n for n in required if n not in kwargs]
+        if missing:
+            raise ValueError(f"{cls.__name__}.from_components: missing {', '.join(missing)} (an SD 1.x/2.x pipeline goes "
+                             "to DreamBoothPipeline, an SDXL one to DreamBoothXLPipeline)")  # fmt: skip
         kwargs["instance_token"] = instance_token or source_config.get("instance_token")
         kwargs["class_noun"] = class_noun or source_config.get("class_noun")
         kwargs["family"] = family or source_config.get("family")
