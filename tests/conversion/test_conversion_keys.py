@@ -144,3 +144,24 @@ def test_transformers5_flat_clip_keys_get_the_text_model_prefix():
     }
     nested = {"text_model.encoder.layers.0.mlp.fc1.weight": 1, "text_projection.weight": 2}
     assert normalize_clip_keys(nested) == nested
+
+
+@pytest.mark.parametrize("base, scheduler, prediction, pads", [
+    ("sd21-base", "DDIMScheduler", "epsilon", {"tokenizer": "!"}),
+    ("sdxl", "EulerDiscreteScheduler", "epsilon", {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}),
+])  # fmt: skip
+def test_bundled_config_dir_loads_offline(base, scheduler, prediction, pads, tmp_path):
+    """The directory handed to diffusers' from_single_file: pipeline index, scheduler and CLIP tokenizers."""
+    import diffusers
+    from transformers import CLIPTokenizer
+
+    from hfvision.conversion.configs import write_config_dir
+
+    out = write_config_dir(bundled_configs(base), BASES[base].family, tmp_path / "config")
+    pipeline_class = getattr(diffusers, "StableDiffusionXLPipeline" if base == "sdxl" else "StableDiffusionPipeline")
+    assert pipeline_class.load_config(out)["_class_name"] == pipeline_class.__name__
+    sched = getattr(diffusers, scheduler).from_pretrained(out, subfolder="scheduler")
+    assert sched.config.prediction_type == prediction
+    for name, pad in pads.items():
+        tokenizer = CLIPTokenizer.from_pretrained(out / name)
+        assert tokenizer.pad_token == pad and tokenizer("a photo of").input_ids == [49406, 320, 1125, 539, 49407]

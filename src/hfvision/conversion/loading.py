@@ -184,6 +184,32 @@ def _check_loaded(pipe, path: Path) -> None:
                 raise ValueError(f"{path} has no weights for {len(empty)} {name} tensor(s), e.g. {empty[:3]}")
 
 
+def _prepare_config_dir(
+    info: SingleFileInfo, family: str, config_dir: Path, base: str | None, prediction_type: str | None, config
+) -> str:
+    """Write the diffusers config directory for ``info`` into ``config_dir``; returns where the configs came from."""
+    stated = _prediction_type_from_metadata(info.metadata)
+    header = _header_configs(info.metadata)
+    if config is not None:
+        source = f"config={config}"
+        copy_config_dir(config, family, config_dir)
+    elif header is not None and base is None:
+        source = "stored (file header)"
+        write_config_dir(header, family, config_dir)
+    else:
+        if base is None:
+            base = "sd21-base" if family == "sd2" and stated == "epsilon" else DEFAULT_BASE[family]
+            if family == "sd2" and not (stated or prediction_type):
+                logger.warning("%s states no prediction type; assuming SD 2.x 768 v_prediction (base='sd21'). "
+                               "Pass prediction_type='epsilon' or base='sd21-base' for 512 models.", info.path)  # fmt: skip
+        source = f"bundled {base}"
+        write_config_dir(bundled_configs(base), family, config_dir)
+    # an explicit prediction type wins; a stated one corrects bundled defaults (stored/given configs already agree)
+    if prediction_type or (stated and source.startswith("bundled")):
+        set_prediction_type(config_dir, prediction_type or stated)
+    return source
+
+
 def from_single_file(
     path: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -221,7 +247,6 @@ def from_single_file(
     >>> from_single_file("v2-1_768-ema-pruned.safetensors", "sd21-diffusers", base="sd21")
     PosixPath('sd21-diffusers')
     """
-
     path = Path(path)
     info = inspect_single_file(path)
     family = family_from_keys(info.shapes, str(path))
@@ -232,7 +257,6 @@ def from_single_file(
             suggestion = [k for k, b in BASES.items() if b.family == family]
             raise ValueError(f"{path} is an {family} checkpoint but base={base!r} is {BASES[base].family}; "
                              f"use one of {suggestion}")  # fmt: skip
-    stated = _prediction_type_from_metadata(info.metadata)
     prediction_type = normalize_prediction_type(prediction_type) if prediction_type else None
     if out_dir is not None and Path(out_dir).exists() and any(Path(out_dir).iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another directory or pass overwrite=True")
@@ -242,23 +266,7 @@ def from_single_file(
     pipeline_class = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     with tempfile.TemporaryDirectory(prefix="hfvision-config-") as tmp:
         config_dir = Path(tmp) / "config"
-        header = _header_configs(info.metadata)
-        if config is not None:
-            source = f"config={config}"
-            copy_config_dir(config, family, config_dir)
-        elif header is not None and base is None:
-            source = "stored (file header)"
-            write_config_dir(header, family, config_dir)
-        else:
-            if base is None:
-                base = "sd21-base" if family == "sd2" and stated == "epsilon" else DEFAULT_BASE[family]
-                if family == "sd2" and not (stated or prediction_type):
-                    logger.warning("%s states no prediction type; assuming SD 2.x 768 v_prediction (base='sd21'). "
-                                   "Pass prediction_type='epsilon' or base='sd21-base' for 512 models.", path)  # fmt: skip
-            source = f"bundled {base}"
-            write_config_dir(bundled_configs(base), family, config_dir)
-        if prediction_type or (stated and source.startswith("bundled")):
-            set_prediction_type(config_dir, prediction_type or stated)
+        source = _prepare_config_dir(info, family, config_dir, base, prediction_type, config)
         _check_shapes(info, config_dir, source)
         logger.info("loading %s (%s) with %s configs", path, family, source)
         if family == "sdxl" and "text_encoder_2" not in kwargs:
