@@ -154,3 +154,14 @@ def test_onnx_folder_goes_to_the_onnx_runtime_hook(vit_dir, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "hfvision.export.runtime", None)  # as if hfvision.export did not exist
     with pytest.raises(NotImplementedError, match="backend='torch'"):
         hfvision.pipeline("gender-classification", model=tmp_path)
+
+
+def test_factory_argument_errors(vit_dir):
+    import hfvision
+
+    with pytest.raises(ValueError, match="is a local folder with no such record"):
+        hfvision.pipeline("gender-classification", model=vit_dir, verify=True)
+    with pytest.raises(ValueError, match="'image-feature-pyramid' has no default model"):
+        hfvision.pipeline("image-feature-pyramid")
+    with pytest.raises(ValueError, match="backend='tensorrt' is not one of"):
+        hfvision.pipeline("gender-classification", model=vit_dir, backend="tensorrt")

@@ -126,7 +126,9 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         return outputs
 
     def postprocess(self, model_outputs, function_to_apply=None, top_k=5):
-        function_to_apply = self._resolve_function(function_to_apply)
+        config = self.model.config
+        num_labels, id2label = config.num_labels, config.id2label  # config attribute access is slow: read once
+        function_to_apply = self._resolve_function(function_to_apply, config, num_labels)
         logits = model_outputs["logits"].to(torch.float32).numpy()
         if function_to_apply == ClassificationFunction.SIGMOID:
             scores = 1.0 / (1.0 + np.exp(-logits))
@@ -136,8 +138,7 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
             scores = logits
         else:
             raise ValueError(f"Unrecognized `function_to_apply` argument: {function_to_apply}")
-        top_k = min(top_k, self.model.config.num_labels) if top_k is not None else self.model.config.num_labels
-        id2label = self.model.config.id2label
+        top_k = min(top_k, num_labels) if top_k is not None else num_labels
         rows = []
         for row in scores:
             order = np.argsort(-row, kind="stable")[:top_k]  # descending; ties keep label order, like the stock sort
@@ -151,15 +152,17 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
     def _logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).logits
 
-    def _resolve_function(self, function_to_apply) -> ClassificationFunction:
+    @staticmethod
+    def _resolve_function(function_to_apply, config, num_labels: int) -> ClassificationFunction:
+        # the stock pipeline's rules, in its order
         if function_to_apply is not None:
             return ClassificationFunction(function_to_apply)
-        config = self.model.config
-        if config.problem_type == "regression":
+        problem_type = config.problem_type
+        if problem_type == "regression":
             return ClassificationFunction.NONE
-        if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        if problem_type == "multi_label_classification" or num_labels == 1:
             return ClassificationFunction.SIGMOID
-        if config.problem_type == "single_label_classification" or config.num_labels > 1:
+        if problem_type == "single_label_classification" or num_labels > 1:
             return ClassificationFunction.SOFTMAX
         return ClassificationFunction(getattr(config, "function_to_apply", None) or "none")
 

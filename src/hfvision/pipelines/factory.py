@@ -131,15 +131,18 @@ def pipeline(
         model = os.fspath(model)
 
     if isinstance(model, str):
+        local = os.path.isdir(model)
+        if verify and local:
+            raise ValueError(
+                f"verify=True checks files against the hashes the Hub records; {model} is a local folder "
+                "with no such record. Pass a Hub id, or drop verify"
+            )
         if backend == "onnx" or (backend == "auto" and _has_onnx(model, revision, token)):
+            if verify:
+                model, revision = verified_snapshot(model, revision, allow_pickle, token=token, onnx=True), None
             extra = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
             return _load_onnx(task, model, **extra, **kwargs)
-        if os.path.isdir(model):
-            if verify:
-                raise ValueError(
-                    f"verify=True checks files against the hashes the Hub records; {model} is a local folder "
-                    "with no such record. Pass a Hub id, or drop verify"
-                )
+        if local:
             check_local_weights(model, allow_pickle)
         elif verify:
             model, revision = verified_snapshot(model, revision, allow_pickle=allow_pickle, token=token), None

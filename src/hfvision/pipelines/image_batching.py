@@ -16,6 +16,7 @@ torch/numpy/PIL/transformers (plus torchvision lazily) so the saved pipeline loa
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -87,10 +88,17 @@ class BatchedImagePreprocessor:
         return self.mode != "processor"
 
     def prepare(self, image) -> torch.Tensor:
-        """One image (RGB ``PIL.Image``, HWC/CHW array or tensor) -> ``(1, C, H, W)`` pixels before normalization."""
+        """One image (RGB ``PIL.Image``, HWC/CHW array or tensor) -> ``(1, C, H, W)`` pixels before normalization.
+
+        The result may be a channels-last view of the image's memory: the batch is made contiguous by the
+        float conversion in :meth:`normalize`, one pass for the whole batch instead of one copy per image.
+        """
         proc = self.image_processor
         if self.mode == "torchvision":
-            x = proc.process_image(image, do_convert_rgb=getattr(proc, "do_convert_rgb", None))
+            if isinstance(image, Image.Image) and image.mode == "RGB":
+                x = _hwc_tensor(image).permute(2, 0, 1)  # what process_image computes, without its per-image copy
+            else:
+                x = proc.process_image(image, do_convert_rgb=getattr(proc, "do_convert_rgb", None))
             if proc.do_resize:
                 x = proc.resize(image=x, size=proc.size, resample=proc.resample)
             if getattr(proc, "do_center_crop", False):
@@ -101,22 +109,27 @@ class BatchedImagePreprocessor:
                 image = _to_pil(image)
             for transform in self._geometry:
                 image = transform(image)
-            array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-            return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+            return _hwc_tensor(image.convert("RGB") if image.mode != "RGB" else image).permute(2, 0, 1).unsqueeze(0)
         return proc(images=image, return_tensors="pt")["pixel_values"]
 
     def normalize(self, pixel_values: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A batch from :meth:`prepare` -> the model's ``pixel_values`` (on the batch's device, in ``dtype``)."""
-        proc = self.image_processor
-        if self.mode == "torchvision":
-            pixel_values = proc.rescale_and_normalize(
-                pixel_values, proc.do_rescale, proc.rescale_factor, proc.do_normalize, proc.image_mean, proc.image_std
-            )
-        elif self.mode == "timm":
-            device = pixel_values.device
-            pixel_values = pixel_values.to(torch.float32).div(255)  # timm's ToTensor
-            pixel_values = pixel_values.sub_(self._mean.to(device)).div_(self._std.to(device))  # then Normalize
-        return pixel_values if dtype is None else pixel_values.to(dtype)
+        if self.mode == "processor":
+            return pixel_values if dtype is None else pixel_values.to(dtype)
+        proc, device = self.image_processor, pixel_values.device
+        # one pass: uint8 -> float32 and channels-last views -> contiguous NCHW (a fresh tensor, safe to modify)
+        x = pixel_values.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+        if self.mode == "timm":
+            x = x.div_(255).sub_(self._mean.to(device)).div_(self._std.to(device))  # ToTensor, then Normalize
+        elif proc.do_normalize:
+            mean, std = proc.image_mean, proc.image_std
+            if proc.do_rescale:  # fused exactly like TorchvisionBackend.rescale_and_normalize
+                mean = torch.tensor(mean, device=device) * (1.0 / proc.rescale_factor)
+                std = torch.tensor(std, device=device) * (1.0 / proc.rescale_factor)
+            x = _tvF().normalize(x, mean, std, inplace=True)
+        elif proc.do_rescale:
+            x = x.mul_(proc.rescale_factor)
+        return x if dtype is None else x.to(dtype)
 
     def output_size(self) -> tuple[int, int] | None:
         """``(height, width)`` of every prepared image when it is fixed (for trial batches), else ``None``."""
@@ -129,6 +142,19 @@ class BatchedImagePreprocessor:
             if getattr(proc, flag, False) and size is not None and getattr(size, "height", None):
                 return size.height, size.width
         return None
+
+
+def _tvF():
+    from torchvision.transforms.v2 import functional
+
+    return functional
+
+
+def _hwc_tensor(image: Image.Image) -> torch.Tensor:
+    """``(H, W, C)`` uint8 tensor over a read-only copy of the image's bytes (never written to)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable": it is only read
+        return torch.from_numpy(np.asarray(image))
 
 
 def _to_pil(image) -> Image.Image:

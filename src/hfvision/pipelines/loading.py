@@ -49,11 +49,16 @@ def check_local_weights(path: str | os.PathLike, allow_pickle: bool = False) -> 
 
 
 def verified_snapshot(
-    repo_id: str, revision: str | None = None, allow_pickle: bool = False, token: str | bool | None = None
+    repo_id: str,
+    revision: str | None = None,
+    allow_pickle: bool = False,
+    token: str | bool | None = None,
+    onnx: bool = False,
 ) -> str:
     """Download ``repo_id`` at ``revision`` and check every file against the Hub's hashes; returns the local folder.
 
-    Pickle weights are not downloaded unless ``allow_pickle``; other frameworks' weights never are.
+    Pickle weights are not downloaded unless ``allow_pickle``; ONNX files only with ``onnx=True``; other
+    frameworks' weights (TF, Flax, ...) never.
 
     Raises:
         `ChecksumMismatchError`: a downloaded file differs from what the Hub recorded (corrupt or tampered).
@@ -64,7 +69,8 @@ def verified_snapshot(
 
     api = HfApi(token=token)
     commit = api.model_info(repo_id, revision=revision, token=token).sha  # pin: download and verify the same commit
-    ignore = list(OTHER_FRAMEWORK_PATTERNS) + ([] if allow_pickle else list(PICKLE_PATTERNS))
+    ignore = [p for p in OTHER_FRAMEWORK_PATTERNS if not (onnx and ".onnx" in p)]
+    ignore += [] if allow_pickle else list(PICKLE_PATTERNS)
     folder = snapshot_download(repo_id, revision=commit, ignore_patterns=ignore, token=token)
     result = api.verify_repo_checksums(repo_id, revision=commit, token=token)
     if result.mismatches:
@@ -76,7 +82,7 @@ def verified_snapshot(
             f"{repo_id}@{commit[:12]}: {len(result.mismatches)} file(s) differ from the Hub's hashes: {details}. "
             f"The cached copy in {result.verified_path} is corrupt or was modified; delete it and download again"
         )
-    if not allow_pickle and not any(p.name.endswith(".safetensors") for p in Path(folder).rglob("*")):
+    if not onnx and not allow_pickle and not any(p.name.endswith(".safetensors") for p in Path(folder).rglob("*")):
         names = [f for f in api.list_repo_files(repo_id, revision=commit, token=token) if f.endswith(_PICKLE_SUFFIXES)]
         if names:
             raise pickle_refusal(repo_id, names)
