@@ -177,7 +177,7 @@ def test_save_pretrained_round_trip(reference, tmp_path):
     pipe = dreambooth(reference("sd2"), controlnet=active_controlnet("sd2"))
     pipe.save_pretrained(tmp_path / "out")
     code = {p.name for p in (tmp_path / "out").glob("*.py")}
-    assert code == {"dreambooth.py", "controlnet_utils.py"}
+    assert code == {"dreambooth.py", "dreambooth_utils.py", "controlnet_utils.py"}
     loaded = DreamBoothPipeline.from_pretrained(tmp_path / "out")
     loaded.set_progress_bar_config(disable=True)
     assert type(loaded) is DreamBoothPipeline and loaded.controlnet is not None

@@ -9,7 +9,8 @@ SDXL generation is delegated, not re-implemented: `DreamBoothXLPipeline` *is* a 
 With a ControlNet (``controlnet=...``, checked against the UNet) a call runs diffusers'
 `StableDiffusionXLControlNetPipeline` on the same modules; ``callback_on_step_end`` then receives that pipeline.
 
-Self-contained like ``dreambooth.py``: only torch/transformers/diffusers and the sibling files it imports.
+Self-contained like ``dreambooth.py``: only torch/transformers/diffusers and the sibling files it imports
+(``dreambooth_utils.py``, ``controlnet_utils.py``), which `save_pretrained` ships with it.
 
 >>> from hfvision.pipelines.dreambooth_xl import DreamBoothXLPipeline
 >>> from hfvision.testing import tiny_sd_pipeline
@@ -39,14 +40,14 @@ from transformers import (
 )
 
 from .controlnet_utils import check_controlnet_compatible
-from .dreambooth import DreamBoothMixin
+from .dreambooth_utils import DreamBoothMixin
 
 
 class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
     r"""SDXL text-to-image for a DreamBooth subject (see the module docstring); arguments as
     `StableDiffusionXLPipeline`, plus ``controlnet``, ``instance_token``, ``class_noun`` and ``family``."""
 
-    _code_files = ("dreambooth_xl.py", "dreambooth.py", "controlnet_utils.py")
+    _code_files = ("dreambooth_xl.py", "dreambooth_utils.py", "controlnet_utils.py")
     _optional_components = [*StableDiffusionXLPipeline._optional_components, "controlnet"]
 
     def __init__(
