@@ -293,6 +293,12 @@ class OrtAutoencoderKL:
     def eval(self):
         return self
 
+    def modules(self):
+        return iter((self,))
+
+    def parameters(self):
+        return iter(())
+
     def encode(self, x, return_dict: bool = True):
         import torch
         from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution

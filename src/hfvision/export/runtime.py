@@ -146,6 +146,12 @@ class OrtModel:
     def can_generate(self) -> bool:
         return False
 
+    def modules(self):  # diffusers looks for offloading hooks on a component's modules
+        return iter((self,))
+
+    def parameters(self):
+        return iter(())
+
     @property
     def input_modalities(self) -> tuple[str, ...]:
         return ("image",)
