@@ -12,7 +12,7 @@ def test_hfvision_env_reports_the_installed_stack():
     for dist in ("torch", "transformers", "diffusers", "huggingface_hub", "timm", "optimum"):
         assert report["versions"][dist] == md.version(dist)
     assert report["devices"]["cpu_threads"] >= 1
-    assert report["extras"]["testing"]["open_clip"] is True
+    assert report["extras"]["ui"]["gradio"] is True and report["extras"]["serve"]["fastapi"] is True
 
 
 def test_hfvision_help_lists_env():

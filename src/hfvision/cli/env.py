@@ -10,12 +10,12 @@ import platform
 STACK = [
     "hfvision", "torch", "torchvision", "transformers", "diffusers", "accelerate", "peft", "datasets",
     "evaluate", "safetensors", "optimum", "onnx", "onnxruntime", "timm", "tokenizers", "huggingface_hub",
-    "pillow", "opencv-python-headless", "numpy",
+    "pillow", "opencv-python-headless", "numpy", "open-clip-torch", "scikit-image",
 ]  # fmt: skip
 EXTRAS = {
     "serve": ["fastapi", "uvicorn"],
     "ui": ["gradio"],
-    "testing": ["open_clip", "skimage", "sklearn"],
+    "testing": ["sklearn"],
     "train": ["tensorboard"],
     "optional": ["bitsandbytes", "onnxscript", "playwright"],
 }
