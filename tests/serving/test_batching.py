@@ -71,10 +71,42 @@ def test_batch_size_one_disables_batching():
     assert time.perf_counter() - start < 2  # a full batch (of one) never waits for max_wait_ms
 
 
-def test_lone_request_waits_at_most_max_wait():
+def test_waits_only_for_announced_requests():
+    model = FakeModel()
+    batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=300)
+    batcher.start()
+    start = time.perf_counter()
+    assert run(batcher.submit(1)) == (None, 10)
+    assert time.perf_counter() - start < 0.25  # nothing else announced: a lone request runs at once
+
+    async def announced_joins():
+        batcher.expect()  # e.g. a request still being decoded
+        first = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(0.05)
+        second = await batcher.submit(3, expected=True)  # it arrives within max_wait: same batch
+        return await first, second
+
+    assert run(announced_joins()) == ((None, 20), (None, 30))
+
+    async def withdrawn():
+        batcher.expect()
+        task = asyncio.ensure_future(batcher.submit(4))
+        await asyncio.sleep(0.05)
+        batcher.unexpect()  # the announced request failed (e.g. a bad image): stop waiting for it
+        return await task
+
+    start = time.perf_counter()
+    assert run(withdrawn()) == (None, 40)
+    assert time.perf_counter() - start < 0.25
+    batcher.close()
+    assert [p for _, p in model.calls] == [[1], [2, 3], [4]]
+
+
+def test_announced_request_that_never_comes_waits_at_most_max_wait():
     model = FakeModel()
     batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=50)
     batcher.start()
+    batcher.expect()
     start = time.perf_counter()
     assert run(batcher.submit(1)) == (None, 10)
     elapsed = time.perf_counter() - start

@@ -116,10 +116,13 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
         start = time.perf_counter()
         metrics.in_flight.inc()
         status, reason = 200, None
+        batcher.expect()  # the worker may hold a batch open for this request while it is read and decoded
+        announced = True
         try:
             body = await read_body(request, config.max_body_bytes)
             payload, key = await anyio.to_thread.run_sync(runner.prepare, body, request.headers.get("content-type"))
-            result = await batcher.submit(payload, key, timeout=config.timeout)
+            announced = False
+            result = await batcher.submit(payload, key, timeout=config.timeout, expected=True)
             if runner.encode_in_thread:
                 content, media_type, headers = await anyio.to_thread.run_sync(runner.encode, result)
             else:
@@ -143,6 +146,8 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
             message = str(err).strip().splitlines()[0] if str(err).strip() else ""
             return _error(500, f"model error: {type(err).__name__}: {message}")
         finally:
+            if announced:
+                batcher.unexpect()
             metrics.in_flight.dec()
             metrics.requests.inc(code=str(status))
             if reason is not None:

@@ -2,7 +2,9 @@
 
 The worker takes the oldest waiting request, then up to ``max_batch_size - 1`` more with the same *key* (requests
 with different parameters never share a batch), waiting at most ``max_wait_ms`` after the oldest request arrived
-for the batch to fill. While the model is busy the queue fills up, so under load batches form without waiting.
+for the batch to fill -- and only while more requests are on their way (announced with :meth:`MicroBatcher.expect`
+by the server when it starts reading a request), so a lone request never waits. While the model is busy the queue
+fills up, so under load batches form without waiting.
 
 - the queue is bounded: :meth:`MicroBatcher.submit` raises :class:`QueueFullError` (-> HTTP 503 + Retry-After);
 - a request that times out is dropped from the queue if it has not started (its slot is freed);
@@ -100,6 +102,7 @@ class MicroBatcher:
         self._closing = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._batch_seconds = 0.0  # moving average of one batch's model time, for Retry-After
+        self._incoming = 0  # requests announced with expect() and not yet submitted
         self.running = 0  # requests in the batch being computed
 
     # -- event-loop side ------------------------------------------------------------------------------------------
@@ -122,8 +125,21 @@ class MicroBatcher:
         batches = math.ceil(max(self.depth, 1) / self.max_batch_size)
         return max(1, math.ceil(batches * self._batch_seconds))
 
-    async def submit(self, payload: Any, key: Hashable = None, timeout: float | None = None) -> Any:
-        """Queue ``payload`` and wait for its result.
+    def expect(self) -> None:
+        """Announce a request that will be submitted soon (e.g. still being read/decoded): the worker may wait up to
+        ``max_wait_ms`` for it to join a batch. Each call must be matched by ``submit(..., expected=True)`` or
+        :meth:`unexpect`."""
+        with self._cond:
+            self._incoming += 1
+
+    def unexpect(self) -> None:
+        """Withdraw an :meth:`expect` (the request failed before being submitted)."""
+        with self._cond:
+            self._incoming = max(0, self._incoming - 1)
+            self._cond.notify_all()
+
+    async def submit(self, payload: Any, key: Hashable = None, timeout: float | None = None, expected: bool = False):
+        """Queue ``payload`` and wait for its result (``expected``: it was announced with :meth:`expect`).
 
         Raises:
             `QueueFullError`: ``max_queue`` requests are already waiting.
@@ -133,6 +149,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         job = _Job(payload, key, loop.create_future(), loop)
         with self._cond:
+            if expected:
+                self._incoming = max(0, self._incoming - 1)
             if self._closing:
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
             if len(self._queue) >= self.max_queue:
@@ -193,7 +211,7 @@ class MicroBatcher:
             while not self._closing:
                 same = sum(1 for j in self._queue if j.key == first.key)
                 remaining = deadline - time.monotonic()
-                if same >= self.max_batch_size or remaining <= 0 or first not in self._queue:
+                if same >= self.max_batch_size or remaining <= 0 or not self._incoming or first not in self._queue:
                     break
                 self._cond.wait(remaining)
             if not self._queue:
