@@ -209,11 +209,14 @@ class BackgroundServer:
                                 timeout_graceful_shutdown=shutdown_timeout, **uvicorn_kwargs)  # fmt: skip
         self.server = uvicorn.Server(config)  # on a non-main thread uvicorn leaves signal handlers alone
         self._thread = None
+        self._port: int | None = None
         self.host = host
 
     @property
     def port(self) -> int:
-        return self.server.servers[0].sockets[0].getsockname()[1]
+        if self._port is None:
+            raise RuntimeError("the server has not started yet; call start()")
+        return self._port
 
     @property
     def url(self) -> str:
@@ -229,6 +232,7 @@ class BackgroundServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn did not start on {self.host} within {timeout} s")
             time.sleep(0.01)
+        self._port = self.server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
