@@ -55,3 +55,24 @@ def test_feature_pyramid(tiny_model_dir, photo_bytes, serve):
         server.url + "/", json=_json_request(photo_bytes["coffee"], {"out_indices": [9]}), timeout=60
     )
     assert response.status_code == 400 and "out of range" in response.json()["error"]
+
+
+@pytest.mark.slow
+def test_onnx_backend(tiny_model_dir, photo_bytes, serve, tmp_path):
+    """``--onnx``: the ONNX Runtime pipeline behind the same routes gives the PyTorch pipeline's answers."""
+    import hfvision
+    from hfvision.data import load_image
+    from hfvision.export import export_onnx
+    from hfvision.serving import ServeConfig, create_app
+
+    vit_dir = str(tiny_model_dir("vit"))
+    export_onnx(vit_dir, tmp_path / "onnx", task="gender-classification")
+    server = serve(create_app(ServeConfig(task="gender-classification", model=str(tmp_path / "onnx"), onnx=True)))
+    assert type(server.server.config.app.state.runner.pipe.model).__name__ == "OrtModelForImageClassification"
+    torch_pipe = hfvision.pipeline("gender-classification", model=vit_dir)
+    for name in ("astronaut", "coffee"):
+        response = httpx.post(server.url + "/models/onnx", content=photo_bytes[name], timeout=60)
+        assert response.status_code == 200, response.text
+        want = torch_pipe(load_image(photo_bytes[name]))
+        assert [r["label"] for r in response.json()] == [w["label"] for w in want]
+        np.testing.assert_allclose([r["score"] for r in response.json()], [w["score"] for w in want], atol=1e-5)

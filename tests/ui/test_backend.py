@@ -112,3 +112,18 @@ def test_classify_and_draw(tiny_model_dir, tmp_path):
     assert draw_results(sample_image("chelsea"), []).size == sample_image("chelsea").size
     with pytest.raises(ValueError, match="choose a classifier"):
         ClassifyBackend().classify(photo)
+
+
+def test_ui_flags_mirror_config_and_missing_gradio_fails_softly(monkeypatch):
+    from hfvision.cli.main import build_parser
+    from hfvision.ui.app import UIConfig, build_app
+    from hfvision.utils import import_utils
+
+    args = build_parser().parse_args(["ui", "--model", "sd15", "--port", "7000", "--steps", "4"])
+    config = UIConfig(**{k: getattr(args, k) for k in UIConfig.__dataclass_fields__})
+    assert config == UIConfig(model="sd15", port=7000, steps=4) and config.host == "127.0.0.1"
+    with pytest.raises(ValueError, match="size=100 must be a multiple of 8"):
+        UIConfig(size=100)
+    monkeypatch.setattr(import_utils, "is_available", lambda module: module != "gradio")
+    with pytest.raises(ImportError, match=r"needs the 'gradio' package.*hfvision\[ui\]"):
+        build_app(config)
