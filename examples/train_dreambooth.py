@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_dreambooth_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set
-    print(f"done: {result.global_step} steps, last loss {result.final_loss:.4f}, output in {result.output_dir}")
+    print(f"done: {result.global_step} steps, last loss {result.final_loss}, output in {result.output_dir}")
     return 0
 
 

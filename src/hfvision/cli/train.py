@@ -35,9 +35,10 @@ def run_dreambooth(args: argparse.Namespace) -> int:
     from ..training.dreambooth.trainer import DreamBoothTrainer
 
     result = DreamBoothTrainer(config).train()
-    if result.global_step and _is_main_process():
+    if _is_main_process():
         kind = "LoRA weights" if result.lora_weights else "pipeline"
-        print(f"trained {result.global_step} steps (last loss {result.final_loss:.4f}); {kind} in {result.output_dir}")
+        loss = f" (last loss {result.final_loss:.4f})" if result.final_loss is not None else ""
+        print(f"trained {result.global_step} steps{loss}; {kind} in {result.output_dir}")
         if result.samples:
             print(f"validation images: {result.samples[0].parent}")
     return 0

@@ -48,6 +48,10 @@ def test_bad_inputs_fail_before_heavy_work(tiny_kwargs, tmp_path, no_model_loadi
     _fails(tiny_kwargs(pretrained_model_name_or_path="sd15", resolution=768), ValueError, "768")
     _fails(tiny_kwargs(pretrained_model_name_or_path="sd1.5"), ValueError, "did you mean 'sd15'")
     _fails(tiny_kwargs(resume_from_checkpoint="checkpoint-9"), FileNotFoundError, "no such checkpoint")
+    from hfvision.utils import is_available
+
+    if not is_available("bitsandbytes"):
+        _fails(tiny_kwargs(use_8bit_adam=True), ImportError, "use_8bit_adam needs the 'bitsandbytes' package")
 
 
 def test_resume_refuses_a_changed_run(tiny_kwargs, train_in_process, tmp_path):
@@ -107,7 +111,7 @@ def test_nan_steps_are_skipped_then_the_run_stops(tiny_kwargs, train_in_process,
 
 def test_bf16_on_cpu_keeps_trainable_weights_fp32(tiny_kwargs, train_in_process):
     kwargs = tiny_kwargs(mixed_precision="bf16", use_lora=True, train_text_encoder=True, max_train_steps=1,
-                         with_prior_preservation=False, class_prompt=None)  # fmt: skip
+                         gradient_checkpointing=True, with_prior_preservation=False, class_prompt=None)  # fmt: skip
     trainer, result = train_in_process(kwargs)
     assert math.isfinite(result.final_loss)
     unet = trainer.accelerator.unwrap_model(trainer.unet_p)
@@ -115,6 +119,7 @@ def test_bf16_on_cpu_keeps_trainable_weights_fp32(tiny_kwargs, train_in_process)
     frozen = {p.dtype for p in unet.parameters() if not p.requires_grad}
     assert trainable == {torch.float32} and frozen == {torch.bfloat16}
     assert trainer.vae.dtype == torch.bfloat16
+    assert unet.is_gradient_checkpointing and trainer.text_encoders[0].is_activation_checkpointing
     from safetensors.torch import load_file
 
     assert {t.dtype for t in load_file(result.lora_weights).values()} == {torch.float32}

@@ -79,3 +79,38 @@ def test_sdxl_lora_loads_with_load_lora_weights(tiny_kwargs, tiny_model_dir, tra
     with safe_open(result.lora_weights, "pt") as f:
         prefixes = {k.split(".")[0] for k in f.keys()}
     assert prefixes == {"unet", "text_encoder", "text_encoder_2"}
+
+
+def test_cached_latents_and_text_embeddings_give_the_same_loss(tiny_kwargs):
+    """cache_latents / pre_compute_text_embeddings change the cost of a step, not its math."""
+    kwargs = tiny_kwargs(center_crop=True, cache_latents=True, pre_compute_text_embeddings=True)
+    trainer = DreamBoothTrainer(DreamBoothConfig(**kwargs))
+    trainer.setup()
+    trainer.sampler.set_epoch(0)
+    cached = next(iter(trainer.train_dataloader))
+    assert "latent_params" in cached and "pixel_values" not in cached
+    state = trainer.noise_generator.get_state()
+    with torch.no_grad():
+        loss_cached = trainer.compute_loss(cached)
+        trainer.dataset.latent_params = None  # the same items, encoded by the VAE on the fly
+        trainer.prompt_encoder.cache_enabled = False
+        fresh = next(iter(trainer.train_dataloader))
+        assert fresh["captions"] == cached["captions"]
+        trainer.noise_generator.set_state(state)
+        loss_fresh = trainer.compute_loss(fresh)
+    torch.testing.assert_close(loss_cached, loss_fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_single_file_base_is_recognised_before_loading(tiny_model_dir, tmp_path):
+    from hfvision.conversion import to_single_file
+    from hfvision.training.dreambooth.components import load_base_pipeline, resolve_base_model
+
+    path = tmp_path / "model.safetensors"
+    to_single_file(tiny_model_dir("sd2"), path)
+    base = resolve_base_model(str(path))
+    assert (base.kind, base.family) == ("file", "sd")
+    pipe = load_base_pipeline(base)
+    assert type(pipe).__name__ == "StableDiffusionPipeline" and base.prediction_type == "v_prediction"
+    for name, module in (("unet", pipe.unet), ("vae", pipe.vae)):
+        ref = getattr(__import__("diffusers"), type(module).__name__).from_pretrained(tiny_model_dir("sd2") / name)
+        assert all(torch.equal(v, ref.state_dict()[k]) for k, v in module.state_dict().items())

@@ -49,9 +49,10 @@ def test_two_stage_lora_resume_is_bit_identical(
     tiny_kwargs, run_training, tmp_path, load_weights, assert_bit_identical
 ):
     """LoRA on UNet + text encoder, text encoder frozen and dropped after step 2 (before the checkpoint), gradient
-    accumulation, noise offset, min-SNR, cached latents and pre-computed text embeddings."""
+    accumulation with a partial window at each epoch end (3 micro-batches per epoch, 2 per step), resume mid-epoch,
+    noise offset, min-SNR, cached latents and pre-computed text embeddings."""
     kwargs = tiny_kwargs(
-        max_train_steps=2 * N, checkpointing_steps=N, use_lora=True, rank=4, train_text_encoder=True,
+        max_train_steps=2 * N, checkpointing_steps=N, use_lora=True, rank=4, train_text_encoder=True, train_batch_size=1,
         text_encoder_steps=2, text_encoder_lr=5e-4, gradient_accumulation_steps=2, noise_offset=0.1, snr_gamma=5.0,
         center_crop=True, cache_latents=True, pre_compute_text_embeddings=True, lr_scheduler="cosine",
         lr_warmup_steps=1,
@@ -60,6 +61,7 @@ def test_two_stage_lora_resume_is_bit_identical(
     assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
     state = read_trainer_state(tmp_path / "killed" / f"checkpoint-{N}")
     assert state["text_encoder_frozen"] is True and state["global_step"] == N
+    assert (state["epoch"], state["step_in_epoch"], state["micro_batches_per_epoch"]) == (1, 1, 3)
     lrs = [r.get("text_encoder_lr") for r in straight_logs if "step" in r]
     assert lrs[0] is not None and lrs[1] is not None and all(lr is None for lr in lrs[2:])
 

@@ -105,8 +105,17 @@ def resolve_base_model(name: str, revision: str | None = None, resolution: int |
     from ...models import classify_source, get_base_model, validate_training_resolution
 
     kind = classify_source(name)
-    if kind in ("file", "url"):
-        return BaseModel(name, str(name), None, None, kind)  # family known once loaded (from the file's keys)
+    if kind == "url":
+        return BaseModel(name, str(name), None, None, kind)  # family known once downloaded and loaded
+    if kind == "file":
+        from ...conversion import detect_family
+
+        family, prediction = detect_family(Path(name).expanduser())  # reads the header only
+        if family not in _REGISTRY_FAMILIES:
+            raise _unsupported(name, f"a {family} checkpoint")
+        base = BaseModel(name, str(name), None, _REGISTRY_FAMILIES[family], kind, prediction_type=prediction)
+        _check_prediction(base)
+        return base
     if kind == "directory":
         path = Path(name).expanduser()
         index = _read_json(path / "model_index.json") if (path / "model_index.json").is_file() else None

@@ -217,9 +217,7 @@ class DreamBoothTrainer(TrainingLoop):
                 batch_size=config.sample_batch_size, num_inference_steps=config.class_inference_steps,
                 device=acc.device, show_progress=acc.is_local_main_process, metadata=meta,
             )  # fmt: skip
-            if pipe is not None:
-                pipe.to("cpu")
-            del pipe
+            del pipe  # a low-precision generation copy is freed here; the training copy lives on
         acc.wait_for_everyone()
 
     # ------------------------------------------------------------------------------------------------ 5. models
@@ -250,8 +248,10 @@ class DreamBoothTrainer(TrainingLoop):
         if self.cast_frozen and not upcast_vae:
             self.vae.to(dtype=self.weight_dtype)
         for model in [self.unet] + self.text_encoders:
+            model.to(acc.device)
             for param in model.parameters():
-                param.data = param.data.to(acc.device, torch.float32 if param.requires_grad else self.weight_dtype)
+                if self.cast_frozen and not param.requires_grad:
+                    param.data = param.data.to(self.weight_dtype)
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             for encoder in self.text_encoders if config.train_text_encoder else []:
