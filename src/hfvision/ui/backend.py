@@ -226,6 +226,7 @@ class ClassifyBackend:
     task: str = "gender-classification"
     loader: Callable[[str, str], Any] | None = None
     _pipes: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def pipeline(self, model: str | None = None):
         model = model or self.model
@@ -246,11 +247,11 @@ class ClassifyBackend:
         from ..data.image_io import load_image
 
         image = load_image(image_path)
-        pipe = self.pipeline(model)
+        with self._lock:  # one call at a time per backend: pipelines are not meant to be shared across threads
+            pipe = self.pipeline(model)
+            results = pipe(image, faces=True, top_k=top_k) if faces else pipe(image, top_k=top_k)
         if not faces:
-            results = pipe(image, top_k=top_k)
             return draw_results(image, None), {r["label"]: r["score"] for r in results}, results
-        results = pipe(image, faces=True, top_k=top_k)
         top = {r["label"]: r["score"] for r in results[0]["labels"]} if results else {}
         return draw_results(image, results), top, results
 
