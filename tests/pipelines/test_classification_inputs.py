@@ -32,6 +32,7 @@ def _bomb_png(path):
         ("folder.jpg", lambda p, img: p.mkdir(), "not a file"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # raised as an error, warned by PIL too
 def test_bad_files_raise_one_clear_error_naming_the_file(gender_pipe, photo, tmp_path, name, write, reason):
     from hfvision.data import ImageLoadError
 
