@@ -10,3 +10,12 @@ def test_import_hfvision_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_every_public_name_resolves():
+    import hfvision
+
+    missing = [name for name in hfvision.__all__ if getattr(hfvision, name, None) is None]
+    assert missing == []
+    assert hfvision.DreamBoothPipeline.__name__ == "DreamBoothPipeline"
+    assert hfvision.pipeline.__module__ == "hfvision.pipelines.factory"

@@ -15,6 +15,8 @@ _LAZY = {
     "GenderClassificationPipeline": "classification",
     "ImageFeaturePyramidPipeline": "features",
     "register_pipelines": "registry",
+    "DreamBoothPipeline": "dreambooth",
+    "DreamBoothXLPipeline": "dreambooth_xl",
 }
 
 __all__ = list(_LAZY)
