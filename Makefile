@@ -26,8 +26,10 @@ browser:
 		|| echo "make setup: could not install chromium; browser tests will be skipped"; \
 	else echo "make setup: chromium not found and apt-get unavailable; browser tests will be skipped"; fi
 
+# Two workers (one per core), each test file on one worker so module fixtures are built once.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -m "not slow and not network" -q
+	$(PY) -m pytest -m "not slow and not network" -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-slow: setup
 	$(PY) -m pytest -m "slow" -q

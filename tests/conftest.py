@@ -21,6 +21,9 @@ os.environ.update(
     GRADIO_ANALYTICS_ENABLED="False",
     TOKENIZERS_PARALLELISM="false",
 )
+# Tiny models run fastest single-threaded, and `make test` runs two pytest workers on two cores
+# (also inherited by the subprocesses tests start).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
