@@ -72,9 +72,21 @@ def instance_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def class_dir(tmp_path_factory) -> Path:
+    """Two class photos supplied by the "user", so runs need no class-image generation unless a test wants it."""
+    from hfvision.testing import sample_image
+
+    folder = tmp_path_factory.mktemp("class")
+    sample_image("chelsea").resize((64, 64)).save(folder / "chelsea.png")
+    sample_image("china").resize((64, 64)).save(folder / "china.png")
+    return folder
+
+
 @pytest.fixture
-def tiny_kwargs(tiny_model_dir, instance_dir, tmp_path):
-    """``tiny_kwargs(family="sd1", **overrides)`` -> DreamBoothConfig keyword arguments for a tiny run."""
+def tiny_kwargs(tiny_model_dir, instance_dir, class_dir, tmp_path):
+    """``tiny_kwargs(family="sd1", **overrides)`` -> DreamBoothConfig keyword arguments for a tiny run: 64 px, batches
+    of 2 instance + 2 class images (user-supplied class images; pass ``class_data_dir=None`` to generate them)."""
 
     def make(family: str = "sd1", **overrides) -> dict:
         kwargs = dict(
@@ -85,6 +97,7 @@ def tiny_kwargs(tiny_model_dir, instance_dir, tmp_path):
             train_batch_size=2,
             with_prior_preservation=True,
             class_prompt="a photo of a person",
+            class_data_dir=str(class_dir),
             num_class_images=2,
             class_inference_steps=2,
             max_train_steps=4,

@@ -29,7 +29,7 @@ def _launch(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProces
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_checkpoint_and_resume(tiny_kwargs, tmp_path, load_weights, subprocess_env):
-    kwargs = tiny_kwargs(max_train_steps=2, checkpointing_steps=2, train_text_encoder=True)
+    kwargs = tiny_kwargs(max_train_steps=2, checkpointing_steps=2, train_text_encoder=True, resolution=32)
     flags = []
     for key, value in kwargs.items():
         if value is True:

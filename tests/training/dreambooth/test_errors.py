@@ -55,14 +55,14 @@ def test_bad_inputs_fail_before_heavy_work(tiny_kwargs, tmp_path, no_model_loadi
 
 
 def test_resume_refuses_a_changed_run(tiny_kwargs, train_in_process, tmp_path):
-    kwargs = tiny_kwargs(max_train_steps=1, checkpointing_steps=1, with_prior_preservation=False, class_prompt=None)
+    kwargs = tiny_kwargs(max_train_steps=1, checkpointing_steps=1, resolution=32)
     train_in_process(kwargs)
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    with pytest.raises(ValueError, match="resolution was 64 and is now 32"):
-        train_in_process({**kwargs, "resolution": 32, "max_train_steps": 2, "resume_from_checkpoint": "latest"})
+    with pytest.raises(ValueError, match="resolution was 32 and is now 40"):
+        train_in_process({**kwargs, "resolution": 40, "max_train_steps": 2, "resume_from_checkpoint": "latest"})
 
 
 class _NanAt:
@@ -86,7 +86,7 @@ class _NanAt:
 def test_nan_steps_are_skipped_then_the_run_stops(tiny_kwargs, train_in_process, monkeypatch, caplog):
     hook = _NanAt(DreamBoothTrainer, steps=[2])
     monkeypatch.setattr(DreamBoothTrainer, "compute_loss", hook.compute_loss)
-    kwargs = tiny_kwargs(max_train_steps=3, with_prior_preservation=False, class_prompt=None)
+    kwargs = tiny_kwargs(max_train_steps=3, resolution=32)
     _, result = train_in_process(kwargs, callbacks=[hook])
     assert result.global_step == 3
     s1, s2, s3 = (hook.snapshots[i] for i in (1, 2, 3))
@@ -111,7 +111,7 @@ def test_nan_steps_are_skipped_then_the_run_stops(tiny_kwargs, train_in_process,
 
 def test_bf16_on_cpu_keeps_trainable_weights_fp32(tiny_kwargs, train_in_process):
     kwargs = tiny_kwargs(mixed_precision="bf16", use_lora=True, train_text_encoder=True, max_train_steps=1,
-                         gradient_checkpointing=True, with_prior_preservation=False, class_prompt=None)  # fmt: skip
+                         gradient_checkpointing=True, resolution=32)  # fmt: skip
     trainer, result = train_in_process(kwargs)
     assert math.isfinite(result.final_loss)
     unet = trainer.accelerator.unwrap_model(trainer.unet_p)

@@ -23,7 +23,8 @@ def test_hub_session_survives_losing_the_machine(tiny_kwargs, run_training, loca
     from hfvision.testing import hub_env
 
     env = hub_env(local_hub.endpoint)
-    common = tiny_kwargs(max_train_steps=2 * N, checkpointing_steps=N, train_text_encoder=True, instance_data_dir=None)
+    common = tiny_kwargs(max_train_steps=2 * N, checkpointing_steps=N, train_text_encoder=True, instance_data_dir=None,
+                         resolution=32, class_data_dir=None)  # fmt: skip
     photos = tiny_kwargs()["instance_data_dir"]
 
     # reference: the same session trained without interruption (local only)
@@ -63,7 +64,7 @@ def test_cli_with_the_example_config_pushes_to_the_hub(tiny_model_dir, instance_
     (tmp_path / "tiny-photos").symlink_to(instance_dir)
     cmd = [sys.executable, "-m", "hfvision.cli.main", "train", "dreambooth", "--config",
            str(EXAMPLES / "configs" / "tiny.yaml"), "--max_train_steps", "2", "--checkpointing_steps", "2",
-           "--text_encoder_steps", "1", "--validation_steps", "2", "--num_class_images", "2", "--report_to", "none",
+           "--text_encoder_steps", "1", "--validation_steps", "2", "--num_class_images", "2", "--report_to", "none", "--resolution", "32",
            "--push_to_hub", "--hub_model_id", "user/tiny-dreambooth"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env={**subprocess_env, **hub_env(local_hub.endpoint)},
                           capture_output=True, text=True, timeout=900)  # fmt: skip

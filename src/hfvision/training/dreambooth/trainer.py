@@ -255,7 +255,9 @@ class DreamBoothTrainer(TrainingLoop):
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             for encoder in self.text_encoders if config.train_text_encoder else []:
-                encoder.gradient_checkpointing_enable()
+                # transformers 5 renamed it (the old name warns); keep both working
+                enable = getattr(encoder, "activation_checkpointing_enable", encoder.gradient_checkpointing_enable)
+                enable()
         self.unet.train()
         for encoder in self.text_encoders:
             encoder.train(config.train_text_encoder)
