@@ -2,12 +2,12 @@
 
 For the tiny ViT (hidden 32) and timm resnet18 (random weights, via TimmWrapper), the server runs in a separate
 process (so clients and server do not share a GIL) with both variants of the app on two loopback ports sharing
-one loaded pipeline; clients POST 224x224 JPEG photos (raw bytes, the HF Inference API form) at 1, 8 and 32
-concurrent connections for a fixed time each (with hfvision.serving.loadgen, a keep-alive client costing ~0.1 ms
+one loaded pipeline; clients POST 224x224 (``--size``) JPEG photos (raw bytes, the HF Inference API form) at 1, 8 and 32
+concurrent connections, alternating off/on runs several times and keeping the median (with hfvision.serving.loadgen, a keep-alive client costing ~0.1 ms
 of CPU per request, so the load generator does not starve the server). Prints requests/s, p50/p99 latency and the
 on/off ratio.
 
-    python benchmarks/serving.py [--seconds 6] [--threads 1] [--models vit,resnet18]
+    python benchmarks/serving.py [--seconds 3] [--repeats 3] [--threads 1] [--models vit,resnet18]
 
 Nothing is downloaded; everything binds 127.0.0.1.
 """
@@ -65,24 +65,37 @@ def measure(url: str, payloads: list[bytes], clients: int, seconds: float) -> di
             "n": result.count, "errors": result.errors}  # fmt: skip
 
 
+def _rates(runs: list[dict]) -> str:
+    return ", ".join(f"{r['rps']:.0f}" for r in runs)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput (its latencies come with it); errors summed over all runs."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return {**ordered[len(ordered) // 2], "errors": sum(r["errors"] for r in runs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per point")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating off/on runs per point (median kept)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in the server")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--models", default="vit,resnet18")
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--size", type=int, default=224, help="side of the square JPEG request bodies")
     args = parser.parse_args()
     from hfvision.testing import sample_image
 
     payloads = []
     for name in PHOTOS:
         buffer = io.BytesIO()
-        sample_image(name).resize((224, 224)).save(buffer, format="JPEG", quality=90)
+        sample_image(name).resize((args.size, args.size)).save(buffer, format="JPEG", quality=90)
         payloads.append(buffer.getvalue())
     levels = [int(c) for c in args.clients.split(",")]
     print(f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}; server torch threads: "
-          f"{args.threads}; max_wait_ms {args.max_wait_ms}; {args.seconds:g} s per point; 224x224 JPEG bodies")  # fmt: skip
+          f"{args.threads}; max_wait_ms {args.max_wait_ms}; median of {args.repeats} x {args.seconds:g} s per point; "
+          f"{args.size}x{args.size} JPEG bodies")  # fmt: skip
     ctx = mp.get_context("spawn")
     rows = []
     for model in args.models.split(","):
@@ -94,12 +107,18 @@ def main() -> None:
             try:
                 url = urls.get(timeout=600)
                 for clients in levels:
-                    off = measure(url["off"], payloads, clients, args.seconds)
-                    on = measure(url["on"], payloads, clients, args.seconds)
+                    # off/on measured alternately, `repeats` times: the median of each resists the drift of a shared
+                    # machine's load better than one long measurement of each
+                    runs = {"off": [], "on": []}
+                    for _ in range(args.repeats):
+                        for label in ("off", "on"):
+                            runs[label].append(measure(url[label], payloads, clients, args.seconds))
+                    off, on = (median_run(runs[label]) for label in ("off", "on"))
                     rows.append((model, clients, off, on))
                     print(f"{model:>9} {clients:>3} clients | off {off['rps']:7.1f} req/s p50 {off['p50']:7.1f} ms "
                           f"p99 {off['p99']:7.1f} ms | on {on['rps']:7.1f} req/s p50 {on['p50']:7.1f} ms p99 "
-                          f"{on['p99']:7.1f} ms | x{on['rps'] / off['rps']:.2f} | errors {off['errors'] + on['errors']}",
+                          f"{on['p99']:7.1f} ms | x{on['rps'] / off['rps']:.2f} (runs: off {_rates(runs['off'])}; "
+                          f"on {_rates(runs['on'])}) | errors {off['errors'] + on['errors']}",
                           flush=True)  # fmt: skip
             finally:
                 stop.set()

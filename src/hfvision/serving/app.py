@@ -97,6 +97,7 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
     @contextlib.asynccontextmanager
     async def lifespan(app):
         previous_threads = _set_torch_threads(config.num_threads)
+        app.state.prepare_limiter = anyio.CapacityLimiter(config.prepare_threads)
         batcher.start()
         logger.info("serving %s (%s): max_batch_size=%d, max_wait_ms=%g", config.model_name, config.task,
                     config.max_batch_size, config.max_wait_ms)  # fmt: skip
@@ -110,6 +111,7 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
 
     app = FastAPI(title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher, app.state.metrics, app.state.runner, app.state.config = batcher, metrics, runner, config
+    app.state.prepare_limiter = None  # created in the running loop (lifespan)
     served_names = {config.model_name, str(config.model)} if config.model else {config.model_name}
 
     async def infer(request: Request) -> Response:
@@ -120,7 +122,9 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
         announced = True
         try:
             body = await read_body(request, config.max_body_bytes)
-            payload, key = await anyio.to_thread.run_sync(runner.prepare, body, request.headers.get("content-type"))
+            payload, key = await anyio.to_thread.run_sync(
+                runner.prepare, body, request.headers.get("content-type"), limiter=app.state.prepare_limiter
+            )
             announced = False
             result = await batcher.submit(payload, key, timeout=config.timeout, expected=True)
             if runner.encode_in_thread:

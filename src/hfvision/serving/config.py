@@ -40,6 +40,9 @@ class ServeConfig:
     )
     max_steps: int = field(default=150, metadata={"help": "text-to-image: largest num_inference_steps accepted"})
     max_side: int = field(default=2048, metadata={"help": "text-to-image: largest width/height accepted"})
+    prepare_threads: int = field(
+        default=4, metadata={"help": "threads parsing and decoding requests in parallel (bounds decode memory too)"}
+    )
     shutdown_timeout: float = field(
         default=30.0, metadata={"help": "seconds to let in-flight requests finish on shutdown"}
     )
@@ -47,7 +50,15 @@ class ServeConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"task={self.task!r} is not one of {', '.join(TASKS)}")
-        for name in ("max_batch_size", "max_queue", "max_pixels", "max_steps", "max_side", "num_threads"):
+        for name in (
+            "max_batch_size",
+            "max_queue",
+            "max_pixels",
+            "max_steps",
+            "max_side",
+            "num_threads",
+            "prepare_threads",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("max_wait_ms", "timeout", "max_body_mb", "shutdown_timeout"):
