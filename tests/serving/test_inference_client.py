@@ -69,7 +69,8 @@ def test_text_to_image(sd_pipe, serve, online_client):
     assert got.size == (64, 48)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # PNG is lossless: bit-identical
 
-    # two concurrent requests with the same settings share one batch; each equals its own single run
+    # two concurrent requests with the same settings (batched together when they arrive together; whether they do
+    # is timing-dependent, the batcher's grouping is tested deterministically in test_batching) equal their single runs
     import concurrent.futures
 
     prompts = [("a red rocket", 1), ("a cat on a sofa", 2)]
@@ -77,7 +78,6 @@ def test_text_to_image(sd_pipe, serve, online_client):
         futures = [pool.submit(client.text_to_image, p, seed=s, num_inference_steps=2, width=32, height=32)
                    for p, s in prompts]  # fmt: skip
         images = [f.result() for f in futures]
-    assert app.state.metrics.batch_size.bucket_counts()[2.0] == 1  # one batch of two
     for (prompt, seed), image in zip(prompts, images):
         single = sd_pipe(prompt, generator=torch.Generator().manual_seed(seed), num_inference_steps=2, width=32,
                          height=32).images[0]  # fmt: skip
