@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_demo(out, work, hub_endpoint=server.endpoint, only=args.only)
     finally:
         server.stop()
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
     summary = json.loads((out / "summary.json").read_text())
     for s in summary:
         print(f"{'FAILED' if s['error'] else 'ok':>6}  {s['seconds']:7.2f} s  {s['title']}")
@@ -38,4 +41,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run every capability end to end on tiny offline models (HTML report)")
     p.add_argument("--output", default="demo-output", help="output folder (default: demo-output)")
     p.add_argument("--only", nargs="*", help="run only the steps whose module name contains one of these words")
+    p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (tiny models, local Hub storage)")
     p.set_defaults(func=run)
