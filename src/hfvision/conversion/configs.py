@@ -165,7 +165,7 @@ def write_config_dir(configs: dict, family: str, out_dir: str | os.PathLike) -> 
         family (`str`): ``"sd1"``, ``"sd2"`` or ``"sdxl"`` (selects diffusers' pipeline class).
         out_dir (`str` or `os.PathLike`): directory to create (a scratch directory; not atomic).
     """
-    from ..testing.tokenizer import clip_tokenizer_dir
+    from ..utils.clip_vocab import clip_tokenizer_dir
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

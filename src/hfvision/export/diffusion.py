@@ -43,7 +43,7 @@ def _component_real_inputs(name: str, pipe, export_config):
     import numpy as np
     import torch
 
-    from ..testing import sample_image
+    from ..data.samples import sample_image
     from .validate import VALIDATION_PHOTOS
 
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)

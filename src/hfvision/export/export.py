@@ -280,7 +280,7 @@ def _timm_source(model, task: str, name: str, processor, config_src: Path | None
         else:
             from timm.models._hub import save_config_for_hf
 
-            from ..testing.classifiers import fix_timm_config
+            from ..utils.timm_config import fix_timm_config
 
             save_config_for_hf(model, str(out_dir / "config.json"))
             fix_timm_config(out_dir / "config.json")

@@ -40,7 +40,7 @@ def photo_views(names: tuple[str, ...]) -> list:
     """Each bundled photo as four views: full, mirrored, centre crop (80%), top-left crop (80%)."""
     from PIL import ImageOps
 
-    from ..testing import sample_image
+    from ..data.samples import sample_image
 
     views = []
     for name in names:

@@ -239,7 +239,7 @@ def image_inputs(processor, photos: tuple[str, ...] = VALIDATION_PHOTOS) -> Call
     def make(batch_size: int, size: tuple | None) -> dict:
         import torch.nn.functional as F
 
-        from ..testing import sample_image
+        from ..data.samples import sample_image
 
         if batch_size not in cache:
             images = [sample_image(photos[i % len(photos)]) for i in range(batch_size)]

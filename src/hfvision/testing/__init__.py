@@ -17,18 +17,22 @@ _EXPORTS = {
                     "tiny_timm_resnet", "tiny_vit_classifier"],
     "diffusion": ["FAMILIES", "save_tiny_sd", "tiny_controlnet", "tiny_scheduler", "tiny_sd_components",
                   "tiny_sd_pipeline", "tiny_text_config", "tiny_unet", "tiny_vae"],
-    "images": ["sample_image"],
-    "tokenizer": ["clip_tokenizer", "clip_tokenizer_dir"],
     "hub_server": ["LocalHubServer", "hub_env"],
 }  # fmt: skip
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_WHERE = {name: f"{__name__}.{module}" for module, names in _EXPORTS.items() for name in names}
+# library pieces the kit re-exports (they live where the library uses them)
+_WHERE.update(
+    sample_image="hfvision.data.samples",
+    clip_tokenizer="hfvision.utils.clip_vocab",
+    clip_tokenizer_dir="hfvision.utils.clip_vocab",
+)
 
 __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
     if name in _WHERE:
-        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        value = getattr(importlib.import_module(_WHERE[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
+
+from ..utils.timm_config import fix_timm_config
 
 GENDER_LABELS = ("female", "male")
 
@@ -93,13 +94,3 @@ def save_tiny_timm_resnet(
     )
     fix_timm_config(out_dir / "config.json")
     return out_dir
-
-
-def fix_timm_config(config_path: str | os.PathLike) -> None:
-    """Make a timm ``config.json`` loadable by transformers' TimmWrapper (in place, atomically)."""
-    from ..utils.io import atomic_write
-
-    config = json.loads(Path(config_path).read_text())
-    config.get("model_args", {}).pop("num_classes", None)
-    with atomic_write(config_path, "w") as f:
-        json.dump(config, f, indent=2)

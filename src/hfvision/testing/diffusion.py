@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .tokenizer import clip_tokenizer
+from ..utils.clip_vocab import clip_tokenizer
 
 FAMILIES = ("sd1", "sd2", "sdxl")
 

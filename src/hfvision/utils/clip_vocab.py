@@ -13,8 +13,8 @@ import os
 from functools import cache
 from pathlib import Path
 
-from ..utils.import_utils import require
-from ..utils.io import atomic_dir
+from .import_utils import require
+from .io import atomic_dir
 
 VOCAB_SIZE = 49408
 _NUM_MERGES = VOCAB_SIZE - 256 * 2 - 2  # 48,894
