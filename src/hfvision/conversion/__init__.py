@@ -13,7 +13,7 @@ own ``from_single_file`` with configs stored in the file header or bundled with 
 
 from __future__ import annotations
 
-import importlib
+from hfvision.utils.lazy import lazy_exports
 
 # public name -> submodule (imported on first use so `import hfvision.conversion` stays light)
 _LAZY = {
@@ -42,13 +42,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -9,8 +9,9 @@ Names load lazily: ``import hfvision.export`` imports neither torch nor onnxrunt
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from hfvision.utils.lazy import lazy_exports
 
 _LAZY = {
     "export_onnx": ".export",
@@ -41,16 +42,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -8,8 +8,9 @@ huggingface_hub reads ``HF_ENDPOINT`` / ``HF_HUB_OFFLINE`` once, when it is firs
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from hfvision.utils.lazy import lazy_exports
 
 # public name -> module defining it; other hub modules add their entries here
 _LAZY = {
@@ -19,16 +20,7 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hfvision.hub' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover

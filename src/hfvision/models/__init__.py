@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import importlib
+from hfvision.utils.lazy import lazy_exports
 
 # public name -> submodule (imported on first use so `import hfvision.models` stays light)
 _LAZY = {
@@ -32,13 +32,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import importlib
+from hfvision.utils.lazy import lazy_exports
 
 _LAZY = {
     "UIConfig": "app",
@@ -19,13 +19,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
