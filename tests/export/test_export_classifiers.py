@@ -27,10 +27,10 @@ def test_vit_export_layout_report_and_round_trip(vit_export, tiny_model_dir):
     assert onnx_file["sha256"] == sha256_file(out / "model.onnx")
     validation = report["validation"]
     assert validation["passed"] and validation["max_abs_diff"] <= validation["atol"] == 1e-4
-    # ViT takes one size: 2 batch sizes x (dummy, photos) at 64x64, each case checked
-    assert sorted((c["inputs"], c["batch_size"], tuple(c["size"])) for c in validation["cases"]) == [
-        ("dummy", 1, (64, 64)), ("dummy", 3, (64, 64)), ("images", 1, (64, 64)), ("images", 3, (64, 64))
-    ]  # fmt: skip
+    # dynamic size (interpolated position embeddings): 2 sizes x 2 batch sizes x (dummy, photos), each checked
+    assert sorted((c["inputs"], c["batch_size"], tuple(c["size"])) for c in validation["cases"]) == sorted(
+        (kind, batch, size) for kind in ("dummy", "images") for batch in (1, 3) for size in ((64, 64), (48, 48))
+    )
     assert all(c["passed"] and c["top1_agreement"] == 1.0 for c in validation["cases"])
     # config and preprocessing travel with the model: same labels, same processor settings
     assert _json(out / "config.json")["id2label"] == _json(src / "config.json")["id2label"]
@@ -52,6 +52,34 @@ def test_vit_onnx_logits_equal_torch_on_photos(vit_export, tiny_model_dir, photo
     assert actual.shape == expected.shape == (len(photos), 2)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
     assert ort_model.config.id2label == model.config.id2label
+
+
+def test_vit_export_runs_at_sizes_never_seen_at_export(vit_export, tiny_model_dir):
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(tiny_model_dir("vit")).eval()
+    session = ort.InferenceSession(str(vit_export.output_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    torch.manual_seed(0)
+    for height, width in ((96, 32), (128, 128)):  # non-square, and larger than the 64x64 training size
+        x = torch.rand(2, 3, height, width)
+        with torch.no_grad():
+            expected = model(pixel_values=x, interpolate_pos_encoding=True).logits.numpy()
+        np.testing.assert_allclose(session.run(None, {"pixel_values": x.numpy()})[0], expected, atol=1e-5)
+
+
+def test_int8_keeps_the_classifier_head_in_fp32(vit_export, timm_export):
+    import onnx
+
+    for export, head in ((vit_export, "/model/classifier/Gemm"), (timm_export, "/model/fc/Gemm")):
+        quant = export.report["quantization"]
+        assert quant["kept_fp32"] == [head]
+        graph = onnx.load(str(export.output_dir / "model_quantized.onnx")).graph
+        # the dynamic quantizer rewrites Gemm as MatMul + Add; either way the head's weights stay float
+        [node] = [n for n in graph.node if n.name in (head, f"{head}_MatMul")]
+        weights = {t.name: t for t in graph.initializer}
+        assert node.op_type in ("Gemm", "MatMul") and weights[node.input[1]].data_type == onnx.TensorProto.FLOAT
+        # and the rest is int8: integer ops carry the body
+        assert sum(n.op_type in ("QLinearConv", "MatMulInteger", "QLinearMatMul") for n in graph.node) >= 2
 
 
 def test_timm_export_has_dynamic_size_beyond_the_validated_ones(timm_export, tiny_model_dir, photos):

@@ -40,9 +40,10 @@ def test_dummy_inputs_come_from_optimum_generators_at_the_requested_size():
     from transformers import PretrainedConfig, ViTConfig
 
     vit = C.ViTOnnxConfig(ViTConfig(image_size=64), task="image-classification")
-    assert vit.validation_sizes() == [(64, 64)]  # fixed size, as in PyTorch
+    assert vit.validation_sizes() == [(64, 64), (48, 48)]  # native, and 3/4 of it in whole patches
     assert vit.generate_dummy_inputs(batch_size=3)["pixel_values"].shape == (3, 3, 64, 64)
-    assert vit.inputs == {"pixel_values": {0: "batch_size"}}
+    assert vit.inputs == {"pixel_values": {0: "batch_size", 2: "height", 3: "width"}}
+    assert vit.MODEL_KWARGS == {"interpolate_pos_encoding": True}
 
     timm_cfg = PretrainedConfig.from_dict({"input_size": [3, 224, 224], "fixed_input_size": False})
     timm = C.TimmClassificationOnnxConfig(timm_cfg, task="image-classification")

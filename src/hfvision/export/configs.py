@@ -72,7 +72,7 @@ class OnnxExportConfig(ExporterConfig):
     Class attributes (data that subclasses override):
 
     - ``MIN_OPSET`` / ``MIN_OPSET_REASON``: lowest ONNX opset the family exports to, and the op that needs it.
-    - ``DYNAMIC_SPATIAL``: whether height/width are dynamic axes (ViT-like models take one size, as in PyTorch).
+    - ``DYNAMIC_SPATIAL``: whether height/width are dynamic axes.
     - ``SPATIAL_MULTIPLE``: validation resolutions are rounded to this multiple.
     - ``VALIDATION_MAX_SIZE``: cap on the validation resolution (VAE/UNet at full size are slow on a CPU).
     - ``TOP1_OUTPUTS``: outputs whose arg-max is a prediction (top-1 agreement is checked on them).
@@ -195,12 +195,30 @@ class VisionClassificationOnnxConfig(OnnxExportConfig):
         return {"pixel_values": {0: "batch_size"}}
 
 
-@register("transformers", ("vit", "deit", "dinov2"), ("image-classification",))
+@register("transformers", ("vit", "deit"), ("image-classification",))
 class ViTOnnxConfig(VisionClassificationOnnxConfig):
-    """ViT-like transformers classifiers: fixed input size (position embeddings), attention needs opset 14."""
+    """ViT-like transformers classifiers; attention needs opset 14.
 
-    DYNAMIC_SPATIAL = False
+    Exported with ``interpolate_pos_encoding=True``, as transformers' own tracing path intends: the graph
+    resizes the position embeddings (bicubic, as in PyTorch) to the input's patch grid, so height and width are
+    dynamic axes (multiples of the patch size) and the export is validated at two resolutions. At the native
+    size the resize is the identity, so nothing changes for the usual input.
+    """
+
     QUANTIZATION_MODE = "dynamic"
+    MODEL_KWARGS = {"interpolate_pos_encoding": True}
+
+    @property
+    def spatial_multiple(self) -> int:
+        patch = getattr(self._config, "patch_size", 16)
+        return int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+
+
+@register("transformers", ("dinov2",), ("image-classification",))
+class Dinov2OnnxConfig(ViTOnnxConfig):
+    """DINOv2 classifiers: the model always interpolates its position embeddings (no keyword to pass)."""
+
+    MODEL_KWARGS = {}
 
 
 @register("transformers", ("convnext", "resnet", "regnet"), ("image-classification",))
