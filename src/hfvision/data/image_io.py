@@ -29,6 +29,8 @@ class ImageLoadError(ValueError):
         super().__init__(f"{source}: {reason}: {detail}")
 
 
+_EXIF_ORIENTATION = 0x0112  # EXIF tag 274: 1 = upright; 2-8 = mirrored and/or rotated
+
 def _name(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
@@ -125,7 +127,8 @@ def load_image(source, max_pixels: int | None = MAX_PIXELS, min_size: int = 1) -
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)  # animated GIF/WebP/APNG: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even upright images
+            image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except Image.DecompressionBombError as err:
         raise ImageLoadError(name, "decompression bomb", str(err)) from err
