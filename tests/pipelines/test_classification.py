@@ -154,3 +154,23 @@ def test_auto_batch_size_and_out_of_memory_backoff(vit_dir, images, same_predict
     assert pipe._oom_state["chunk"] == 2  # remembered for the next batches
     assert is_oom_error(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB"))
     assert not is_oom_error(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.parametrize("which", ["vit", "timm"])
+def test_prepare_then_run_prepared_equals_one_batched_call(which, vit_dir, timm_dir, images):
+    """The two-halves API the server uses: per-image prepare() on several threads, then run_prepared()."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import hfvision
+
+    task = "gender-classification" if which == "vit" else "image-classification"
+    pipe = hfvision.pipeline(task, model=vit_dir if which == "vit" else timm_dir)
+    with ThreadPoolExecutor(3) as pool:
+        prepared = list(pool.map(lambda image: pipe.prepare(image, top_k=2), images))
+    expected = pipe(images, batch_size=len(images), top_k=2)
+    assert pipe.run_prepared(prepared, top_k=2) == expected  # same batch, same numbers: exact equality
+    assert pipe.run_prepared(prepared[:1], function_to_apply="none", top_k=1)[0] == pipe(
+        images[0], function_to_apply="none", top_k=1
+    )
+    with pytest.raises(ValueError, match="faces=True"):
+        pipe.prepare(images[0], faces=True)

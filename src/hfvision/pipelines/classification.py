@@ -148,6 +148,30 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         face_tools = _require_hfvision("hfvision.pipelines.faces", "face-first classification (faces=True)")
         return [face_tools.face_result(box, labels) for box, labels in zip(model_outputs["faces"], rows)]
 
+    # -- a call in two halves, for servers -------------------------------------------------------------------------
+    def prepare(self, image, **kwargs) -> dict:
+        """The per-image half of a call: :meth:`preprocess` with call-time parameters (load, resize/crop to uint8).
+
+        Runs on any thread, many at once (whole images; face-first mode stays with the full call, OpenCV's
+        cascade classifier is not thread-safe). :meth:`run_prepared` finishes a batch of these.
+        """
+        preprocess_params, _, _ = self._sanitize_parameters(**kwargs)
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        if preprocess_params.get("faces"):
+            raise ValueError("prepare() handles whole images; call the pipeline itself with faces=True")
+        return self.preprocess(image, **preprocess_params)
+
+    def run_prepared(self, prepared: list[dict], **kwargs) -> list[list[dict]]:
+        """One forward pass over items from :meth:`prepare`, then each item's :meth:`postprocess`.
+
+        Returns what ``self(images, batch_size=len(images), **kwargs)`` returns for the same images.
+        """
+        _, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        batch = {"pixel_values": torch.cat([item["pixel_values"] for item in prepared])}
+        logits = self.forward(batch, **{**self._forward_params, **forward_params})["logits"]
+        return [self.postprocess({"logits": logits[i : i + 1]}, **postprocess_params) for i in range(len(prepared))]
+
     # -- helpers --------------------------------------------------------------------------------------------------
     def _logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).logits

@@ -2,10 +2,12 @@
 
 A *runner* has three steps, each on the right thread:
 
-- ``prepare(body, content_type) -> (payload, key)`` on a thread-pool thread: wire parsing, parameter checks and
-  image decoding (bad input raises :class:`~.wire.WireError` before anything is queued); requests with equal
-  ``key`` (their parameters) may share a batch;
-- ``run_batch(key, payloads) -> results`` on the single batch worker thread: one pipeline call for the batch;
+- ``prepare(body, content_type) -> (payload, key)`` on a thread-pool thread: wire parsing, parameter checks,
+  image decoding and, for whole-image classification, the pipeline's per-image preprocessing
+  (``pipe.prepare``) (bad input raises :class:`~.wire.WireError` before anything is queued); requests with
+  equal ``key`` (their parameters) may share a batch;
+- ``run_batch(key, payloads) -> results`` on the single batch worker thread: one forward pass for the batch
+  (``pipe.run_prepared``), or one pipeline call (face-first mode, feature pyramids);
 - ``encode(result) -> (body bytes, media type, headers)``.
 
 >>> runner = load_runner(ServeConfig(task="image-classification", model="timm/resnet18.a1_in1k"))  # doctest: +SKIP
@@ -52,7 +54,7 @@ def _key(params: dict) -> tuple:
 
 
 class ImageRunner:
-    """Image classification, gender classification and feature pyramids: ``pipe(images, batch_size=len(images))``.
+    """Image classification, gender classification and feature pyramids, one model call per batch.
 
     Args:
         pipe: a transformers-style image pipeline (``hfvision.pipeline(...)``).
@@ -69,6 +71,11 @@ class ImageRunner:
         }[task]
         self.encode_in_thread = task == "image-feature-pyramid"  # feature maps make large JSON bodies
 
+    def _split(self, params: dict) -> bool:
+        """Whether the pipeline's per-image half runs here, in the request threads (whole-image classification)."""
+        faces = params.get("faces", getattr(self.pipe, "_preprocess_params", {}).get("faces", False))
+        return hasattr(self.pipe, "run_prepared") and not faces
+
     def prepare(self, body: bytes, content_type: str | None) -> tuple[Any, Hashable]:
         data, params = parse_image_request(body, content_type, self.accepted)
         if "out_indices" in params and hasattr(self.pipe, "check_out_indices"):
@@ -76,11 +83,17 @@ class ImageRunner:
                 params["out_indices"] = self.pipe.check_out_indices(params["out_indices"])
             except ValueError as err:
                 raise WireError(400, f"invalid parameter: {err}") from None
-        return decode_image(data, self.max_pixels), _key(params)
+        image = decode_image(data, self.max_pixels)
+        if self._split(params):
+            # resize/crop here, on the request's thread pool: the batch worker is left with one forward pass
+            return self.pipe.prepare(image, **params), _key(params)
+        return image, _key(params)
 
-    def run_batch(self, key: Hashable, images: list) -> Sequence[Any]:
-        results = self.pipe(images, batch_size=len(images), **dict(key))
-        return results
+    def run_batch(self, key: Hashable, payloads: list) -> Sequence[Any]:
+        params = dict(key)
+        if self._split(params):
+            return self.pipe.run_prepared(payloads, **params)
+        return self.pipe(payloads, batch_size=len(payloads), **params)
 
     def encode(self, result: Any) -> tuple[bytes, str, dict]:
         return json.dumps(to_jsonable(result)).encode(), JSON, {}
