@@ -31,6 +31,7 @@ class ImageLoadError(ValueError):
 
 _EXIF_ORIENTATION = 0x0112  # EXIF tag 274: 1 = upright; 2-8 = mirrored and/or rotated
 
+
 def _name(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 

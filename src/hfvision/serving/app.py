@@ -133,7 +133,9 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
             announced = False
             result = await batcher.submit(payload, key, timeout=config.timeout, expected=True)
             if runner.encode_in_thread:
-                content, media_type, headers = await loop.run_in_executor(app.state.prepare_pool, runner.encode, result)
+                content, media_type, headers = await loop.run_in_executor(
+                    app.state.prepare_pool, runner.encode, result
+                )
             else:
                 content, media_type, headers = runner.encode(result)
             return Response(content, media_type=media_type, headers=headers)
