@@ -15,7 +15,6 @@ from hfvision.training.classification import ImageClassificationTrainer, write_s
 @pytest.fixture(scope="module")
 def vit_run(tmp_path_factory, tiny_model_dir, grouped_folder, make_config):
     """Full fine-tune of the tiny ViT as a gender-classification pipeline on a grouped two-class folder."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("vit-run") / "out"
     config = make_config(tiny_model_dir("vit"), grouped_folder, out, task="gender-classification")
     trainer = ImageClassificationTrainer(config)
@@ -207,6 +206,11 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
     interrupted = ImageClassificationTrainer(config(tmp_path / "b"), callbacks=[_StopAfterFirstEpoch()])
     interrupted.train()
     assert interrupted.state.global_step == 3 and (tmp_path / "b" / "checkpoint-3").is_dir()
+    # the arguments are kept as JSON, not as Trainer's pickled training_args.bin
+    checkpoint = tmp_path / "b" / "checkpoint-3"
+    assert not (checkpoint / "training_args.bin").exists()
+    saved_args = json.loads((checkpoint / "training_args.json").read_text())
+    assert saved_args["num_train_epochs"] == 2 and saved_args["output_dir"] == str(tmp_path / "b")
 
     counter = _CountSteps()
     resumed = ImageClassificationTrainer(config(tmp_path / "b", resume_from_checkpoint="latest"), callbacks=[counter])

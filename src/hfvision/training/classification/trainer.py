@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import Trainer, set_seed
 
+from ...utils.io import atomic_write
 from ...utils.logging import get_logger
 from .config import ImageClassificationConfig
 from .data import ClassificationData, load_classification_data
@@ -136,6 +137,16 @@ class ImageClassificationTrainer(Trainer):
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        # Trainer pickles its arguments (training_args.bin, readable only with weights_only=False) and never
+        # reads them back; keep them as JSON instead, so no checkpoint file needs an unsafe unpickle.
+        pickled = Path(output_dir if output_dir is not None else self.args.output_dir) / "training_args.bin"
+        if pickled.is_file():
+            with atomic_write(pickled.with_suffix(".json"), "w") as f:
+                f.write(self.args.to_json_string())
+            pickled.unlink()
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # transformers 5 writes checkpoints in the original (4.x) weight-name layout (save_pretrained's
