@@ -10,14 +10,6 @@ import torch
 from hfvision.models import classify_source, load_pipeline
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def sd1_single_file(tiny_model_dir, tmp_path_factory):
     from hfvision.conversion import to_single_file

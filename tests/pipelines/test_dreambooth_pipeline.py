@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from dreambooth_testing import active_controlnet, control_photo, gen, one_thread  # noqa: F401
+from dreambooth_testing import active_controlnet, control_photo, gen  # noqa: F401
 
 from hfvision.pipelines.dreambooth import DreamBoothPipeline, expand_prompt
 from hfvision.testing import tiny_controlnet, tiny_sd_pipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dreambooth_testing import active_controlnet, control_photo, gen, one_thread  # noqa: F401
+from dreambooth_testing import active_controlnet, control_photo, gen  # noqa: F401
 
 from hfvision.pipelines.dreambooth_xl import DreamBoothXLPipeline
 from hfvision.testing import tiny_controlnet, tiny_sd_pipeline

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 
 import pytest
 
@@ -66,21 +65,3 @@ def assert_same_labels():
             assert abs(g["score"] - w["score"]) <= atol, (got, want)
 
     return check
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Run torch on one CPU thread during these tests, then restore the setting.
-
-    The suite shares a 2-core machine with other jobs; torch's 2-thread kernels then wait on each other and run
-    5-20x slower (a 2-step 64x64 generation: 15 s vs 2.5 s). Both sides of every comparison run with the same
-    setting. No-op for tests that never import torch.
-    """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

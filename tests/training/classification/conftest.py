@@ -12,16 +12,6 @@ import pytest
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def two_class_folder(tmp_path_factory) -> Path:
     """A generated imagefolder: female/ and male/, 20 images each, visually separable (read-only by convention)."""
@@ -81,5 +71,5 @@ def make_config():
 
 @pytest.fixture(scope="session")
 def one_thread_env() -> dict[str, str]:
-    """Environment for subprocesses: one intra-op thread (see ``_one_torch_thread``)."""
+    """Environment for subprocesses: one intra-op thread (as ``_one_torch_thread`` in tests/conftest.py)."""
     return dict(ONE_THREAD_ENV)

@@ -47,13 +47,8 @@ def subprocess_env() -> dict:
 
 
 @pytest.fixture(autouse=True)
-def _single_thread_and_fresh_accelerate():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _fresh_accelerate():
     yield
-    torch.set_num_threads(threads)
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -13,7 +13,6 @@ from hfvision.training import DreamBoothConfig
 
 @pytest.fixture(scope="module")
 def sd1_run(tiny_model_dir, instance_dir, tmp_path_factory):
-    import torch
     from accelerate.state import AcceleratorState, GradientState
 
     from hfvision.training import DreamBoothTrainer
@@ -27,11 +26,8 @@ def sd1_run(tiny_model_dir, instance_dir, tmp_path_factory):
         checkpoints_total_limit=1, validation_prompt=["a photo of {token} person on the moon"], validation_steps=2,
         num_validation_images=2, validation_inference_steps=2, report_to="tensorboard", output_dir=str(out),
     )  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     trainer = DreamBoothTrainer(config)
     result = trainer.train()
-    torch.set_num_threads(threads)
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     return trainer, result, config
