@@ -142,11 +142,12 @@ class ImageClassificationTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         # Trainer pickles its arguments (training_args.bin, readable only with weights_only=False) and never
         # reads them back; keep them as JSON instead, so no checkpoint file needs an unsafe unpickle.
+        # Only the writing process does this (every rank calls _save; the others share its output_dir).
         pickled = Path(output_dir if output_dir is not None else self.args.output_dir) / "training_args.bin"
-        if pickled.is_file():
+        if self.args.should_save and pickled.is_file():
             with atomic_write(pickled.with_suffix(".json"), "w") as f:
                 f.write(self.args.to_json_string())
-            pickled.unlink()
+            pickled.unlink(missing_ok=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # transformers 5 writes checkpoints in the original (4.x) weight-name layout (save_pretrained's
