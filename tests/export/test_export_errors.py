@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,53 @@ def test_quantization_needs_a_classifier(pyramid_export):
 def test_unknown_torch_module_is_rejected(tmp_path):
     with pytest.raises(UnsupportedModelError, match="Linear"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "out")
+
+
+def test_classifier_head_lookup(tmp_path, caplog):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hfvision.export.quantize import classifier_head_nodes
+
+    def model(name, last):
+        weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], [0.0] * 8)
+        nodes = [
+            helper.make_node("MatMul", ["x", "w"], ["mm"], name=name),
+            helper.make_node(last, ["mm", "b"], ["logits"]),
+        ]
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                         helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], [weight],
+        )  # fmt: skip
+        path = tmp_path / f"{name or 'unnamed'}-{last}.onnx"
+        onnx.save(helper.make_model(graph), str(path))
+        return path
+
+    assert classifier_head_nodes(model("head", "Add")) == ["head"]  # through the bias Add to the MatMul
+    for name, last in (("head", "Div"), ("", "Add")):  # an op not walked through; an unnamed head
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert classifier_head_nodes(model(name, last)) == []
+        assert "classifier head is quantized too" in caplog.text
+
+
+def test_stray_file_cleanup_removes_only_the_dump_it_caused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hfvision.export.quantize import _no_stray_files
+
+    unrelated = tmp_path / "12345678-1234-1234-1234-123456789abc.data"
+    unrelated.write_bytes(b"user data")
+    with _no_stray_files(tmp_path):
+        # what ORT's symbolic shape inference does on failure: a model dump with external data next to it
+        tensor = numpy_helper.from_array(np.zeros((64, 64), np.float32), "w")
+        graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [tensor])  # fmt: skip
+        onnx.save_model(helper.make_model(graph), str(tmp_path / "sym_shape_infer_temp.onnx"),
+                        save_as_external_data=True, location="aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee.data",
+                        size_threshold=0)  # fmt: skip
+        assert (tmp_path / "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee.data").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name]
+    assert unrelated.read_bytes() == b"user data"

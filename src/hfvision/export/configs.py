@@ -202,7 +202,8 @@ class ViTOnnxConfig(VisionClassificationOnnxConfig):
     Exported with ``interpolate_pos_encoding=True``, as transformers' own tracing path intends: the graph
     resizes the position embeddings (bicubic, as in PyTorch) to the input's patch grid, so height and width are
     dynamic axes (multiples of the patch size) and the export is validated at two resolutions. At the native
-    size the resize is the identity, so nothing changes for the usual input.
+    size the resize is the identity: the outputs are the same, at the cost of one small bicubic resize of the
+    position embeddings per call.
     """
 
     QUANTIZATION_MODE = "dynamic"
