@@ -34,6 +34,34 @@ def test_gender_classification_face_first(tiny_model_dir, photo_bytes, serve):
     assert response.status_code == 200 and response.json() == pipe(load_image(photo_bytes["chelsea"]), faces=True)
 
 
+def test_whole_image_requests_use_the_split_path_and_face_requests_the_full_call(tiny_model_dir, photo_bytes, serve):
+    import hfvision
+    from hfvision.data import load_image
+    from hfvision.serving import ServeConfig, create_app
+
+    pipe = hfvision.pipeline("gender-classification", model=str(tiny_model_dir("vit")))
+    calls = {"prepared": 0, "full": 0}
+    run_prepared, full_call = pipe.run_prepared, type(pipe).__call__
+
+    def counting_run_prepared(items, **kwargs):
+        calls["prepared"] += len(items)
+        return run_prepared(items, **kwargs)
+
+    class Counting(type(pipe)):
+        def __call__(self, *args, **kwargs):
+            calls["full"] += 1
+            return full_call(self, *args, **kwargs)
+
+    pipe.run_prepared, pipe.__class__ = counting_run_prepared, Counting
+    server = serve(create_app(ServeConfig(task="gender-classification", model="g"), pipe=pipe))
+    whole = httpx.post(server.url + "/", content=photo_bytes["coffee"], timeout=60)
+    faces = httpx.post(server.url + "/", json=_json_request(photo_bytes["astronaut-png"], {"faces": True}), timeout=60)
+    assert calls == {"prepared": 1, "full": 1}
+    image = load_image(photo_bytes["coffee"])
+    assert whole.json() == full_call(pipe, image)
+    assert faces.json() == full_call(pipe, load_image(photo_bytes["astronaut-png"]), faces=True)
+
+
 def test_feature_pyramid(tiny_model_dir, photo_bytes, serve):
     import hfvision
     from hfvision.data import load_image

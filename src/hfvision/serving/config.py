@@ -41,7 +41,11 @@ class ServeConfig:
     max_steps: int = field(default=150, metadata={"help": "text-to-image: largest num_inference_steps accepted"})
     max_side: int = field(default=2048, metadata={"help": "text-to-image: largest width/height accepted"})
     prepare_threads: int = field(
-        default=4, metadata={"help": "threads parsing and decoding requests in parallel (bounds decode memory too)"}
+        default=4,
+        metadata={
+            "help": "threads parsing, decoding and preprocessing requests (and encoding large responses) in "
+            "parallel; bounds decode memory too"
+        },  # fmt: skip
     )
     shutdown_timeout: float = field(
         default=30.0, metadata={"help": "seconds to let in-flight requests finish on shutdown"}
