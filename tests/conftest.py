@@ -54,7 +54,7 @@ def _builders():
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
-    """torch on one CPU thread for the whole session (tests that change it restore it).
+    """torch on one CPU thread for the whole session (``_torch_thread_reset`` undoes changes after each test).
 
     ``make test`` runs two workers on a 2-core machine: tiny models run fastest single-threaded, and two
     OpenMP threads per worker wait on each other (5-20x slower; a 2-step 64x64 generation: 15 s vs 2.5 s).
@@ -66,6 +66,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _torch_thread_reset():
+    """Put torch back on one thread after a test that changed it without restoring it."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def test_load_image_applies_exif_orientation():
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif.tobytes())
     assert load_image(buf.getvalue()).size == (20, 40)
-    # upright RGB images are not copied (exif_transpose would copy them); the caller's image is not modified
+    # upright RGB images are returned as they are (exif_transpose would copy them)
     upright = Image.new("RGB", (40, 20), (1, 2, 3))
     assert load_image(upright) is upright and upright.size == (40, 20)
     exif[0x0112] = 1  # explicitly upright

@@ -78,6 +78,9 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
 def load_image(source, max_pixels: int | None = MAX_PIXELS, min_size: int = 1) -> Image.Image:
     """Load ``source`` (path, bytes, file object or PIL image) as an upright RGB ``PIL.Image``.
 
+    An upright RGB ``PIL.Image`` passed in is returned as is (the same object, not a copy): copy it before
+    drawing on it if the original must stay untouched.
+
     Args:
         source: a file path, raw bytes, a binary file object, or a ``PIL.Image``.
         max_pixels (`int`, *optional*, defaults to 64,000,000):
