@@ -46,6 +46,9 @@ def test_gender_pipeline_on_onnx_matches_torch(vit_export, tiny_model_dir, photo
     assert_same_predictions(ort_pipe(photos[0], faces=True), torch_pipe(photos[0], faces=True))  # one face
     # task omitted: taken from the export's report
     assert_same_predictions(load_ort_pipeline(None, vit_export.output_dir)(photos[1]), torch_pipe(photos[1]))
+    # the server's two-halves path on ONNX Runtime: the same results as one batched call
+    prepared = [ort_pipe.prepare(photo, top_k=1) for photo in photos]
+    assert ort_pipe.run_prepared(prepared, top_k=1) == ort_pipe(photos, batch_size=len(photos), top_k=1)
 
 
 def test_stock_transformers_pipeline_runs_on_the_ort_model(vit_export, tiny_model_dir, photos):
