@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,15 +54,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _children(pid: int) -> list[int]:
+    """Worker processes of ``pid`` (multiprocessing's resource tracker left out)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = [int(p) for p in f.read().split()]
+    workers = []
+    for child in children:
+        with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"resource_tracker" not in f.read():
+                workers.append(child)
+    return workers
+
+
 @pytest.mark.slow
-def test_serve_command_end_to_end(tiny_model_dir, photo_bytes):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_command_end_to_end(workers, tiny_model_dir, photo_bytes, vit_pipe, assert_same_labels):
     pytest.importorskip("uvicorn")
     httpx = pytest.importorskip("httpx")
+    from hfvision.data import load_image
+
     port = _free_port()
     model = str(tiny_model_dir("vit"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "hfvision.cli.main", "serve", "--task", "image-classification", "--model", model,
-         "--port", str(port), "--max-wait-ms", "1"],
+         "--port", str(port), "--max-wait-ms", "1", "--workers", str(workers)],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -77,13 +93,58 @@ def test_serve_command_end_to_end(tiny_model_dir, photo_bytes):
                 proc.stdout.read() if proc.poll() else "timeout"
             )
             time.sleep(0.3)
-        response = httpx.post(f"{url}/models/{os.path.basename(model)}", content=photo_bytes["astronaut"], timeout=60)
-        assert response.status_code == 200 and [r["label"] for r in response.json()] != []
+        for name in ("astronaut", "chelsea", "coffee"):
+            response = httpx.post(f"{url}/models/{os.path.basename(model)}", content=photo_bytes[name], timeout=60)
+            assert response.status_code == 200, response.text
+            assert_same_labels(response.json(), vit_pipe(load_image(photo_bytes[name])))
+        if workers > 1:  # uvicorn's supervisor with one process per worker, each serving the model
+            deadline = time.monotonic() + 120
+            while len(_children(proc.pid)) < workers and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert len(_children(proc.pid)) == workers
+            assert httpx.get(url + "/health", timeout=10).json()["worker_pid"] in _children(proc.pid)
         proc.send_signal(signal.SIGINT)  # Ctrl+C: graceful shutdown, exit status 0
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output
-        assert f"on http://127.0.0.1:{port}" in output and "batch worker stopped" in output
-        assert "Traceback" not in output
+        assert f"on http://127.0.0.1:{port}" in output and "Traceback" not in output
+        if workers == 1:
+            assert "batch worker stopped" in output
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_workers_fail_fast_when_the_model_does_not_load(tmp_path, monkeypatch, capsys):
+    """With --workers the model is loaded once before uvicorn starts: a bad model never reaches the workers
+    (uvicorn would restart crashing workers forever)."""
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    from hfvision.cli.main import main
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append((a, k)))
+    missing = tmp_path / "no-such-model"
+    missing.mkdir()  # a folder without a model in it
+    assert main(["serve", "--model", str(missing), "--workers", "2", "--port", "0"]) == 1
+    assert started == [] and ServeConfig.ENV_VAR not in os.environ
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("hfvision serve: error:") and "no-such-model" in error and "\n" not in error
+
+
+def test_workers_hand_the_config_to_uvicorn_workers(tiny_model_dir, monkeypatch):
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    from hfvision.cli.main import main
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **k: started.append((app, k)))
+    monkeypatch.delenv(ServeConfig.ENV_VAR, raising=False)
+    model = str(tiny_model_dir("vit"))
+    assert main(["serve", "--model", model, "--workers", "3", "--port", "0", "--max-batch-size", "8"]) == 0
+    [(app, options)] = started
+    assert app == "hfvision.serving.app:app_from_env" and options["factory"] and options["workers"] == 3
+    config = ServeConfig.from_json(os.environ[ServeConfig.ENV_VAR])
+    assert config == ServeConfig(model=model, workers=3, port=0, max_batch_size=8)
+    monkeypatch.delenv(ServeConfig.ENV_VAR)

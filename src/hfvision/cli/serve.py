@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,14 +30,30 @@ def run(args: argparse.Namespace) -> int:
         )
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
-    app = create_app(config)
+    options = dict(host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
+                   timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
+    if config.workers > 1:
+        # Load the model once here first: a model that does not load must fail now, with its one-line reason,
+        # not crash every worker (uvicorn restarts dead workers, forever).
+        import gc
+
+        from ..serving.tasks import load_runner
+
+        del_runner = load_runner(config)
+        del del_runner
+        gc.collect()
+        # uvicorn's worker processes import the app themselves: hand them the config through the environment
+        os.environ[ServeConfig.ENV_VAR] = config.to_json()
+        app, options = "hfvision.serving.app:app_from_env", {**options, "factory": True, "workers": config.workers}
+    else:
+        app = create_app(config)
     print(f"hfvision serve: {config.task} model {config.model_name} on http://{config.host}:{config.port} "
-          f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)", flush=True)  # fmt: skip
+          f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)"
+          f"{f'; {config.workers} worker processes' if config.workers > 1 else ''}", flush=True)  # fmt: skip
     try:
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends the process with
         # the usual -15 status, Ctrl+C arrives here as KeyboardInterrupt.
-        uvicorn.run(app, host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
-                    timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
+        uvicorn.run(app, **options)
     except KeyboardInterrupt:
         print("hfvision serve: stopped", flush=True)
     return 0

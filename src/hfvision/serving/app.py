@@ -19,6 +19,7 @@ Errors are ``{"error": "<one line>"}`` with 400 (bad input), 404 (other model na
 import asyncio
 import contextlib
 import json
+import os
 import time
 from typing import Any
 
@@ -189,7 +190,8 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
     @app.get("/health")
     async def health() -> Response:
         info = {"status": "draining" if batcher.closed else "ok", "task": config.task, "model": config.model_name,
-                "queue_depth": batcher.depth, "max_batch_size": config.max_batch_size}  # fmt: skip
+                "queue_depth": batcher.depth, "max_batch_size": config.max_batch_size,
+                "worker_pid": os.getpid()}  # fmt: skip
         return Response(
             json.dumps(info).encode(), status_code=503 if batcher.closed else 200, media_type="application/json"
         )
@@ -211,6 +213,21 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
         return Response(json.dumps(info).encode(), media_type="application/json")
 
     return app
+
+
+def app_from_env():
+    """App factory for worker processes: the :class:`ServeConfig` comes from ``$HFVISION_SERVE_CONFIG`` (JSON).
+
+    ``hfvision serve --workers N`` sets it and starts uvicorn with ``"hfvision.serving.app:app_from_env"``.
+    """
+    import os
+
+    text = os.environ.get(ServeConfig.ENV_VAR)
+    if not text:
+        raise RuntimeError(
+            f"${ServeConfig.ENV_VAR} is not set: app_from_env is started by `hfvision serve --workers N`"
+        )
+    return create_app(ServeConfig.from_json(text))
 
 
 class BackgroundServer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -50,6 +52,13 @@ class ServeConfig:
     shutdown_timeout: float = field(
         default=30.0, metadata={"help": "seconds to let in-flight requests finish on shutdown"}
     )
+    workers: int = field(
+        default=1,
+        metadata={
+            "help": "server processes (uvicorn workers) sharing the port, each with its own model copy, batcher and "
+            "/metrics; more than 1 helps when request handling, not the model, is the bottleneck"
+        },  # fmt: skip
+    )
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -62,6 +71,7 @@ class ServeConfig:
             "max_side",
             "num_threads",
             "prepare_threads",
+            "workers",
         ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -72,6 +82,16 @@ class ServeConfig:
                 )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port={self.port} must be in 0..65535 (0 picks a free port)")
+
+    ENV_VAR = "HFVISION_SERVE_CONFIG"
+    """Environment variable carrying the config (JSON) to worker processes (:func:`~.app.app_from_env`)."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        return cls(**json.loads(text))
 
     @property
     def max_body_bytes(self) -> int:
