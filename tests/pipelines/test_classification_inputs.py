@@ -166,3 +166,15 @@ def test_factory_argument_errors(vit_dir):
         hfvision.pipeline("image-feature-pyramid")
     with pytest.raises(ValueError, match="backend='tensorrt' is not one of"):
         hfvision.pipeline("gender-classification", model=vit_dir, backend="tensorrt")
+
+
+def test_a_missing_model_path_is_named_not_sent_to_the_hub(tmp_path):
+    import hfvision
+
+    missing = tmp_path / "no-such-model"
+    for model in (str(missing), "./no-such-model", "~/no-such-hfvision-model"):
+        with pytest.raises(FileNotFoundError, match="no such folder; pass a folder with config.json or a Hub id"):
+            hfvision.pipeline("gender-classification", model=model)
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="weights.safetensors: a file, not a model folder"):
+        hfvision.pipeline("gender-classification", model=tmp_path / "weights.safetensors")

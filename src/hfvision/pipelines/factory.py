@@ -131,7 +131,12 @@ def pipeline(
         model = os.fspath(model)
 
     if isinstance(model, str):
+        model = os.path.expanduser(model) if model.startswith("~") else model
         local = os.path.isdir(model)
+        if not local and (os.path.isabs(model) or model.startswith((".", "~")) or os.path.exists(model)):
+            # clearly a path (a Hub id is "owner/name"): say so instead of a Hub repo-id validation error
+            kind = "a file, not a model folder" if os.path.exists(model) else "no such folder"
+            raise FileNotFoundError(f"{model}: {kind}; pass a folder with config.json or a Hub id like 'owner/name'")
         if verify and local:
             raise ValueError(
                 f"verify=True checks files against the hashes the Hub records; {model} is a local folder "
