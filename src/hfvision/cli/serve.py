@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
         from ..serving.tasks import load_runner
 
-        del_runner = load_runner(config)
-        del del_runner
+        load_runner(config)  # discarded: each worker loads its own copy
         gc.collect()
         # uvicorn's worker processes import the app themselves: hand them the config through the environment
         os.environ[ServeConfig.ENV_VAR] = config.to_json()
