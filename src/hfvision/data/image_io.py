@@ -141,3 +141,66 @@ def load_image(source, max_pixels: int | None = MAX_PIXELS, min_size: int = 1) -
         raise ImageLoadError(name, reason, str(err)) from err
     except (ValueError, SyntaxError) as err:
         raise ImageLoadError(name, "corrupt", str(err)) from err
+
+
+# JPEG start-of-frame markers of the Huffman-coded processes libjpeg(-turbo) decodes everywhere: baseline,
+# extended sequential and progressive (SOF0-SOF2). Others (lossless, arithmetic, hierarchical) go through PIL.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2}
+_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: markers without a length field
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int, int] | None:
+    """``(height, width, components, bits)`` from a JPEG's frame header, or ``None`` if ``data`` does not start
+    like a JPEG with a SOF0-SOF2 frame before its scan data. Reads the headers only (microseconds)."""
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    i, end = 2, len(data) - 1
+    while i < end:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_NO_LENGTH:
+            i += 2
+            continue
+        if marker == 0xDA or i + 10 > len(data):  # scan data before any frame header / cut short
+            return None
+        if marker in _JPEG_SOF:
+            bits, height, width, components = data[i + 4], *_u16(data, i + 5), data[i + 9]
+            return height, width, components, bits
+        if 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # other SOFn: not handled here
+            return None
+        i += 2 + ((data[i + 2] << 8) | data[i + 3])
+    return None
+
+
+def _u16(data: bytes, i: int) -> tuple[int, int]:
+    return (data[i] << 8) | data[i + 1], (data[i + 2] << 8) | data[i + 3]
+
+
+def decode_jpeg(data: bytes, max_pixels: int | None = MAX_PIXELS, min_size: int = 1):
+    """A JPEG photo -> upright RGB ``(H, W, 3)`` uint8 array, decoded by OpenCV without holding the GIL.
+
+    The pixels equal ``np.asarray(load_image(data))`` (same libjpeg-turbo decode, EXIF orientation applied), so
+    servers can decode on many threads at once. Returns ``None`` for anything this fast path does not take:
+    other formats, CMYK or 12-bit JPEGs, lossless/arithmetic coding, corrupt or truncated data, sizes outside
+    ``max_pixels``/``min_size``; :func:`load_image` then decodes it or raises its one clear error.
+    """
+    frame = jpeg_frame(data)
+    if frame is None:
+        return None
+    height, width, components, bits = frame
+    if bits != 8 or components not in (1, 3) or min(height, width) < max(min_size, 1):
+        return None
+    if max_pixels is not None and height * width > max_pixels:
+        return None
+    import cv2
+    import numpy as np
+
+    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.11
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if flag is None else flag)
+    if pixels is None:  # corrupt/truncated: OpenCV logs a warning and returns nothing
+        return None
+    return pixels if flag is not None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)

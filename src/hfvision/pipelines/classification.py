@@ -126,10 +126,18 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         return outputs
 
     def postprocess(self, model_outputs, function_to_apply=None, top_k=5):
+        rows = self._label_rows(model_outputs["logits"], function_to_apply, top_k)
+        if "faces" not in model_outputs:
+            return rows[0]
+        face_tools = _require_hfvision("hfvision.pipelines.faces", "face-first classification (faces=True)")
+        return [face_tools.face_result(box, labels) for box, labels in zip(model_outputs["faces"], rows)]
+
+    def _label_rows(self, logits: torch.Tensor, function_to_apply=None, top_k=5) -> list[list[dict]]:
+        """``[{"label", "score"}]`` (best first) for each row of ``logits``."""
         config = self.model.config
         num_labels, id2label = config.num_labels, config.id2label  # config attribute access is slow: read once
         function_to_apply = self._resolve_function(function_to_apply, config, num_labels)
-        logits = model_outputs["logits"].to(torch.float32).numpy()
+        logits = logits.to(torch.float32).numpy()
         if function_to_apply == ClassificationFunction.SIGMOID:
             scores = 1.0 / (1.0 + np.exp(-logits))
         elif function_to_apply == ClassificationFunction.SOFTMAX:
@@ -143,10 +151,7 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         for row in scores:
             order = np.argsort(-row, kind="stable")[:top_k]  # descending; ties keep label order, like the stock sort
             rows.append([{"label": id2label[int(i)], "score": row[i].item()} for i in order])
-        if "faces" not in model_outputs:
-            return rows[0]
-        face_tools = _require_hfvision("hfvision.pipelines.faces", "face-first classification (faces=True)")
-        return [face_tools.face_result(box, labels) for box, labels in zip(model_outputs["faces"], rows)]
+        return rows
 
     # -- a call in two halves, for servers -------------------------------------------------------------------------
     def prepare(self, image, **kwargs) -> dict:
@@ -170,7 +175,7 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         postprocess_params = {**self._postprocess_params, **postprocess_params}
         batch = {"pixel_values": torch.cat([item["pixel_values"] for item in prepared])}
         logits = self.forward(batch, **{**self._forward_params, **forward_params})["logits"]
-        return [self.postprocess({"logits": logits[i : i + 1]}, **postprocess_params) for i in range(len(prepared))]
+        return self._label_rows(logits, **postprocess_params)  # the rows postprocess() gives one by one
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def _logits(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -2,21 +2,20 @@
 
 Routes:
 
-- ``POST /models/{name}`` and ``POST /``: inference (see :mod:`.wire` for the formats);
+- ``POST /models/{name}`` and ``POST /``: inference (see :mod:`.wire` for the formats, :mod:`.endpoint` for the
+  handler);
 - ``GET /health``: ``{"status": "ok", ...}`` (503 ``"draining"`` during shutdown);
 - ``GET /metrics``: Prometheus text (requests, errors, batch sizes, queue depth, latency);
 - ``GET /``: what is served and how to call it.
 
 Errors are ``{"error": "<one line>"}`` with 400 (bad input), 404 (other model name), 413 (body too large),
-415 (wrong content type), 503 + ``Retry-After`` (queue full / shutting down), 504 (timeout), 500 (model failure).
+415 (wrong content type), 499 in the metrics for a client gone before its body arrived, 503 + ``Retry-After`` (queue full / shutting down), 504 (timeout), 500 (model failure).
 
 >>> from hfvision.serving import ServeConfig, create_app
 >>> app = create_app(ServeConfig(task="image-classification", model="path/to/model"))  # doctest: +SKIP
 >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
 """
 
-# No `from __future__ import annotations`: FastAPI resolves the route signatures (Request) at definition time.
-import asyncio
 import contextlib
 import json
 import os
@@ -25,39 +24,13 @@ from typing import Any
 
 from ..utils.import_utils import require
 from ..utils.logging import get_logger
-from .batching import BatcherClosedError, MicroBatcher, QueueFullError
+from .batching import MicroBatcher
 from .config import ServeConfig
+from .endpoint import InferenceEndpoint, serving_app_class
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .tasks import load_runner, make_runner
-from .wire import WireError
 
 logger = get_logger(__name__)
-
-
-def _error(status: int, message: str, headers: dict | None = None):
-    from fastapi.responses import Response
-
-    body = json.dumps({"error": message}).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-async def read_body(request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes without reading past the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise WireError(400, f"invalid Content-Length header {declared!r}") from None
-        if size > limit:
-            raise WireError(413, f"request body is {size} bytes; the limit is {limit} (--max-body-mb)", "too_large")
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise WireError(413, f"request body exceeds the limit of {limit} bytes (--max-body-mb)", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _set_torch_threads(num_threads: int | None) -> int | None:
@@ -88,7 +61,6 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
     require("fastapi", "hfvision serve")
     from concurrent.futures import ThreadPoolExecutor
 
-    from fastapi import FastAPI, Request
     from fastapi.responses import Response
 
     if runner is None:
@@ -117,75 +89,13 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
                 _set_torch_threads(previous_threads)
                 logger.info("batch worker stopped")
 
-    app = FastAPI(title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = serving_app_class()(title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher, app.state.metrics, app.state.runner, app.state.config = batcher, metrics, runner, config
     app.state.prepare_pool = None  # created with the running app (lifespan)
-    served_names = {config.model_name, str(config.model)} if config.model else {config.model_name}
 
-    async def infer(request: Request) -> Response:
-        start = time.perf_counter()
-        metrics.in_flight.inc()
-        status, reason = 200, None
-        batcher.expect()  # the worker may hold a batch open for this request while it is read and decoded
-        announced = True
-        try:
-            if batcher.closed:  # shutting down: the prepare pool may be gone too
-                raise BatcherClosedError("the server is shutting down and takes no new requests")
-            body = await read_body(request, config.max_body_bytes)
-            loop = asyncio.get_running_loop()
-            payload, key = await loop.run_in_executor(
-                app.state.prepare_pool, runner.prepare, body, request.headers.get("content-type")
-            )
-            announced = False
-            result = await batcher.submit(payload, key, timeout=config.timeout, expected=True)
-            if runner.encode_in_thread:
-                content, media_type, headers = await loop.run_in_executor(
-                    app.state.prepare_pool, runner.encode, result
-                )
-            else:
-                content, media_type, headers = runner.encode(result)
-            return Response(content, media_type=media_type, headers=headers)
-        except WireError as err:
-            status, reason = err.status, err.reason
-            return _error(err.status, err.message, err.headers)
-        except QueueFullError as err:
-            status, reason = 503, "queue_full"
-            return _error(503, str(err), {"Retry-After": str(err.retry_after)})
-        except BatcherClosedError as err:
-            status, reason = 503, "shutting_down"
-            return _error(503, str(err), {"Retry-After": "5"})
-        except (asyncio.TimeoutError, TimeoutError):
-            status, reason = 504, "timeout"
-            return _error(504, f"no result within {config.timeout:g} s (--timeout); the server is overloaded")
-        except Exception as err:  # noqa: BLE001 - a model failure is a 500 with a one-line reason, never a crash
-            status, reason = 500, "model_error"
-            logger.error("inference failed: %s: %s", type(err).__name__, err, exc_info=logger.isEnabledFor(10))
-            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            return _error(500, f"model error: {type(err).__name__}: {message}")
-        finally:
-            if announced:
-                batcher.unexpect()
-            metrics.in_flight.dec()
-            metrics.requests.inc(code=str(status))
-            if reason is not None:
-                metrics.errors.inc(reason=reason)
-            metrics.latency.observe(time.perf_counter() - start)
-
-    # The inference routes are plain Starlette routes: they take the raw request, so FastAPI's per-request
-    # dependency/validation machinery would only add event-loop time (the loop is the bottleneck under load).
-    async def infer_root(request: Request) -> Response:
-        return await infer(request)
-
-    async def infer_model(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in served_names:
-            metrics.requests.inc(code="404")
-            metrics.errors.inc(reason="unknown_model")
-            return _error(404, f"model {name!r} is not served here; use POST /models/{config.model_name} or POST /")
-        return await infer(request)
-
-    app.router.add_route("/", infer_root, methods=["POST"])
-    app.router.add_route("/models/{name:path}", infer_model, methods=["POST"])
+    # the inference routes are answered in plain ASGI before FastAPI's stack (see .endpoint: the event loop is the
+    # bottleneck under load); FastAPI serves the rest
+    app.endpoint = InferenceEndpoint(config=config, runner=runner, batcher=batcher, metrics=metrics, state=app.state)
 
     @app.get("/health")
     async def health() -> Response:

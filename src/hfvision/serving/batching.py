@@ -66,6 +66,11 @@ def _resolve(future: asyncio.Future, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def _resolve_all(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
+    for future, ok, value in results:
+        _resolve(future, ok, value)
+
+
 class MicroBatcher:
     """Queue + one worker thread running ``run_batch(key, payloads) -> results`` (same length and order).
 
@@ -249,8 +254,12 @@ class MicroBatcher:
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(batch))
             self.metrics.batch_latency.observe(seconds)
+        # one wake-up per event loop for the whole batch (each call_soon_threadsafe writes to the loop's socket)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for job, (ok, value) in zip(batch, outcomes):
-            job.loop.call_soon_threadsafe(_resolve, job.future, ok, value)
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, results in by_loop.items():
+            loop.call_soon_threadsafe(_resolve_all, results)
 
     def _call(self, payloads: list, key: Hashable, single: bool = False) -> list[tuple[bool, Any]] | None:
         try:

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from ..data.image_io import decode_jpeg
 from ..utils.logging import get_logger
 from .config import ServeConfig
 from .wire import (
@@ -83,11 +84,14 @@ class ImageRunner:
                 params["out_indices"] = self.pipe.check_out_indices(params["out_indices"])
             except ValueError as err:
                 raise WireError(400, f"invalid parameter: {err}") from None
-        image = decode_image(data, self.max_pixels)
         if self._split(params):
-            # resize/crop here, on the request's thread pool: the batch worker is left with one forward pass
+            # decode + resize/crop here, on the request's thread pool: the batch worker is left with one forward
+            # pass. JPEGs decode to an array with the GIL released (equal pixels); the rest go through PIL.
+            image = decode_jpeg(data, self.max_pixels)
+            if image is None:
+                image = decode_image(data, self.max_pixels)
             return self.pipe.prepare(image, **params), _key(params)
-        return image, _key(params)
+        return decode_image(data, self.max_pixels), _key(params)
 
     def run_batch(self, key: Hashable, payloads: list) -> Sequence[Any]:
         params = dict(key)
