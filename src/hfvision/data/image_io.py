@@ -196,6 +196,8 @@ def decode_jpeg(data: bytes, max_pixels: int | None = MAX_PIXELS, min_size: int 
         return None
     if max_pixels is not None and height * width > max_pixels:
         return None
+    if data.find(b"Exif\x00\x00Exif\x00\x00", 0, 1 << 16) >= 0:  # a doubled EXIF header: Pillow reads its
+        return None  # orientation, OpenCV does not
     import cv2
     import numpy as np
 

@@ -29,6 +29,7 @@ from .config import ServeConfig
 from .endpoint import InferenceEndpoint, serving_app_class
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .tasks import load_runner, make_runner
+from .threads import RequestThreads
 
 logger = get_logger(__name__)
 
@@ -59,8 +60,6 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
         metrics. The batch worker starts with the app (lifespan) and drains queued requests on shutdown.
     """
     require("fastapi", "hfvision serve")
-    from concurrent.futures import ThreadPoolExecutor
-
     from fastapi.responses import Response
 
     if runner is None:
@@ -71,10 +70,8 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
     @contextlib.asynccontextmanager
     async def lifespan(app):
         previous_threads = _set_torch_threads(config.num_threads)
-        # a plain executor: parsing/decoding at most `prepare_threads` requests at once, with less per-call
-        # overhead on the event loop than anyio's to_thread + CapacityLimiter (~15% of the loop's GIL time in a
-        # py-spy profile of a 32-client load)
-        app.state.prepare_pool = ThreadPoolExecutor(config.prepare_threads, thread_name_prefix="hfvision-prepare")
+        # per-request work (parse, decode, preprocess, encode) on a plain thread pool: see .threads
+        app.state.prepare_pool = RequestThreads(config.prepare_threads)
         batcher.start()
         logger.info("serving %s (%s): max_batch_size=%d, max_wait_ms=%g", config.model_name, config.task,
                     config.max_batch_size, config.max_wait_ms)  # fmt: skip
@@ -85,17 +82,21 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
             try:
                 await batcher.aclose(drain=True, timeout=config.shutdown_timeout)
             finally:
-                app.state.prepare_pool.shutdown(wait=False)
+                app.state.prepare_pool.shutdown()
                 _set_torch_threads(previous_threads)
                 logger.info("batch worker stopped")
 
-    app = serving_app_class()(title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = serving_app_class()(
+        title=f"hfvision {config.task}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.batcher, app.state.metrics, app.state.runner, app.state.config = batcher, metrics, runner, config
     app.state.prepare_pool = None  # created with the running app (lifespan)
 
     # the inference routes are answered in plain ASGI before FastAPI's stack (see .endpoint: the event loop is the
     # bottleneck under load); FastAPI serves the rest
     app.endpoint = InferenceEndpoint(config=config, runner=runner, batcher=batcher, metrics=metrics, state=app.state)
+    for path in ("/", "/models/{name:path}"):  # in the route table too: other methods get 405 (Allow: POST)
+        app.router.add_route(path, app.endpoint, methods=["POST"])
 
     @app.get("/health")
     async def health() -> Response:

@@ -66,6 +66,11 @@ def _resolve(future: asyncio.Future, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def _expire(future: asyncio.Future, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"no result within {timeout:g} s"))
+
+
 def _resolve_all(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
     for future, ok, value in results:
         _resolve(future, ok, value)
@@ -151,25 +156,58 @@ class MicroBatcher:
             `BatcherClosedError`: the batcher is shutting down.
             `TimeoutError`: no result within ``timeout`` seconds (the request is dropped if it has not started).
         """
+        job = self.job()
+        job.payload, job.key = payload, key
+        self.put(job, expected)
+        return await self.wait(job, timeout)
+
+    def job(self) -> _Job:
+        """A job bound to the running event loop, to fill (``payload``, ``key``) and :meth:`put` from any thread."""
         loop = asyncio.get_running_loop()
-        job = _Job(payload, key, loop.create_future(), loop)
+        return _Job(None, None, loop.create_future(), loop)
+
+    def put(self, job: _Job, expected: bool = False) -> None:
+        """Queue ``job`` (any thread); raises `QueueFullError` / `BatcherClosedError` like :meth:`submit`."""
         with self._cond:
             if expected:
                 self._incoming = max(0, self._incoming - 1)
             if self._closing:
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
+            if job.future.done():  # timed out while being prepared: nobody waits for it (a benign racy read)
+                return
             if len(self._queue) >= self.max_queue:
                 raise QueueFullError(len(self._queue), self.retry_after())
+            job.enqueued = time.monotonic()
             self._queue.append(job)
             self._set_depth()
             self._cond.notify()
+
+    def prepare_and_put(self, job: _Job, prepare: Callable[..., tuple[Any, Hashable]], *args: Any) -> None:
+        """On a worker-pool thread: ``job.payload, job.key = prepare(*args)``, then :meth:`put` it (as announced
+        with :meth:`expect`). A failure fails the job's future instead (waking its loop once); on success only the
+        batch's result wakes the loop."""
         try:
-            if timeout is None:
-                return await job.future
-            return await asyncio.wait_for(job.future, timeout)
+            try:
+                job.payload, job.key = prepare(*args)
+            except BaseException:
+                self.unexpect()
+                raise
+            self.put(job, expected=True)
+        except Exception as err:  # noqa: BLE001 - delivered to the waiting request
+            job.loop.call_soon_threadsafe(_resolve, job.future, False, err)
+
+    async def wait(self, job: _Job, timeout: float | None = None) -> Any:
+        """The result of a queued ``job``; on timeout it is dropped from the queue unless it has started."""
+        # a timer that fails the future, cheaper per request than asyncio.wait_for's wrapper future and callbacks
+        timer = None if timeout is None else job.loop.call_later(timeout, _expire, job.future, timeout)
+        try:
+            return await job.future
         except (asyncio.TimeoutError, asyncio.CancelledError):
             self._discard(job)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop taking requests; with ``drain`` finish the queued ones, else fail them; join the worker."""

@@ -85,13 +85,19 @@ class InferenceEndpoint:
         batcher (`MicroBatcher`): where prepared requests are queued.
         metrics (`ServerMetrics`): what is recorded per request.
         state: an object whose ``prepare_pool`` attribute is the executor for ``runner.prepare``/``encode``
-            (the app's ``state``; the pool is created with the running app).
+            (the app's ``state``; a :class:`~.threads.RequestThreads` created with the running app).
     """
 
     def __init__(self, *, config: ServeConfig, runner: Any, batcher: MicroBatcher, metrics: ServerMetrics,
                  state: Any):  # fmt: skip
         self.config, self.runner, self.batcher, self.metrics, self.state = config, runner, batcher, metrics, state
         self.served_names = {config.model_name, str(config.model)} if config.model else {config.model_name}
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        """ASGI app for the inference routes (FastAPI's route table points here; :class:`ServingApp` skips the
+        table and calls :meth:`handle` first)."""
+        if not await self.handle(scope, receive, send):
+            await _respond(send, 404, error_body(f"no inference route at {scope['path']}"), "application/json")
 
     async def handle(self, scope: dict, receive, send) -> bool:
         """Answer ``scope`` if it is an inference request (``True``); ``False``: not ours, nothing was sent."""
@@ -124,13 +130,14 @@ class InferenceEndpoint:
             if batcher.closed:  # shutting down: the prepare pool may be gone too
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
             body = await read_body(scope, receive, config.max_body_bytes)
-            loop = asyncio.get_running_loop()
             pool = self.state.prepare_pool
-            payload, key = await loop.run_in_executor(pool, runner.prepare, body, _header(scope, b"content-type"))
-            announced = False
-            result = await batcher.submit(payload, key, timeout=config.timeout, expected=True)
+            # the pool thread prepares the request and queues it itself: the loop wakes once, for the result
+            job = batcher.job()
+            pool.submit(batcher.prepare_and_put, job, runner.prepare, body, _header(scope, b"content-type"))
+            announced = False  # prepare_and_put settles the announcement
+            result = await batcher.wait(job, config.timeout)
             if runner.encode_in_thread:
-                content, media_type, headers = await loop.run_in_executor(pool, runner.encode, result)
+                content, media_type, headers = await pool.run(runner.encode, result)
             else:
                 content, media_type, headers = runner.encode(result)
         except _Disconnected:

@@ -29,15 +29,16 @@ from .wire import (
     GENDER_PARAMS,
     WireError,
     encode_png,
+    json_default,
     parse_image_request,
     parse_text_request,
     text_to_image_params,
-    to_jsonable,
 )
 
 logger = get_logger(__name__)
 
 JSON = "application/json"
+_JSON = json.JSONEncoder(default=json_default)  # one encoder, not one per response
 
 
 def decode_image(data: bytes, max_pixels: int):
@@ -88,7 +89,7 @@ class ImageRunner:
             # decode + resize/crop here, on the request's thread pool: the batch worker is left with one forward
             # pass. JPEGs decode to an array with the GIL released (equal pixels); the rest go through PIL.
             image = decode_jpeg(data, self.max_pixels)
-            if image is None:
+            if image is None or image.shape[0] in (1, 3):  # 1 or 3 px high: an array would read as channels-first
                 image = decode_image(data, self.max_pixels)
             return self.pipe.prepare(image, **params), _key(params)
         return decode_image(data, self.max_pixels), _key(params)
@@ -100,7 +101,7 @@ class ImageRunner:
         return self.pipe(payloads, batch_size=len(payloads), **params)
 
     def encode(self, result: Any) -> tuple[bytes, str, dict]:
-        return json.dumps(to_jsonable(result)).encode(), JSON, {}
+        return _JSON.encode(result).encode(), JSON, {}
 
 
 class TextToImageRunner:

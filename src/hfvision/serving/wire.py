@@ -239,12 +239,8 @@ def encode_png(image) -> bytes:
     return buffer.getvalue()
 
 
-def to_jsonable(value: Any) -> Any:
-    """Pipeline output -> JSON-able (numpy/torch arrays become nested lists, numpy scalars Python numbers)."""
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy arrays/scalars, torch tensors
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy/torch arrays become nested lists, numpy scalars Python numbers."""
+    if hasattr(value, "tolist"):
         return value.tolist()
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
