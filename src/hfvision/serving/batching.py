@@ -11,6 +11,11 @@ fills up, so under load batches form without waiting.
 - if a batch raises, its requests are retried one by one, so one bad request fails alone;
 - :meth:`MicroBatcher.close` stops accepting work and, with ``drain=True``, finishes everything queued.
 
+:meth:`MicroBatcher.submit` queues from the event loop. A server can instead hand the request to a thread that
+prepares and queues it (:meth:`~MicroBatcher.job`, :meth:`~MicroBatcher.prepare_and_put`, then
+:meth:`~MicroBatcher.wait` on the loop): the loop then wakes once per request, when its batch's results arrive
+(one wake-up per batch and loop).
+
 >>> batcher = MicroBatcher(lambda key, items: [x * 2 for x in items], max_batch_size=8, max_wait_ms=2)
 >>> batcher.start()
 >>> asyncio.run(batcher.submit(21))
