@@ -126,6 +126,11 @@ def test_doubled_exif_header_is_rotated_like_load_image(photo):
     data = _insert_after_jfif(jpeg(photo), _app1(b"Exif\0\0" + ex.tobytes()))  # tobytes() starts with Exif\0\0 too
     assert load_image(data).size == (61, 97)  # PIL: rotated
     assert decode_jpeg(data) is None  # left to load_image, which reads the orientation
+    # also when the doubled header comes after 64 KiB of other segments (two comments of ~32 KiB)
+    comments = (b"\xff\xfe" + (32_002).to_bytes(2, "big") + b"c" * 32_000) * 2
+    late = _insert_after_jfif(jpeg(photo), comments + _app1(b"Exif\0\0" + ex.tobytes()))
+    assert load_image(late).size == (61, 97)
+    assert decode_jpeg(late) is None
 
 
 # -- the IMREAD_COLOR_RGB fallback (OpenCV < 4.11): BGR decode then cvtColor ------------------------------------------

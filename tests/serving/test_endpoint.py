@@ -296,3 +296,87 @@ def test_one_wake_up_per_loop_with_failures_and_timed_out_requests_in_the_batch(
     assert results_b[:4] == ["B1", "B2", "B3", "B4"]
     assert isinstance(results_b[4], (asyncio.TimeoutError, TimeoutError))
     assert calls_a == ["_resolve_all"] and calls_b == ["_resolve_all"], (calls_a, calls_b)
+
+
+# -- behind a path prefix, with middleware, without the lifespan, and timeouts during preprocessing ------------------
+def test_inference_under_a_root_path_and_when_mounted(serve):
+    """uvicorn's --root-path and Starlette's Mount put the prefix into scope["path"]: the routes still match."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from hfvision.serving import BackgroundServer, ServeConfig, create_app
+
+    app = create_app(ServeConfig(model="tiny", max_wait_ms=1), runner=EchoRunner())
+    with BackgroundServer(app, root_path="/api") as server:  # behind a proxy that strips /api
+        for path in ("/", "/models/tiny"):
+            response = httpx.post(server.url + path, content=b"abc", timeout=30)
+            assert (response.status_code, response.text) == (200, "ABC"), path
+        assert httpx.post(server.url + "/models/other", content=b"abc", timeout=30).status_code == 404
+    inner = create_app(ServeConfig(model="tiny", max_wait_ms=1), runner=EchoRunner())
+    outer = Starlette(routes=[Mount("/v1", app=inner)], lifespan=lambda app: inner.router.lifespan_context(inner))
+    server = serve(outer)
+    for path in ("/v1/", "/v1/models/tiny"):
+        response = httpx.post(server.url + path, content=b"abc", timeout=30)
+        assert (response.status_code, response.text) == (200, "ABC"), path
+
+
+def test_added_middleware_sees_inference_requests(serve):
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from hfvision.serving import ServeConfig, create_app
+
+    async def tag(request, call_next):
+        response = await call_next(request)
+        response.headers["x-tag"] = "seen"
+        return response
+
+    app = create_app(ServeConfig(model="tiny", max_wait_ms=1), runner=EchoRunner())
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    server = serve(app)
+    for path in ("/", "/models/tiny"):
+        response = httpx.post(server.url + path, content=b"abc", timeout=30)
+        assert (response.status_code, response.text, response.headers.get("x-tag")) == (200, "ABC", "seen")
+    assert httpx.get(server.url + "/models/tiny", timeout=30).status_code == 405
+
+
+def test_without_the_lifespan_inference_is_503():
+    from hfvision.serving import ServeConfig, create_app
+
+    app = create_app(ServeConfig(model="tiny", max_wait_ms=1), runner=EchoRunner())
+
+    async def call():
+        transport = httpx.ASGITransport(app=app)  # runs no lifespan: no request threads, no batch worker
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/", content=b"abc")
+
+    response = asyncio.run(call())
+    assert response.status_code == 503 and "lifespan" in response.json()["error"]
+
+
+class SlowRunner(EchoRunner):
+    def prepare(self, body, content_type):
+        time.sleep(0.3)
+        return super().prepare(body, content_type)
+
+
+def test_requests_timed_out_before_preprocessing_are_not_preprocessed(serve):
+    """One request thread, 0.3 s per prepare, a 0.5 s timeout, 6 requests at once: the late ones get 504 without
+    being prepared, and nothing stays queued or announced."""
+    from hfvision.serving import ServeConfig, create_app
+
+    runner = SlowRunner()
+    config = ServeConfig(model="tiny", max_wait_ms=1, timeout=0.5, prepare_threads=1)
+    app = create_app(config, runner=runner)
+    server = serve(app)
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            return await asyncio.gather(*(client.post("/", content=b"abc") for _ in range(6)))
+
+    statuses = sorted(r.status_code for r in asyncio.run(burst()))
+    assert statuses.count(200) >= 1 and statuses.count(504) >= 3, statuses
+    assert wait_for(lambda: app.state.metrics.in_flight.value() == 0)
+    time.sleep(0.5)  # whatever is still with the request thread finishes or is skipped
+    assert runner.prepared < 6  # skipped once their deadline had passed
+    batcher = app.state.batcher
+    assert batcher.depth == 0 and batcher._incoming == 0

@@ -1,7 +1,7 @@
 """Image loading and safety, face detection, instance-data preparation, captions and DreamBooth sessions."""
 
 from .faces import FaceBox, FaceDetector, HaarFaceDetector, PipelineFaceDetector, get_face_detector
-from .image_io import MAX_PIXELS, ImageLoadError, load_image, to_rgb
+from .image_io import MAX_PIXELS, ImageLoadError, decode_jpeg, load_image, to_rgb
 
 __all__ = [
     "MAX_PIXELS",
@@ -10,6 +10,7 @@ __all__ = [
     "HaarFaceDetector",
     "ImageLoadError",
     "PipelineFaceDetector",
+    "decode_jpeg",
     "get_face_detector",
     "load_image",
     "to_rgb",

@@ -152,12 +152,18 @@ _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: markers without a 
 def jpeg_frame(data: bytes) -> tuple[int, int, int, int] | None:
     """``(height, width, components, bits)`` from a JPEG's frame header, or ``None`` if ``data`` does not start
     like a JPEG with a SOF0-SOF2 frame before its scan data. Reads the headers only (microseconds)."""
+    return _jpeg_headers(data)[0]
+
+
+def _jpeg_headers(data: bytes) -> tuple[tuple[int, int, int, int] | None, bool]:
+    """Walk the marker segments up to the scan: ``(frame or None, whether an APP1 has a doubled EXIF header)``."""
     if data[:3] != b"\xff\xd8\xff":
-        return None
+        return None, False
+    frame, doubled_exif = None, False
     i, end = 2, len(data) - 1
     while i < end:
         if data[i] != 0xFF:
-            return None
+            return None, doubled_exif
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -165,15 +171,17 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, int] | None:
         if marker in _JPEG_NO_LENGTH:
             i += 2
             continue
-        if marker == 0xDA or i + 10 > len(data):  # scan data before any frame header / cut short
-            return None
-        if marker in _JPEG_SOF:
+        if marker in (0xDA, 0xD9) or i + 10 > len(data):  # start of scan / end of image / cut short
+            break
+        if marker in _JPEG_SOF and frame is None:
             bits, height, width, components = data[i + 4], *_u16(data, i + 5), data[i + 9]
-            return height, width, components, bits
-        if 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # other SOFn: not handled here
-            return None
+            frame = (height, width, components, bits)
+        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # other SOFn: not handled here
+            return None, doubled_exif
+        elif marker == 0xE1 and data.startswith(b"Exif\x00\x00Exif\x00\x00", i + 4):
+            doubled_exif = True  # Pillow skips the repeated header and reads the orientation; OpenCV does not
         i += 2 + ((data[i + 2] << 8) | data[i + 3])
-    return None
+    return frame, doubled_exif
 
 
 def _u16(data: bytes, i: int) -> tuple[int, int]:
@@ -185,19 +193,20 @@ def decode_jpeg(data: bytes, max_pixels: int | None = MAX_PIXELS, min_size: int 
 
     The pixels equal ``np.asarray(load_image(data))`` (same libjpeg-turbo decode, EXIF orientation applied), so
     servers can decode on many threads at once. Returns ``None`` for anything this fast path does not take:
-    other formats, CMYK or 12-bit JPEGs, lossless/arithmetic coding, corrupt or truncated data, sizes outside
-    ``max_pixels``/``min_size``; :func:`load_image` then decodes it or raises its one clear error.
+    other formats, CMYK or 12-bit JPEGs, lossless/arithmetic coding, truncated or corrupt data, sizes outside
+    ``max_pixels``/``min_size``, a doubled EXIF header; :func:`load_image` then decodes it or raises its one clear
+    error. One difference remains: libjpeg's recoverable warnings are not errors for OpenCV, so a few damaged
+    files that ``load_image`` refuses as "broken data stream" (about 1% of random byte flips in the scan data)
+    decode here, with the damaged blocks as libjpeg recovers them (as a browser would show them).
     """
-    frame = jpeg_frame(data)
-    if frame is None:
+    frame, doubled_exif = _jpeg_headers(data)
+    if frame is None or doubled_exif:
         return None
     height, width, components, bits = frame
     if bits != 8 or components not in (1, 3) or min(height, width) < max(min_size, 1):
         return None
     if max_pixels is not None and height * width > max_pixels:
         return None
-    if data.find(b"Exif\x00\x00Exif\x00\x00", 0, 1 << 16) >= 0:  # a doubled EXIF header: Pillow reads its
-        return None  # orientation, OpenCV does not
     import cv2
     import numpy as np
 

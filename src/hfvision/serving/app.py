@@ -9,7 +9,8 @@ Routes:
 - ``GET /``: what is served and how to call it.
 
 Errors are ``{"error": "<one line>"}`` with 400 (bad input), 404 (other model name), 413 (body too large),
-415 (wrong content type), 499 in the metrics for a client gone before its body arrived, 503 + ``Retry-After`` (queue full / shutting down), 504 (timeout), 500 (model failure).
+415 (wrong content type), 503 + ``Retry-After`` (queue full / shutting down), 504 (timeout), 500 (model
+failure); the metrics count a client gone before its body arrived as 499.
 
 >>> from hfvision.serving import ServeConfig, create_app
 >>> app = create_app(ServeConfig(task="image-classification", model="path/to/model"))  # doctest: +SKIP

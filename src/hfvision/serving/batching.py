@@ -71,6 +71,14 @@ def _resolve(future: asyncio.Future, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+def _deliver(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """``loop.call_soon_threadsafe(callback, *args)``; a closed loop has nobody left to deliver to."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # "Event loop is closed"
+        logger.debug("event loop closed before a result could be delivered")
+
+
 def _expire(future: asyncio.Future, timeout: float) -> None:
     if not future.done():
         future.set_exception(TimeoutError(f"no result within {timeout:g} s"))
@@ -174,23 +182,28 @@ class MicroBatcher:
     def put(self, job: _Job, expected: bool = False) -> None:
         """Queue ``job`` (any thread); raises `QueueFullError` / `BatcherClosedError` like :meth:`submit`."""
         with self._cond:
-            if expected:
-                self._incoming = max(0, self._incoming - 1)
-            if self._closing:
-                raise BatcherClosedError("the server is shutting down and takes no new requests")
-            if job.future.done():  # timed out while being prepared: nobody waits for it (a benign racy read)
-                return
-            if len(self._queue) >= self.max_queue:
-                raise QueueFullError(len(self._queue), self.retry_after())
-            job.enqueued = time.monotonic()
-            self._queue.append(job)
-            self._set_depth()
-            self._cond.notify()
+            try:
+                if expected:
+                    self._incoming = max(0, self._incoming - 1)
+                if self._closing:
+                    raise BatcherClosedError("the server is shutting down and takes no new requests")
+                if job.future.done():  # timed out while being prepared: nobody waits for it (a benign racy read)
+                    return
+                if len(self._queue) >= self.max_queue:
+                    raise QueueFullError(len(self._queue), self.retry_after())
+                job.enqueued = time.monotonic()
+                self._queue.append(job)
+                self._set_depth()
+            finally:
+                self._cond.notify()  # a new job, or one fewer announced request to hold a batch open for
 
     def prepare_and_put(self, job: _Job, prepare: Callable[..., tuple[Any, Hashable]], *args: Any) -> None:
         """On a worker-pool thread: ``job.payload, job.key = prepare(*args)``, then :meth:`put` it (as announced
         with :meth:`expect`). A failure fails the job's future instead (waking its loop once); on success only the
         batch's result wakes the loop."""
+        if job.future.done():  # timed out (or cancelled) while waiting for a pool thread: skip the work
+            self.unexpect()
+            return
         try:
             try:
                 job.payload, job.key = prepare(*args)
@@ -198,8 +211,8 @@ class MicroBatcher:
                 self.unexpect()
                 raise
             self.put(job, expected=True)
-        except Exception as err:  # noqa: BLE001 - delivered to the waiting request
-            job.loop.call_soon_threadsafe(_resolve, job.future, False, err)
+        except BaseException as err:  # noqa: BLE001 - delivered to the waiting request, the pool thread lives on
+            _deliver(job.loop, _resolve, job.future, False, err)
 
     async def wait(self, job: _Job, timeout: float | None = None) -> Any:
         """The result of a queued ``job``; on timeout it is dropped from the queue unless it has started."""
@@ -207,7 +220,7 @@ class MicroBatcher:
         timer = None if timeout is None else job.loop.call_later(timeout, _expire, job.future, timeout)
         try:
             return await job.future
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):  # distinct classes before Python 3.11
             self._discard(job)
             raise
         finally:
@@ -221,7 +234,7 @@ class MicroBatcher:
             if not drain:
                 while self._queue:
                     job = self._queue.popleft()
-                    job.loop.call_soon_threadsafe(_resolve, job.future, False, BatcherClosedError("server stopped"))
+                    _deliver(job.loop, _resolve, job.future, False, BatcherClosedError("server stopped"))
                 self._set_depth()
             self._cond.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
@@ -302,7 +315,7 @@ class MicroBatcher:
         for job, (ok, value) in zip(batch, outcomes):
             by_loop.setdefault(job.loop, []).append((job.future, ok, value))
         for loop, results in by_loop.items():
-            loop.call_soon_threadsafe(_resolve_all, results)
+            _deliver(loop, _resolve_all, results)
 
     def _call(self, payloads: list, key: Hashable, single: bool = False) -> list[tuple[bool, Any]] | None:
         try:

@@ -28,7 +28,12 @@ class ServeConfig:
     max_batch_size: int = field(default=32, metadata={"help": "most requests per model call; 1 disables batching"})
     max_wait_ms: float = field(default=5.0, metadata={"help": "longest a request waits for others to join its batch"})
     max_queue: int = field(default=1024, metadata={"help": "most waiting requests; more get 503 + Retry-After"})
-    timeout: float = field(default=60.0, metadata={"help": "seconds a request may wait for its result (then 504)"})
+    timeout: float = field(
+        default=60.0,
+        metadata={
+            "help": "seconds a request may take from its body's arrival to its result: preprocessing, queue and model (then 504)"
+        },
+    )
     max_body_mb: float = field(default=20.0, metadata={"help": "largest request body in MB (then 413)"})
     max_pixels: int = field(default=40_000_000, metadata={"help": "largest decoded image in pixels (then 400)"})
     onnx: bool = field(default=False, metadata={"help": "run the model's ONNX export on ONNX Runtime"})

@@ -33,6 +33,14 @@ class _Disconnected(Exception):
     """The client went away before its body was read."""
 
 
+def _route_path(scope: dict) -> str:
+    """The path below the app's ``root_path`` (``--root-path``, or where the app is mounted), as routing sees it."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
 def _header(scope: dict, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:  # ASGI servers send lower-case header names
@@ -97,13 +105,15 @@ class InferenceEndpoint:
         """ASGI app for the inference routes (FastAPI's route table points here; :class:`ServingApp` skips the
         table and calls :meth:`handle` first)."""
         if not await self.handle(scope, receive, send):
+            self.metrics.requests.inc(code="404")
+            self.metrics.errors.inc(reason="unknown_route")
             await _respond(send, 404, error_body(f"no inference route at {scope['path']}"), "application/json")
 
     async def handle(self, scope: dict, receive, send) -> bool:
         """Answer ``scope`` if it is an inference request (``True``); ``False``: not ours, nothing was sent."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return False
-        path = scope["path"]
+        path = _route_path(scope)
         if path == "/":
             await self.infer(scope, receive, send)
             return True
@@ -129,8 +139,10 @@ class InferenceEndpoint:
         try:
             if batcher.closed:  # shutting down: the prepare pool may be gone too
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
-            body = await read_body(scope, receive, config.max_body_bytes)
             pool = self.state.prepare_pool
+            if pool is None:
+                raise WireError(503, "the server has not started: run the app with its lifespan", "not_started")
+            body = await read_body(scope, receive, config.max_body_bytes)
             # the pool thread prepares the request and queues it itself: the loop wakes once, for the result
             job = batcher.job()
             pool.submit(batcher.prepare_and_put, job, runner.prepare, body, _header(scope, b"content-type"))
@@ -143,6 +155,9 @@ class InferenceEndpoint:
         except _Disconnected:
             status, reason = 499, "client_disconnected"  # nginx's code; nobody is left to answer
             return
+        except asyncio.CancelledError:  # e.g. the server's graceful-shutdown timeout ran out
+            status, reason = 499, "cancelled"
+            raise
         except WireError as err:
             status, reason, headers = err.status, err.reason, err.headers
             content, media_type = error_body(err.message), "application/json"
@@ -174,14 +189,16 @@ class InferenceEndpoint:
 
 @functools.cache
 def serving_app_class():
-    """:class:`fastapi.FastAPI` whose ``endpoint`` (an :class:`InferenceEndpoint`) sees every request first."""
+    """:class:`fastapi.FastAPI` whose ``endpoint`` (an :class:`InferenceEndpoint`) sees every request first
+    (unless middleware was added: then the route table, where the endpoint is registered too, dispatches)."""
     from fastapi import FastAPI
 
     class ServingApp(FastAPI):
         endpoint: InferenceEndpoint | None = None
 
         async def __call__(self, scope, receive, send) -> None:
-            if self.endpoint is None or not await self.endpoint.handle(scope, receive, send):
+            # with middleware added (CORS, auth, ...) every request takes the full stack, so it applies to all routes
+            if self.endpoint is None or self.user_middleware or not await self.endpoint.handle(scope, receive, send):
                 await super().__call__(scope, receive, send)
 
     return ServingApp

@@ -61,7 +61,10 @@ class RequestThreads:
                 result, ok = fn(*args), True
             except BaseException as err:  # noqa: BLE001 - delivered to the awaiting coroutine
                 result, ok = err, False
-            loop.call_soon_threadsafe(_settle, future, ok, result)
+            try:
+                loop.call_soon_threadsafe(_settle, future, ok, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
 
         self.submit(call)
         return await future
@@ -83,5 +86,5 @@ class RequestThreads:
             fn, args = item
             try:
                 fn(*args)
-            except Exception:  # noqa: BLE001 - a pool thread never dies of one request
+            except BaseException:  # noqa: BLE001 - a pool thread never dies of one request
                 logger.exception("request thread: %s failed", getattr(fn, "__qualname__", fn))
