@@ -145,6 +145,7 @@ def test_workers_hand_the_config_to_uvicorn_workers(tiny_model_dir, monkeypatch)
     assert main(["serve", "--model", model, "--workers", "3", "--port", "0", "--max-batch-size", "8"]) == 0
     [(app, options)] = started
     assert app == "hfvision.serving.app:app_from_env" and options["factory"] and options["workers"] == 3
+    assert options["log_level"] == "warning" and options["access_log"] is False  # access lines need --verbose
     config = ServeConfig.from_json(os.environ[ServeConfig.ENV_VAR])
     assert config == ServeConfig(model=model, workers=3, port=0, max_batch_size=8)
     monkeypatch.delenv(ServeConfig.ENV_VAR)

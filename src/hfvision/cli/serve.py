@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    # access lines are info-level: without --verbose they would be formatted per request only to be dropped
     options = dict(host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
-                   timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
+                   access_log=bool(args.verbose), timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
     if config.workers > 1:
         # Load the model once here first: a model that does not load must fail now, with its one-line reason,
         # not crash every worker (uvicorn restarts dead workers, forever).

@@ -154,6 +154,7 @@ class BackgroundServer:
         require("uvicorn", "hfvision serve")
         import uvicorn
 
+        uvicorn_kwargs.setdefault("access_log", False)  # warning level: no per-request access lines
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=shutdown_timeout, **uvicorn_kwargs)  # fmt: skip
         self.server = uvicorn.Server(config)  # on a non-main thread uvicorn leaves signal handlers alone
