@@ -155,7 +155,11 @@ class ImageClassificationConfig(TrainingArguments):
     )
     hub_strategy: HubStrategy | str = field(
         default="end",
-        metadata={"help": "'end' pushes only the finished pipeline repo; see TrainingArguments for the others."},
+        metadata={
+            "help": "'end' pushes only the finished pipeline repo. The others (see TrainingArguments) let Trainer "
+            "also push during training, in its own format: pickled training_args.bin, and with 'checkpoint'/"
+            "'all_checkpoints' whole checkpoints (optimizer/scheduler/RNG state are pickles too)."
+        },
     )
 
     def __post_init__(self):
