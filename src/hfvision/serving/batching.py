@@ -35,6 +35,7 @@ from typing import Any
 
 from ..utils.logging import get_logger
 from .metrics import ServerMetrics
+from .threads import deliver, settle
 
 logger = get_logger(__name__)
 
@@ -62,23 +63,6 @@ class _Job:
         self.started = False
 
 
-def _resolve(future: asyncio.Future, ok: bool, value: Any) -> None:
-    if future.done():  # timed out / cancelled meanwhile
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-def _deliver(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    """``loop.call_soon_threadsafe(callback, *args)``; a closed loop has nobody left to deliver to."""
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:  # "Event loop is closed"
-        logger.debug("event loop closed before a result could be delivered")
-
-
 def _expire(future: asyncio.Future, timeout: float) -> None:
     if not future.done():
         future.set_exception(TimeoutError(f"no result within {timeout:g} s"))
@@ -86,7 +70,7 @@ def _expire(future: asyncio.Future, timeout: float) -> None:
 
 def _resolve_all(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
     for future, ok, value in results:
-        _resolve(future, ok, value)
+        settle(future, ok, value)
 
 
 class MicroBatcher:
@@ -212,7 +196,7 @@ class MicroBatcher:
                 raise
             self.put(job, expected=True)
         except BaseException as err:  # noqa: BLE001 - delivered to the waiting request, the pool thread lives on
-            _deliver(job.loop, _resolve, job.future, False, err)
+            deliver(job.loop, settle, job.future, False, err)
 
     async def wait(self, job: _Job, timeout: float | None = None) -> Any:
         """The result of a queued ``job``; on timeout it is dropped from the queue unless it has started."""
@@ -234,7 +218,7 @@ class MicroBatcher:
             if not drain:
                 while self._queue:
                     job = self._queue.popleft()
-                    _deliver(job.loop, _resolve, job.future, False, BatcherClosedError("server stopped"))
+                    deliver(job.loop, settle, job.future, False, BatcherClosedError("server stopped"))
                 self._set_depth()
             self._cond.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
@@ -315,7 +299,7 @@ class MicroBatcher:
         for job, (ok, value) in zip(batch, outcomes):
             by_loop.setdefault(job.loop, []).append((job.future, ok, value))
         for loop, results in by_loop.items():
-            _deliver(loop, _resolve_all, results)
+            deliver(loop, _resolve_all, results)
 
     def _call(self, payloads: list, key: Hashable, single: bool = False) -> list[tuple[bool, Any]] | None:
         try:

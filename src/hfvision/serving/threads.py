@@ -19,9 +19,22 @@ from ..utils.logging import get_logger
 logger = get_logger(__name__)
 
 
-def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
-    if not future.done():
-        future.set_result(value) if ok else future.set_exception(value)
+def settle(future: asyncio.Future, ok: bool, value: Any) -> None:
+    """Set ``future``'s result (``ok``) or exception, unless it is already done (timed out, cancelled)."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def deliver(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """``loop.call_soon_threadsafe(callback, *args)`` from another thread; a closed loop has nobody to deliver to."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # "Event loop is closed"
+        logger.debug("event loop closed before a result could be delivered")
 
 
 class RequestThreads:
@@ -61,10 +74,7 @@ class RequestThreads:
                 result, ok = fn(*args), True
             except BaseException as err:  # noqa: BLE001 - delivered to the awaiting coroutine
                 result, ok = err, False
-            try:
-                loop.call_soon_threadsafe(_settle, future, ok, result)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+            deliver(loop, settle, future, ok, result)
 
         self.submit(call)
         return await future
