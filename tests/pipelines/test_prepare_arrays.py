@@ -102,9 +102,11 @@ def test_thin_decoded_jpegs_equal_their_pil_image(pipe, size):
     array = decode_jpeg(data)
     assert array.shape == (size[1], size[0], 3)
     if pipe.batch_preprocessor.mode == "torchvision" and size[1] in (1, 3):
-        from hfvision.pipelines.image_batching import _is_hwc_rgb
+        from hfvision.pipelines.image_batching import is_channels_last_rgb
 
-        assert not _is_hwc_rgb(array)  # left to transformers' reading (test_endpoint: the server uses PIL here)
+        assert not is_channels_last_rgb(
+            array
+        )  # left to transformers' reading (test_endpoint: the server uses PIL here)
         return
     got, want = pipe.prepare(array)["pixel_values"], pipe.prepare(load_image(data))["pixel_values"]
     assert got.shape == want.shape and torch.equal(got, want)

@@ -97,7 +97,7 @@ class BatchedImagePreprocessor:
         if self.mode == "torchvision":
             if isinstance(image, Image.Image) and image.mode == "RGB":
                 x = _hwc_tensor(image).permute(2, 0, 1)  # what process_image computes, without its per-image copy
-            elif _is_hwc_rgb(image):  # e.g. hfvision.data.decode_jpeg's output: the same, without PIL
+            elif is_channels_last_rgb(image):  # e.g. hfvision.data.decode_jpeg's output: the same, without PIL
                 x = torch.from_numpy(image).permute(2, 0, 1)
             else:
                 x = proc.process_image(image, do_convert_rgb=getattr(proc, "do_convert_rgb", None))
@@ -159,7 +159,7 @@ def _hwc_tensor(image: Image.Image) -> torch.Tensor:
         return torch.from_numpy(np.asarray(image))
 
 
-def _is_hwc_rgb(image) -> bool:
+def is_channels_last_rgb(image) -> bool:
     """An ``(H, W, 3)`` uint8 array that transformers reads as channels-last (its first axis is not 1 or 3)."""
     return (
         isinstance(image, np.ndarray)

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from ..data.image_io import decode_jpeg
+from ..data.image_io import ImageLoadError, decode_jpeg, load_image
 from ..utils.logging import get_logger
 from .config import ServeConfig
 from .wire import (
@@ -43,8 +43,6 @@ _JSON = json.JSONEncoder(default=json_default)  # one encoder, not one per respo
 
 def decode_image(data: bytes, max_pixels: int):
     """Image bytes -> RGB ``PIL.Image``; an unusable image is a 400 with the loader's one-line reason."""
-    from ..data.image_io import ImageLoadError, load_image
-
     try:
         return load_image(data, max_pixels=max_pixels)
     except ImageLoadError as err:
@@ -88,8 +86,10 @@ class ImageRunner:
         if self._split(params):
             # decode + resize/crop here, on the request's thread pool: the batch worker is left with one forward
             # pass. JPEGs decode to an array with the GIL released (equal pixels); the rest go through PIL.
+            from ..pipelines.image_batching import is_channels_last_rgb  # torch: not at import time
+
             image = decode_jpeg(data, self.max_pixels)
-            if image is None or image.shape[0] in (1, 3):  # 1 or 3 px high: an array would read as channels-first
+            if image is None or not is_channels_last_rgb(image):  # 1 or 3 px high: would read as channels-first
                 image = decode_image(data, self.max_pixels)
             return self.pipe.prepare(image, **params), _key(params)
         return decode_image(data, self.max_pixels), _key(params)
