@@ -56,7 +56,9 @@ def test_base64_variants(value):
         (b'{"inputs": "aGk=", "parameters": [1]}', "must be a JSON object"),
         (b'{"inputs": "aGk=", "parameters": {"top_k": 0}}', "top_k=0 must be >= 1"),
         (b'{"inputs": "aGk=", "parameters": {"top_k": "3"}}', "must be an integer"),
-        (b'{"inputs": "aGk=", "parameters": {"function_to_apply": "relu"}}', "sigmoid, softmax, none"),
+        (b'{"inputs": "aGk=", "parameters": {"top_k": true}}', "top_k=True must be an integer"),
+        (b'{"inputs": "aGk=", "parameters": {"top_k": 2.5}}', "top_k=2.5 must be an integer"),
+        (b'{"inputs": "aGk=", "parameters": {"function_to_apply": "relu"}}', "sigmoid, softmax or none"),
         (b'{"inputs": "aGk=", "parameters": {"threshold": 0.5}}', "unsupported parameter(s) threshold"),
         (b'{"inputs": "aGk=", "parameters": {"faces": true}}', "unsupported parameter(s) faces"),
     ],
@@ -84,6 +86,9 @@ def test_text_to_image_parameters():
     assert prompt == "a photo of sks dog" and got == {**params, "guidance_scale": 5.0}
     for bad, message in [
         ({"width": 100}, "multiple of 8; try 96 or 104"),
+        ({"width": 12}, "multiple of 8; try 8 or 16"),
+        ({"width": 4}, "width=4 must be >= 8"),
+        ({"negative_prompt": 3}, "must be a string"),
         ({"height": 512}, "height=512 must be <= 256"),
         ({"num_inference_steps": 11}, "<= 10"),
         ({"guidance_scale": float("nan")}, "finite number"),
@@ -140,3 +145,17 @@ def test_metrics_exposition_format():
     assert samples["hfvision_queue_depth"] == 7
     assert metrics.sample("hfvision_requests_total", code="200") == 2
     assert metrics.sample("hfvision_requests_total", code="500") == 0  # never recorded
+
+
+def test_feature_parameters_take_one_level_or_a_list():
+    from hfvision.serving.wire import FEATURE_PARAMS
+
+    def parse(params):
+        body = json.dumps({"inputs": "aGk=", "parameters": params}).encode()
+        return parse_image_request(body, "application/json", FEATURE_PARAMS)[1]
+
+    assert parse({"out_indices": 2}) == {"out_indices": (2,)}
+    assert parse({"out_indices": [1, -1]}) == {"out_indices": (1, -1)}
+    for bad, message in [([], "must not be empty"), ([True], "must be an integer"), ("x", "non-empty list")]:
+        with pytest.raises(WireError, match=message):
+            parse({"out_indices": bad})
