@@ -34,7 +34,17 @@ _LAZY = {
         ],
         "dreambooth",
     ),
-    **dict.fromkeys(["write_report", "log_grids_to_tensorboard", "validation_grid"], "report"),
+    **dict.fromkeys(
+        [
+            "log_grids_to_tensorboard",
+            "read_samples",
+            "svg_line_chart",
+            "validation_grid",
+            "write_report",
+            "write_run_report",
+        ],
+        "report",
+    ),
 }
 
 __all__ = sorted([*_LAZY, "DEFAULT_CLIP_MODEL", "DEFAULT_DINO_MODEL"])
