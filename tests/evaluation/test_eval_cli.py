@@ -38,18 +38,45 @@ def eval_inputs(tiny_model_dir, embedder_dirs, tmp_path_factory):
 
 def _args(inputs, *extra):
     return [
-        "eval", "dreambooth", str(inputs["model"]), "--instance_data_dir", str(inputs["photos"]),
-        "--prompts", str(inputs["prompts"]), "--clip_model", str(inputs["clip"]), "--dino_model", str(inputs["dino"]),
-        "--num_images_per_prompt", "1", "--num_inference_steps", "2", "--height", "64", "--width", "64",
-        "--identifier", "sks", *extra,
-    ]  # fmt: off
+        "eval",
+        "dreambooth",
+        str(inputs["model"]),
+        "--instance_data_dir",
+        str(inputs["photos"]),
+        "--prompts",
+        str(inputs["prompts"]),
+        "--clip_model",
+        str(inputs["clip"]),
+        "--dino_model",
+        str(inputs["dino"]),
+        "--num_images_per_prompt",
+        "1",
+        "--num_inference_steps",
+        "2",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--identifier",
+        "sks",
+        *extra,
+    ]
 
 
 def test_eval_dreambooth_table_and_json(eval_inputs, capsys, clip_embedder):
     out_json = eval_inputs["root"] / "eval.json"
     saved = eval_inputs["root"] / "generated"
-    argv = _args(eval_inputs, "--output", str(out_json), "--class_prompt", "a photo of dog",
-                 "--base_model", str(eval_inputs["model"]), "--save_images", str(saved))  # fmt: off
+    argv = _args(
+        eval_inputs,
+        "--output",
+        str(out_json),
+        "--class_prompt",
+        "a photo of dog",
+        "--base_model",
+        str(eval_inputs["model"]),
+        "--save_images",
+        str(saved),
+    )
     assert main(argv) == 0
     report = json.loads(out_json.read_text())
     metrics, rows = report["metrics"], report["per_prompt"]
@@ -97,9 +124,11 @@ def test_bad_arguments_fail_in_one_line_before_loading(eval_inputs, capsys, chan
 def test_errors_load_no_model_libraries(eval_inputs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = ("import sys; from hfvision.cli.main import main; "
-            f"rc = main({_args(eval_inputs, '--instance_data_dir', str(empty))!r}); "
-            "print(rc, sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")  # fmt: off
+    code = (
+        "import sys; from hfvision.cli.main import main; "
+        f"rc = main({_args(eval_inputs, '--instance_data_dir', str(empty))!r}); "
+        "print(rc, sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split("\n")[0] == "2 []"
     assert f"--instance_data_dir {empty} holds no images" in proc.stderr

@@ -16,9 +16,11 @@ from hfvision.evaluation import append_metrics, log_grids_to_tensorboard, valida
 from hfvision.evaluation.report import write_run_report
 
 STEPS, PROMPTS = (100, 200, 300), ['<script>alert("x")</script> & {token} dog', "a photo of sks dog"]
-METRICS = {100: {"clip_i": 0.61, "dino": 0.42, "clip_t": 0.31, "drift": 0.05, "loss": 0.30},
-           200: {"clip_i": 0.74, "dino": 0.66, "clip_t": 0.29, "drift": 0.11, "loss": 0.21},
-           300: {"clip_i": 0.79, "dino": 0.58, "clip_t": 0.22, "drift": 0.27, "loss": 0.18}}  # fmt: off
+METRICS = {
+    100: {"clip_i": 0.61, "dino": 0.42, "clip_t": 0.31, "drift": 0.05, "loss": 0.30},
+    200: {"clip_i": 0.74, "dino": 0.66, "clip_t": 0.29, "drift": 0.11, "loss": 0.21},
+    300: {"clip_i": 0.79, "dino": 0.58, "clip_t": 0.22, "drift": 0.27, "loss": 0.18},
+}
 
 
 def color(step: int, prompt: int, image: int) -> tuple[int, int, int]:
@@ -26,8 +28,9 @@ def color(step: int, prompt: int, image: int) -> tuple[int, int, int]:
 
 
 def images_by_step() -> dict:
-    return {s: [[Image.new("RGB", (64, 48), color(s, p, i)) for i in range(2)] for p in range(len(PROMPTS))]
-            for s in STEPS}  # fmt: off
+    return {
+        s: [[Image.new("RGB", (64, 48), color(s, p, i)) for i in range(2)] for p in range(len(PROMPTS))] for s in STEPS
+    }
 
 
 @pytest.fixture(scope="module")
