@@ -103,7 +103,7 @@ def test_clip_t_scores_the_prompt_without_the_token(checkpoints, clip_embedder, 
 def test_best_step_is_the_planted_checkpoint(checkpoints, clip_embedder, dino_embedder, tmp_path):
     """Checkpoint 200's outputs are the instance images: CLIP-I and DINO are 1 there, and select_best finds it.
     Drift against checkpoint 100 as the base is exactly 0 for checkpoint 100 and positive for the others."""
-    prompts, class_prompts = ["a photo of {token} dog"], ["a photo of dog", "a dog in the snow"]
+    prompts, class_prompts = ["a photo of {token} dog"], ["a photo of dog"]
     planted = generate_images(checkpoints[200], ["a photo of sks dog"], 0, num_images_per_prompt=2, **GENERATE)[0]
     base_images = generate_images(checkpoints[100], class_prompts, 0, num_images_per_prompt=2, **GENERATE)
     path = tmp_path / "run" / "metrics.jsonl"
@@ -199,3 +199,55 @@ def test_select_best_rules():
         select_best(table, by="drift")
     with pytest.raises(ValueError, match="by='fid' is not a metric; choose one of clip_i, dino, clip_t, drift"):
         select_best(table, by="fid")
+
+
+def test_scoring_given_images_matches_evaluate_pipeline(checkpoints, clip_embedder, dino_embedder):
+    """A trainer scores its own validation images against embeddings of the photos computed once."""
+    from hfvision.evaluation import SubjectReference, drift_score, score_images
+    from hfvision.testing import sample_image
+
+    photos = [sample_image("chelsea"), sample_image("astronaut")]
+    prompts = ["a photo of {token} cat", "{token} cat in the snow"]
+    result = evaluate_pipeline(
+        checkpoints[100],
+        photos,
+        prompts,
+        identifier="sks",
+        clip=clip_embedder,
+        dino=dino_embedder,
+        class_prompts=["a cat"],
+        base_pipeline=checkpoints[300],
+        **GENERATE,
+    )
+    reference = SubjectReference.from_images(photos, clip_embedder, dino_embedder)
+    metrics, rows = score_images(result.images, prompts, reference, clip_embedder, dino_embedder, identifier="sks")
+    assert rows == result.per_prompt
+    assert metrics == {k: result.metrics[k] for k in ("clip_i", "dino", "clip_t")}
+    assert drift_score(result.class_images, result.base_class_images, dino_embedder) == result.metrics["drift"]
+    again = evaluate_pipeline(
+        checkpoints[100], reference, prompts, identifier="sks", clip=clip_embedder, dino=dino_embedder, **GENERATE
+    )
+    assert again.metrics == metrics
+    with pytest.raises(ValueError, match="1 rows of images for 2 prompts"):
+        score_images(result.images[:1], prompts, reference, clip_embedder, dino_embedder)
+
+
+def test_embedders_load_safetensors_and_refuse_pickles(embedder_dirs, dino_embedder, tmp_path):
+    from hfvision.evaluation import ClipEmbedder, DinoEmbedder
+    from hfvision.testing import sample_image, tiny_dino_embedder
+
+    image = [sample_image("coffee")]
+    loaded = DinoEmbedder.from_pretrained(embedder_dirs[1])
+    assert torch.equal(loaded.embed_images(image), dino_embedder.embed_images(image))
+    assert type(ClipEmbedder.from_pretrained(embedder_dirs[0]).model).__name__ == "CLIPModel"
+    model, processor = tiny_dino_embedder()
+    (tmp_path / "pickled").mkdir()
+    model.config.save_pretrained(tmp_path / "pickled")  # transformers 5 writes only safetensors: pickle by hand
+    torch.save(model.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
+    processor.save_pretrained(tmp_path / "pickled")
+    with pytest.raises(ValueError, match="pickled: weights are pickle files only .* allow_pickle=True"):
+        DinoEmbedder.from_pretrained(tmp_path / "pickled")
+    trusted = DinoEmbedder.from_pretrained(tmp_path / "pickled", allow_pickle=True)
+    assert torch.equal(trusted.embed_images(image), dino_embedder.embed_images(image))
+    with pytest.raises(ValueError, match="loads as ViTModel, not a CLIP-style model"):
+        ClipEmbedder.from_pretrained(embedder_dirs[1])

@@ -121,8 +121,8 @@ def _eval_dreambooth(args: argparse.Namespace) -> int:
         base_pipeline=base,
         identifier=args.identifier,
         class_noun=args.class_noun,
-        clip=ClipEmbedder.from_pretrained(args.clip_model, device=args.device),
-        dino=DinoEmbedder.from_pretrained(args.dino_model, device=args.device),
+        clip=ClipEmbedder.from_pretrained(args.clip_model, device=args.device, allow_pickle=args.allow_pickle),
+        dino=DinoEmbedder.from_pretrained(args.dino_model, device=args.device, allow_pickle=args.allow_pickle),
         num_images_per_prompt=args.num_images_per_prompt,
         seed=args.seed,
         **call_kwargs,
@@ -180,6 +180,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
     d.add_argument("--revision", default=None, help="Hub revision of MODEL")
     d.add_argument("--device", default="cpu")
+    d.add_argument(
+        "--allow_pickle", action="store_true", help="also load pickle (.bin) embedder weights (trusted only)"
+    )
     d.add_argument("--output", default="dreambooth_eval.json", help="JSON report (default dreambooth_eval.json)")
     d.add_argument("--save_images", default=None, help="also save the generated images in this folder")
     d.set_defaults(func=_eval_dreambooth)

@@ -21,6 +21,9 @@ _LAZY = {
     **dict.fromkeys(
         [
             "METRICS",
+            "SubjectReference",
+            "drift_score",
+            "score_images",
             "EvaluationResult",
             "append_metrics",
             "cosine_matrix",

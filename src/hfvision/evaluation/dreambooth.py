@@ -124,6 +124,77 @@ class EvaluationResult:
     base_class_images: list[list] = field(default_factory=list)
 
 
+@dataclass
+class SubjectReference:
+    """The subject photos' CLIP and DINO embeddings: computed once per run, compared with every validation.
+
+    >>> reference = SubjectReference.from_images(photos, clip, dino)  # doctest: +SKIP
+    """
+
+    clip: torch.Tensor
+    dino: torch.Tensor
+
+    @classmethod
+    def from_images(cls, images: Sequence, clip: ClipEmbedder, dino: DinoEmbedder) -> SubjectReference:
+        if not images:
+            raise ValueError("the subject reference needs at least one instance image")
+        return cls(clip.embed_images(list(images)), dino.embed_images(list(images)))
+
+
+def score_images(
+    images: Sequence[Sequence],
+    prompts: Sequence[str],
+    reference: SubjectReference,
+    clip: ClipEmbedder,
+    dino: DinoEmbedder,
+    identifier: str | Sequence[str] | None = None,
+    class_noun: str | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """CLIP-I, DINO and CLIP-T of already generated images (``images[i]``: the images of ``prompts[i]``).
+
+    For a trainer that renders validation images anyway: no second generation. Returns ``(metrics, per_prompt)``
+    as in [`EvaluationResult`].
+    """
+    if len(images) != len(prompts) or not prompts:
+        raise ValueError(f"{len(images)} rows of images for {len(prompts)} prompts; pass one row per prompt")
+    clip_texts = [strip_identifier(p, identifier, class_noun) for p in prompts]
+    text_embeds = clip.embed_texts(clip_texts)
+    rows, clip_gen_all, dino_gen_all, clip_t_all = [], [], [], []
+    for prompt, clip_text, text_embed, row_images in zip(prompts, clip_texts, text_embeds, images):
+        clip_gen, dino_gen = clip.embed_images(list(row_images)), dino.embed_images(list(row_images))
+        clip_t = cosine_matrix(clip_gen, text_embed[None]).squeeze(1)
+        rows.append(
+            {
+                "prompt": prompt,
+                "clip_text": clip_text,
+                "clip_i": mean_pairwise_similarity(clip_gen, reference.clip),
+                "dino": mean_pairwise_similarity(dino_gen, reference.dino),
+                "clip_t": float(clip_t.mean()),
+            }
+        )
+        clip_gen_all.append(clip_gen)
+        dino_gen_all.append(dino_gen)
+        clip_t_all.append(clip_t)
+    metrics = {
+        "clip_i": mean_pairwise_similarity(torch.cat(clip_gen_all), reference.clip),
+        "dino": mean_pairwise_similarity(torch.cat(dino_gen_all), reference.dino),
+        "clip_t": float(torch.cat(clip_t_all).mean()),
+    }
+    return metrics, rows
+
+
+def drift_score(class_images: Sequence[Sequence], base_class_images: Sequence[Sequence], dino: DinoEmbedder) -> float:
+    """``1 - mean DINO cosine`` of class image ``i`` of the evaluated weights with the base's image ``i``."""
+    current = [img for row in class_images for img in row]
+    base = [img for row in base_class_images for img in row]
+    if len(current) != len(base) or not current:
+        raise ValueError(
+            f"{len(base)} base class images for {len(current)} evaluated ones; render both with "
+            "generate_images and the same class prompts, seed and settings"
+        )
+    return 1.0 - mean_paired_similarity(dino.embed_images(current), dino.embed_images(base))
+
+
 def _embedder(value, cls, default: str, device):
     if value is None:
         value = default
@@ -134,7 +205,7 @@ def _embedder(value, cls, default: str, device):
 
 def evaluate_pipeline(
     pipeline,
-    instance_images: Sequence,
+    instance_images: Sequence | SubjectReference,
     prompts: Sequence[str],
     *,
     class_prompts: Sequence[str] | None = None,
@@ -152,7 +223,8 @@ def evaluate_pipeline(
 
     Args:
         pipeline (`DiffusionPipeline`): the weights to evaluate.
-        instance_images (`list[PIL.Image.Image]`): the subject photos.
+        instance_images (`list[PIL.Image.Image]` or [`SubjectReference`]): the subject photos (or their embeddings,
+            computed once per run).
         prompts (`list[str]`): evaluation prompts; ``{token}`` / ``{class}`` expand to ``identifier`` / ``class_noun``.
         class_prompts (`list[str]`, *optional*): prompts without the identifier (e.g. "a photo of a dog") for drift.
         base_pipeline (`DiffusionPipeline`, *optional*): the base model, to render the drift reference images.
@@ -179,7 +251,7 @@ def evaluate_pipeline(
     ```
     """
     # 1. Check inputs (before any model work)
-    if not instance_images:
+    if not isinstance(instance_images, SubjectReference) and not instance_images:
         raise ValueError("evaluate_pipeline needs at least one instance image")
     if not prompts:
         raise ValueError("evaluate_pipeline needs at least one prompt")
@@ -208,30 +280,9 @@ def evaluate_pipeline(
     images = generate_images(pipeline, expanded, seed, num_images_per_prompt, **call_kwargs)
 
     # 3. Embed and score
-    clip_ref, dino_ref = clip.embed_images(list(instance_images)), dino.embed_images(list(instance_images))
-    clip_texts = [strip_identifier(p, identifier, class_noun) for p in prompts]
-    text_embeds = clip.embed_texts(clip_texts)
-    rows, clip_gen_all, dino_gen_all, clip_t_all = [], [], [], []
-    for prompt, clip_text, text_embed, row_images in zip(prompts, clip_texts, text_embeds, images):
-        clip_gen, dino_gen = clip.embed_images(row_images), dino.embed_images(row_images)
-        clip_t = cosine_matrix(clip_gen, text_embed[None]).squeeze(1)
-        rows.append(
-            {
-                "prompt": prompt,
-                "clip_text": clip_text,
-                "clip_i": mean_pairwise_similarity(clip_gen, clip_ref),
-                "dino": mean_pairwise_similarity(dino_gen, dino_ref),
-                "clip_t": float(clip_t.mean()),
-            }
-        )
-        clip_gen_all.append(clip_gen)
-        dino_gen_all.append(dino_gen)
-        clip_t_all.append(clip_t)
-    metrics = {
-        "clip_i": mean_pairwise_similarity(torch.cat(clip_gen_all), clip_ref),
-        "dino": mean_pairwise_similarity(torch.cat(dino_gen_all), dino_ref),
-        "clip_t": float(torch.cat(clip_t_all).mean()),
-    }
+    if not isinstance(instance_images, SubjectReference):
+        instance_images = SubjectReference.from_images(instance_images, clip, dino)
+    metrics, rows = score_images(images, prompts, instance_images, clip, dino, identifier, class_noun)
     result = EvaluationResult(metrics, rows, images)
 
     # 4. Prior drift: class prompts through both weights, same seeds
@@ -244,9 +295,7 @@ def evaluate_pipeline(
                 base_pipeline, list(class_prompts), seed, num_images_per_prompt, **call_kwargs
             )
         result.base_class_images = [list(row) for row in base_class_images]
-        current = [img for row in result.class_images for img in row]
-        base = [img for row in result.base_class_images for img in row]
-        metrics["drift"] = 1.0 - mean_paired_similarity(dino.embed_images(current), dino.embed_images(base))
+        metrics["drift"] = drift_score(result.class_images, result.base_class_images, dino)
     logger.info("quality: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return result
 

@@ -28,6 +28,25 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.float(), dim=-1)
 
 
+def _load_model(name_or_path, revision, local_files_only, allow_pickle, **model_kwargs):
+    """``AutoModel.from_pretrained`` with hfvision's weight policy: safetensors only unless ``allow_pickle``."""
+    from transformers import AutoModel
+
+    from ..pipelines.loading import check_local_weights, pickle_refusal
+
+    if os.path.isdir(name_or_path):
+        check_local_weights(name_or_path, allow_pickle)
+    kwargs = {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
+    try:
+        return AutoModel.from_pretrained(
+            name_or_path, use_safetensors=None if allow_pickle else True, **model_kwargs, **kwargs
+        )
+    except OSError as err:
+        if not allow_pickle and "safetensors" in str(err):
+            raise pickle_refusal(str(name_or_path)) from err
+        raise
+
+
 class _Embedder:
     batch_size = 16
 
@@ -85,13 +104,17 @@ class ClipEmbedder(_Embedder):
         name_or_path: str | os.PathLike = DEFAULT_CLIP_MODEL,
         revision: str | None = None,
         device: str | torch.device | None = None,
-        local_files_only: bool | None = None,
+        local_files_only: bool = False,
+        allow_pickle: bool = False,
     ) -> ClipEmbedder:
-        """Load with ``AutoModel`` + ``AutoProcessor`` (a Hub id or a local folder; safetensors only)."""
-        from transformers import AutoModel, AutoProcessor
+        """Load with ``AutoModel`` + ``AutoProcessor`` from a Hub id or a local folder.
 
-        kwargs = {"revision": revision, **({"local_files_only": local_files_only} if local_files_only else {})}
-        model = AutoModel.from_pretrained(name_or_path, use_safetensors=True, **kwargs)
+        Weights must be safetensors unless ``allow_pickle=True`` (pickle files can run code when loaded).
+        """
+        from transformers import AutoProcessor
+
+        model = _load_model(name_or_path, revision, local_files_only, allow_pickle)
+        kwargs = {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
         if not hasattr(model, "get_text_features"):
             raise ValueError(
                 f"{name_or_path} loads as {type(model).__name__}, not a CLIP-style model; pass a CLIP model"
@@ -125,16 +148,20 @@ class DinoEmbedder(_Embedder):
         name_or_path: str | os.PathLike = DEFAULT_DINO_MODEL,
         revision: str | None = None,
         device: str | torch.device | None = None,
-        local_files_only: bool | None = None,
+        local_files_only: bool = False,
+        allow_pickle: bool = False,
     ) -> DinoEmbedder:
-        """Load with ``AutoModel`` + ``AutoImageProcessor`` (a Hub id or a local folder; safetensors only)."""
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+        """Load with ``AutoModel`` + ``AutoImageProcessor`` from a Hub id or a local folder.
 
-        kwargs = {"revision": revision, **({"local_files_only": local_files_only} if local_files_only else {})}
+        Weights must be safetensors unless ``allow_pickle=True`` (pickle files can run code when loaded).
+        """
+        from transformers import AutoConfig, AutoImageProcessor
+
+        kwargs = {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
         # DINO checkpoints carry no pooler; only the CLS token is used, so do not build (and report) one.
         extra = {"add_pooling_layer": False} if config.model_type == "vit" else {}
-        model = AutoModel.from_pretrained(name_or_path, config=config, use_safetensors=True, **extra, **kwargs)
+        model = _load_model(name_or_path, revision, local_files_only, allow_pickle, config=config, **extra)
         return cls(model, AutoImageProcessor.from_pretrained(name_or_path, **kwargs), device)
 
     def _image_batch(self, pixel_values: torch.Tensor) -> torch.Tensor:
