@@ -30,6 +30,9 @@ VAE_FACTOR = 8
 def parse_buckets(text: str, multiple_of: int = VAE_FACTOR) -> list[Bucket]:
     """``"1024,1024;768,1360"`` -> ``[(1024, 1024), (768, 1360)]`` (height, width), validated.
 
+    Sides must be multiples of ``multiple_of``: 8 (the VAE's factor) for SD/SDXL, 16 for the flow-matching
+    families that pack 2x2 latent patches (Flux).
+
     >>> parse_buckets("512,512; 384,640")
     [(512, 512), (384, 640)]
     """
@@ -189,6 +192,11 @@ class CropInfo:
     crops_coords_top_left: tuple[int, int]
     target_size: Bucket
     resized_size: Bucket
+
+    @property
+    def add_time_ids(self) -> tuple[int, int, int, int, int, int]:
+        """SDXL's six size/crop ids, in the UNet's order: original (h, w), crop (top, left), target (h, w)."""
+        return (*self.original_size, *self.crops_coords_top_left, *self.target_size)
 
 
 def cover_size(size: Bucket, bucket: Bucket) -> Bucket:
