@@ -37,6 +37,7 @@ _LAZY = {
         ],
         "dreambooth",
     ),
+    "QualityTracker": "tracking",
     **dict.fromkeys(
         [
             "log_grids_to_tensorboard",
