@@ -38,7 +38,7 @@ def run_dir(tmp_path_factory) -> Path:
     """A run folder as the trainer leaves it: samples/step-N/{p}-{i}.png + prompts.txt, metrics.jsonl, loss.jsonl."""
     out = tmp_path_factory.mktemp("run")
     for step, rows in images_by_step().items():
-        folder = out / "samples" / f"step-{step}"
+        folder = out / "samples" / f"step-{step:06d}"  # as the trainer names them
         folder.mkdir(parents=True)
         (folder / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
         for p, row in enumerate(rows):
@@ -124,3 +124,32 @@ def test_grids_as_tensorboard_images(tmp_path):
         logged = np.asarray(Image.open(__import__("io").BytesIO(event.encoded_image_string)).convert("RGB"))
         np.testing.assert_array_equal(logged, np.asarray(validation_grid({event.step: images[event.step]})))
         assert tuple(logged[48 + 10, 64 + 10]) == color(event.step, 1, 1)  # row = prompt, column = image
+
+
+def test_loss_curve_from_tensorboard_events(run_dir, tmp_path):
+    """Without loss.jsonl the report reads the trainer's TensorBoard scalars (a resumed run's re-logged steps win)."""
+    import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hfvision.evaluation import read_tensorboard_scalars
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "loss.jsonl").unlink()
+    for values in ({1: 0.9, 2: 0.8, 3: 0.7}, {3: 0.5, 4: 0.4}):  # the second writer: resumed from step 2
+        writer = SummaryWriter(str(run / "logs" / "dreambooth"))
+        for step, value in values.items():
+            writer.add_scalar("loss", value, step)
+        writer.close()
+    scalars = read_tensorboard_scalars(run / "logs")
+    assert [s for s, _ in scalars] == [1, 2, 3, 4]
+    assert [v for _, v in scalars] == pytest.approx([0.9, 0.8, 0.5, 0.4])
+    text = write_run_report(run).read_text()
+    points = re.search(r'<polyline data-series="loss" points="([^"]+)"', text).group(1).split()
+    assert len(points) == 4
+    (run / "logs").rename(run / "no-logs")  # neither: the loss stored beside the metrics
+    text = write_run_report(run).read_text()
+    assert len(re.search(r'<polyline data-series="loss" points="([^"]+)"', text).group(1).split()) == len(STEPS)
+    with pytest.raises(FileNotFoundError, match="holds no step-N folders"):
+        write_run_report(run, samples_dir=tmp_path / "empty")

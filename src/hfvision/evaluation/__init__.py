@@ -42,6 +42,7 @@ _LAZY = {
         [
             "log_grids_to_tensorboard",
             "read_samples",
+            "read_tensorboard_scalars",
             "svg_line_chart",
             "validation_grid",
             "write_report",

@@ -334,19 +334,52 @@ def read_samples(samples_dir: str | os.PathLike) -> tuple[list[str], dict[int, l
     return prompts, images_by_step
 
 
-def write_run_report(output_dir: str | os.PathLike, best_by: str | None = None, title: str | None = None) -> Path:
-    """``output_dir/report.html`` from what a run left there (samples, ``metrics.jsonl``, ``loss.jsonl``)."""
+def read_tensorboard_scalars(logdir: str | os.PathLike, tag: str = "loss") -> list[tuple[int, float]]:
+    """``(step, value)`` of scalar ``tag`` from every TensorBoard event file under ``logdir`` (a later value for the
+    same step wins: a resumed run logs its steps again). Empty without tensorboard or without events."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return []
+    values: dict[int, tuple[float, float]] = {}
+    folders = sorted({p.parent for p in Path(logdir).rglob("events.out.tfevents.*")})
+    for folder in folders:
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags().get("scalars", []):
+            for event in acc.Scalars(tag):
+                if event.step not in values or event.wall_time >= values[event.step][0]:
+                    values[event.step] = (event.wall_time, event.value)
+    return [(step, value) for step, (_, value) in sorted(values.items())]
+
+
+def write_run_report(
+    output_dir: str | os.PathLike,
+    best_by: str | None = None,
+    title: str | None = None,
+    samples_dir: str | os.PathLike | None = None,
+    logging_dir: str = "logs",
+) -> Path:
+    """``output_dir/report.html`` from what a run left there.
+
+    Reads the validation samples (``samples_dir``, default ``output_dir/samples``), ``metrics.jsonl``, and the loss
+    curve from ``loss.jsonl`` if present, else from the TensorBoard events under ``output_dir/logging_dir``, else
+    from the ``loss`` stored beside the metrics.
+    """
     from .dreambooth import METRICS_FILE, read_metrics, select_best
 
     output_dir = Path(output_dir)
-    prompts, images_by_step = read_samples(output_dir / "samples")
+    samples_dir = Path(samples_dir) if samples_dir is not None else output_dir / "samples"
+    prompts, images_by_step = read_samples(samples_dir)
     if not images_by_step:
-        raise FileNotFoundError(f"{output_dir / 'samples'} holds no step-N folders; nothing to report")
+        raise FileNotFoundError(f"{samples_dir} holds no step-N folders; nothing to report")
     metrics = read_metrics(output_dir / METRICS_FILE) if (output_dir / METRICS_FILE).is_file() else {}
-    losses = [(s, m["loss"]) for s, m in sorted(metrics.items()) if "loss" in m]
     if (output_dir / "loss.jsonl").is_file():
         lines = (output_dir / "loss.jsonl").read_text(encoding="utf-8").splitlines()
         losses = [(r["step"], r["loss"]) for r in map(json.loads, filter(str.strip, lines))]
+    else:
+        losses = read_tensorboard_scalars(output_dir / logging_dir, "loss")
+        losses = losses or [(s, m["loss"]) for s, m in sorted(metrics.items()) if "loss" in m]
     best = select_best(metrics, best_by) if best_by and metrics else None
     return write_report(
         output_dir / REPORT_NAME,
