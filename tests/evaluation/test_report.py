@@ -153,3 +153,17 @@ def test_loss_curve_from_tensorboard_events(run_dir, tmp_path):
     assert len(re.search(r'<polyline data-series="loss" points="([^"]+)"', text).group(1).split()) == len(STEPS)
     with pytest.raises(FileNotFoundError, match="holds no step-N folders"):
         write_run_report(run, samples_dir=tmp_path / "empty")
+
+
+def test_eval_report_cli(run_dir, tmp_path, capsys):
+    import shutil
+
+    from hfvision.cli.main import main
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert main(["eval", "report", str(run), "--best_by", "clip_t"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {run / 'report.html'}"
+    assert "kept step <b id='best-step'>100</b> (best clip_t)" in (run / "report.html").read_text()
+    assert main(["eval", "report", str(run), "--best_by", "fid"]) == 2
+    assert "--best_by 'fid' is not one of clip_i, dino, clip_t, drift" in capsys.readouterr().err

@@ -155,6 +155,26 @@ def _eval_dreambooth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_report(args: argparse.Namespace) -> int:
+    from ..evaluation import METRICS
+
+    run = Path(args.output_dir)
+    if not run.is_dir():
+        print(f"hfvision eval report: error: {run} is not a run folder", file=sys.stderr)
+        return 2
+    if args.best_by is not None and args.best_by not in METRICS:
+        print(
+            f"hfvision eval report: error: --best_by {args.best_by!r} is not one of {', '.join(METRICS)}",
+            file=sys.stderr,
+        )
+        return 2
+    from ..evaluation.report import write_run_report
+
+    path = write_run_report(run, best_by=args.best_by, samples_dir=args.samples_dir)
+    print(f"wrote {path}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="measure model quality (DreamBooth: CLIP-I, DINO, CLIP-T, prior drift)")
     esub = p.add_subparsers(dest="eval_command", metavar="KIND", required=True)
@@ -186,3 +206,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--output", default="dreambooth_eval.json", help="JSON report (default dreambooth_eval.json)")
     d.add_argument("--save_images", default=None, help="also save the generated images in this folder")
     d.set_defaults(func=_eval_dreambooth)
+
+    r = esub.add_parser("report", help="(re)build a run's report.html from its samples, metrics.jsonl and logs")
+    r.add_argument("output_dir", metavar="OUTPUT_DIR", help="the training run's output folder")
+    r.add_argument("--best_by", default=None, help="highlight the best step by clip_i, dino, clip_t or drift")
+    r.add_argument("--samples_dir", default=None, help="validation samples folder (default OUTPUT_DIR/samples)")
+    r.set_defaults(func=_eval_report)
