@@ -160,6 +160,15 @@ def test_drift_renders_the_base_with_the_same_seeds(checkpoints, clip_embedder, 
             base_class_images=same.base_class_images,
             **kwargs,
         )
+    with pytest.raises(ValueError, match=r"the prompts use \{class\} but the model records no class_noun"):
+        evaluate_pipeline(
+            checkpoints[300],
+            [sample_image("chelsea")],
+            ["{token} {class}"],
+            identifier="sks",
+            clip=clip_embedder,
+            dino=dino_embedder,
+        )
     with pytest.raises(ValueError, match="base_pipeline or base_class_images"):
         evaluate_pipeline(
             checkpoints[300],
@@ -251,3 +260,23 @@ def test_embedders_load_safetensors_and_refuse_pickles(embedder_dirs, dino_embed
     assert torch.equal(trusted.embed_images(image), dino_embedder.embed_images(image))
     with pytest.raises(ValueError, match="loads as ViTModel, not a CLIP-style model"):
         ClipEmbedder.from_pretrained(embedder_dirs[1])
+
+
+def test_dreambooth_pipeline_supplies_its_token_and_class(checkpoints, clip_embedder, dino_embedder):
+    from hfvision.pipelines.dreambooth import DreamBoothPipeline
+    from hfvision.testing import sample_image
+
+    pipe = DreamBoothPipeline.from_components(checkpoints[100], instance_token="zwx", class_noun="dog")
+    pipe.set_progress_bar_config(disable=True)
+    result = evaluate_pipeline(
+        pipe,
+        [sample_image("chelsea")],
+        ["a photo of {token} {class}", "zwx dog swimming"],
+        clip=clip_embedder,
+        dino=dino_embedder,
+        **GENERATE,
+    )
+    assert [r["clip_text"] for r in result.per_prompt] == ["a photo of dog", "dog swimming"]
+    # generated from "a photo of zwx dog": the same image as the plain pipeline with the prompt written out
+    want = generate_images(checkpoints[100], ["a photo of zwx dog"], 0, **GENERATE)[0][0]
+    np.testing.assert_array_equal(np.asarray(result.images[0][0]), np.asarray(want))

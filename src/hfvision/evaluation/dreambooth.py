@@ -271,6 +271,15 @@ def evaluate_pipeline(
     identifier = identifier if identifier is not None else config.get("instance_token")
     class_noun = class_noun if class_noun is not None else config.get("class_noun")
     first_identifier = identifier if isinstance(identifier, str) or identifier is None else identifier[0]
+    for placeholder, value, flag in (
+        ("{token}", first_identifier, "identifier"),
+        ("{class}", class_noun, "class_noun"),
+    ):
+        if value is None and any(placeholder in p for p in prompts):
+            raise ValueError(
+                f"the prompts use {placeholder} but the model records no {flag}; pass {flag}= "
+                f"(CLI --{flag}) or write the prompts out"
+            )
     device = getattr(pipeline, "device", None)
     clip = _embedder(clip, ClipEmbedder, DEFAULT_CLIP_MODEL, device)
     dino = _embedder(dino, DinoEmbedder, DEFAULT_DINO_MODEL, device)
