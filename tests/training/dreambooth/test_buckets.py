@@ -230,3 +230,26 @@ def test_bucketed_batches_resume_bit_identical_in_a_fresh_process(tmp_path):
     rest = run("resume", 9)
     assert first["digests"] + rest["digests"] == full["digests"]
     assert len(set(full["digests"])) == len(full["digests"])
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_accelerate_sharding_keeps_batches_whole(drop_last):
+    """Under several processes accelerate shards the batch sampler: every process's batch is still one bucket, and
+    together the processes see every image (drop_last=False) or every full batch (drop_last=True)."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    _, _, bucket_of, _ = _bucketed_dataset()
+    sampler = BucketBatchSampler(bucket_of, batch_size=3, seed=2, drop_last=drop_last)
+    expected = sampler.epoch_batches(0)
+    shards = []
+    for rank in range(2):
+        sampler.set_epoch(0)
+        shards.append(list(BatchSamplerShard(sampler, num_processes=2, process_index=rank, even_batches=True)))
+    assert len(shards[0]) == len(shards[1])  # processes step together
+    for batch in shards[0] + shards[1]:
+        assert len({bucket_of[index] for index, _, _ in batch}) == 1
+        assert batch in expected  # whole batches, never re-cut
+    seen = {index for shard in shards for batch in shard for index, _, _ in batch}
+    assert seen == {index for batch in expected for index, _, _ in batch}
+    if drop_last:
+        assert all(len(batch) == 3 for shard in shards for batch in shard)

@@ -263,8 +263,14 @@ class BucketBatchSampler:
         if not bucket_of:
             raise ValueError("BucketBatchSampler needs at least one image")
         self.bucket_of, self.class_bucket_of = list(bucket_of), list(class_bucket_of)
-        self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
+        self.max_batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
         self.epoch, self.position = 0, 0
+
+    @property
+    def batch_size(self) -> int | None:
+        """``None`` when batches may be short (``drop_last=False``): accelerate's ``BatchSamplerShard`` then shards
+        whole batches of any length instead of assuming fixed-size ones (which would mix buckets)."""
+        return self.max_batch_size if self.drop_last else None
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch."""
@@ -285,9 +291,9 @@ class BucketBatchSampler:
         by_bucket = _group(self.bucket_of)
         for bucket in sorted(by_bucket):
             members = rng.permutation(by_bucket[bucket]).tolist()
-            for start in range(0, len(members), self.batch_size):
-                chunk = members[start : start + self.batch_size]
-                if len(chunk) == self.batch_size or not self.drop_last:
+            for start in range(0, len(members), self.max_batch_size):
+                chunk = members[start : start + self.max_batch_size]
+                if len(chunk) == self.max_batch_size or not self.drop_last:
                     batches.append(chunk)
         order = rng.permutation(len(batches)).tolist()
         batches = [batches[i] for i in order]
@@ -321,8 +327,8 @@ class BucketBatchSampler:
     def __len__(self) -> int:
         counts = _group(self.bucket_of)
         if self.drop_last:
-            return sum(len(m) // self.batch_size for m in counts.values())
-        return sum(math.ceil(len(m) / self.batch_size) for m in counts.values())
+            return sum(len(m) // self.max_batch_size for m in counts.values())
+        return sum(math.ceil(len(m) / self.max_batch_size) for m in counts.values())
 
     def __iter__(self) -> Iterator[list[tuple[int, int | None, int]]]:
         batches = self.epoch_batches(self.epoch)
