@@ -167,3 +167,20 @@ def test_eval_report_cli(run_dir, tmp_path, capsys):
     assert "kept step <b id='best-step'>100</b> (best clip_t)" in (run / "report.html").read_text()
     assert main(["eval", "report", str(run), "--best_by", "fid"]) == 2
     assert "--best_by 'fid' is not one of clip_i, dino, clip_t, drift" in capsys.readouterr().err
+
+
+def test_metrics_markdown_for_the_model_card():
+    from hfvision.evaluation import metrics_markdown
+
+    text = metrics_markdown(METRICS, best_step=200, best_by="dino")
+    lines = text.splitlines()
+    assert lines[:4] == [
+        "## Quality",
+        "",
+        "| step | CLIP-I | DINO | CLIP-T | prior drift |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    assert lines[4] == "| 100 | 0.6100 | 0.4200 | 0.3100 | 0.0500 |"
+    assert lines[5] == "| **200** | **0.7400** | **0.6600** | **0.2900** | **0.1100** |"
+    assert lines[-1].startswith("Kept step 200 (best DINO).")
+    assert metrics_markdown({}) == ""

@@ -41,6 +41,7 @@ _LAZY = {
     **dict.fromkeys(
         [
             "log_grids_to_tensorboard",
+            "metrics_markdown",
             "read_samples",
             "read_tensorboard_scalars",
             "svg_line_chart",

@@ -306,6 +306,40 @@ def write_report(
     return path
 
 
+# --- model card ------------------------------------------------------------------------------------------------
+
+
+def metrics_markdown(
+    metrics_by_step: Mapping[int, Mapping[str, float]], best_step: int | None = None, best_by: str | None = None
+) -> str:
+    """A model-card section: the quality table per validation step (Markdown), the kept step in bold.
+
+    >>> section = metrics_markdown(read_metrics("out/metrics.jsonl"), best_step=400, best_by="dino")  # doctest: +SKIP
+    """
+    names = [m for m in _METRIC_LABELS if any(m in r for r in metrics_by_step.values())]
+    if not names:
+        return ""
+    short = {**_METRIC_LABELS, "drift": "prior drift"}
+    lines = [
+        "## Quality",
+        "",
+        "| step | " + " | ".join(short[m] for m in names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for step in sorted(metrics_by_step):
+        cells = [str(step)] + [f"{metrics_by_step[step][m]:.4f}" if m in metrics_by_step[step] else "" for m in names]
+        if step == best_step:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    kept = f"Kept step {best_step} (best {short.get(best_by, best_by)}). " if best_step is not None else ""
+    lines.append(
+        kept + "CLIP-I / DINO: subject fidelity; CLIP-T: prompt fidelity; prior drift: change of "
+        "class images from the base model (lower is better)."
+    )
+    return "\n".join(lines)
+
+
 # --- from a run folder ----------------------------------------------------------------------------------------
 
 
