@@ -12,6 +12,7 @@ import pytest
 from hfvision.training.dreambooth.concepts import (
     Concept,
     check_caption_dropout,
+    concept_items,
     drop_caption,
     dropout_captions,
     expand_repeats,
@@ -125,3 +126,22 @@ def test_caption_dropout_is_seeded():
     for bad in (-0.1, 1.5, "0.1", True):
         with pytest.raises(ValueError, match="--caption_dropout=.* must be a probability between 0 and 1"):
             check_caption_dropout(bad)
+
+
+def test_concept_items_caption_and_repeat(data):
+    from PIL import Image
+
+    for name, files in (("dog", ["b.png", "a.jpg"]), ("man", ["x.png"])):
+        for f in files:
+            Image.new("RGB", (8, 8)).save(data / "data" / name / f)
+    (data / "data" / "dog" / "a.txt").write_text("zwx dog on grass")
+    concepts = load_concepts_list(write(data, [DOG, MAN]))
+    items = [(i.path.name, i.caption, i.concept) for i in concept_items(concepts)]
+    assert (
+        items
+        == [("a.jpg", "zwx dog on grass", 0), ("b.png", "a photo of zwx dog", 0)]
+        + [("x.png", "a photo of ohwx man", 1)] * 3
+    )
+    (data / "data" / "man" / "x.png").unlink()
+    with pytest.raises(ValueError, match="concept 1: instance_data_dir .*man holds no images"):
+        concept_items(concepts)

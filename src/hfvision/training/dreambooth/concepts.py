@@ -134,6 +134,39 @@ def _concept(entry, index: int, path: Path, flag: str, prior: bool, default_clas
     )
 
 
+@dataclass(frozen=True)
+class ConceptItem:
+    """One training example of a multi-subject run: an instance photo, its caption and its subject's index."""
+
+    path: Path
+    caption: str
+    concept: int
+
+
+def concept_items(concepts: Sequence[Concept], caption_from_filename: bool = False) -> list[ConceptItem]:
+    """Every subject's photos (sorted per folder), captioned and repeated: the instance side of a multi-subject run.
+
+    Captions follow hfvision's rule (sidecar ``.txt`` > file name if asked > the subject's ``instance_prompt``);
+    each photo appears ``concept.repeats`` times. A subject folder without images is an error naming it.
+    """
+    from ...data.captions import read_caption
+    from ...data.prepare import IMAGE_EXTENSIONS
+
+    items: list[ConceptItem] = []
+    for index, concept in enumerate(concepts):
+        folder = Path(concept.instance_data_dir)
+        photos = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )
+        if not photos:
+            raise ValueError(f"concept {index}: instance_data_dir {folder} holds no images")
+        captioned = [
+            ConceptItem(p, read_caption(p, concept.instance_prompt, caption_from_filename), index) for p in photos
+        ]
+        items += expand_repeats(captioned, concept.repeats)
+    return items
+
+
 def expand_repeats(items: Sequence[T], repeats: int) -> list[T]:
     """Each item ``repeats`` times in a row (``[a, b]``, 2 -> ``[a, a, b, b]``), as diffusers' ``--repeats``."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
