@@ -175,31 +175,36 @@ from PIL import Image
 from hfvision.training.dreambooth.buckets import BucketBatchSampler, assign_buckets, make_buckets, resize_and_crop
 from hfvision.training.dreambooth.concepts import drop_caption
 
-mode, state_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rng = np.random.default_rng(0)
-sizes = [tuple(int(v) for v in rng.integers(48, 160, size=2)) for _ in range(11)]
-images = [Image.fromarray(rng.integers(0, 256, size=(*s, 3), dtype=np.uint8)) for s in sizes]
-used, bucket_of = assign_buckets(sizes, make_buckets(64, 32, 128, 16))
-sampler = BucketBatchSampler(bucket_of, batch_size=2, seed=42)
-if mode == "resume":
-    sampler.load_state_dict(json.load(open(state_path)))
-def forever():
-    while True:  # each pass is one epoch; the sampler moves to the next epoch by itself
-        yield from sampler
 
-out, it = [], forever()
-for _ in range(count):
-    batch = next(it)
-    digest = hashlib.sha256()
-    for index, _, sample_seed in batch:
-        item_rng = np.random.default_rng(sample_seed)
-        caption = drop_caption(f"photo {index}", 0.3, item_rng)
-        crop, info = resize_and_crop(images[index], used[bucket_of[index]], item_rng)
-        digest.update(np.asarray(crop).tobytes() + caption.encode() + repr(info.add_time_ids).encode())
-    out.append(digest.hexdigest())
-if mode == "stop":
-    json.dump(sampler.state_dict(), open(state_path, "w"))
-print(json.dumps({"digests": out, "epoch": sampler.epoch, "per_epoch": len(sampler)}))
+def run(mode, state_path, count):
+    rng = np.random.default_rng(0)
+    sizes = [tuple(int(v) for v in rng.integers(48, 160, size=2)) for _ in range(11)]
+    images = [Image.fromarray(rng.integers(0, 256, size=(*s, 3), dtype=np.uint8)) for s in sizes]
+    used, bucket_of = assign_buckets(sizes, make_buckets(64, 32, 128, 16))
+    sampler = BucketBatchSampler(bucket_of, batch_size=2, seed=42)
+    if mode == "resume":
+        sampler.load_state_dict(json.load(open(state_path)))
+
+    def forever():
+        while True:  # each pass is one epoch; the sampler moves to the next epoch by itself
+            yield from sampler
+
+    out, it = [], forever()
+    for _ in range(count):
+        digest = hashlib.sha256()
+        for index, _, sample_seed in next(it):
+            item_rng = np.random.default_rng(sample_seed)
+            caption = drop_caption(f"photo {index}", 0.3, item_rng)
+            crop, info = resize_and_crop(images[index], used[bucket_of[index]], item_rng)
+            digest.update(np.asarray(crop).tobytes() + caption.encode() + repr(info.add_time_ids).encode())
+        out.append(digest.hexdigest())
+    if mode == "stop":
+        json.dump(sampler.state_dict(), open(state_path, "w"))
+    return {"digests": out, "epoch": sampler.epoch, "per_epoch": len(sampler)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
 """
 
 
@@ -211,23 +216,23 @@ def test_bucketed_batches_resume_bit_identical_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    def run(mode: str, count: int) -> dict:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        proc = subprocess.run(
-            [sys.executable, "-c", _PIPELINE, mode, str(tmp_path / "state.json"), str(count)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=True,
-        )
-        return json.loads(proc.stdout)
-
-    full = run("full", 14)
+    state = tmp_path / "state.json"
+    namespace = {"__name__": "bucket_pipeline"}
+    exec(_PIPELINE, namespace)  # the uninterrupted run and the interrupted one, in this process
+    full = namespace["run"]("full", state, 14)
     assert full["epoch"] >= 1 and full["per_epoch"] < 14  # the run crosses epoch boundaries
-    first = run("stop", 5)
-    assert json.loads((tmp_path / "state.json").read_text()) == {"epoch": 0, "position": 5, "seed": 42}
-    rest = run("resume", 9)
+    first = namespace["run"]("stop", state, 5)
+    assert json.loads(state.read_text()) == {"epoch": 0, "position": 5, "seed": 42}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PIPELINE, "resume", str(state), "9"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rest = json.loads(proc.stdout)
     assert first["digests"] + rest["digests"] == full["digests"]
     assert len(set(full["digests"])) == len(full["digests"])
 
