@@ -46,6 +46,30 @@ _TEXT_MODEL = "text_model."
 # SDXL's first) has no such level, CLIPTextModelWithProjection (SDXL's second) keeps it. kohya names always have it.
 NATIVE_TEXT_MODEL_LEVEL = {"text_encoder": False, "text_encoder_2": True}
 _MAGNITUDE = ".lora_magnitude_vector"
+# transformers' PEFT loader (used by load_lora_weights for text encoders) only fills a text encoder's DoRA magnitude
+# from a key ending in ".lora_magnitude_vector.weight"; under the bare name diffusers writes it is skipped (its load
+# report lists it as UNEXPECTED) and the magnitudes stay at their initial values
+_TEXT_MAGNITUDE = _MAGNITUDE + ".weight"
+
+
+def magnitude_module(key: str) -> str | None:
+    """The module of a DoRA magnitude key (either spelling), else `None`."""
+    for suffix in (_TEXT_MAGNITUDE, _MAGNITUDE):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return None
+
+
+def loadable_magnitude_keys(state_dict: Mapping) -> dict:
+    """A diffusers-layout LoRA state dict whose text-encoder DoRA magnitudes use the spelling ``load_lora_weights``
+    loads (``text_encoder*.<module>.lora_magnitude_vector.weight``); everything else unchanged."""
+    renamed = {}
+    for key, value in state_dict.items():
+        module = magnitude_module(key)
+        if module is not None and key.startswith("text_encoder"):
+            key = module + _TEXT_MAGNITUDE
+        renamed[key] = value
+    return renamed
 
 
 def is_kohya_state_dict(state_dict: Mapping) -> bool:
@@ -68,12 +92,11 @@ def to_peft(component: str, state_dict: Mapping) -> dict:
     """One component's LoRA weights with PEFT names (``<module>.lora_A.weight``, ``<module>.lora_B.weight``)."""
     from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 
-    if any(".lora_A." in key for key in state_dict):
-        return dict(state_dict)
-    magnitudes = {k: v for k, v in state_dict.items() if k.endswith(_MAGNITUDE)}
-    rest = {k: v for k, v in state_dict.items() if k not in magnitudes}
-    peft = convert_unet_state_dict_to_peft(rest) if component == "unet" else convert_state_dict_to_peft(rest)
-    return {**peft, **magnitudes}
+    magnitudes = {magnitude_module(k) + _MAGNITUDE: v for k, v in state_dict.items() if magnitude_module(k)}
+    rest = {k: v for k, v in state_dict.items() if not magnitude_module(k)}
+    if not any(".lora_A." in key for key in rest):
+        rest = convert_unet_state_dict_to_peft(rest) if component == "unet" else convert_state_dict_to_peft(rest)
+    return {**rest, **magnitudes}
 
 
 def _module_scaling(config: Mapping | None, module: str, rank: int) -> float:
@@ -202,7 +225,7 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         magnitudes = {k: v for k, v in peft.items() if k.endswith(_MAGNITUDE)}
         plain = convert_state_dict_to_diffusers({k: v for k, v in peft.items() if k not in magnitudes})
         result.update({f"{component}.{k}": v for k, v in {**plain, **magnitudes}.items()})
-    return result, configs
+    return loadable_magnitude_keys(result), configs
 
 
 def _lora_config_fields(ranks: dict[str, int], alphas: dict[str, float], peft: Mapping) -> dict:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import torch
 
-from ...conversion.lora import KOHYA_WEIGHTS_NAME, WEIGHTS_NAME, diffusers_to_kohya, write_lora_file
+from ...conversion.lora import (
+    KOHYA_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    diffusers_to_kohya,
+    loadable_magnitude_keys,
+    write_lora_file,
+)
 from ...utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -103,12 +109,14 @@ def save_lora(
         kwargs[f"{name}_lora_adapter_metadata"] = lora_metadata(encoder)
     pipeline_class(family).save_lora_weights(directory, safe_serialization=True, **kwargs)
     path = Path(directory) / LORA_WEIGHTS_NAME
-    if not metadata and not kohya:
+    use_dora = any(getattr(m.peft_config["default"], "use_dora", False) for m in text_encoders or [])
+    if not metadata and not kohya and not use_dora:
         return path
     with safe_open(path, "pt") as f:
         header = {**(f.metadata() or {}), **(metadata or {})}
     state_dict = load_file(path)
-    if metadata:
+    if metadata or use_dora:
+        state_dict = loadable_magnitude_keys(state_dict)
         write_lora_file(path, state_dict, header)
     if kohya:
         from ...conversion.lora import ADAPTER_METADATA_KEY, kohya_header
