@@ -36,7 +36,7 @@ logger = get_logger(__name__)
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_WEIGHTS_NAME = "pytorch_lora_weights_kohya.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' header key for the PEFT adapter configs
-# the same JSON in kohya files: diffusers refuses kohya files (which carry alphas) whose header has ADAPTER_METADATA_KEY
+# the same JSON in kohya files: diffusers refuses a kohya file (it carries alphas) that also has ADAPTER_METADATA_KEY
 KOHYA_ADAPTER_METADATA_KEY = "hfvision.lora_adapter_metadata"
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -301,6 +301,62 @@ def diffusers_header(header: Mapping[str, str]) -> dict[str, str]:
     return header
 
 
+# cross-attention width of the UNet (attn2.to_k input features) -> family; SD 2.x (1024) is left to the user, since
+# the 512 base and the 768 v-prediction models share it
+_CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
+
+
+def guess_family(state_dict: Mapping) -> str | None:
+    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA (either layout), else `None`."""
+    for key, value in state_dict.items():
+        if ("attn2.to_k" in key or "attn2_to_k" in key) and key.endswith(("lora.down.weight", "lora_down.weight")):
+            return _CROSS_ATTENTION_FAMILIES.get(value.shape[-1])
+    return None
+
+
+def lora_modelspec(
+    header: Mapping[str, str],
+    state_dict: Mapping,
+    *,
+    family: str | None = None,
+    title: str | None = None,
+    trigger_phrase: str | None = None,
+    resolution: int | str | None = None,
+    base_model: str | None = None,
+    description: str | None = None,
+) -> dict[str, str]:
+    """The ModelSpec entries for a converted LoRA: the input's own, completed from the family (given, named by
+    ``modelspec.architecture``, or guessed from the weights) and overridden by the values passed. Empty when the
+    family is unknown and the input has none."""
+    from .modelspec import family_from_architecture, format_resolution, modelspec_metadata
+
+    carried = {k: v for k, v in header.items() if k.startswith("modelspec.")}
+    known = family or family_from_architecture(carried.get("modelspec.architecture", "")) or guess_family(state_dict)
+    if known is None:
+        if not carried:
+            logger.warning("no ModelSpec metadata written: the family is unknown; pass --family (e.g. sd1, sd2, sdxl)")
+        spec = dict(carried)
+    else:
+        defaults = modelspec_metadata(
+            known, title=title or "lora", trigger_phrase=None, resolution=None, base_model=None, lora=True
+        )
+        spec = {**defaults, **carried}
+        if family:  # an explicit family decides the architecture
+            spec.update({k: defaults[k] for k in ("modelspec.architecture", "modelspec.implementation")})
+    explicit = {
+        "modelspec.title": title,
+        "modelspec.trigger_phrase": trigger_phrase,
+        "modelspec.description": description,
+        "hfvision.base_model": base_model,
+    }
+    if resolution is not None:
+        explicit["modelspec.resolution"] = format_resolution(
+            int(resolution) if str(resolution).isdigit() else resolution
+        )
+    spec.update({k: v for k, v in explicit.items() if v})
+    return spec
+
+
 def convert_lora(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -308,13 +364,19 @@ def convert_lora(
     *,
     overwrite: bool = False,
     allow_pickle: bool = False,
+    family: str | None = None,
+    title: str | None = None,
+    trigger_phrase: str | None = None,
+    resolution: int | str | None = None,
+    base_model: str | None = None,
+    description: str | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Convert a LoRA file between the diffusers and the kohya/AUTOMATIC1111 layouts.
 
-    The header is carried over (ModelSpec ``modelspec.*`` entries and diffusers' ``lora_adapter_metadata``, which
-    lets a kohya file written by hfvision convert back to the exact original), and ``metadata`` entries are set on
-    top. ``modelspec.architecture`` decides SDXL's ``lora_te1_``/``lora_te2_`` prefixes when present.
+    The header is carried over (ModelSpec ``modelspec.*`` entries and the PEFT adapter configs, which let a kohya
+    file written by hfvision convert back to the exact original) and completed with ModelSpec entries for the
+    family; the values passed override it, ``metadata`` entries last.
 
     Args:
         in_path (`str` or `os.PathLike`): the LoRA to read (``.safetensors``; pickles need ``allow_pickle``).
@@ -323,10 +385,21 @@ def convert_lora(
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
         allow_pickle (`bool`, *optional*, defaults to `False`): accept ``.bin``/``.pt`` input (loaded with
             ``weights_only=True``).
-        metadata (`Mapping[str, str]`, *optional*): header entries to set (e.g. ``modelspec.trigger_phrase``).
+        family (`str`, *optional*): ``"sd1"``, ``"sd2"``, ``"sd2-v"`` or ``"sdxl"``; decides
+            ``modelspec.architecture`` and SDXL's ``lora_te1_``/``lora_te2_`` prefixes. Default: the input's
+            ``modelspec.architecture``, else guessed from the weights (SD 1.x / SDXL widths).
+        title (`str`, *optional*): ``modelspec.title`` (default: the input's, else ``out_path``'s stem).
+        trigger_phrase (`str`, *optional*): ``modelspec.trigger_phrase``.
+        resolution (`int` or `str`, *optional*): ``modelspec.resolution`` (``512`` or ``"512x512"``).
+        base_model (`str`, *optional*): recorded as ``hfvision.base_model``.
+        description (`str`, *optional*): ``modelspec.description``.
+        metadata (`Mapping[str, str]`, *optional*): more header entries, set last.
 
     Returns:
         `Path`: ``out_path``.
+
+    >>> convert_lora("my_lora_kohya.safetensors", "my_lora.safetensors", to="diffusers")
+    PosixPath('my_lora.safetensors')
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if to not in ("kohya", "diffusers"):
@@ -337,27 +410,50 @@ def convert_lora(
         raise FileExistsError(f"{out_path} exists; choose another name or pass --overwrite")
     if out_path.resolve() == in_path.resolve():
         raise ValueError(f"{out_path} is the input file; write the conversion to another file")
+    if family is not None:
+        from .modelspec import resolve_family
+
+        family = resolve_family(family)
     state_dict, header = read_lora_file(in_path, allow_pickle=allow_pickle)
     if not state_dict:
         raise ValueError(f"{in_path} holds no tensors")
     kohya_input = is_kohya_state_dict(state_dict)
+    if to == "kohya" and kohya_input:
+        raise ValueError(f"{in_path} is already in the kohya layout; use --to diffusers to convert it back")
+    if to == "diffusers" and not kohya_input:
+        raise ValueError(f"{in_path} is not in the kohya layout (keys like lora_unet_*); nothing to convert")
+    spec = lora_modelspec(
+        header,
+        state_dict,
+        family=family,
+        title=title or header.get("modelspec.title") or out_path.stem,
+        trigger_phrase=trigger_phrase,
+        resolution=resolution,
+        base_model=base_model,
+        description=description,
+    )
     if to == "kohya":
-        if kohya_input:
-            raise ValueError(f"{in_path} is already in the kohya layout; use --to diffusers to convert it back")
-        architecture = header.get("modelspec.architecture", "")
-        sdxl = True if architecture.startswith("stable-diffusion-xl") else None
+        sdxl = spec.get("modelspec.architecture", "").startswith("stable-diffusion-xl") or None
         carried = kohya_header(header)
-        adapter_metadata = json.loads(carried.get(KOHYA_ADAPTER_METADATA_KEY, "null"))
+        adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
         converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)
     else:
-        if not kohya_input:
-            raise ValueError(f"{in_path} is not in the kohya layout (keys like lora_unet_*); nothing to convert")
         carried = diffusers_header(header)
-        adapter_metadata = json.loads(carried.get(ADAPTER_METADATA_KEY, "null"))
+        adapter_metadata = _adapter_json(carried.get(ADAPTER_METADATA_KEY), in_path)
         converted, configs = kohya_to_diffusers(state_dict, adapter_metadata)
         if ADAPTER_METADATA_KEY not in carried:
             carried[ADAPTER_METADATA_KEY] = json.dumps(_adapter_metadata_from_configs(configs), sort_keys=True)
+    carried.update(spec)
     carried.update(metadata or {})
     write_lora_file(out_path, converted, carried)
     logger.info("wrote %s (%s layout, %d tensors)", out_path, to, len(converted))
     return out_path
+
+
+def _adapter_json(text: str | None, path: Path) -> dict | None:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"{path} has a corrupt lora_adapter_metadata header entry (not JSON)") from None

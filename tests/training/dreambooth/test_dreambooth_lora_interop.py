@@ -64,8 +64,9 @@ def adapted_pipeline(family: str, use_dora: bool = False, rank: int = 4, alpha: 
 
 
 def prompt_embeds(pipe) -> list[torch.Tensor]:
-    ids = pipe.tokenizer(PROMPT, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         return_tensors="pt").input_ids  # fmt: skip
+    ids = pipe.tokenizer(
+        PROMPT, padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         return [encoder(ids).last_hidden_state for encoder in text_encoders(pipe)]
 
@@ -73,8 +74,9 @@ def prompt_embeds(pipe) -> list[torch.Tensor]:
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 def test_kohya_file_gives_the_same_images_as_the_diffusers_file(family, tmp_path):
     trained = adapted_pipeline(family)
-    meta = modelspec_metadata(family, title="dog", trigger_phrase="sks dog", resolution=64, base_model="tiny",
-                              lora=True)  # fmt: skip
+    meta = modelspec_metadata(
+        family, title="dog", trigger_phrase="sks dog", resolution=64, base_model="tiny", lora=True
+    )
     path = save_lora(tmp_path, TRAINER_FAMILY[family], trained.unet, text_encoders(trained), kohya=True, metadata=meta)
     kohya_path = tmp_path / KOHYA_LORA_WEIGHTS_NAME
 
@@ -119,9 +121,10 @@ def test_kohya_file_gives_the_same_images_as_the_diffusers_file(family, tmp_path
     assert all(torch.equal(rebuilt[k], original[k]) for k in original) and rebuilt.keys() == original.keys()
     assert rebuilt_configs["unet"]["r"] == 4 and rebuilt_configs["unet"]["lora_alpha"] == 8
     assert set(rebuilt_configs["unet"]["target_modules"]) == {
-        k.removeprefix("unet.").rsplit(".lora.down", 1)[0] for k in original if k.endswith("lora.down.weight")
-        and k.startswith("unet.")
-    }  # fmt: skip
+        k.removeprefix("unet.").rsplit(".lora.down", 1)[0]
+        for k in original
+        if k.endswith("lora.down.weight") and k.startswith("unet.")
+    }
 
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
@@ -138,8 +141,12 @@ def test_dora_trains_saves_loads_and_resumes(family, tmp_path):
     hidden = torch.randn(1, 4, unet.config.cross_attention_dim, generator=generator)
     extra = {}
     if family == "sdxl":
-        extra = {"added_cond_kwargs": {"text_embeds": torch.randn(1, 32, generator=generator),
-                                       "time_ids": torch.randn(1, 6, generator=generator)}}  # fmt: skip
+        extra = {
+            "added_cond_kwargs": {
+                "text_embeds": torch.randn(1, 32, generator=generator),
+                "time_ids": torch.randn(1, 6, generator=generator),
+            }
+        }
     for _ in range(2):
         loss = unet(sample, 10, hidden, **extra).sample.pow(2).mean()
         loss.backward()
