@@ -21,6 +21,7 @@ from hfvision.training.dreambooth.lora import (
     UNET_TARGET_MODULES,
     add_lora,
     load_lora,
+    modelspec_family,
     save_lora,
 )
 
@@ -127,7 +128,7 @@ def test_kohya_file_gives_the_same_images_as_the_diffusers_file(family, tmp_path
     }
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", pytest.param("sdxl", marks=pytest.mark.slow)])
 def test_dora_trains_saves_loads_and_resumes(family, tmp_path):
     pipe = adapted_pipeline(family, use_dora=True)
     unet = pipe.unet
@@ -187,3 +188,18 @@ def test_dora_trains_saves_loads_and_resumes(family, tmp_path):
     original = load_file(path)
     assert back.keys() == original.keys() and all(torch.equal(back[k], original[k]) for k in original)
     assert configs["unet"]["use_dora"] is True
+
+
+def test_modelspec_family_tells_sd2_from_sd1():
+    assert [modelspec_family("sd", tiny_sd_pipeline(f).text_encoder) for f in ("sd1", "sd2")] == ["sd1", "sd2"]
+    assert modelspec_family("sdxl") == "sdxl"
+    meta = modelspec_metadata(
+        modelspec_family("sd", tiny_sd_pipeline("sd2").text_encoder),
+        title="t",
+        trigger_phrase=None,
+        resolution=768,
+        base_model=None,
+        lora=True,
+        prediction_type="v_prediction",
+    )
+    assert meta["modelspec.architecture"] == "stable-diffusion-v2-768-v/lora"

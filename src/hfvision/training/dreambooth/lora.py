@@ -56,6 +56,21 @@ def add_lora(
     model.add_adapter(config)
 
 
+def modelspec_family(family: str, text_encoder=None) -> str:
+    """The ModelSpec family (``"sd1"``, ``"sd2"``, ``"sdxl"``) of a trainer family (``"sd"``, ``"sdxl"``): SD 2.x is
+    told from SD 1.x by its OpenCLIP text encoder (``hidden_act="gelu"``; CLIP ViT-L uses ``quick_gelu``). Pass the
+    result with the scheduler's prediction type to [`~hfvision.conversion.modelspec.modelspec_metadata`], which
+    records SD 2.x v-prediction as the 768-v architecture.
+
+    >>> modelspec_family("sd", pipe.text_encoder)
+    'sd1'
+    """
+    if family != "sd":
+        return family
+    config = getattr(text_encoder, "config", None)
+    return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
+
+
 def lora_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapter weights of ``model`` with diffusers' key names."""
     from diffusers.utils import convert_state_dict_to_diffusers
