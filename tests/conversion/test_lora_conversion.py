@@ -120,6 +120,8 @@ def test_lora_cli_refuses_pickles_and_bad_input_in_one_line(diffusers_lora, tmp_
     assert main(["convert", "lora", str(diffusers_lora), str(kohya), "--to", "kohya"]) == 0
     pickle = tmp_path / "k.pt"
     torch.save(load_file(kohya), pickle)
+    loha = tmp_path / "loha.safetensors"
+    save_file({"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": torch.ones(2, 2)}, loha)
     capsys.readouterr()
 
     cases = [
@@ -138,6 +140,7 @@ def test_lora_cli_refuses_pickles_and_bad_input_in_one_line(diffusers_lora, tmp_
             ],
             "does not exist",
         ),
+        (["convert", "lora", str(loha), str(tmp_path / "a.safetensors"), "--to", "diffusers"], "LoHa/LoKr"),
     ]
     for argv, message in cases:
         assert main(argv) == 1, argv

@@ -171,7 +171,7 @@ def diffusers_to_kohya(
             kohya[f"{module}.{suffix}"] = value.contiguous()
         for module in {k.rsplit(".lora_A.", 1)[0] for k in peft if ".lora_A." in k}:
             rank = peft[f"{module}.lora_A.weight"].shape[0]
-            kohya_module = prefixes[component] + module.replace(".", "_")
+            kohya_module = _kohya_module_name(component, module, sdxl=sdxl)
             if kohya_module + ".lora_down.weight" not in kohya:
                 raise ValueError(f"kohya conversion lost the weights of {component}.{module}; please report this")
             scaling = _module_scaling(configs.get(component), module.removeprefix(_TEXT_MODEL), rank)
@@ -179,6 +179,16 @@ def diffusers_to_kohya(
             if module in magnitudes:
                 kohya[kohya_module + ".dora_scale"] = magnitudes[module].reshape(-1, 1).contiguous()
     return kohya
+
+
+def _kohya_module_name(component: str, module: str, *, sdxl: bool) -> str:
+    """The kohya name of a diffusers/PEFT module name (diffusers-style UNet names; CLIP under ``text_model``)."""
+    if component == "unet":
+        return "lora_unet_" + module.replace(".", "_")
+    prefix = {"text_encoder": "lora_te1_" if sdxl else "lora_te_", "text_encoder_2": "lora_te2_"}[component]
+    if not module.startswith(_TEXT_MODEL):
+        module = _TEXT_MODEL + module
+    return prefix + module.replace(".", "_")
 
 
 def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = None) -> tuple[dict, dict[str, dict]]:
@@ -204,7 +214,15 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
     pairs = {k: v for k, v in state_dict.items() if k not in extras}
     # diffusers' reader moves tensors without copying them: the lora_down tensor identifies its kohya module
     owner = {id(v): k.split(".")[0] for k, v in pairs.items() if k.endswith(".lora_down.weight")}
-    converted, _ = StableDiffusionXLPipeline.lora_state_dict(dict(pairs))
+    sdxl = any(k.startswith(("lora_te1_", "lora_te2_")) for k in state_dict)
+    try:
+        converted, _ = StableDiffusionXLPipeline.lora_state_dict(dict(pairs))
+    except ValueError as error:  # diffusers lists every key it could not place, one per line
+        unknown = [k for k in pairs if k in str(error)] or [str(error).split()[-1]]
+        raise ValueError(
+            f"{len(unknown)} kohya keys are not LoRA down/up weights diffusers can read, e.g. {unknown[0]!r} "
+            "(LyCORIS variants such as LoHa/LoKr are not supported)"
+        ) from None
     known = _component_configs(adapter_metadata)
     result, configs = {}, {}
     for component, weights in split_components(converted).items():
@@ -214,7 +232,8 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         ranks, alphas = {}, {}
         for key in [k for k in peft if k.endswith(".lora_A.weight")]:
             module = key[: -len(".lora_A.weight")]
-            kohya_module = owner[id(peft[key])]
+            # the same name diffusers' converter started from, else our own forward rule (diffusers-style names)
+            kohya_module = owner.get(id(peft[key])) or _kohya_module_name(component, module, sdxl=sdxl)
             rank = peft[key].shape[0]
             ranks[module] = rank
             alpha = extras.get(kohya_module + ".alpha")
@@ -422,6 +441,20 @@ def convert_lora(
         raise ValueError(f"{in_path} is already in the kohya layout; use --to diffusers to convert it back")
     if to == "diffusers" and not kohya_input:
         raise ValueError(f"{in_path} is not in the kohya layout (keys like lora_unet_*); nothing to convert")
+    if to == "kohya":
+        from .modelspec import family_from_architecture
+
+        named = family or family_from_architecture(header.get("modelspec.architecture", ""))
+        sdxl = True if named == "sdxl" else None
+        carried = kohya_header(header)
+        adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
+        converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)
+    else:
+        carried = diffusers_header(header)
+        adapter_metadata = _adapter_json(carried.get(ADAPTER_METADATA_KEY), in_path)
+        converted, configs = kohya_to_diffusers(state_dict, adapter_metadata)
+        if ADAPTER_METADATA_KEY not in carried:
+            carried[ADAPTER_METADATA_KEY] = json.dumps(_adapter_metadata_from_configs(configs), sort_keys=True)
     spec = lora_modelspec(
         header,
         state_dict,
@@ -432,17 +465,6 @@ def convert_lora(
         base_model=base_model,
         description=description,
     )
-    if to == "kohya":
-        sdxl = spec.get("modelspec.architecture", "").startswith("stable-diffusion-xl") or None
-        carried = kohya_header(header)
-        adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
-        converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)
-    else:
-        carried = diffusers_header(header)
-        adapter_metadata = _adapter_json(carried.get(ADAPTER_METADATA_KEY), in_path)
-        converted, configs = kohya_to_diffusers(state_dict, adapter_metadata)
-        if ADAPTER_METADATA_KEY not in carried:
-            carried[ADAPTER_METADATA_KEY] = json.dumps(_adapter_metadata_from_configs(configs), sort_keys=True)
     carried.update(spec)
     carried.update(metadata or {})
     write_lora_file(out_path, converted, carried)
