@@ -209,3 +209,26 @@ def test_modelspec_metadata_values():
         modelspec_metadata("sd4", title="t", trigger_phrase=None, resolution=None, base_model=None, lora=True)
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         modelspec_metadata("sd1", title="t", trigger_phrase=None, resolution="512", base_model=None, lora=True)
+
+
+def test_kohya_unet_layout_equals_diffusers_converter(tmp_path):
+    """Where diffusers' own path works (UNet-only LoRA, alpha = rank, as its SDXL script trains), the kohya state dict
+    is exactly what diffusers' convert_state_dict_to_kohya writes; with alpha != rank only the alphas differ."""
+    from diffusers.utils.state_dict_utils import convert_all_state_dict_to_peft, convert_state_dict_to_kohya
+
+    from hfvision.conversion.lora import diffusers_to_kohya
+    from hfvision.testing import tiny_unet
+    from hfvision.training.dreambooth.lora import UNET_TARGET_MODULES, add_lora, save_lora
+
+    for alpha in (4, 8):
+        unet = tiny_unet("sdxl")
+        add_lora(unet, 4, alpha, 0.0, UNET_TARGET_MODULES)
+        path = save_lora(tmp_path / str(alpha), "sdxl", unet)
+        weights = load_file(path)
+        peer = convert_state_dict_to_kohya(convert_all_state_dict_to_peft(weights))
+        ours = diffusers_to_kohya(weights, json.loads(header(path)["lora_adapter_metadata"]), sdxl=True)
+        adapted = sum(1 for name, _ in unet.named_modules() if name.endswith(".lora_A"))
+        assert ours.keys() == peer.keys() and len(ours) == 3 * adapted  # down, up, alpha per adapted module
+        assert all(torch.equal(ours[k], peer[k]) for k in ours if not k.endswith(".alpha"))
+        assert {float(v) for k, v in peer.items() if k.endswith(".alpha")} == {4.0}
+        assert {float(v) for k, v in ours.items() if k.endswith(".alpha")} == {float(alpha)}
