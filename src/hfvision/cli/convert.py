@@ -99,6 +99,7 @@ def _register_lora(conv: argparse._SubParsersAction) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("convert", help="convert between diffusers directories and single-file checkpoints")
     conv = parser.add_subparsers(dest="conversion", metavar="DIRECTION", required=True)
+    _register_lora(conv)  # `convert lora` (kept first so the single-file parsers below stay untouched)
 
     p = conv.add_parser("to-single-file", help="diffusers directory -> original-layout .safetensors/.ckpt")
     p.add_argument("pipeline_dir", help="diffusers Stable Diffusion / SDXL pipeline directory")
@@ -124,5 +125,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="a local diffusers directory whose configs and tokenizers to use")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=_from_single_file)
-
-    _register_lora(conv)
