@@ -4,6 +4,7 @@ ModelSpec header of single-file checkpoints."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from safetensors.torch import load_file, save_file
 
 from hfvision.cli.main import main
 from hfvision.conversion.modelspec import FAMILIES, modelspec_metadata
+
+# the CLI's one-line error (the subcommand may be named in full: "hfvision convert lora: error: ...")
+ERROR_LINE = re.compile(r"^hfvision convert( lora)?: error: ")
 
 
 def header(path) -> dict:
@@ -83,7 +87,7 @@ def test_cli_round_trip_carries_and_sets_modelspec(diffusers_lora, tmp_path, cap
     before = back.read_bytes()
     assert main(["convert", "lora", str(kohya), str(back), "--to", "diffusers", "--title", "x"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("hfvision convert: error:") and "exists" in err and "--overwrite" in err
+    assert ERROR_LINE.match(err) and "exists" in err and "--overwrite" in err
     assert back.read_bytes() == before
     assert main(["convert", "lora", str(kohya), str(back), "--to", "diffusers", "--title", "x", "--overwrite"]) == 0
     assert header(back)["modelspec.title"] == "x"
@@ -145,7 +149,7 @@ def test_lora_cli_refuses_pickles_and_bad_input_in_one_line(diffusers_lora, tmp_
     for argv, message in cases:
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip()
-        assert err.startswith("hfvision convert: error:") and message in err and "\n" not in err, err
+        assert ERROR_LINE.match(err) and message in err and "\n" not in err, err
     assert not (tmp_path / "a.safetensors").exists()
 
     out = tmp_path / "from-pickle.safetensors"
