@@ -6,9 +6,12 @@ PEFT adapter configs (rank, alpha, targets) as JSON in the header under ``lora_a
 
 kohya layout (what AUTOMATIC1111, ComfyUI and kohya's tools load): ``lora_unet_<module_with_underscores>``,
 ``lora_te_<...>`` (SD 1.x/2.x) or ``lora_te1_``/``lora_te2_`` (SDXL) with ``.lora_down.weight``,
-``.lora_up.weight`` and a scalar ``.alpha`` per module (scale = alpha / rank); DoRA magnitudes as ``.dora_scale``
-(one per output feature, shape ``(out, 1)``, the LyCORIS convention ComfyUI reads). Text-encoder modules are named
-``text_model_encoder_...`` as in the original CLIP checkpoints.
+``.lora_up.weight`` and a scalar ``.alpha`` per module (scale = alpha / rank). Text-encoder modules are named
+``text_model_encoder_...`` as in the original CLIP checkpoints. DoRA magnitudes are written as ``.dora_scale``, one
+per output feature (shape ``(out, 1)``): PEFT's magnitudes unchanged, so the file converts back exactly. Readers
+differ on DoRA in this layout: diffusers' ``load_lora_weights`` drops ``dora_scale`` (plain LoRA result), and ComfyUI's
+output-axis branch divides by the norm of the base weight where PEFT divides by the norm of the adapted weight, so
+only the diffusers file reproduces a DoRA model exactly.
 
 The key renaming is diffusers' own (``convert_state_dict_to_kohya`` one way, the kohya reader behind
 ``load_lora_weights`` the other way); this module adds what those leave out: the real per-module alphas (diffusers'

@@ -104,9 +104,9 @@ def save_lora(
         unet: the UNet carrying a ``default`` adapter.
         text_encoders (`list`, *optional*): text encoders carrying adapters, in pipeline order.
         kohya (`bool`, *optional*, defaults to `False`): also write ``pytorch_lora_weights_kohya.safetensors`` in the
-            kohya/AUTOMATIC1111 layout (same header). With DoRA, that file stores the magnitudes as ``dora_scale``,
-            which ComfyUI reads but diffusers' ``load_lora_weights`` drops from kohya files (use the diffusers file
-            there).
+            kohya/AUTOMATIC1111 layout (same header). With DoRA, that file stores the magnitudes as ``dora_scale``;
+            diffusers drops them from kohya files and other readers normalise differently (see
+            :mod:`hfvision.conversion.lora`), so only the diffusers file reproduces a DoRA model exactly.
         metadata (`dict[str, str]`, *optional*): header entries for both files.
 
     Returns:
@@ -140,8 +140,8 @@ def save_lora(
         kohya_state = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=family == "sdxl")
         if any(k.endswith(".dora_scale") for k in kohya_state):
             logger.warning(
-                "%s stores DoRA magnitudes as dora_scale (ComfyUI reads them; diffusers' load_lora_weights drops "
-                "them from kohya files): load %s in diffusers",
+                "%s stores DoRA magnitudes as dora_scale, which diffusers drops and other tools normalise "
+                "differently: only %s reproduces the DoRA model exactly",
                 KOHYA_LORA_WEIGHTS_NAME,
                 LORA_WEIGHTS_NAME,
             )
