@@ -52,7 +52,7 @@ def test_cli_round_trip_carries_and_sets_modelspec(diffusers_lora, tmp_path, cap
     argv = [
         "convert",
         "lora",
-        str(diffusers_lora),
+        str(diffusers_lora.parent),  # the training output folder
         str(kohya),
         "--to",
         "kohya",

@@ -79,7 +79,7 @@ def _lora(args: argparse.Namespace) -> int:
 
 def _register_lora(conv: argparse._SubParsersAction) -> None:
     p = conv.add_parser("lora", help="LoRA file: diffusers/PEFT layout <-> kohya/AUTOMATIC1111/ComfyUI layout")
-    p.add_argument("input", metavar="IN", help="LoRA .safetensors (e.g. pytorch_lora_weights.safetensors)")
+    p.add_argument("input", metavar="IN", help="LoRA .safetensors, or a LoRA training output folder")
     p.add_argument("out", metavar="OUT", help="output .safetensors")
     p.add_argument("--to", required=True, choices=["kohya", "diffusers"], help="layout to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -401,7 +401,9 @@ def convert_lora(
     family; the values passed override it, ``metadata`` entries last.
 
     Args:
-        in_path (`str` or `os.PathLike`): the LoRA to read (``.safetensors``; pickles need ``allow_pickle``).
+        in_path (`str` or `os.PathLike`): the LoRA to read (``.safetensors``; pickles need ``allow_pickle``), or a
+            training output folder holding ``pytorch_lora_weights.safetensors`` (``to="kohya"``) or
+            ``pytorch_lora_weights_kohya.safetensors`` (``to="diffusers"``).
         out_path (`str` or `os.PathLike`): the file to write (``.safetensors``).
         to (`str`): ``"kohya"`` or ``"diffusers"``.
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
@@ -426,6 +428,11 @@ def convert_lora(
     in_path, out_path = Path(in_path), Path(out_path)
     if to not in ("kohya", "diffusers"):
         raise ValueError(f"to={to!r} must be 'kohya' or 'diffusers'")
+    if in_path.is_dir():  # a training output folder: the file of the other layout in it
+        name = WEIGHTS_NAME if to == "kohya" else KOHYA_WEIGHTS_NAME
+        if not (in_path / name).is_file():
+            raise FileNotFoundError(f"{in_path} is a folder without {name}; give the LoRA file itself")
+        in_path = in_path / name
     if out_path.suffix.lower() != ".safetensors":
         raise ValueError(f"{out_path} must end in .safetensors (LoRA files are written as safetensors only)")
     if out_path.exists() and not overwrite:
