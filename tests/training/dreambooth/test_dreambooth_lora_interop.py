@@ -27,7 +27,12 @@ from hfvision.training.dreambooth.lora import (
 
 CALL = dict(num_inference_steps=2, height=64, width=64, output_type="np")
 PROMPT = "a photo of sks dog"
-TRAINER_FAMILY = {"sd1": "sd", "sdxl": "sdxl"}
+TRAINER_FAMILY = {"sd1": "sd", "sd2": "sd", "sdxl": "sdxl"}
+ARCHITECTURES = {
+    "sd1": "stable-diffusion-v1/lora",
+    "sd2": "stable-diffusion-v2-768-v/lora",  # the tiny SD2 is v-prediction, like SD 2.1-768
+    "sdxl": "stable-diffusion-xl-v1-base/lora",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -72,11 +77,18 @@ def prompt_embeds(pipe) -> list[torch.Tensor]:
         return [encoder(ids).last_hidden_state for encoder in text_encoders(pipe)]
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", pytest.param("sd2", marks=pytest.mark.slow), "sdxl"])
 def test_kohya_file_gives_the_same_images_as_the_diffusers_file(family, tmp_path):
     trained = adapted_pipeline(family)
+    prediction_type = trained.scheduler.config.prediction_type
     meta = modelspec_metadata(
-        family, title="dog", trigger_phrase="sks dog", resolution=64, base_model="tiny", lora=True
+        family,
+        title="dog",
+        trigger_phrase="sks dog",
+        resolution=64,
+        base_model="tiny",
+        lora=True,
+        prediction_type=prediction_type,
     )
     path = save_lora(tmp_path, TRAINER_FAMILY[family], trained.unet, text_encoders(trained), kohya=True, metadata=meta)
     kohya_path = tmp_path / KOHYA_LORA_WEIGHTS_NAME
@@ -91,8 +103,7 @@ def test_kohya_file_gives_the_same_images_as_the_diffusers_file(family, tmp_path
     for file in (path, kohya_path):
         with safe_open(file, "pt") as f:
             header = f.metadata()
-        architecture = "stable-diffusion-xl-v1-base/lora" if family == "sdxl" else "stable-diffusion-v1/lora"
-        assert header["modelspec.architecture"] == architecture
+        assert header["modelspec.architecture"] == ARCHITECTURES[family]
         assert header["modelspec.sai_model_spec"] == "1.0.0"
         assert header["modelspec.trigger_phrase"] == "sks dog" and header["modelspec.title"] == "dog"
         assert header["modelspec.resolution"] == "64x64"
