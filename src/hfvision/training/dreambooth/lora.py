@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from ...conversion.lora import (
+    ADAPTER_METADATA_KEY,
     KOHYA_WEIGHTS_NAME,
     WEIGHTS_NAME,
     diffusers_to_kohya,
+    kohya_header,
     loadable_magnitude_keys,
     write_lora_file,
 )
@@ -134,8 +136,6 @@ def save_lora(
         state_dict = loadable_magnitude_keys(state_dict)
         write_lora_file(path, state_dict, header)
     if kohya:
-        from ...conversion.lora import ADAPTER_METADATA_KEY, kohya_header
-
         adapter_metadata = json.loads(header[ADAPTER_METADATA_KEY]) if ADAPTER_METADATA_KEY in header else None
         kohya_state = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=family == "sdxl")
         if any(k.endswith(".dora_scale") for k in kohya_state):
