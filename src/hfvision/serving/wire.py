@@ -21,6 +21,7 @@ import binascii
 import io
 import json
 import math
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -118,6 +119,9 @@ def text_to_image_params(max_steps: int = 150, max_side: int = 2048) -> type[Par
     )
 
 
+_INPUT_REPR = reprlib.Repr()  # a 10,000-character value is not echoed back in full
+_INPUT_REPR.maxstring = _INPUT_REPR.maxother = 40
+
 # pydantic error type -> the one-line reason shown to the client (ctx holds the limit)
 _REASONS = {
     "greater_than_equal": "must be >= {ge}",
@@ -131,7 +135,8 @@ _REASONS = {
     "literal_error": "must be one of {expected}",
     "bool_type": "must be true or false",
     "string_type": "must be a string",
-    "string_too_long": "is longer than {max_length} characters",
+    "string_too_long": "has more than {max_length} characters",
+    "int_parsing_size": "is out of range",
     "too_short": "must not be empty",
     "tuple_type": "must be an integer or a non-empty list of integers",
 }
@@ -144,7 +149,7 @@ def _reason(error: dict) -> str:
         reason = error["msg"].removeprefix("Value error, ")
     else:
         reason = template.format(**{k: str(v).replace("'", "") for k, v in error.get("ctx", {}).items()})
-    return f"invalid parameter: {name}={error['input']!r} {reason}"
+    return f"invalid parameter: {name}={_INPUT_REPR.repr(error['input'])} {reason}"
 
 
 def _first_error(err: ValidationError, accepted: type[Parameters]) -> str:
