@@ -129,7 +129,8 @@ def test_saved_pipeline_reloads_with_hfvision_classes_without_remote_code(gender
 
     gender_pipe.save_pretrained(tmp_path)
     custom = json.loads((tmp_path / "config.json").read_text())["custom_pipelines"]
-    assert custom["gender-classification"]["impl"] == "classification.GenderClassificationPipeline"
+    assert list(custom) == ["hfvision-gender-classification"]  # not the task's name: see registry.saved_task_key
+    assert custom["hfvision-gender-classification"]["impl"] == "classification.GenderClassificationPipeline"
     copied = {p.name for p in tmp_path.glob("*.py")}
     assert copied == {"classification.py", "image_batching.py", "auto_batch.py", "timm_utils.py"}
     reloaded = hfvision.pipeline(model=tmp_path)  # task read from custom_pipelines; hfvision's own class

@@ -85,7 +85,8 @@ def test_saved_repo_is_a_gender_pipeline_with_card(vit_run):
     trainer, out = vit_run
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "female", "1": "male"}
-    assert config["custom_pipelines"]["gender-classification"]["impl"] == "classification.GenderClassificationPipeline"
+    custom = config["custom_pipelines"]["hfvision-gender-classification"]
+    assert custom["impl"] == "classification.GenderClassificationPipeline"
     assert (out / "classification.py").is_file() and (out / "preprocessor_config.json").is_file()
     assert not (out / "training_args.bin").exists()  # no pickle in the published folder
     assert not list(out.glob(".pipeline-*"))  # staging folder cleaned up

@@ -38,7 +38,10 @@ def pipeline_class_for_task(task: str):
     )  # fmt: skip
     if entry is None:
         raise ValueError(f"task={task!r} is not a registered pipeline task; use one of {', '.join(image_tasks)}")
-    if "AutoModelForImageClassification" not in {getattr(c, "__name__", c) for c in entry.get("pt", ())}:
+    from transformers import AutoModelForImageClassification
+
+    # hfvision's tasks register a subclass (hfvision.pipelines.auto_models) of the auto class
+    if not any(isinstance(c, type) and issubclass(c, AutoModelForImageClassification) for c in entry.get("pt", ())):
         raise ValueError(f"task={task!r} does not run an image classifier; use one of {', '.join(image_tasks)}")
     impl = entry["impl"]
     if isinstance(impl, str):
