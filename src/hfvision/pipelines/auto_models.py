@@ -78,8 +78,9 @@ class _HfvisionLoading:
                 (``provider``, ``session_options``, ``intra_op_num_threads``).
 
         Raises:
-            `LoadRefusedError`: pickle weights without ``allow_pickle``, ``verify=True`` on a local folder, or
-                files that differ from the Hub's hashes (the reason is the exception's ``__cause__``).
+            `LoadRefusedError`: pickle weights without ``allow_pickle``, ``verify=True`` on a local folder, files
+                that differ from the Hub's hashes, or an ONNX export that does not load (the reason is the
+                exception's ``__cause__``).
         """
         source = os.fspath(pretrained_model_name_or_path)
         try:
@@ -126,7 +127,12 @@ class _HfvisionLoading:
         if dtype not in (None, "auto") and str(dtype).rsplit(".", 1)[-1] != "float32":
             logger.info("%s runs on ONNX Runtime in the dtype it was exported in; dtype=%s is ignored", source, dtype)
         hub = {k: kwargs[k] for k in ("revision", "token") if kwargs.get(k) is not None}
-        model = getattr(runtime, cls._ort_class).from_pretrained(source, file_name=file_name, **hub, **ort_options)
+        try:
+            model = getattr(runtime, cls._ort_class).from_pretrained(source, file_name=file_name, **hub, **ort_options)
+        except (OSError, ValueError, TypeError, RuntimeError) as err:
+            # transformers would answer these by loading the config's architecture class: the PyTorch weights,
+            # when the caller asked for (or the folder holds) the ONNX export
+            raise LoadRefusedError(f"{source}: could not load the ONNX export {file_name}: {err}") from err
         logger.info("loaded %s/%s on ONNX Runtime (%s)", source, file_name, model.providers[0])
         return model
 

@@ -42,7 +42,9 @@ class PickleRefusedError(ValueError):
 
 
 class LoadRefusedError(Exception):
-    """hfvision's loader refused a model inside ``transformers.pipeline(...)`` (the reason is ``__cause__``).
+    """hfvision's loader refused (or, for an ONNX export, failed to load) a model inside ``transformers.pipeline``.
+
+    The reason is the exception's ``__cause__``.
 
     Deliberately not a ``ValueError``/``OSError``: ``transformers.pipeline`` catches those from one model class
     and retries with the classes named in the config's ``architectures``, which would load the refused files anyway.
