@@ -174,10 +174,18 @@ def _check(results: dict, expected: dict, same_predictions, hfvision: bool) -> N
         assert max(abs(a["score"] - b["score"]) for a, b in zip(fp32, int8)) > 1e-6
 
 
-def test_references_agree_across_backends(expected, same_predictions):
-    """The fp32 ONNX export gives the trained ViT's scores; the int8 model stays close."""
+def test_references_agree_across_backends(artifacts, expected, same_predictions):
+    """The fp32 ONNX export gives the trained ViT's scores; the int8 model stays close. The export keeps the
+    trained pipeline's task in its report, and declares no pipeline code it does not hold."""
     same_predictions(expected["onnx"], expected["vit"], atol=1e-5)
     same_predictions(expected["int8"], expected["vit"], atol=2e-2)
+    onnx = artifacts["onnx"][0]
+    assert json.loads(open(f"{onnx}/export_report.json").read())["task"] == "gender-classification"
+    assert "custom_pipelines" not in json.loads(open(f"{onnx}/config.json").read())
+    assert (
+        "hfvision-gender-classification"
+        in json.loads(open(f"{artifacts['vit'][0]}/config.json").read())["custom_pipelines"]
+    )
 
 
 def test_local_artifacts_load_by_every_call(artifacts, expected, photo, run_python, same_predictions, tmp_path):

@@ -237,6 +237,14 @@ def _saved_pipeline_task(config_file: Path) -> str | None:
     return tasks.pop() if len(tasks) == 1 and tasks <= set(TASKS) else None
 
 
+def _drop_pipeline_code(config_file: Path) -> None:
+    """An export holds no pipeline code: drop the ``custom_pipelines`` a saved pipeline's config declares (the task
+    is kept in export_report.json)."""
+    config = json.loads(config_file.read_text())
+    if config.pop("custom_pipelines", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _source_from_module(model, task: str, processor) -> _Source:
     module = type(model).__module__
     if module.startswith("timm"):
@@ -386,6 +394,7 @@ def export_onnx(
                 validation.notes.append("no image processor: validated on dummy inputs only")
             validation.raise_for_failure()
         source.save_config(tmp)
+        _drop_pipeline_code(tmp / "config.json")
         if source.processor is not None and source.library != "timm":
             source.processor.save_pretrained(tmp)
         report = build_report(source.task, source.name, source.library, export_config, opset, dynamic_axes,
