@@ -257,8 +257,7 @@ def _pipeline_class(task: str):
     import importlib
 
     try:
-        from hfvision.pipelines.factory import PIPELINE_CLASSES
-        from hfvision.pipelines.registry import register_pipelines
+        from hfvision.pipelines.registry import PIPELINE_CLASSES, register_pipelines
 
         register_pipelines()
     except ImportError:  # pragma: no cover - hfvision.pipelines is optional for the runtime

@@ -26,20 +26,13 @@ from .loading import (
     pickle_refusal,
     verified_snapshot,
 )
-from .registry import TASKS, register_pipelines, task_of_saved_key
+from .registry import PIPELINE_CLASSES, TASKS, register_pipelines, task_of_saved_key
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import Pipeline
 
 logger = get_logger(__name__)
-
-#: pipeline class per task: hfvision's own tasks, and the stock task whose class hfvision replaces by a subclass.
-#: Passing the class also means a model saved with `custom_pipelines` runs hfvision's code, not the repo's copy.
-PIPELINE_CLASSES = {
-    "image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline",
-    **{task: spec["impl"] for task, spec in TASKS.items()},
-}
 
 
 def _saved_hfvision_task(model: str, revision: str | None, token) -> str | None:

@@ -54,6 +54,15 @@ TASKS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: pipeline class per task for ``hfvision.pipeline`` and the ONNX Runtime pipelines: hfvision's own tasks, and the
+#: stock task whose class hfvision replaces by a subclass. Passing the class also means a model saved with
+#: `custom_pipelines` runs hfvision's code, not the repo's copy. (Here, not in factory.py, so that
+#: hfvision.export.runtime can read it without importing the factory, which imports the runtime.)
+PIPELINE_CLASSES: dict[str, str] = {
+    "image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline",
+    **{task: spec["impl"] for task, spec in TASKS.items()},
+}
+
 _TARGET = "transformers.pipelines"
 _lock = threading.Lock()
 
