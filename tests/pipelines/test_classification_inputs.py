@@ -136,6 +136,13 @@ def test_saved_pipeline_reloads_with_hfvision_classes_without_remote_code(gender
     reloaded = hfvision.pipeline(model=tmp_path)  # task read from custom_pipelines; hfvision's own class
     assert type(reloaded) is GenderClassificationPipeline
     assert reloaded(images[1]) == gender_pipe(images[1])
+    # folders saved by earlier versions (key = the task's own name) still load through hfvision.pipeline
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["custom_pipelines"] = {
+        "gender-classification": config["custom_pipelines"]["hfvision-gender-classification"]
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert type(hfvision.pipeline(model=tmp_path)) is GenderClassificationPipeline
 
 
 def test_onnx_folder_goes_to_the_onnx_runtime_hook(vit_dir, tmp_path, monkeypatch, images):

@@ -35,16 +35,15 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = get_logger(__name__)
 
 
-def _saved_hfvision_task(model: str, revision: str | None, token) -> str | None:
-    """The task of a model saved from an hfvision pipeline (its config's ``custom_pipelines``), if unambiguous."""
+def _saved_custom_tasks(model: str, revision: str | None, token) -> set[str]:
+    """The ``custom_pipelines`` keys of a saved pipeline's config (empty when there is none or it is unreadable)."""
     from transformers import PretrainedConfig
 
     try:
         config, _ = PretrainedConfig.get_config_dict(model, revision=revision, token=token)
     except (OSError, ValueError):
-        return None  # transformers.pipeline reports the problem with its own message
-    tasks = {task_of_saved_key(key) for key in config.get("custom_pipelines") or {}} - {None}
-    return tasks.pop() if len(tasks) == 1 else None
+        return set()  # transformers.pipeline reports the problem with its own message
+    return set(config.get("custom_pipelines") or {})
 
 
 def _load_onnx(task: str | None, model: str, **kwargs):
@@ -139,15 +138,19 @@ def pipeline(
         elif verify:
             model, revision = verified_snapshot(model, revision, allow_pickle=allow_pickle, token=token), None
 
-    if task is None and isinstance(model, str):
-        task = _saved_hfvision_task(model, revision, token)
+    saved_keys = _saved_custom_tasks(model, revision, token) if isinstance(model, str) else set()
+    if task is None:  # a model saved from an hfvision pipeline names its task
+        tasks = {task_of_saved_key(key) for key in saved_keys} - {None}
+        task = tasks.pop() if len(tasks) == 1 else None
     if task in PIPELINE_CLASSES and "pipeline_class" not in kwargs:
         module, name = PIPELINE_CLASSES[task].rsplit(".", 1)
         kwargs["pipeline_class"] = getattr(importlib.import_module(module), name)
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     if not allow_pickle:
         model_kwargs.setdefault("use_safetensors", True)
-    if task in TASKS:  # the task's model class (auto_models) applies the same rules: pass on what was decided here
+    # The task's registered model class (auto_models) applies the same rules: pass on what was decided here. Not for
+    # folders saved before the "hfvision-" key, whose custom_pipelines entry (transformers' own class) is used instead.
+    if task in TASKS and task not in saved_keys:
         model_kwargs.setdefault("allow_pickle", allow_pickle)
         model_kwargs.setdefault("use_onnx", False)  # ONNX exports returned above (or backend="torch" was asked)
     try:
