@@ -8,6 +8,10 @@ What it adds to ``transformers.pipeline``:
 - ``"image-classification"`` uses :class:`FastImageClassificationPipeline` (batched preprocessing, faces mode,
   ``batch_size="auto"``, readable timm labels, ``use_test_size``); hfvision's own tasks are registered;
 - a model folder or repo holding ``model.onnx`` runs on ONNX Runtime through ``hfvision.export.runtime``.
+
+``transformers.pipeline(task, ...)`` for hfvision's own tasks (after ``import hfvision``) applies the same loading
+rules through the tasks' model classes (:mod:`.auto_models`), with the options passed as ``model_kwargs``
+(``allow_pickle``, ``verify``, ``file_name``, ``use_onnx``); it keeps transformers' device/dtype defaults.
 """
 
 from __future__ import annotations
