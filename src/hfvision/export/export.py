@@ -189,6 +189,8 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
         return model_dir
     if task in DIFFUSION_TASKS:
         raise ValueError(f"task {task!r} needs a diffusers pipeline directory (model_index.json) at {model_or_dir}")
+    if task == "auto":  # a folder saved from an hfvision pipeline (e.g. by the trainer) keeps its task
+        task = _saved_pipeline_task(model_dir / "config.json") or task
     name = str(model_or_dir)
     if library == "timm":
         import timm
@@ -221,6 +223,26 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
         except (OSError, ValueError) as err:
             logger.warning("no image processor in %s (%s): validation on real photos is skipped", model_dir, err)
     return _Source(model, "transformers", task, name, processor, model_dir, model.config.save_pretrained)
+
+
+def _saved_pipeline_task(config_file: Path) -> str | None:
+    """hfvision's task declared by a saved pipeline's ``custom_pipelines`` (config.json), if exactly one."""
+    from ..pipelines.registry import task_of_saved_key
+
+    try:
+        custom = json.loads(config_file.read_text()).get("custom_pipelines") or {}
+    except (OSError, ValueError):
+        return None
+    tasks = {task_of_saved_key(key) for key in custom} - {None}
+    return tasks.pop() if len(tasks) == 1 and tasks <= set(TASKS) else None
+
+
+def _drop_pipeline_code(config_file: Path) -> None:
+    """An export holds no pipeline code: drop the ``custom_pipelines`` a saved pipeline's config declares (the task
+    is kept in export_report.json)."""
+    config = json.loads(config_file.read_text())
+    if config.pop("custom_pipelines", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _source_from_module(model, task: str, processor) -> _Source:
@@ -372,6 +394,7 @@ def export_onnx(
                 validation.notes.append("no image processor: validated on dummy inputs only")
             validation.raise_for_failure()
         source.save_config(tmp)
+        _drop_pipeline_code(tmp / "config.json")
         if source.processor is not None and source.library != "timm":
             source.processor.save_pretrained(tmp)
         report = build_report(source.task, source.name, source.library, export_config, opset, dynamic_axes,
