@@ -208,9 +208,9 @@ def _row_id(row: dict, index: int, image_column: str, id_column: str | None) -> 
     return cell if isinstance(cell, str) else str(index)
 
 
-def _classify_rows(pipe, rows: list[tuple[int, dict]], image_column, id_column, batch_size, call_kwargs, pool):
-    """Records for ``(index, row)`` pairs: images decoded on ``pool``, classified in one pipeline call."""
-    decoded = list(pool.map(lambda pair: _decode(pair[1][image_column]), rows))
+def _classify_rows(pipe, rows: list[tuple[int, dict]], decoded, image_column, id_column, batch_size, call_kwargs):
+    """Records for ``(index, row)`` pairs whose images ``decoded`` yields, classified in one pipeline call."""
+    decoded = list(decoded)
     good = [image for image, _ in decoded if image is not None]
     results = iter(pipe(good, batch_size=batch_size, **call_kwargs) if good else [])
     records = []
@@ -347,13 +347,14 @@ def classify_dataset(
     summary = DatasetClassification(output_dir, num_rows, None if streaming else -(-num_rows // shard_size))
     show = progress and state.is_local_main_process
 
-    def finish(k: int, rows: list) -> None:
-        records = _classify_rows(pipe, rows, column, id_column, batch_size, call_kwargs, pool)
+    def finish(k: int, rows: list, decoded) -> None:
+        records = _classify_rows(pipe, rows, decoded, column, id_column, batch_size, call_kwargs)
         write_shard(output_dir, k, records)
         summary.written.append(k)
         summary.errors += sum(r["error"] is not None for r in records)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    def my_shards():
+        """``(shard, [(row index, row), ...])`` for this process's pending shards, in order."""
         if not streaming:
             todo = pending_shards(num_rows, shard_size, done)
             summary.skipped = summary.num_shards - len(todo)
@@ -368,24 +369,32 @@ def classify_dataset(
                 )
                 for k in tqdm(mine, desc="classify", unit="shard", disable=not show):
                     start, stop = k * shard_size, min(num_rows, (k + 1) * shard_size)
-                    rows = data.select(range(start, stop))
-                    finish(k, [(start + i, row) for i, row in enumerate(rows)])
-        else:
-            # the length is unknown: shard k belongs to process k % num_processes; every process reads the stream
-            # (rows of other shards are not decoded)
-            current, rows, count = None, [], 0
-            for index, row in enumerate(tqdm(data, desc="classify", unit="row", disable=not show)):
-                k, count = index // shard_size, index + 1
-                if k != current:
-                    if rows:
-                        finish(current, rows)
-                    current, rows = k, []
-                if k not in done and k % state.num_processes == state.process_index:
-                    rows.append((index, row))
-            if rows:
-                finish(current, rows)
-            summary.num_rows, summary.num_shards = count, -(-count // shard_size)
-            summary.skipped = len(done)
+                    yield k, [(start + i, row) for i, row in enumerate(data.select(range(start, stop)))]
+            return
+        # the length is unknown: shard k belongs to process k % num_processes; every process reads the stream
+        # (rows of other shards are not decoded)
+        current, rows, count = None, [], 0
+        for index, row in enumerate(tqdm(data, desc="classify", unit="row", disable=not show)):
+            k, count = index // shard_size, index + 1
+            if k != current:
+                if rows:
+                    yield current, rows
+                current, rows = k, []
+            if k not in done and k % state.num_processes == state.process_index:
+                rows.append((index, row))
+        if rows:
+            yield current, rows
+        summary.num_rows, summary.num_shards, summary.skipped = count, -(-count // shard_size), len(done)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ahead = None  # the next shard's images decode on the pool while the model runs on this one
+        for k, rows in my_shards():
+            decoded = pool.map(lambda pair: _decode(pair[1][column]), rows)  # submitted now, collected in finish
+            if ahead is not None:
+                finish(*ahead)
+            ahead = (k, rows, decoded)
+        if ahead is not None:
+            finish(*ahead)
     state.wait_for_everyone()
     logger.info(
         "process %d/%d wrote %d shard(s) to %s",
