@@ -206,3 +206,44 @@ def test_write_endpoint_files_settings_and_errors(tmp_path, tiny_model_dir):
         endpoint_settings(vit, "classifier", task="text-to-image")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         write_endpoint_files(tmp_path / "missing", "classifier")
+
+
+def test_lora_endpoint_loads_the_base_and_the_adapter(tmp_path, tiny_model_dir):
+    """kind="lora": the handler's image equals hfvision serve's on the same base + LoRA, and differs from the base's."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+    from starlette.testclient import TestClient
+
+    from hfvision.hub.endpoints import EndpointModel
+    from hfvision.models import load_pipeline
+    from hfvision.serving import ServeConfig, create_app
+    from hfvision.training.dreambooth.lora import UNET_TARGET_MODULES, add_lora, lora_layers, lora_metadata
+
+    base = str(tiny_model_dir("sd1"))
+    unet = load_pipeline(base).unet
+    add_lora(unet, rank=4, alpha=4, dropout=0.0, target_modules=UNET_TARGET_MODULES)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)  # a "trained" adapter: gaussian init leaves B at zero
+    lora_dir = tmp_path / "lora"
+    layers, metadata = lora_layers(unet), lora_metadata(unet)
+    StableDiffusionPipeline.save_lora_weights(lora_dir, unet_lora_layers=layers, unet_lora_adapter_metadata=metadata)
+    parameters = {"num_inference_steps": 2, "seed": 3, "width": 64, "height": 64}
+    request = {"inputs": "a photo of sks dog", "parameters": parameters}
+    handler = EndpointModel(str(lora_dir), kind="lora", task="text-to-image", base_model=base, device="cpu")
+    got = np.asarray(handler(dict(request)))
+
+    def served(pipe):
+        config = ServeConfig(task="text-to-image", model="m")
+        with TestClient(create_app(config, pipe=pipe)) as client:
+            response = client.post("/", json=request)
+        assert response.status_code == 200, response.text
+        return np.asarray(Image.open(io.BytesIO(response.content)))
+
+    with_lora = load_pipeline(base)
+    with_lora.load_lora_weights(str(lora_dir))
+    assert np.array_equal(got, served(with_lora))
+    assert not np.array_equal(got, served(load_pipeline(base)))  # the adapter changes the image
