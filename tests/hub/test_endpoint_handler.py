@@ -200,7 +200,7 @@ def test_write_endpoint_files_settings_and_errors(tmp_path, tiny_model_dir):
         endpoint_settings(lora, "lora")
     with pytest.raises(ValueError, match="is a local folder, which the endpoint cannot see"):
         endpoint_settings(lora, "lora", base_model=str(vit))
-    with pytest.raises(ValueError, match="has no export_report.json: pass task="):
+    with pytest.raises(ValueError, match="has no readable export_report.json: pass task="):
         endpoint_settings(vit, "onnx")
     with pytest.raises(ValueError, match="task='text-to-image' is not a classifier task"):
         endpoint_settings(vit, "classifier", task="text-to-image")

@@ -80,11 +80,12 @@ def _classifier_task(folder: Path) -> str:
 
 def _export_task(folder: Path) -> str:
     from ..export.export import REPORT_FILE
+    from ..export.runtime import _export_task as read_export_task
 
-    report = folder / REPORT_FILE
-    if not report.is_file():
-        raise ValueError(f"{folder} has no {REPORT_FILE}: pass task= (the task the ONNX export was made for)")
-    return json.loads(report.read_text(encoding="utf-8"))["task"]
+    task = read_export_task(folder)
+    if task is None:
+        raise ValueError(f"{folder} has no readable {REPORT_FILE}: pass task= (the task the ONNX export was made for)")
+    return task
 
 
 def endpoint_settings(

@@ -253,7 +253,10 @@ def start_ray(config: ServeConfig, options: RayServeOptions, blocking: bool = Fa
         ray.init(address=options.address, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": config.host, "port": config.port, "request_timeout_s": config.timeout + 5})
     logger.info("deploying %s (%s) on Ray Serve: %s", config.model_name, config.task, dataclasses.asdict(options))
-    return serve.run(build_app(config, options), name=APP_NAME, route_prefix="/", blocking=blocking)
+    # no per-request access lines (like hfvision serve without --verbose): at INFO they cost the replica and the proxy
+    logging_config = {"log_level": "WARNING", "enable_access_log": False}
+    app = build_app(config, options)
+    return serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking, logging_config=logging_config)
 
 
 def stop_ray() -> None:
