@@ -220,3 +220,39 @@ def test_two_processes_killed_and_resumed_match_one_process(tiny_model_dir, tmp_
     assert len(after) == 40 and {name: after[name] for name in killed} == killed  # finished shards were skipped
     single, double = read_predictions(tmp_path / "single"), read_predictions(out)
     assert double.num_rows == 80 and double.equals(single)
+
+
+HUB_DATASET = """
+import json
+import datasets
+from huggingface_hub import HfApi
+import hfvision
+from hfvision.inference.dataset import classify_dataset, read_predictions
+from hfvision.testing import sample_image
+
+names = ["astronaut", "chelsea", "coffee", "rocket", "camera"]
+features = datasets.Features({"name": datasets.Value("string"), "photo": datasets.Image()})
+rows = {"name": names, "photo": [sample_image(n).resize((48, 40)) for n in names]}
+datasets.Dataset.from_dict(rows, features=features).to_parquet("test.parquet")
+# (Dataset.push_to_hub deletes its temporary parquet before the local server's inline commit reads it: upload it)
+api = HfApi()
+api.create_repo("user/photos", repo_type="dataset")
+api.upload_file(path_or_fileobj="test.parquet", path_in_repo="data/test-00000-of-00001.parquet",
+                repo_id="user/photos", repo_type="dataset")
+pipe = hfvision.pipeline("gender-classification", model=MODEL_DIR)
+common = dict(pipe=pipe, shard_size=2, id_column="name", progress=False)
+classify_dataset("user/photos", output_dir="hub", **common)
+classify_dataset("user/photos", output_dir="stream", split="test", streaming=True, **common)
+classify_dataset("test.parquet", output_dir="local", **common)
+tables = [read_predictions(d) for d in ("hub", "stream", "local")]
+print(json.dumps([tables[0].equals(t) for t in tables[1:]] + [tables[0].column("id").to_pylist()]))
+"""
+
+
+@pytest.mark.hub
+def test_hub_dataset_prepared_and_streaming(tiny_model_dir, local_hub, run_python):
+    """A Hub dataset (the local Hub server), read prepared and streaming, gives the shards of the same local file."""
+    import json
+
+    out = run_python(HUB_DATASET.replace("MODEL_DIR", repr(str(tiny_model_dir("vit")))), hub=local_hub)
+    assert json.loads(out.splitlines()[-1]) == [True, True, ["astronaut", "chelsea", "coffee", "rocket", "camera"]]
