@@ -200,7 +200,7 @@ def test_write_endpoint_files_settings_and_errors(tmp_path, tiny_model_dir):
         endpoint_settings(lora, "lora")
     with pytest.raises(ValueError, match="is a local folder, which the endpoint cannot see"):
         endpoint_settings(lora, "lora", base_model=str(vit))
-    with pytest.raises(ValueError, match="has no readable export_report.json: pass task="):
+    with pytest.raises(ValueError, match='kind="onnx" needs task='):
         endpoint_settings(vit, "onnx")
     with pytest.raises(ValueError, match="task='text-to-image' is not a classifier task"):
         endpoint_settings(vit, "classifier", task="text-to-image")
@@ -215,9 +215,9 @@ def test_lora_endpoint_loads_the_base_and_the_adapter(tmp_path, tiny_model_dir):
     from PIL import Image
     from starlette.testclient import TestClient
 
-    from hfvision.hub.endpoints import EndpointModel
     from hfvision.models import load_pipeline
     from hfvision.serving import ServeConfig, create_app
+    from hfvision.serving.inference_endpoints import EndpointModel
     from hfvision.training.dreambooth.lora import UNET_TARGET_MODULES, add_lora, lora_layers, lora_metadata
 
     base = str(tiny_model_dir("sd1"))

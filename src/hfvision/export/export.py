@@ -456,8 +456,9 @@ def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | b
         raise FileNotFoundError(f"{export_dir} holds no ONNX export (model.onnx or unet/model.onnx)")
     if endpoint_handler:
         from ..hub.endpoints import write_endpoint_files
+        from .runtime import _export_task
 
-        write_endpoint_files(export_dir, "onnx")
+        write_endpoint_files(export_dir, "onnx", task=_export_task(export_dir))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(export_dir), repo_id=repo_id,

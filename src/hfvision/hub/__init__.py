@@ -15,7 +15,6 @@ from hfvision.utils.lazy import lazy_exports
 # public name -> module defining it; other hub modules add their entries here
 _LAZY = {
     "HubSessionMirror": "hfvision.hub.sessions",
-    "EndpointModel": "hfvision.hub.endpoints",
     "write_endpoint_files": "hfvision.hub.endpoints",
 }
 
@@ -26,5 +25,5 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .endpoints import EndpointModel, write_endpoint_files  # noqa: F401
+    from .endpoints import write_endpoint_files  # noqa: F401
     from .sessions import HubSessionMirror  # noqa: F401

@@ -4,8 +4,8 @@ Inference Endpoints serves a repo's ``handler.py`` when it defines ``class Endpo
 ``__init__(self, path="")`` (``path``: the repo's local copy) and ``__call__(self, data: dict)``, where
 ``data["inputs"]`` is a ``PIL.Image`` for a binary image request (or the JSON ``inputs`` value) and
 ``data.get("parameters")`` the options. ``requirements.txt`` is installed first; it pins hfvision, so the handler is
-three lines around :class:`EndpointModel`, which answers exactly like ``hfvision serve`` (same parameter
-validation, the same task runners, the same one-line error messages).
+three lines around :class:`hfvision.serving.inference_endpoints.EndpointModel`, which answers exactly like
+``hfvision serve`` (same parameter validation, the same task runners, the same one-line error messages).
 
 Kinds of repo (``write_endpoint_files(folder, kind)``):
 
@@ -13,19 +13,14 @@ Kinds of repo (``write_endpoint_files(folder, kind)``):
   ``parameters={"faces": true}``);
 - ``"onnx"``: an ``hfvision export`` folder (classifier or text-to-image), run on ONNX Runtime;
 - ``"pipeline"``: a diffusers / DreamBooth text-to-image pipeline (``seed`` parameter; returns a ``PIL.Image``);
-- ``"lora"``: LoRA weights (``pytorch_lora_weights.safetensors``) on a base model (registry key, Hub id or folder).
+- ``"lora"``: LoRA weights (``pytorch_lora_weights.safetensors``) on a base model (a registry key or Hub id).
 
 >>> write_endpoint_files("my-classifier", "classifier")  # doctest: +SKIP
 ['handler.py', 'requirements.txt']
->>> handler = EndpointModel("my-classifier", kind="classifier", task="gender-classification")  # doctest: +SKIP
->>> handler({"inputs": Image.open("photo.jpg"), "parameters": {"top_k": 1}})  # doctest: +SKIP
-[{'label': 'female', 'score': 0.93}]
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 from pathlib import Path
@@ -47,7 +42,7 @@ It answers like `hfvision serve` (same parameters, validation and errors); hfvis
 Kind: {kind}. Regenerate with `hfvision.hub.endpoints.write_endpoint_files(folder, "{kind}")`.
 """
 
-from hfvision.hub.endpoints import EndpointModel
+from hfvision.serving.inference_endpoints import EndpointModel
 
 SETTINGS = {settings}
 
@@ -78,16 +73,6 @@ def _classifier_task(folder: Path) -> str:
     return "image-classification"
 
 
-def _export_task(folder: Path) -> str:
-    from ..export.export import REPORT_FILE
-    from ..export.runtime import _export_task as read_export_task
-
-    task = read_export_task(folder)
-    if task is None:
-        raise ValueError(f"{folder} has no readable {REPORT_FILE}: pass task= (the task the ONNX export was made for)")
-    return task
-
-
 def endpoint_settings(
     folder: str | os.PathLike,
     kind: str,
@@ -111,7 +96,8 @@ def endpoint_settings(
     elif kind == "pipeline":
         task = task or "text-to-image"
     elif kind == "onnx":
-        task = task or _export_task(folder)
+        if task is None:
+            raise ValueError('kind="onnx" needs task= (the task in the export\'s export_report.json)')
     else:
         task = task or _classifier_task(folder)
     if kind in ("pipeline", "lora") and task != "text-to-image":
@@ -138,8 +124,9 @@ def write_endpoint_files(
     Args:
         folder (`str` or `os.PathLike`): the saved model, export or pipeline folder.
         kind (`str`): ``"classifier"``, ``"onnx"``, ``"pipeline"`` or ``"lora"`` (see the module docstring).
-        task (`str`, *optional*): the served task; default: read from the folder (``custom_pipelines`` of a
-            classifier, ``export_report.json`` of an ONNX export; ``text-to-image`` for pipelines and LoRA).
+        task (`str`, *optional*): the served task; default: read from a classifier's config.json
+            (``custom_pipelines``), ``text-to-image`` for pipelines and LoRA; required for ONNX exports
+            (``push_onnx_to_hub`` passes the one in ``export_report.json``).
         base_model (`str`, *optional*): for ``"lora"``, the base model (registry key or Hub id).
         base_revision (`str`, *optional*): for ``"lora"``, the base model's revision (registry keys default to
             their pinned one).
@@ -165,89 +152,3 @@ def write_endpoint_files(
         f.write(f"# installed by Inference Endpoints before handler.py is imported (written by hfvision)\n{line}\n")
     logger.info("wrote %s and %s (%s, %s) into %s", HANDLER_FILE, REQUIREMENTS_FILE, kind, settings["task"], folder)
     return [HANDLER_FILE, REQUIREMENTS_FILE]
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class EndpointModel:
-    """What a repo's ``EndpointHandler`` runs: loads the repo like ``hfvision serve`` would, answers a request dict.
-
-    Args:
-        path (`str`): the repo's local folder (Inference Endpoints passes it to ``EndpointHandler``).
-        kind (`str`): see :data:`KINDS`.
-        task (`str`): the served task (``image-classification``, ``gender-classification``,
-            ``image-feature-pyramid`` or ``text-to-image``).
-        base_model (`str`, *optional*): LoRA repos: the base model to load the weights into.
-        base_revision (`str`, *optional*): LoRA repos: the base model's revision.
-        device (`str`, *optional*): torch device (default: ``cuda`` when available, else ``cpu``).
-
-    Calling it with ``{"inputs": ..., "parameters": {...}}`` returns ``[{"label", "score"}, ...]`` for classifiers
-    (a list per face with ``"faces": true``) and a ``PIL.Image`` for text-to-image. A bad request raises
-    ``ValueError`` with ``hfvision serve``'s one-line message (the endpoint answers it as a 400).
-    """
-
-    def __init__(
-        self,
-        path: str = "",
-        kind: str = "classifier",
-        task: str = "image-classification",
-        base_model: str | None = None,
-        base_revision: str | None = None,
-        device: str | None = None,
-    ):
-        from ..serving.config import ServeConfig
-        from ..serving.tasks import load_runner, make_runner
-
-        path = path or "."
-        self.kind, self.task = kind, task
-        config = ServeConfig(task=task, model=str(path), onnx=kind == "onnx", device=device or _default_device())
-        if kind == "lora":
-            from ..models import load_pipeline
-
-            pipe = load_pipeline(base_model, revision=base_revision)
-            pipe.load_lora_weights(str(path))
-            self.runner = make_runner(config, pipe.to(config.device))
-        else:
-            self.runner = load_runner(config)
-        logger.info("endpoint ready: %s (%s) from %s", task, kind, path)
-
-    def _request(self, inputs: Any, parameters: Any) -> tuple[bytes, str]:
-        """The request as ``hfvision serve`` would receive it: (body, content type)."""
-        if self.task == "text-to-image":
-            return json.dumps({"inputs": inputs, "parameters": parameters}).encode(), "application/json"
-        if isinstance(inputs, (bytes, bytearray)):
-            data = bytes(inputs)
-        elif hasattr(inputs, "save") and hasattr(inputs, "mode"):  # a PIL image: the toolkit decoded the upload
-            from PIL import ImageOps
-
-            buffer = io.BytesIO()  # lossless, so the pixels are the upload's; EXIF rotation applied like serve does
-            ImageOps.exif_transpose(inputs).save(buffer, format="PNG", compress_level=1)
-            data = buffer.getvalue()
-        else:  # a JSON value (base64 image): validated by the wire parser
-            return json.dumps({"inputs": inputs, "parameters": parameters}).encode(), "application/json"
-        if parameters is None:
-            return data, "application/octet-stream"
-        payload = {"inputs": base64.b64encode(data).decode("ascii"), "parameters": parameters}
-        return json.dumps(payload).encode(), "application/json"
-
-    def __call__(self, data: dict) -> Any:
-        """Answer one request ``{"inputs": ..., "parameters": ...}`` (Inference Endpoints' handler contract)."""
-        from ..serving.wire import WireError
-
-        if not isinstance(data, dict) or "inputs" not in data:
-            raise ValueError('the request must be {"inputs": ..., "parameters": {...}}')
-        body, content_type = self._request(data["inputs"], data.get("parameters"))
-        try:
-            payload, key = self.runner.prepare(body, content_type)
-            result = self.runner.run_batch(key, [payload])[0]
-        except WireError as err:
-            raise ValueError(err.message) from None
-        if self.task == "text-to-image":
-            image, _seed = result
-            return image
-        body, _, _ = self.runner.encode(result)  # the JSON serve sends (arrays as lists, numpy scalars as numbers)
-        return json.loads(body)
