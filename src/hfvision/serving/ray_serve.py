@@ -48,19 +48,24 @@ class RayServeOptions:
     """
 
     replicas: int | None = field(
-        default=None, metadata={"help": "ray backend: fixed number of replicas (default 1; or use autoscaling)"}
+        default=None,
+        metadata={"help": "ray backend: fixed number of replicas (None: 1, or autoscaling when its bounds are given)"},
     )
     min_replicas: int | None = field(default=None, metadata={"help": "ray backend: autoscaling lower bound"})
     max_replicas: int | None = field(default=None, metadata={"help": "ray backend: autoscaling upper bound"})
     target_ongoing_requests: float | None = field(
         default=None,
-        metadata={"help": "ray backend: autoscaling target of requests in flight per replica (default: 2 batches)"},
+        metadata={
+            "help": "ray backend: autoscaling target of requests in flight per replica (None: 2 x --max-batch-size)"
+        },
     )
     replica_cpus: float = field(default=1.0, metadata={"help": "ray backend: CPUs reserved per replica"})
     replica_gpus: float = field(default=0.0, metadata={"help": "ray backend: GPUs reserved per replica"})
     address: str | None = field(
         default=None,
-        metadata={"help": "ray backend: cluster to join ('auto', HOST:6379 or ray://HOST:10001); default: start one"},
+        metadata={
+            "help": "ray backend: cluster to join ('auto', HOST:6379 or ray://HOST:10001; None: start a local one)"
+        },
     )
 
     def __post_init__(self):
