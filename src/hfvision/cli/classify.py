@@ -1,15 +1,16 @@
-"""``hfvision classify``: classify image files into a JSONL file (or a dataset into parquet shards with ``--dataset``);
-data-parallel under ``accelerate launch``.
+"""``hfvision classify``: classify image files into a JSONL file (a dataset into parquet shards with ``--dataset``, see
+:mod:`._classify_dataset`); data-parallel under ``accelerate launch``.
 
     hfvision classify --task gender-classification --model rizvandwiki/gender-classification \\
         --input photos/ --output preds.jsonl --batch-size 16 --faces
     accelerate launch --num_processes 2 --cpu -m hfvision.cli.main classify --model M --input 'photos/*.jpg' ...
-    hfvision classify --model M --dataset user/faces --split test --output-dir preds/   # rerun to resume
 """
 
 from __future__ import annotations
 
 import argparse
+
+from . import _classify_dataset
 
 
 def _batch_size(value: str) -> int | str:
@@ -24,41 +25,6 @@ def _batch_size(value: str) -> int | str:
     return size
 
 
-def _run_dataset(args: argparse.Namespace, pipeline_kwargs: dict) -> int:
-    """``--dataset``: sharded parquet in ``--output-dir`` (resumable), see :func:`hfvision.inference.classify_dataset`."""
-    from ..inference.dataset import classify_dataset
-
-    if args.input or args.output or args.faces:
-        flag = "--input" if args.input else "--output" if args.output else "--faces"
-        raise ValueError(f"{flag} does not go with --dataset; write the predictions with --output-dir DIR")
-    if not args.output_dir:
-        raise ValueError("--dataset needs --output-dir DIR (sharded parquet; rerun with it to resume)")
-    summary = classify_dataset(
-        args.dataset,
-        task=args.task,
-        model=args.model,
-        output_dir=args.output_dir,
-        split=args.split,
-        image_column=args.image_column,
-        id_column=args.id_column,
-        streaming=args.streaming,
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        top_k=args.top_k,
-        device=args.device,
-        progress=not args.no_progress,
-        **pipeline_kwargs,
-    )
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print(
-            f"classified {summary.num_rows} row(s) of {args.dataset} into {summary.num_shards} shard(s) "
-            f"({summary.skipped} already written) -> {args.output_dir}"
-        )
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     from ..inference.classify import classify_files
 
@@ -67,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.use_test_size:
         pipeline_kwargs["use_test_size"] = True
     if args.dataset is not None:
-        return _run_dataset(args, pipeline_kwargs)
+        return _classify_dataset.run(args, pipeline_kwargs)
     if not args.input or not args.output:
         raise ValueError("pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)")
     records = classify_files(
@@ -95,18 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="Hub id or local folder (default: the task's default model)")
     p.add_argument("--input", nargs="+", help="folder(s), glob(s) or image file(s)")
     p.add_argument("--output", help="JSONL file to write (atomically)")
-    p.add_argument(
-        "--dataset",
-        default=None,
-        help="instead of --input: a datasets dataset (Hub id, imagefolder / parquet folder, parquet file); "
-        "writes sharded parquet to --output-dir, resumable",
-    )
-    p.add_argument("--split", default=None, help="--dataset: the split (needed when there are several)")
-    p.add_argument("--image-column", default=None, help="--dataset: the image column (default: the only one)")
-    p.add_argument("--id-column", default=None, help="--dataset: column copied into 'id' (default: path or row)")
-    p.add_argument("--output-dir", default=None, help="--dataset: folder of part-*.parquet shards (rerun to resume)")
-    p.add_argument("--shard-size", type=int, default=1000, help="--dataset: rows per shard file")
-    p.add_argument("--streaming", action="store_true", help="--dataset: read as a stream (large Hub datasets)")
+    _classify_dataset.add_arguments(p)
     p.add_argument("--batch-size", type=_batch_size, default=8, help="images per forward pass, or 'auto'")
     p.add_argument("--top-k", type=int, default=None, help="labels per image")
     p.add_argument("--faces", action="store_true", help="face-first: classify each detected face")

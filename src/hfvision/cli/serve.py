@@ -10,23 +10,7 @@ import argparse
 import dataclasses
 import os
 
-
-def _run_ray(args: argparse.Namespace, config) -> int:
-    """``--backend ray``: the same API on Ray Serve (see :mod:`hfvision.serving.ray_serve`)."""
-    from ..serving.ray_serve import RayServeOptions, start_ray
-
-    options = RayServeOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RayServeOptions)})
-    if config.workers > 1:
-        raise ValueError("--workers is for the uvicorn backend; with --backend ray use --replicas or autoscaling")
-    print(
-        f"hfvision serve (ray): {config.task} model {config.model_name} on http://{config.host}:{config.port}",
-        flush=True,
-    )
-    try:
-        start_ray(config, options, blocking=True)
-    except KeyboardInterrupt:
-        print("hfvision serve: stopped", flush=True)
-    return 0
+from . import _serve_ray
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,13 +32,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    _serve_ray.check(args)
     if args.backend == "ray":
-        return _run_ray(args, config)
-    from ..serving.ray_serve import RayServeOptions
-
-    for f in dataclasses.fields(RayServeOptions):
-        if getattr(args, f.name) != f.default:
-            raise ValueError(f"--{f.name.replace('_', '-')} is a Ray Serve option; add --backend ray")
+        return _serve_ray.run(args, config)
     # access lines are info-level: without --verbose they would be formatted per request only to be dropped
     options = dict(host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
                    access_log=bool(args.verbose), timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
@@ -96,14 +76,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PNG. Requests are micro-batched. Binds 127.0.0.1 unless --host says otherwise. Needs hfvision[serve].",
     )
     add_dataclass_arguments(p, ServeConfig)
-    from ..serving.ray_serve import RayServeOptions
-
-    p.add_argument(
-        "--backend",
-        choices=("uvicorn", "ray"),
-        default="uvicorn",
-        help="uvicorn (default; --workers) or ray (Ray Serve: --replicas, autoscaling, --address; needs "
-        "hfvision[ray])",
-    )
-    add_dataclass_arguments(p, RayServeOptions)
+    _serve_ray.add_arguments(p)
     p.set_defaults(func=run)
