@@ -1,4 +1,5 @@
-"""``hfvision classify``: classify image files into a JSONL file; data-parallel under ``accelerate launch``.
+"""``hfvision classify``: classify image files into a JSONL file (a dataset into parquet shards with ``--dataset``, see
+:mod:`._classify_dataset`); data-parallel under ``accelerate launch``.
 
     hfvision classify --task gender-classification --model rizvandwiki/gender-classification \\
         --input photos/ --output preds.jsonl --batch-size 16 --faces
@@ -8,6 +9,8 @@
 from __future__ import annotations
 
 import argparse
+
+from . import _classify_dataset
 
 
 def _batch_size(value: str) -> int | str:
@@ -29,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
                        "trust_remote_code": args.trust_remote_code}  # fmt: skip
     if args.use_test_size:
         pipeline_kwargs["use_test_size"] = True
+    if args.dataset is not None:
+        return _classify_dataset.run(args, pipeline_kwargs)
+    if not args.input or not args.output:
+        raise ValueError("pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)")
     records = classify_files(
         args.input, task=args.task, model=args.model, output=args.output, batch_size=args.batch_size,
         top_k=args.top_k, faces=args.faces, face_margin=args.face_margin, device=args.device,
@@ -52,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="gender-classification",
                    help="gender-classification (default) or image-classification")  # fmt: skip
     p.add_argument("--model", default=None, help="Hub id or local folder (default: the task's default model)")
-    p.add_argument("--input", required=True, nargs="+", help="folder(s), glob(s) or image file(s)")
-    p.add_argument("--output", required=True, help="JSONL file to write (atomically)")
+    p.add_argument("--input", nargs="+", help="folder(s), glob(s) or image file(s)")
+    p.add_argument("--output", help="JSONL file to write (atomically)")
+    _classify_dataset.add_arguments(p)
     p.add_argument("--batch-size", type=_batch_size, default=8, help="images per forward pass, or 'auto'")
     p.add_argument("--top-k", type=int, default=None, help="labels per image")
     p.add_argument("--faces", action="store_true", help="face-first: classify each detected face")

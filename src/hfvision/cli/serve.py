@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import os
 
+from . import _serve_ray
+
 
 def run(args: argparse.Namespace) -> int:
     from ..utils.import_utils import require
@@ -30,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    _serve_ray.check(args)
+    if args.backend == "ray":
+        return _serve_ray.run(args, config)
     # access lines are info-level: without --verbose they would be formatted per request only to be dropped
     options = dict(host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
                    access_log=bool(args.verbose), timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
@@ -71,4 +76,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PNG. Requests are micro-batched. Binds 127.0.0.1 unless --host says otherwise. Needs hfvision[serve].",
     )
     add_dataclass_arguments(p, ServeConfig)
+    _serve_ray.add_arguments(p)
     p.set_defaults(func=run)

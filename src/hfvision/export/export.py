@@ -463,8 +463,12 @@ def build_report(task: str, name: str, library: str, export_config, opset: int, 
 
 
 def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | bool | None = None,
-                     private: bool | None = None, commit_message: str | None = None) -> str:  # fmt: skip
+                     private: bool | None = None, commit_message: str | None = None,
+                     endpoint_handler: bool = True) -> str:  # fmt: skip
     """Upload an export directory to the Hub (creating the repo); returns the commit URL.
+
+    With ``endpoint_handler`` (default) the export gets a ``handler.py`` and ``requirements.txt`` first, so Hugging
+    Face Inference Endpoints can serve the repo as it is (see :func:`hfvision.hub.endpoints.write_endpoint_files`).
 
     >>> push_onnx_to_hub("gender-onnx", "me/gender-classification-onnx")  # doctest: +SKIP
     """
@@ -473,6 +477,11 @@ def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | b
     export_dir = Path(export_dir)
     if not (export_dir / ONNX_FILE).is_file() and not (export_dir / "unet" / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{export_dir} holds no ONNX export (model.onnx or unet/model.onnx)")
+    if endpoint_handler:
+        from ..hub.endpoints import write_endpoint_files
+        from .runtime import _export_task
+
+        write_endpoint_files(export_dir, "onnx", task=_export_task(export_dir))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(export_dir), repo_id=repo_id,
