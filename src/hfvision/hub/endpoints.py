@@ -65,10 +65,12 @@ def _hfvision_version() -> str:
 def _classifier_task(folder: Path) -> str:
     """``gender-classification`` for a repo saved with that pipeline (``custom_pipelines``), else
     ``image-classification``."""
+    from ..pipelines.registry import task_of_saved_key
+
     config = folder / "config.json"
     if config.is_file():
         custom = json.loads(config.read_text(encoding="utf-8")).get("custom_pipelines") or {}
-        if "gender-classification" in custom:
+        if any(task_of_saved_key(key) == "gender-classification" for key in custom):
             return "gender-classification"
     return "image-classification"
 
