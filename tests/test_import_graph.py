@@ -134,7 +134,6 @@ def test_cycle_finder_reports_a_planted_circle():
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.xfail(strict=True, reason="export/* <-> pipelines/factory circle: being untangled")
 def test_no_import_circle_in_src():
     cycle = _find_cycle(_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)

@@ -23,7 +23,6 @@ catch (it would otherwise retry with the config's architecture class and load th
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, ClassVar
 
@@ -122,7 +121,8 @@ class _HfvisionLoading:
 
     @classmethod
     def _load_onnx(cls, source: str, file_name: str, ort_options: dict, kwargs: dict):
-        runtime = importlib.import_module("hfvision.export.runtime")
+        from ..export import runtime
+
         dtype = kwargs.get("dtype")
         if dtype not in (None, "auto") and str(dtype).rsplit(".", 1)[-1] != "float32":
             logger.info("%s runs on ONNX Runtime in the dtype it was exported in; dtype=%s is ignored", source, dtype)

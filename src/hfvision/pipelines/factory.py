@@ -51,18 +51,9 @@ def _saved_custom_tasks(model: str, revision: str | None, token) -> set[str]:
 
 
 def _load_onnx(task: str | None, model: str, **kwargs):
-    try:
-        runtime = importlib.import_module("hfvision.export.runtime")
-    except ModuleNotFoundError as err:
-        if err.name not in ("hfvision.export", "hfvision.export.runtime"):
-            raise
-        runtime = None
-    if runtime is None or not hasattr(runtime, "load_ort_pipeline"):
-        raise NotImplementedError(
-            f"{model} holds an ONNX export, but this hfvision has no ONNX Runtime backend (hfvision.export.runtime); "
-            "pass backend='torch' to load the PyTorch weights instead"
-        )
-    return runtime.load_ort_pipeline(task, model, **kwargs)
+    from ..export.loading import load_ort_pipeline
+
+    return load_ort_pipeline(task, model, **kwargs)
 
 
 def pipeline(
