@@ -153,7 +153,17 @@ def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh
         from_hub_code = type(pipe).__module__
         import hfvision  # now with hfvision: its own pipeline class, no remote code needed
         same = hfvision.pipeline("gender-classification", model={repo!r})(images)
+        # the repo's Inference Endpoints handler answers like the pipeline
+        import importlib.util, sys
+        from huggingface_hub import snapshot_download
+        folder = snapshot_download({repo!r})
+        spec = importlib.util.spec_from_file_location("handler", folder + "/handler.py")
+        handler = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(handler)
+        endpoint = handler.EndpointHandler(folder)
+        handler_same = [endpoint({{"inputs": image}}) for image in images] == same
         print(json.dumps({{
+            "handler_same": handler_same,
             "from_hub_code": from_hub_code,
             "same_with_hfvision": same == outputs,
             "files": files, "pipeline": type(pipe).__name__, "labels": sorted({{o["label"] for out in outputs for o in out}}),
@@ -164,6 +174,7 @@ def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh
     assert result["pipeline"] == "GenderClassificationPipeline"
     assert result["from_hub_code"].startswith("transformers_modules.")  # the code stored in the repo ran
     assert result["same_with_hfvision"]
+    assert result["handler_same"]
     assert result["labels"] == ["female", "male"]
     assert result["max_diff"] < 1e-2  # the pipeline's batched uint8 preprocessing vs the image processor
     assert result["metrics"] == local_report

@@ -280,7 +280,7 @@ class ImageClassificationTrainer(Trainer):
         """Save the pipeline repo (:meth:`save_pipeline`) and upload it to ``args.hub_model_id``.
 
         Unlike `Trainer.push_to_hub`, what is uploaded is the pipeline repo only: no checkpoints, optimizer state or
-        pickled ``training_args.bin``.
+        pickled ``training_args.bin``; it carries an Inference Endpoints ``handler.py`` and ``requirements.txt``.
         """
         from huggingface_hub import HfApi
 
@@ -291,6 +291,9 @@ class ImageClassificationTrainer(Trainer):
         out = self.save_pipeline()
         if not self.is_world_process_zero():
             return None
+        from ...hub.endpoints import write_endpoint_files
+
+        write_endpoint_files(out, "classifier")  # Inference Endpoints serve the repo as it is
         info = HfApi(token=token).upload_folder(
             repo_id=self.hub_model_id,
             folder_path=str(out),
