@@ -201,6 +201,35 @@ def test_metrics_jsonl_round_trip(tmp_path):
         read_metrics(path)
 
 
+def test_append_after_a_torn_line_starts_a_new_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    append_metrics(path, 100, {"dino": 0.5})
+    with open(path, "a") as f:
+        f.write('{"step": 200, "di')  # the crash
+    record = append_metrics(path, 300, {"dino": 0.7})
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"step": 200, "di' and json.loads(lines[2]) == record  # the new record is whole
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2 "):
+        read_metrics(path)  # the torn line is now in the middle: named, not silently glued to the next record
+
+
+def test_non_finite_metrics_are_written_as_null(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    first = append_metrics(path, 100, {"dino": float("nan"), "clip_i": 0.5}, loss=float("inf"))
+    assert first == {"step": 100, "dino": None, "clip_i": 0.5, "loss": None}
+    append_metrics(path, 200, {"dino": 0.25, "drift": float("-inf")})
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant} in metrics.jsonl")
+
+    lines = [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+    assert lines[1] == {"step": 200, "dino": 0.25, "drift": None}
+    assert read_metrics(path)[100] == first
+    assert select_best(path, by="dino") == 200  # null skipped
+    with pytest.raises(ValueError, match="no step has a 'drift'"):
+        select_best(path, by="drift")
+
+
 def test_select_best_rules():
     table = {300: {"dino": 0.5}, 100: {"dino": 0.5}, 200: {"dino": float("nan")}, 400: {"clip_i": 0.9}}
     assert select_best(table, by="dino") == 100  # tie -> earliest step; NaN and missing skipped

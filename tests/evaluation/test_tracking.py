@@ -65,3 +65,25 @@ def test_tracker_argument_errors(clip_embedder, dino_embedder, tmp_path):
     no_drift = QualityTracker(tmp_path, photos, PROMPTS, clip=clip_embedder, dino=dino_embedder)
     no_drift.prepare()  # nothing to render without class prompts
     assert no_drift.best_step is None
+
+
+def test_resume_after_a_crash_mid_write_keeps_the_file_readable(clip_embedder, dino_embedder, tmp_path):
+    """The process dies while writing step 300's line; the run resumes from step 200 and validates 300 and 400."""
+    from hfvision.evaluation import append_metrics
+    from hfvision.testing import sample_image
+
+    photos = [sample_image("chelsea")]
+    path = tmp_path / "metrics.jsonl"
+    append_metrics(path, 100, {"dino": 0.5})
+    append_metrics(path, 200, {"dino": 0.6})
+    with open(path, "a") as f:
+        f.write('{"step": 300, "di')
+    tracker = QualityTracker(
+        tmp_path, photos, PROMPTS, clip=clip_embedder, dino=dino_embedder, select_best_by="dino", resume_step=200
+    )
+    assert sorted(tracker.history) == [100, 200]
+    scored = {step: tracker.score(step, [photos])[0] for step in (300, 400)}
+    records = read_metrics(path)
+    assert sorted(records) == [100, 200, 300, 400]
+    assert {step: {k: records[step][k] for k in scored[step]} for step in scored} == scored
+    assert len(path.read_text().splitlines()) == 4  # no torn fragment left anywhere in the file

@@ -315,16 +315,31 @@ def evaluate_pipeline(
 def append_metrics(path: str | os.PathLike, step: int, metrics: Mapping[str, float], **extra) -> dict:
     """Append ``{"step": step, **metrics, **extra}`` as one line to ``path`` (created with its folder); returns it.
 
-    Each line is flushed and fsynced, so a crash loses at most the line being written.
+    Non-finite numbers (NaN, inf: e.g. a diverged loss) are written as ``null``, which JSON can hold and
+    [`select_best`] skips. Each line is flushed and fsynced, so a crash loses at most the line being written; when
+    the file does not end with a newline (that torn line), the record starts on a line of its own.
     """
-    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}, **extra}
+    record = {"step": int(step), **{k: _json_number(float(v) if v is not None else v) for k, v in metrics.items()}}
+    record.update({k: _json_number(v) for k, v in extra.items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, allow_nan=False) + "\n")
+    line = json.dumps(record, allow_nan=False) + "\n"
+    with open(path, "a+b") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
     return record
+
+
+def _json_number(value):
+    """``None`` for NaN / inf floats, anything else unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_metrics(path: str | os.PathLike) -> dict[int, dict]:

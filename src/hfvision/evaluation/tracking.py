@@ -102,9 +102,10 @@ class QualityTracker:
             return
         records = read_metrics(self.metrics_path)
         self.history = {s: r for s, r in sorted(records.items()) if s <= resume_step}
-        if len(self.history) != len(records):
-            with atomic_write(self.metrics_path, "w") as f:
-                f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in self.history.values())
+        # always rewritten, even when every record is kept: a torn last line (the crash) must not stay in the
+        # middle of the file once the resumed run appends after it
+        with atomic_write(self.metrics_path, "w") as f:
+            f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in self.history.values())
 
     # 1. before training
     def prepare(self, base_pipeline=None) -> None:
