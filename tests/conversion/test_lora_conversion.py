@@ -236,3 +236,32 @@ def test_kohya_unet_layout_equals_diffusers_converter(tmp_path):
         assert all(torch.equal(ours[k], peer[k]) for k in ours if not k.endswith(".alpha"))
         assert {float(v) for k, v in peer.items() if k.endswith(".alpha")} == {4.0}
         assert {float(v) for k, v in ours.items() if k.endswith(".alpha")} == {float(alpha)}
+
+
+def test_per_module_alphas_survive_kohya_diffusers_kohya_on_every_sdxl_component(tmp_path):
+    """A foreign SDXL kohya file whose alphas differ per module on the UNet, text_encoder and text_encoder_2 (whose
+    modules keep transformers' `text_model.` level): through diffusers and back, every tensor comes back unchanged."""
+    from hfvision.conversion.lora import convert_lora
+    from hfvision.testing import tiny_sd_pipeline
+    from hfvision.training.dreambooth.lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, save_lora
+
+    pipe = tiny_sd_pipeline("sdxl")
+    add_lora(pipe.unet, 4, 8, 0.0, UNET_TARGET_MODULES)
+    for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+        add_lora(encoder, 4, 8, 0.0, TEXT_ENCODER_TARGET_MODULES)
+    save_lora(tmp_path, "sdxl", pipe.unet, [pipe.text_encoder, pipe.text_encoder_2], kohya=True)
+    weights = load_file(tmp_path / "pytorch_lora_weights_kohya.safetensors")
+    planted = {}
+    for prefix, alpha in (("lora_unet_down", 2.0), ("lora_te1_", 3.0), ("lora_te2_", 5.0)):
+        key = sorted(k for k in weights if k.startswith(prefix) and k.endswith(".alpha"))[0]
+        weights[key] = planted[key] = torch.tensor(alpha)
+    assert len(planted) == 3 and any(k.startswith("lora_te2_text_model_") for k in planted)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file(weights, foreign)  # no hfvision header: the alphas are the only record of the scales
+
+    back = convert_lora(foreign, tmp_path / "diffusers.safetensors", to="diffusers", family="sdxl")
+    patterns = {k: v for k, v in json.loads(header(back)["lora_adapter_metadata"]).items() if "alpha_pattern" in k}
+    assert sorted(v for pattern in patterns.values() for v in pattern.values()) == [2.0, 3.0, 5.0]
+    again = load_file(convert_lora(back, tmp_path / "again.safetensors", to="kohya", family="sdxl"))
+    assert {k: float(again[k]) for k in planted} == {k: float(v) for k, v in planted.items()}
+    assert equal_tensors(again, weights)

@@ -177,7 +177,10 @@ def diffusers_to_kohya(
             kohya_module = _kohya_module_name(component, module, sdxl=sdxl)
             if kohya_module + ".lora_down.weight" not in kohya:
                 raise ValueError(f"kohya conversion lost the weights of {component}.{module}; please report this")
-            scaling = _module_scaling(configs.get(component), module.removeprefix(_TEXT_MODEL), rank)
+            # `module` carries `text_model.` for the text encoders; PEFT's pattern match takes any suffix of dotted
+            # names, so an alpha_pattern key matches whether the config spelled it with that level (text_encoder_2,
+            # or either encoder under transformers < 5) or without it (text_encoder under transformers >= 5)
+            scaling = _module_scaling(configs.get(component), module, rank)
             kohya[kohya_module + ".alpha"] = torch.tensor(float(scaling * rank))
             if module in magnitudes:
                 kohya[kohya_module + ".dora_scale"] = magnitudes[module].reshape(-1, 1).contiguous()
