@@ -265,3 +265,31 @@ def test_per_module_alphas_survive_kohya_diffusers_kohya_on_every_sdxl_component
     again = load_file(convert_lora(back, tmp_path / "again.safetensors", to="kohya", family="sdxl"))
     assert {k: float(again[k]) for k in planted} == {k: float(v) for k, v in planted.items()}
     assert equal_tensors(again, weights)
+
+
+def test_dora_scale_must_be_per_output_feature(diffusers_lora):
+    """kohya DoRA magnitudes are read as one per output feature, shape (out, 1); LyCORIS's input-axis layout (1, in)
+    has as many values on a square layer and would be misread, so it is refused in one line."""
+    from hfvision.conversion.lora import diffusers_to_kohya, kohya_to_diffusers
+
+    weights = diffusers_to_kohya(
+        load_file(diffusers_lora), json.loads(header(diffusers_lora)["lora_adapter_metadata"])
+    )
+    module = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"  # 32 -> 32: square
+    out_features, in_features = (
+        weights[f"{module}.lora_up.weight"].shape[0],
+        weights[f"{module}.lora_down.weight"].shape[1],
+    )
+    assert out_features == in_features
+    magnitudes = torch.rand(out_features) + 0.5
+
+    converted, configs = kohya_to_diffusers({**weights, f"{module}.dora_scale": magnitudes.reshape(-1, 1)})
+    got = converted["text_encoder.encoder.layers.0.self_attn.q_proj.lora_magnitude_vector.weight"]
+    assert torch.equal(got, magnitudes) and configs["text_encoder"]["use_dora"] is True
+    for shape in [(1, in_features), (out_features,), (out_features, 2)]:
+        bad = {**weights, f"{module}.dora_scale": torch.ones(shape)}
+        with pytest.raises(
+            ValueError, match=rf"^{module}\.dora_scale has shape {re.escape(str(shape))};.*\(32, 1\)"
+        ) as err:
+            kohya_to_diffusers(bad)
+        assert "\n" not in str(err.value)

@@ -245,12 +245,26 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
             alpha = extras.get(kohya_module + ".alpha")
             alphas[module] = rank if alpha is None else float(alpha.item())
             if kohya_module + ".dora_scale" in extras:
-                peft[module + _MAGNITUDE] = extras[kohya_module + ".dora_scale"].reshape(-1)
+                scale = extras[kohya_module + ".dora_scale"]
+                _check_dora_scale(kohya_module, scale, peft[module + ".lora_B.weight"].shape[0])
+                peft[module + _MAGNITUDE] = scale.reshape(-1)
         configs[component] = known.get(component) or _lora_config_fields(ranks, alphas, peft)
         magnitudes = {k: v for k, v in peft.items() if k.endswith(_MAGNITUDE)}
         plain = convert_state_dict_to_diffusers({k: v for k, v in peft.items() if k not in magnitudes})
         result.update({f"{component}.{k}": v for k, v in {**plain, **magnitudes}.items()})
     return loadable_magnitude_keys(result), configs
+
+
+def _check_dora_scale(kohya_module: str, scale, out_features: int) -> None:
+    """Refuse a ``dora_scale`` that is not one magnitude per output feature, shape ``(out, 1)`` (``(out, 1, 1, 1)``
+    for convolutions): LyCORIS also writes an input-axis layout ``(1, in)``, which reshaped would be silently misread
+    as output magnitudes whenever a layer is square."""
+    shape = tuple(scale.shape)
+    if len(shape) < 2 or shape[0] != out_features or any(side != 1 for side in shape[1:]):
+        raise ValueError(
+            f"{kohya_module}.dora_scale has shape {shape}; only one DoRA magnitude per output feature, shape "
+            f"({out_features}, 1), is supported (LyCORIS's input-axis (1, in) layout is not)"
+        )
 
 
 def _lora_config_fields(ranks: dict[str, int], alphas: dict[str, float], peft: Mapping) -> dict:
