@@ -293,3 +293,39 @@ def test_dora_scale_must_be_per_output_feature(diffusers_lora):
         ) as err:
             kohya_to_diffusers(bad)
         assert "\n" not in str(err.value)
+
+
+def _synthetic_lora(cross_attention_dim: int, spelling: str) -> dict:
+    """A UNet attn2.to_k LoRA (and a first text encoder's q_proj) in diffusers' or PEFT's spelling."""
+    down, up = {"diffusers": ("lora.down", "lora.up"), "peft": ("lora_A", "lora_B")}[spelling]
+    te_down, te_up = {"diffusers": ("lora_linear_layer.down", "lora_linear_layer.up"), "peft": (down, up)}[spelling]
+    unet = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    te = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
+    generator = torch.Generator().manual_seed(0)
+    return {
+        f"{unet}.{down}.weight": torch.randn(4, cross_attention_dim, generator=generator),
+        f"{unet}.{up}.weight": torch.randn(64, 4, generator=generator),
+        f"{te}.{te_down}.weight": torch.randn(4, 32, generator=generator),
+        f"{te}.{te_up}.weight": torch.randn(32, 4, generator=generator),
+    }
+
+
+@pytest.mark.parametrize("spelling", ["diffusers", "peft"])
+def test_family_guessed_from_weights_picks_modelspec_and_sdxl_prefixes(spelling, tmp_path):
+    """No --family and no header: the cross-attention width names the family, in diffusers' and PEFT's key
+    spellings, and an SDXL LoRA adapting only the first text encoder still gets SDXL's lora_te1_ prefix."""
+    from hfvision.conversion.lora import convert_lora, diffusers_to_kohya, guess_family
+
+    assert [guess_family(_synthetic_lora(width, spelling)) for width in (768, 2048, 1024)] == ["sd1", "sdxl", None]
+    assert guess_family(diffusers_to_kohya(_synthetic_lora(2048, spelling), sdxl=True)) == "sdxl"
+    for width, family, prefix in ((2048, "sdxl", "lora_te1_"), (768, "sd1", "lora_te_")):
+        source = tmp_path / f"{spelling}-{width}.safetensors"
+        save_file(_synthetic_lora(width, spelling), source)
+        out = convert_lora(source, tmp_path / f"{spelling}-{width}-kohya.safetensors", to="kohya")
+        assert {k.split("text_model")[0] for k in load_file(out) if "text_model" in k} == {prefix}
+        assert (
+            header(out)["modelspec.architecture"]
+            == modelspec_metadata(family, title="t", trigger_phrase=None, resolution=None, base_model=None, lora=True)[
+                "modelspec.architecture"
+            ]
+        )

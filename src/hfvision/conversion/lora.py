@@ -346,9 +346,11 @@ _CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
 
 
 def guess_family(state_dict: Mapping) -> str | None:
-    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA (either layout), else `None`."""
+    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA down weight (diffusers, PEFT or
+    kohya names), else `None`."""
     for key, value in state_dict.items():
-        if ("attn2.to_k" in key or "attn2_to_k" in key) and key.endswith(("lora.down.weight", "lora_down.weight")):
+        down = key.endswith(("lora.down.weight", "lora_A.weight", "lora_down.weight"))
+        if ("attn2.to_k" in key or "attn2_to_k" in key) and down:
             return _CROSS_ATTENTION_FAMILIES.get(value.shape[-1])
     return None
 
@@ -472,7 +474,8 @@ def convert_lora(
         from .modelspec import family_from_architecture
 
         named = family or family_from_architecture(header.get("modelspec.architecture", ""))
-        sdxl = True if named == "sdxl" else None
+        # SDXL's text encoders are lora_te1_/lora_te2_ even when only the first one is adapted
+        sdxl = True if (named or guess_family(state_dict)) == "sdxl" else None
         carried = kohya_header(header)
         adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
         converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)
