@@ -171,7 +171,7 @@ def test_single_file_header_carries_modelspec(family, architecture, resolution, 
     assert meta["modelspec.architecture"] == architecture
     assert meta["modelspec.implementation"] == FAMILIES["sd2-v" if family == "sd2" else family].implementation
     assert meta["modelspec.resolution"] == resolution
-    assert meta["modelspec.title"] == tiny_model_dir(family).resolve().name  # the pipeline folder's name
+    assert meta["modelspec.title"] == single_file(family).stem == family  # the output file's name
     assert meta["modelspec.trigger_phrase"] == "sks"
     assert len(meta["modelspec.date"]) == 10 and meta["modelspec.date"][4] == "-"
 
