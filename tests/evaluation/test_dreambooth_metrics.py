@@ -180,6 +180,32 @@ def test_drift_renders_the_base_with_the_same_seeds(checkpoints, clip_embedder, 
         )
 
 
+def test_class_prompts_expand_like_prompts(checkpoints, clip_embedder, dino_embedder):
+    """``{class}`` in a class prompt is the class noun (rendered as written out), and a placeholder without a value
+    is refused before any generation."""
+    from hfvision.testing import sample_image
+
+    pipe = checkpoints[300]
+    written_out = generate_images(pipe, ["a photo of dog"], 0, **GENERATE)
+    common = dict(clip=clip_embedder, dino=dino_embedder, **GENERATE)
+    result = evaluate_pipeline(
+        pipe,
+        [sample_image("chelsea")],
+        ["{token} {class}"],
+        identifier="sks",
+        class_noun="dog",
+        class_prompts=["a photo of {class}"],
+        base_class_images=written_out,
+        **common,
+    )
+    np.testing.assert_array_equal(np.asarray(result.class_images[0][0]), np.asarray(written_out[0][0]))
+    assert result.metrics["drift"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"the class prompts use \{class\} but the model records no class_noun"):
+        evaluate_pipeline(
+            pipe, [sample_image("chelsea")], ["x"], class_prompts=["a {class}"], base_pipeline=pipe, **common
+        )
+
+
 def test_metrics_jsonl_round_trip(tmp_path):
     path = tmp_path / "metrics.jsonl"
     written = [
