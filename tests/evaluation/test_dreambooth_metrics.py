@@ -335,3 +335,14 @@ def test_dreambooth_pipeline_supplies_its_token_and_class(checkpoints, clip_embe
     # generated from "a photo of zwx dog": the same image as the plain pipeline with the prompt written out
     want = generate_images(checkpoints[100], ["a photo of zwx dog"], 0, **GENERATE)[0][0]
     np.testing.assert_array_equal(np.asarray(result.images[0][0]), np.asarray(want))
+
+
+def test_tiny_clip_text_tower_is_the_tiny_pipelines_text_encoder():
+    """The metric tests' CLIP text tower is built from the same config as the tiny pipelines' text encoder, so the
+    two cannot drift apart."""
+    from hfvision.testing import tiny_clip_embedder
+    from hfvision.testing.diffusion import tiny_text_config
+
+    model, processor = tiny_clip_embedder()
+    assert model.config.text_config.to_diff_dict() == tiny_text_config().to_diff_dict()
+    assert processor.tokenizer.model_max_length == model.config.text_config.max_position_embeddings
