@@ -171,7 +171,7 @@ def test_single_file_header_carries_modelspec(family, architecture, resolution, 
     assert meta["modelspec.architecture"] == architecture
     assert meta["modelspec.implementation"] == FAMILIES["sd2-v" if family == "sd2" else family].implementation
     assert meta["modelspec.resolution"] == resolution
-    assert meta["modelspec.title"] == tiny_model_dir(family).resolve().name  # the pipeline folder's name
+    assert meta["modelspec.title"] == single_file(family).stem == family  # the output file's name
     assert meta["modelspec.trigger_phrase"] == "sks"
     assert len(meta["modelspec.date"]) == 10 and meta["modelspec.date"][4] == "-"
 
@@ -236,3 +236,96 @@ def test_kohya_unet_layout_equals_diffusers_converter(tmp_path):
         assert all(torch.equal(ours[k], peer[k]) for k in ours if not k.endswith(".alpha"))
         assert {float(v) for k, v in peer.items() if k.endswith(".alpha")} == {4.0}
         assert {float(v) for k, v in ours.items() if k.endswith(".alpha")} == {float(alpha)}
+
+
+def test_per_module_alphas_survive_kohya_diffusers_kohya_on_every_sdxl_component(tmp_path):
+    """A foreign SDXL kohya file whose alphas differ per module on the UNet, text_encoder and text_encoder_2 (whose
+    modules keep transformers' `text_model.` level): through diffusers and back, every tensor comes back unchanged."""
+    from hfvision.conversion.lora import convert_lora
+    from hfvision.testing import tiny_sd_pipeline
+    from hfvision.training.dreambooth.lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, save_lora
+
+    pipe = tiny_sd_pipeline("sdxl")
+    add_lora(pipe.unet, 4, 8, 0.0, UNET_TARGET_MODULES)
+    for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+        add_lora(encoder, 4, 8, 0.0, TEXT_ENCODER_TARGET_MODULES)
+    save_lora(tmp_path, "sdxl", pipe.unet, [pipe.text_encoder, pipe.text_encoder_2], kohya=True)
+    weights = load_file(tmp_path / "pytorch_lora_weights_kohya.safetensors")
+    planted = {}
+    for prefix, alpha in (("lora_unet_down", 2.0), ("lora_te1_", 3.0), ("lora_te2_", 5.0)):
+        key = sorted(k for k in weights if k.startswith(prefix) and k.endswith(".alpha"))[0]
+        weights[key] = planted[key] = torch.tensor(alpha)
+    assert len(planted) == 3 and any(k.startswith("lora_te2_text_model_") for k in planted)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file(weights, foreign)  # no hfvision header: the alphas are the only record of the scales
+
+    back = convert_lora(foreign, tmp_path / "diffusers.safetensors", to="diffusers", family="sdxl")
+    patterns = {k: v for k, v in json.loads(header(back)["lora_adapter_metadata"]).items() if "alpha_pattern" in k}
+    assert sorted(v for pattern in patterns.values() for v in pattern.values()) == [2.0, 3.0, 5.0]
+    again = load_file(convert_lora(back, tmp_path / "again.safetensors", to="kohya", family="sdxl"))
+    assert {k: float(again[k]) for k in planted} == {k: float(v) for k, v in planted.items()}
+    assert equal_tensors(again, weights)
+
+
+def test_dora_scale_must_be_per_output_feature(diffusers_lora):
+    """kohya DoRA magnitudes are read as one per output feature, shape (out, 1); LyCORIS's input-axis layout (1, in)
+    has as many values on a square layer and would be misread, so it is refused in one line."""
+    from hfvision.conversion.lora import diffusers_to_kohya, kohya_to_diffusers
+
+    weights = diffusers_to_kohya(
+        load_file(diffusers_lora), json.loads(header(diffusers_lora)["lora_adapter_metadata"])
+    )
+    module = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"  # 32 -> 32: square
+    out_features, in_features = (
+        weights[f"{module}.lora_up.weight"].shape[0],
+        weights[f"{module}.lora_down.weight"].shape[1],
+    )
+    assert out_features == in_features
+    magnitudes = torch.rand(out_features) + 0.5
+
+    converted, configs = kohya_to_diffusers({**weights, f"{module}.dora_scale": magnitudes.reshape(-1, 1)})
+    got = converted["text_encoder.encoder.layers.0.self_attn.q_proj.lora_magnitude_vector.weight"]
+    assert torch.equal(got, magnitudes) and configs["text_encoder"]["use_dora"] is True
+    for shape in [(1, in_features), (out_features,), (out_features, 2)]:
+        bad = {**weights, f"{module}.dora_scale": torch.ones(shape)}
+        with pytest.raises(
+            ValueError, match=rf"^{module}\.dora_scale has shape {re.escape(str(shape))};.*\(32, 1\)"
+        ) as err:
+            kohya_to_diffusers(bad)
+        assert "\n" not in str(err.value)
+
+
+def _synthetic_lora(cross_attention_dim: int, spelling: str) -> dict:
+    """A UNet attn2.to_k LoRA (and a first text encoder's q_proj) in diffusers' or PEFT's spelling."""
+    down, up = {"diffusers": ("lora.down", "lora.up"), "peft": ("lora_A", "lora_B")}[spelling]
+    te_down, te_up = {"diffusers": ("lora_linear_layer.down", "lora_linear_layer.up"), "peft": (down, up)}[spelling]
+    unet = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    te = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
+    generator = torch.Generator().manual_seed(0)
+    return {
+        f"{unet}.{down}.weight": torch.randn(4, cross_attention_dim, generator=generator),
+        f"{unet}.{up}.weight": torch.randn(64, 4, generator=generator),
+        f"{te}.{te_down}.weight": torch.randn(4, 32, generator=generator),
+        f"{te}.{te_up}.weight": torch.randn(32, 4, generator=generator),
+    }
+
+
+@pytest.mark.parametrize("spelling", ["diffusers", "peft"])
+def test_family_guessed_from_weights_picks_modelspec_and_sdxl_prefixes(spelling, tmp_path):
+    """No --family and no header: the cross-attention width names the family, in diffusers' and PEFT's key
+    spellings, and an SDXL LoRA adapting only the first text encoder still gets SDXL's lora_te1_ prefix."""
+    from hfvision.conversion.lora import convert_lora, diffusers_to_kohya, guess_family
+
+    assert [guess_family(_synthetic_lora(width, spelling)) for width in (768, 2048, 1024)] == ["sd1", "sdxl", None]
+    assert guess_family(diffusers_to_kohya(_synthetic_lora(2048, spelling), sdxl=True)) == "sdxl"
+    for width, family, prefix in ((2048, "sdxl", "lora_te1_"), (768, "sd1", "lora_te_")):
+        source = tmp_path / f"{spelling}-{width}.safetensors"
+        save_file(_synthetic_lora(width, spelling), source)
+        out = convert_lora(source, tmp_path / f"{spelling}-{width}-kohya.safetensors", to="kohya")
+        assert {k.split("text_model")[0] for k in load_file(out) if "text_model" in k} == {prefix}
+        assert (
+            header(out)["modelspec.architecture"]
+            == modelspec_metadata(family, title="t", trigger_phrase=None, resolution=None, base_model=None, lora=True)[
+                "modelspec.architecture"
+            ]
+        )

@@ -180,6 +180,32 @@ def test_drift_renders_the_base_with_the_same_seeds(checkpoints, clip_embedder, 
         )
 
 
+def test_class_prompts_expand_like_prompts(checkpoints, clip_embedder, dino_embedder):
+    """``{class}`` in a class prompt is the class noun (rendered as written out), and a placeholder without a value
+    is refused before any generation."""
+    from hfvision.testing import sample_image
+
+    pipe = checkpoints[300]
+    written_out = generate_images(pipe, ["a photo of dog"], 0, **GENERATE)
+    common = dict(clip=clip_embedder, dino=dino_embedder, **GENERATE)
+    result = evaluate_pipeline(
+        pipe,
+        [sample_image("chelsea")],
+        ["{token} {class}"],
+        identifier="sks",
+        class_noun="dog",
+        class_prompts=["a photo of {class}"],
+        base_class_images=written_out,
+        **common,
+    )
+    np.testing.assert_array_equal(np.asarray(result.class_images[0][0]), np.asarray(written_out[0][0]))
+    assert result.metrics["drift"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"the class prompts use \{class\} but the model records no class_noun"):
+        evaluate_pipeline(
+            pipe, [sample_image("chelsea")], ["x"], class_prompts=["a {class}"], base_pipeline=pipe, **common
+        )
+
+
 def test_metrics_jsonl_round_trip(tmp_path):
     path = tmp_path / "metrics.jsonl"
     written = [
@@ -199,6 +225,35 @@ def test_metrics_jsonl_round_trip(tmp_path):
         f.write("\n" + json.dumps({"step": 400, "clip_i": 0.9}) + "\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl:4 "):
         read_metrics(path)
+
+
+def test_append_after_a_torn_line_starts_a_new_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    append_metrics(path, 100, {"dino": 0.5})
+    with open(path, "a") as f:
+        f.write('{"step": 200, "di')  # the crash
+    record = append_metrics(path, 300, {"dino": 0.7})
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"step": 200, "di' and json.loads(lines[2]) == record  # the new record is whole
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2 "):
+        read_metrics(path)  # the torn line is now in the middle: named, not silently glued to the next record
+
+
+def test_non_finite_metrics_are_written_as_null(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    first = append_metrics(path, 100, {"dino": float("nan"), "clip_i": 0.5}, loss=float("inf"))
+    assert first == {"step": 100, "dino": None, "clip_i": 0.5, "loss": None}
+    append_metrics(path, 200, {"dino": 0.25, "drift": float("-inf")})
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant} in metrics.jsonl")
+
+    lines = [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+    assert lines[1] == {"step": 200, "dino": 0.25, "drift": None}
+    assert read_metrics(path)[100] == first
+    assert select_best(path, by="dino") == 200  # null skipped
+    with pytest.raises(ValueError, match="no step has a 'drift'"):
+        select_best(path, by="drift")
 
 
 def test_select_best_rules():
@@ -280,3 +335,14 @@ def test_dreambooth_pipeline_supplies_its_token_and_class(checkpoints, clip_embe
     # generated from "a photo of zwx dog": the same image as the plain pipeline with the prompt written out
     want = generate_images(checkpoints[100], ["a photo of zwx dog"], 0, **GENERATE)[0][0]
     np.testing.assert_array_equal(np.asarray(result.images[0][0]), np.asarray(want))
+
+
+def test_tiny_clip_text_tower_is_the_tiny_pipelines_text_encoder():
+    """The metric tests' CLIP text tower is built from the same config as the tiny pipelines' text encoder, so the
+    two cannot drift apart."""
+    from hfvision.testing import tiny_clip_embedder
+    from hfvision.testing.diffusion import tiny_text_config
+
+    model, processor = tiny_clip_embedder()
+    assert model.config.text_config.to_diff_dict() == tiny_text_config().to_diff_dict()
+    assert processor.tokenizer.model_max_length == model.config.text_config.max_position_embeddings

@@ -41,17 +41,17 @@ def _args(inputs, *extra):
         "eval",
         "dreambooth",
         str(inputs["model"]),
-        "--instance_data_dir",
+        "--instance-data-dir",
         str(inputs["photos"]),
         "--prompts",
         str(inputs["prompts"]),
-        "--clip_model",
+        "--clip-model",
         str(inputs["clip"]),
-        "--dino_model",
+        "--dino-model",
         str(inputs["dino"]),
-        "--num_images_per_prompt",
+        "--num-images-per-prompt",
         "1",
-        "--num_inference_steps",
+        "--num-inference-steps",
         "2",
         "--height",
         "64",
@@ -70,11 +70,11 @@ def test_eval_dreambooth_table_and_json(eval_inputs, capsys, clip_embedder):
         eval_inputs,
         "--output",
         str(out_json),
-        "--class_prompt",
+        "--class-prompt",
         "a photo of dog",
-        "--base_model",
+        "--base-model",
         str(eval_inputs["model"]),
-        "--save_images",
+        "--save-images",
         str(saved),
     )
     assert main(argv) == 0
@@ -101,10 +101,10 @@ def test_eval_dreambooth_table_and_json(eval_inputs, capsys, clip_embedder):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (("--instance_data_dir", "/nonexistent/photos"), "--instance_data_dir /nonexistent/photos is not a folder"),
+        (("--instance-data-dir", "/nonexistent/photos"), "--instance-data-dir /nonexistent/photos is not a folder"),
         (("--prompts", "/nonexistent.txt"), "--prompts /nonexistent.txt is not a file"),
-        (("--class_prompt", "a dog"), "--class_prompt needs --base_model"),
-        (("--clip_model", "./no-such-clip"), "--clip_model ./no-such-clip is not a model folder"),
+        (("--class-prompt", "a dog"), "--class-prompt needs --base-model"),
+        (("--clip-model", "./no-such-clip"), "--clip-model ./no-such-clip is not a model folder"),
         (("--height", "60"), "--height=60 must be a positive multiple of 8; try 56"),
         (("--output", "eval.txt"), "--output eval.txt must end in .json"),
     ],
@@ -126,10 +126,37 @@ def test_errors_load_no_model_libraries(eval_inputs, tmp_path):
     empty.mkdir()
     code = (
         "import sys; from hfvision.cli.main import main; "
-        f"rc = main({_args(eval_inputs, '--instance_data_dir', str(empty))!r}); "
+        f"rc = main({_args(eval_inputs, '--instance-data-dir', str(empty))!r}); "
         "print(rc, sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split("\n")[0] == "2 []"
-    assert f"--instance_data_dir {empty} holds no images" in proc.stderr
+    assert f"--instance-data-dir {empty} holds no images" in proc.stderr
     np.testing.assert_equal(proc.stderr.count("\n"), 1)
+
+
+def test_flags_are_dashed_with_underscore_aliases():
+    """Like the rest of the CLI the flags use dashes; diffusers' underscore spellings parse to the same values."""
+    import argparse
+
+    from hfvision.cli import eval as eval_cli
+
+    parser = argparse.ArgumentParser()
+    eval_cli.register(parser.add_subparsers())
+    common = ["eval", "dreambooth", "m"]
+    dashed = parser.parse_args(
+        [*common, "--instance-data-dir", "d", "--prompts", "p", "--class-prompt", "a", "--base-model", "b"]
+        + ["--num-images-per-prompt", "2", "--allow-pickle", "--save-images", "s", "--clip-model", "c"]
+    )
+    underscored = parser.parse_args(
+        [*common, "--instance_data_dir", "d", "--prompts", "p", "--class_prompt", "a", "--base_model", "b"]
+        + ["--num_images_per_prompt", "2", "--allow_pickle", "--save_images", "s", "--clip_model", "c"]
+    )
+    assert vars(dashed) == vars(underscored)
+    assert dashed.instance_data_dir == "d" and dashed.class_prompt == ["a"] and dashed.allow_pickle is True
+    mixed = parser.parse_args(
+        [*common, "--instance-data-dir", "d", "--prompts", "p", "--class-prompt", "a"] + ["--class_prompt", "b"]
+    )
+    assert mixed.class_prompt == ["a", "b"]  # both spellings append to one list
+    report = parser.parse_args(["eval", "report", "run", "--best-by", "dino", "--samples_dir", "s"])
+    assert (report.best_by, report.samples_dir) == ("dino", "s")

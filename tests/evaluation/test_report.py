@@ -162,11 +162,11 @@ def test_eval_report_cli(run_dir, tmp_path, capsys):
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    assert main(["eval", "report", str(run), "--best_by", "clip_t"]) == 0
+    assert main(["eval", "report", str(run), "--best-by", "clip_t"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {run / 'report.html'}"
     assert "kept step <b id='best-step'>100</b> (best clip_t)" in (run / "report.html").read_text()
     assert main(["eval", "report", str(run), "--best_by", "fid"]) == 2
-    assert "--best_by 'fid' is not one of clip_i, dino, clip_t, drift" in capsys.readouterr().err
+    assert "--best-by 'fid' is not one of clip_i, dino, clip_t, drift" in capsys.readouterr().err
 
 
 def test_metrics_markdown_for_the_model_card():

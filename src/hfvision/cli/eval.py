@@ -47,26 +47,26 @@ def validate(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     _check_model("MODEL", args.model)
     folder = Path(args.instance_data_dir)
     if not folder.is_dir():
-        raise ValueError(f"--instance_data_dir {folder} is not a folder of subject photos")
+        raise ValueError(f"--instance-data-dir {folder} is not a folder of subject photos")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
     if not images:
-        raise ValueError(f"--instance_data_dir {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise ValueError(f"--instance-data-dir {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     if not Path(args.prompts).is_file():
         raise ValueError(f"--prompts {args.prompts} is not a file; write one prompt per line")
     prompts = read_prompts(args.prompts)
     if not prompts:
         raise ValueError(f"--prompts {args.prompts} holds no prompts (one per line, # for comments)")
     if args.class_prompt and not args.base_model:
-        raise ValueError("--class_prompt needs --base_model (drift compares with the base model's images)")
+        raise ValueError("--class-prompt needs --base-model (drift compares with the base model's images)")
     if args.base_model and not args.class_prompt:
-        raise ValueError("--base_model needs --class_prompt, e.g. --class_prompt 'a photo of a dog'")
+        raise ValueError("--base-model needs --class-prompt, e.g. --class-prompt 'a photo of a dog'")
     if args.base_model:
-        _check_model("--base_model", args.base_model)
-    _check_embedder("--clip_model", args.clip_model)
-    _check_embedder("--dino_model", args.dino_model)
+        _check_model("--base-model", args.base_model)
+    _check_embedder("--clip-model", args.clip_model)
+    _check_embedder("--dino-model", args.dino_model)
     for flag in ("num_images_per_prompt", "num_inference_steps"):
         if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag}={getattr(args, flag)} must be at least 1")
+            raise ValueError(f"--{flag.replace('_', '-')}={getattr(args, flag)} must be at least 1")
     for flag in ("height", "width"):
         value = getattr(args, flag)
         if value is not None and (value <= 0 or value % 8):
@@ -164,7 +164,7 @@ def _eval_report(args: argparse.Namespace) -> int:
         return 2
     if args.best_by is not None and args.best_by not in METRICS:
         print(
-            f"hfvision eval report: error: --best_by {args.best_by!r} is not one of {', '.join(METRICS)}",
+            f"hfvision eval report: error: --best-by {args.best_by!r} is not one of {', '.join(METRICS)}",
             file=sys.stderr,
         )
         return 2
@@ -175,40 +175,48 @@ def _eval_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
+    """``--name-with-dashes`` like the rest of the hfvision CLI, with the underscore spelling (diffusers' training
+    scripts, which DreamBooth users know) accepted as an alias."""
+    flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+    parser.add_argument(*flags, dest=name, **kwargs)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="measure model quality (DreamBooth: CLIP-I, DINO, CLIP-T, prior drift)")
     esub = p.add_subparsers(dest="eval_command", metavar="KIND", required=True)
     d = esub.add_parser(
         "dreambooth",
         help="subject fidelity (CLIP-I, DINO), prompt fidelity (CLIP-T) and prior drift of any pipeline",
-        description="Generates every prompt with fixed seeds and scores the images against the subject photos.",
+        description="Generates every prompt with fixed seeds and scores the images against the subject photos. "
+        "Flags are spelled with dashes; the underscore spellings (--instance_data_dir, ...) also work.",
     )
     d.add_argument("model", metavar="MODEL", help="registry key, diffusers folder, .safetensors, URL or Hub id")
-    d.add_argument("--instance_data_dir", required=True, help="folder of the subject photos")
-    d.add_argument("--prompts", required=True, help="text file, one prompt per line; {token}/{class} expand")
-    d.add_argument("--class_prompt", action="append", default=[], help="class prompt for drift (repeatable)")
-    d.add_argument("--base_model", default=None, help="the base model drift compares with (same seeds)")
-    d.add_argument("--identifier", default=None, help="trained token, removed for CLIP-T (default: the model's)")
-    d.add_argument("--class_noun", default=None, help="what {class} expands to (default: the model's)")
-    d.add_argument("--clip_model", default=DEFAULT_CLIP_MODEL, help=f"CLIP Hub id or folder ({DEFAULT_CLIP_MODEL})")
-    d.add_argument("--dino_model", default=DEFAULT_DINO_MODEL, help=f"DINO Hub id or folder ({DEFAULT_DINO_MODEL})")
-    d.add_argument("--num_images_per_prompt", type=int, default=4)
-    d.add_argument("--num_inference_steps", type=int, default=30)
-    d.add_argument("--guidance_scale", type=float, default=7.5)
-    d.add_argument("--height", type=int, default=None)
-    d.add_argument("--width", type=int, default=None)
-    d.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
-    d.add_argument("--revision", default=None, help="Hub revision of MODEL")
-    d.add_argument("--device", default="cpu")
-    d.add_argument(
-        "--allow_pickle", action="store_true", help="also load pickle (.bin) embedder weights (trusted only)"
+    _option(d, "instance_data_dir", required=True, help="folder of the subject photos")
+    _option(d, "prompts", required=True, help="text file, one prompt per line; {token}/{class} expand")
+    _option(
+        d, "class_prompt", action="append", default=[], help="class prompt for drift (repeatable); {class} expands"
     )
-    d.add_argument("--output", default="dreambooth_eval.json", help="JSON report (default dreambooth_eval.json)")
-    d.add_argument("--save_images", default=None, help="also save the generated images in this folder")
+    _option(d, "base_model", default=None, help="the base model drift compares with (same seeds)")
+    _option(d, "identifier", default=None, help="trained token, removed for CLIP-T (default: the model's)")
+    _option(d, "class_noun", default=None, help="what {class} expands to (default: the model's)")
+    _option(d, "clip_model", default=DEFAULT_CLIP_MODEL, help=f"CLIP Hub id or folder ({DEFAULT_CLIP_MODEL})")
+    _option(d, "dino_model", default=DEFAULT_DINO_MODEL, help=f"DINO Hub id or folder ({DEFAULT_DINO_MODEL})")
+    _option(d, "num_images_per_prompt", type=int, default=4)
+    _option(d, "num_inference_steps", type=int, default=30)
+    _option(d, "guidance_scale", type=float, default=7.5)
+    _option(d, "height", type=int, default=None)
+    _option(d, "width", type=int, default=None)
+    _option(d, "seed", type=int, default=0, help="prompt i uses seed + i")
+    _option(d, "revision", default=None, help="Hub revision of MODEL")
+    _option(d, "device", default="cpu")
+    _option(d, "allow_pickle", action="store_true", help="also load pickle (.bin) embedder weights (trusted only)")
+    _option(d, "output", default="dreambooth_eval.json", help="JSON report (default dreambooth_eval.json)")
+    _option(d, "save_images", default=None, help="also save the generated images in this folder")
     d.set_defaults(func=_eval_dreambooth)
 
     r = esub.add_parser("report", help="(re)build a run's report.html from its samples, metrics.jsonl and logs")
     r.add_argument("output_dir", metavar="OUTPUT_DIR", help="the training run's output folder")
-    r.add_argument("--best_by", default=None, help="highlight the best step by clip_i, dino, clip_t or drift")
-    r.add_argument("--samples_dir", default=None, help="validation samples folder (default OUTPUT_DIR/samples)")
+    _option(r, "best_by", default=None, help="highlight the best step by clip_i, dino, clip_t or drift")
+    _option(r, "samples_dir", default=None, help="validation samples folder (default OUTPUT_DIR/samples)")
     r.set_defaults(func=_eval_report)

@@ -177,7 +177,10 @@ def diffusers_to_kohya(
             kohya_module = _kohya_module_name(component, module, sdxl=sdxl)
             if kohya_module + ".lora_down.weight" not in kohya:
                 raise ValueError(f"kohya conversion lost the weights of {component}.{module}; please report this")
-            scaling = _module_scaling(configs.get(component), module.removeprefix(_TEXT_MODEL), rank)
+            # `module` carries `text_model.` for the text encoders; PEFT's pattern match takes any suffix of dotted
+            # names, so an alpha_pattern key matches whether the config spelled it with that level (text_encoder_2,
+            # or either encoder under transformers < 5) or without it (text_encoder under transformers >= 5)
+            scaling = _module_scaling(configs.get(component), module, rank)
             kohya[kohya_module + ".alpha"] = torch.tensor(float(scaling * rank))
             if module in magnitudes:
                 kohya[kohya_module + ".dora_scale"] = magnitudes[module].reshape(-1, 1).contiguous()
@@ -242,12 +245,26 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
             alpha = extras.get(kohya_module + ".alpha")
             alphas[module] = rank if alpha is None else float(alpha.item())
             if kohya_module + ".dora_scale" in extras:
-                peft[module + _MAGNITUDE] = extras[kohya_module + ".dora_scale"].reshape(-1)
+                scale = extras[kohya_module + ".dora_scale"]
+                _check_dora_scale(kohya_module, scale, peft[module + ".lora_B.weight"].shape[0])
+                peft[module + _MAGNITUDE] = scale.reshape(-1)
         configs[component] = known.get(component) or _lora_config_fields(ranks, alphas, peft)
         magnitudes = {k: v for k, v in peft.items() if k.endswith(_MAGNITUDE)}
         plain = convert_state_dict_to_diffusers({k: v for k, v in peft.items() if k not in magnitudes})
         result.update({f"{component}.{k}": v for k, v in {**plain, **magnitudes}.items()})
     return loadable_magnitude_keys(result), configs
+
+
+def _check_dora_scale(kohya_module: str, scale, out_features: int) -> None:
+    """Refuse a ``dora_scale`` that is not one magnitude per output feature, shape ``(out, 1)`` (``(out, 1, 1, 1)``
+    for convolutions): LyCORIS also writes an input-axis layout ``(1, in)``, which reshaped would be silently misread
+    as output magnitudes whenever a layer is square."""
+    shape = tuple(scale.shape)
+    if len(shape) < 2 or shape[0] != out_features or any(side != 1 for side in shape[1:]):
+        raise ValueError(
+            f"{kohya_module}.dora_scale has shape {shape}; only one DoRA magnitude per output feature, shape "
+            f"({out_features}, 1), is supported (LyCORIS's input-axis (1, in) layout is not)"
+        )
 
 
 def _lora_config_fields(ranks: dict[str, int], alphas: dict[str, float], peft: Mapping) -> dict:
@@ -329,9 +346,11 @@ _CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
 
 
 def guess_family(state_dict: Mapping) -> str | None:
-    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA (either layout), else `None`."""
+    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA down weight (diffusers, PEFT or
+    kohya names), else `None`."""
     for key, value in state_dict.items():
-        if ("attn2.to_k" in key or "attn2_to_k" in key) and key.endswith(("lora.down.weight", "lora_down.weight")):
+        down = key.endswith(("lora.down.weight", "lora_A.weight", "lora_down.weight"))
+        if ("attn2.to_k" in key or "attn2_to_k" in key) and down:
             return _CROSS_ATTENTION_FAMILIES.get(value.shape[-1])
     return None
 
@@ -455,7 +474,8 @@ def convert_lora(
         from .modelspec import family_from_architecture
 
         named = family or family_from_architecture(header.get("modelspec.architecture", ""))
-        sdxl = True if named == "sdxl" else None
+        # SDXL's text encoders are lora_te1_/lora_te2_ even when only the first one is adapted
+        sdxl = True if (named or guess_family(state_dict)) == "sdxl" else None
         carried = kohya_header(header)
         adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
         converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)

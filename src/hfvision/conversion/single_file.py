@@ -198,9 +198,10 @@ def to_single_file(
         format (`str`, *optional*): ``"safetensors"`` (default) or ``"ckpt"``. ``"ckpt"`` is a pickle made with
             ``torch.save({"state_dict": ...})`` for legacy tools only; safetensors needs no code to load.
             Inferred from the suffix of ``out_path`` when not given.
-        metadata (`Mapping`, *optional*): header entries. ``base_model``, ``trigger_word``, ``title``,
-            ``description``, ``author``, ``license`` are mapped to ``hfvision.*``/``modelspec.*`` keys; other
-            keys are written as given (non-strings as JSON). A ``.ckpt`` keeps them under ``"hfvision_metadata"``.
+        metadata (`Mapping`, *optional*): header entries. ``base_model``, ``trigger_word``, ``title`` (default:
+            ``out_path``'s stem), ``description``, ``author``, ``license`` are mapped to ``hfvision.*``/``modelspec.*``
+            keys; other keys are written as given (non-strings as JSON). A ``.ckpt`` keeps them under
+            ``"hfvision_metadata"``.
         family (`str`, *optional*): ``"sd1"``, ``"sd2"`` or ``"sdxl"``; inferred from the text encoders if omitted.
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
 
@@ -225,10 +226,8 @@ def to_single_file(
 
     if isinstance(pipeline, (str, os.PathLike)):
         configs, state_dicts = _read_pipeline_dir(Path(pipeline))
-        title = Path(pipeline).resolve().name
     else:
         configs, state_dicts = _read_pipeline_object(pipeline)
-        title = out_path.stem
     skipped = sorted(
         name for name, value in configs["model_index"].items()
         if isinstance(value, (list, tuple)) and value and value[0] is not None
@@ -242,7 +241,9 @@ def to_single_file(
     state_dict = pipeline_to_original(family, state_dicts, configs)
     if half:
         state_dict = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
-    header = build_metadata(family, configs, {"title": title, **(metadata or {})}, "float16" if half else "float32")
+    # the title UIs show defaults to the file's own name, as for converted LoRAs
+    metadata = {"title": out_path.stem, **(metadata or {})}
+    header = build_metadata(family, configs, metadata, "float16" if half else "float32")
 
     with atomic_path(out_path) as tmp:
         if format == "safetensors":

@@ -83,6 +83,20 @@ def expand_prompt(prompt: str, identifier: str | None, class_noun: str | None) -
     return prompt
 
 
+def expand_prompts(
+    prompts: Sequence[str], identifier: str | None, class_noun: str | None, what: str = "prompts"
+) -> list[str]:
+    """[`expand_prompt`] over ``prompts``, refusing a placeholder that has no value (``what`` names the list in the
+    error: ``"prompts"``, ``"class prompts"``)."""
+    for placeholder, value, flag in (("{token}", identifier, "identifier"), ("{class}", class_noun, "class_noun")):
+        if value is None and any(placeholder in p for p in prompts):
+            raise ValueError(
+                f"the {what} use {placeholder} but the model records no {flag}; pass {flag}= "
+                f"(CLI --{flag.replace('_', '-')}) or write the {what} out"
+            )
+    return [expand_prompt(p, identifier, class_noun) for p in prompts]
+
+
 # --- generation -----------------------------------------------------------------------------------------------
 
 
@@ -226,7 +240,8 @@ def evaluate_pipeline(
         instance_images (`list[PIL.Image.Image]` or [`SubjectReference`]): the subject photos (or their embeddings,
             computed once per run).
         prompts (`list[str]`): evaluation prompts; ``{token}`` / ``{class}`` expand to ``identifier`` / ``class_noun``.
-        class_prompts (`list[str]`, *optional*): prompts without the identifier (e.g. "a photo of a dog") for drift.
+        class_prompts (`list[str]`, *optional*): prompts without the identifier (e.g. "a photo of a dog") for drift;
+            ``{class}`` (and ``{token}``) expand as in ``prompts``.
         base_pipeline (`DiffusionPipeline`, *optional*): the base model, to render the drift reference images.
         base_class_images (`list[list[PIL.Image.Image]]`, *optional*): those references, already rendered with
             [`generate_images`] and the same ``seed`` / settings (a trainer renders them once, before training).
@@ -271,21 +286,13 @@ def evaluate_pipeline(
     identifier = identifier if identifier is not None else config.get("instance_token")
     class_noun = class_noun if class_noun is not None else config.get("class_noun")
     first_identifier = identifier if isinstance(identifier, str) or identifier is None else identifier[0]
-    for placeholder, value, flag in (
-        ("{token}", first_identifier, "identifier"),
-        ("{class}", class_noun, "class_noun"),
-    ):
-        if value is None and any(placeholder in p for p in prompts):
-            raise ValueError(
-                f"the prompts use {placeholder} but the model records no {flag}; pass {flag}= "
-                f"(CLI --{flag}) or write the prompts out"
-            )
+    expanded = expand_prompts(prompts, first_identifier, class_noun)
+    class_prompts = expand_prompts(class_prompts or [], first_identifier, class_noun, "class prompts")
     device = getattr(pipeline, "device", None)
     clip = _embedder(clip, ClipEmbedder, DEFAULT_CLIP_MODEL, device)
     dino = _embedder(dino, DinoEmbedder, DEFAULT_DINO_MODEL, device)
 
     # 2. Generate with fixed seeds
-    expanded = [expand_prompt(p, first_identifier, class_noun) for p in prompts]
     images = generate_images(pipeline, expanded, seed, num_images_per_prompt, **call_kwargs)
 
     # 3. Embed and score
@@ -296,12 +303,10 @@ def evaluate_pipeline(
 
     # 4. Prior drift: class prompts through both weights, same seeds
     if class_prompts:
-        result.class_images = generate_images(
-            pipeline, list(class_prompts), seed, num_images_per_prompt, **call_kwargs
-        )
+        result.class_images = generate_images(pipeline, class_prompts, seed, num_images_per_prompt, **call_kwargs)
         if base_class_images is None:
             base_class_images = generate_images(
-                base_pipeline, list(class_prompts), seed, num_images_per_prompt, **call_kwargs
+                base_pipeline, class_prompts, seed, num_images_per_prompt, **call_kwargs
             )
         result.base_class_images = [list(row) for row in base_class_images]
         metrics["drift"] = drift_score(result.class_images, result.base_class_images, dino)
@@ -315,16 +320,31 @@ def evaluate_pipeline(
 def append_metrics(path: str | os.PathLike, step: int, metrics: Mapping[str, float], **extra) -> dict:
     """Append ``{"step": step, **metrics, **extra}`` as one line to ``path`` (created with its folder); returns it.
 
-    Each line is flushed and fsynced, so a crash loses at most the line being written.
+    Non-finite numbers (NaN, inf: e.g. a diverged loss) are written as ``null``, which JSON can hold and
+    [`select_best`] skips. Each line is flushed and fsynced, so a crash loses at most the line being written; when
+    the file does not end with a newline (that torn line), the record starts on a line of its own.
     """
-    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}, **extra}
+    record = {"step": int(step), **{k: _json_number(float(v) if v is not None else v) for k, v in metrics.items()}}
+    record.update({k: _json_number(v) for k, v in extra.items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, allow_nan=False) + "\n")
+    line = json.dumps(record, allow_nan=False) + "\n"
+    with open(path, "a+b") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
     return record
+
+
+def _json_number(value):
+    """``None`` for NaN / inf floats, anything else unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_metrics(path: str | os.PathLike) -> dict[int, dict]:

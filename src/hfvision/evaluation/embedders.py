@@ -28,7 +28,12 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.float(), dim=-1)
 
 
-def _load_model(name_or_path, revision, local_files_only, allow_pickle, **model_kwargs):
+def _hub_kwargs(revision: str | None, local_files_only: bool) -> dict:
+    """The ``from_pretrained`` arguments shared by a model, its config and its processor."""
+    return {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
+
+
+def _load_model(name_or_path, hub_kwargs: dict, allow_pickle: bool, **model_kwargs):
     """``AutoModel.from_pretrained`` with hfvision's weight policy: safetensors only unless ``allow_pickle``."""
     from transformers import AutoModel
 
@@ -36,10 +41,9 @@ def _load_model(name_or_path, revision, local_files_only, allow_pickle, **model_
 
     if os.path.isdir(name_or_path):
         check_local_weights(name_or_path, allow_pickle)
-    kwargs = {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
     try:
         return AutoModel.from_pretrained(
-            name_or_path, use_safetensors=None if allow_pickle else True, **model_kwargs, **kwargs
+            name_or_path, use_safetensors=None if allow_pickle else True, **model_kwargs, **hub_kwargs
         )
     except OSError as err:
         if not allow_pickle and "safetensors" in str(err):
@@ -113,8 +117,8 @@ class ClipEmbedder(_Embedder):
         """
         from transformers import AutoProcessor
 
-        model = _load_model(name_or_path, revision, local_files_only, allow_pickle)
-        kwargs = {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
+        kwargs = _hub_kwargs(revision, local_files_only)
+        model = _load_model(name_or_path, kwargs, allow_pickle)
         if not hasattr(model, "get_text_features"):
             raise ValueError(
                 f"{name_or_path} loads as {type(model).__name__}, not a CLIP-style model; pass a CLIP model"
@@ -157,11 +161,11 @@ class DinoEmbedder(_Embedder):
         """
         from transformers import AutoConfig, AutoImageProcessor
 
-        kwargs = {"revision": revision, **({"local_files_only": True} if local_files_only else {})}
+        kwargs = _hub_kwargs(revision, local_files_only)
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
         # DINO checkpoints carry no pooler; only the CLS token is used, so do not build (and report) one.
         extra = {"add_pooling_layer": False} if config.model_type == "vit" else {}
-        model = _load_model(name_or_path, revision, local_files_only, allow_pickle, config=config, **extra)
+        model = _load_model(name_or_path, kwargs, allow_pickle, config=config, **extra)
         return cls(model, AutoImageProcessor.from_pretrained(name_or_path, **kwargs), device)
 
     def _image_batch(self, pixel_values: torch.Tensor) -> torch.Tensor:

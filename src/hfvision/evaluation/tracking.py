@@ -3,8 +3,9 @@
 A trainer creates one per run and calls three things:
 
 1. [`QualityTracker.prepare`] once, with the base weights, before the first step: renders the drift references
-   (class prompts, fixed seeds) and saves them as PNG under ``{output_dir}/quality/base_class/``; a resumed run reads
-   them back (bit-identical) instead of needing the base weights again.
+   (class prompts, fixed seeds) and saves them as PNG under ``{output_dir}/quality/base_class/`` with a fingerprint
+   of how they were rendered (``settings.json``: class prompts, seed, images per prompt, call arguments); a resumed
+   run whose fingerprint matches reads them back (bit-identical) instead of needing the base weights again.
 2. [`QualityTracker.score`] at each validation, with the images it rendered anyway: appends a line to
    ``metrics.jsonl`` and says whether this step is the new best by ``select_best_by``.
 3. [`QualityTracker.best_step`] at the end: which step's weights to keep.
@@ -30,6 +31,7 @@ from .dreambooth import (
     SubjectReference,
     append_metrics,
     drift_score,
+    expand_prompts,
     generate_images,
     read_metrics,
     score_images,
@@ -39,6 +41,7 @@ from .dreambooth import (
 logger = get_logger(__name__)
 
 BASE_CLASS_DIR = "quality/base_class"
+BASE_CLASS_SETTINGS = "settings.json"  # how the PNGs beside it were rendered; they are reused only when it matches
 
 
 class QualityTracker:
@@ -51,7 +54,7 @@ class QualityTracker:
         clip (`ClipEmbedder`), dino (`DinoEmbedder`): the embedders.
         class_prompts (`list[str]`, *optional*): prompts for the prior-drift score.
         identifier (`str` or `list[str]`, *optional*): the trained token(s), removed for CLIP-T.
-        class_noun (`str`, *optional*): what ``{class}`` expands to.
+        class_noun (`str`, *optional*): what ``{class}`` expands to (in ``class_prompts`` too).
         select_best_by (`str`, *optional*): ``clip_i``, ``dino``, ``clip_t`` or ``drift``.
         resume_step (`int`, *optional*): the step a resumed run starts from; later records are ignored (and
             rewritten as the run gets there again).
@@ -82,7 +85,9 @@ class QualityTracker:
             raise ValueError("select_best_by='drift' needs class prompts (e.g. the run's class_prompt)")
         self.output_dir = Path(output_dir)
         self.metrics_path = self.output_dir / METRICS_FILE
-        self.prompts, self.class_prompts = list(prompts), list(class_prompts or [])
+        first_identifier = identifier if isinstance(identifier, str) or identifier is None else identifier[0]
+        self.prompts = list(prompts)
+        self.class_prompts = expand_prompts(class_prompts or [], first_identifier, class_noun, "class prompts")
         self.clip, self.dino = clip, dino
         self.identifier, self.class_noun, self.select_best_by = identifier, class_noun, select_best_by
         self.seed, self.num_images_per_prompt, self.call_kwargs = seed, num_images_per_prompt, call_kwargs
@@ -102,13 +107,15 @@ class QualityTracker:
             return
         records = read_metrics(self.metrics_path)
         self.history = {s: r for s, r in sorted(records.items()) if s <= resume_step}
-        if len(self.history) != len(records):
-            with atomic_write(self.metrics_path, "w") as f:
-                f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in self.history.values())
+        # always rewritten, even when every record is kept: a torn last line (the crash) must not stay in the
+        # middle of the file once the resumed run appends after it
+        with atomic_write(self.metrics_path, "w") as f:
+            f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in self.history.values())
 
     # 1. before training
     def prepare(self, base_pipeline=None) -> None:
-        """Render the base model's class images for the drift score (a resumed run reads back the saved ones)."""
+        """Render the base model's class images for the drift score (a resumed run reads back the saved ones when
+        they were rendered with this run's class prompts and settings)."""
         if not self.class_prompts:
             return
         folder = self.output_dir / BASE_CLASS_DIR
@@ -118,18 +125,39 @@ class QualityTracker:
                 self.base_class_images = saved
                 return
         if base_pipeline is None:
-            raise ValueError(f"no base class images in {folder}: pass the base pipeline to prepare() before training")
+            raise ValueError(
+                f"no base class images rendered with this run's class prompts and settings in {folder}: pass the "
+                "base pipeline to prepare() before training"
+            )
         self.base_class_images = generate_images(
             base_pipeline, self.class_prompts, self.seed, self.num_images_per_prompt, **self.call_kwargs
         )
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / BASE_CLASS_SETTINGS).unlink(missing_ok=True)  # PNGs half rewritten must not pass as a match
         for p, row in enumerate(self.base_class_images):
             for i, image in enumerate(row):
                 image.save(folder / f"{p}-{i}.png")
+        with atomic_write(folder / BASE_CLASS_SETTINGS, "w") as f:
+            f.write(self._base_settings())
+
+    def _base_settings(self) -> str:
+        """The fingerprint of the base class images: everything that decides their pixels besides the weights."""
+        settings = {
+            "class_prompts": self.class_prompts,
+            "seed": self.seed,
+            "num_images_per_prompt": self.num_images_per_prompt,
+            "call_kwargs": self.call_kwargs,
+        }
+        return json.dumps(settings, sort_keys=True, default=repr, indent=1) + "\n"
 
     def _read_base(self, folder: Path) -> list[list] | None:
         from PIL import Image
 
+        settings = folder / BASE_CLASS_SETTINGS
+        if not settings.is_file() or settings.read_text(encoding="utf-8") != self._base_settings():
+            if settings.is_file():
+                logger.warning("%s: rendered with other class prompts or settings; rendering them again", folder)
+            return None
         paths = [
             [folder / f"{p}-{i}.png" for i in range(self.num_images_per_prompt)]
             for p in range(len(self.class_prompts))

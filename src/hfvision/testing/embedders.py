@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..utils.clip_vocab import clip_tokenizer
+from .diffusion import tiny_text_config
 
 
 def tiny_clip_embedder(image_size: int = 32, patch_size: int = 8, seed: int = 0):
@@ -25,17 +26,7 @@ def tiny_clip_embedder(image_size: int = 32, patch_size: int = 8, seed: int = 0)
     """
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    text = dict(
-        vocab_size=49408,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
+    text = tiny_text_config()  # the tiny pipelines' CLIP text tower
     vision = dict(
         hidden_size=32,
         intermediate_size=37,
@@ -44,7 +35,7 @@ def tiny_clip_embedder(image_size: int = 32, patch_size: int = 8, seed: int = 0)
         image_size=image_size,
         patch_size=patch_size,
     )
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision, projection_dim=32)
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     image_processor = CLIPImageProcessor(

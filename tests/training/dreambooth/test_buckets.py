@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hfvision.training.dreambooth.buckets import (
@@ -159,6 +160,44 @@ def test_order_is_seeded_and_resume_yields_exactly_the_remaining_batches():
     assert list(resumed) == make().epoch_batches(2)
     with pytest.raises(ValueError, match="saved with seed 5, this run uses 9"):
         BucketBatchSampler(bucket_of, 2, seed=9).load_state_dict(state)
+
+
+class _Items(torch.utils.data.Dataset):
+    """Hands back the sampler's items, so a loader's batches are the sampler's batches."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, item):
+        return item
+
+
+def test_resume_through_an_accelerate_prepared_loader():
+    """accelerate's prepared loader calls ``set_epoch(iteration)`` at every pass and its iteration starts at 0 in a
+    fresh process; restored as documented (load_state_dict, then the loader's set_epoch), the resumed run sees the
+    uninterrupted tail of the epoch and then the next epoch."""
+    from accelerate import Accelerator
+
+    _, _, bucket_of, class_of = _bucketed_dataset()
+    make = lambda: BucketBatchSampler(bucket_of, batch_size=2, seed=5, class_bucket_of=class_of)  # noqa: E731
+    reference = make()
+    epoch1, epoch2 = reference.epoch_batches(1), reference.epoch_batches(2)
+
+    sampler = make()
+    sampler.load_state_dict({"epoch": 1, "position": 4, "seed": 5})
+    loader = torch.utils.data.DataLoader(_Items(len(bucket_of)), batch_sampler=sampler, collate_fn=list)
+    prepared = Accelerator(cpu=True).prepare(loader)
+    assert prepared.batch_sampler is sampler
+    prepared.set_epoch(1)
+    assert sampler.state_dict() == {"epoch": 1, "position": 4, "seed": 5}
+    assert list(prepared) == epoch1[4:]
+    assert list(prepared) == epoch2
+    # naming another epoch still starts it from its first batch
+    prepared.set_epoch(1)
+    assert list(prepared) == epoch1
 
 
 def test_drop_last_and_no_class_images():

@@ -244,6 +244,14 @@ class BucketBatchSampler:
 
     ``position`` counts the batches of the current epoch already consumed. With a ``DataLoader`` that prefetches,
     record the trainer's own count and restore it with [`load_state_dict`], not the sampler's live attribute.
+    Under several processes accelerate's ``BatchSamplerShard`` iterates this whole sampler in every process and
+    keeps every ``num_processes``-th batch, so ``position`` counts *global* batches: a process that consumed ``n``
+    batches of the epoch restores ``position = n * num_processes``.
+
+    Resuming through accelerate: ``accelerator.prepare(DataLoader(dataset, batch_sampler=sampler))`` calls
+    ``set_epoch(loader.iteration)`` at every ``__iter__``, and its ``iteration`` starts at 0 in a fresh process. So
+    restore with ``sampler.load_state_dict(state)`` and then ``prepared_loader.set_epoch(state["epoch"])``; the
+    loader's call then names the epoch the sampler is already in, and [`set_epoch`] keeps the position.
 
     >>> sampler = BucketBatchSampler([0, 1, 0, 1, 0], batch_size=2, seed=0)
     >>> sorted(len(b) for b in sampler)
@@ -273,8 +281,13 @@ class BucketBatchSampler:
         return self.max_batch_size if self.drop_last else None
 
     def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch."""
-        self.epoch, self.position = epoch, 0
+        """Move to ``epoch``, starting from its first batch; naming the current epoch keeps ``position``.
+
+        accelerate's prepared loaders call this at the start of every pass with their own epoch count; resetting
+        the position on such a call would restart a resumed epoch from batch 0.
+        """
+        if epoch != self.epoch:
+            self.epoch, self.position = epoch, 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
