@@ -5,10 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._checks import non_negative_float, positive_float, positive_int
+
 # Kept in sync with hfvision.export.export.TASKS (tested); not imported so `hfvision --help` stays fast.
 TASKS = ("auto", "image-classification", "gender-classification", "image-feature-pyramid", "text-to-image",
          "dreambooth", "stable-diffusion")  # fmt: skip
 QUANTIZE = ("int8", "int8-dynamic", "int8-static")
+
+
+def check_onnx(args: argparse.Namespace) -> None:
+    """Every argument before the model loads: the output folder is new (or --overwrite), the model is complete."""
+    from pathlib import Path
+
+    from . import _checks
+
+    _checks.output_folder(args.output, "OUTPUT", args.overwrite)
+    model = Path(args.model).expanduser()
+    diffusion = args.task in ("text-to-image", "dreambooth", "stable-diffusion") or (model / "model_index.json").exists()
+    if model.is_dir() and diffusion:
+        _checks.check_diffusers_folder(model, "MODEL")
+    elif model.is_dir() and (model / "config.json").is_file() and args.task == "image-feature-pyramid":
+        _checks._weights_in(model, False, "MODEL")
+    else:
+        _checks.model_source(args.model, "MODEL", "classifier", revision=args.revision)
+    if args.force_quantize and not args.quantize:
+        raise _checks.CLIError("--force-quantize needs --quantize", _checks.USAGE)
 
 
 def run_onnx(args: argparse.Namespace) -> int:
@@ -66,18 +87,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model directory, Hub repo id, or diffusers pipeline directory")
     p.add_argument("output", help="output directory (must be empty unless --overwrite)")
     p.add_argument("--task", default="auto", choices=TASKS, help="what the model does (default: inferred)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
-    p.add_argument("--atol", type=float, default=None, help="validation tolerance (default 1e-4)")
+    p.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (default: 17)")
+    p.add_argument("--atol", type=positive_float, default=None, help="validation tolerance (default: 1e-4)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="also write model_quantized.onnx (int8: the family's fastest mode)")  # fmt: skip
-    p.add_argument("--quantize-threshold", type=float, default=0.99,
-                   help="minimum int8/fp32 top-1 agreement on photos (default 0.99)")  # fmt: skip
+    p.add_argument("--quantize-threshold", type=non_negative_float, default=0.99,
+                   help="minimum int8/fp32 top-1 agreement on photos")  # fmt: skip
     p.add_argument("--force-quantize", action="store_true", help="write the int8 model even below the threshold")
     p.add_argument("--static-shapes", action="store_true", help="fixed batch 1 and input size (no dynamic axes)")
     p.add_argument("--no-validate", action="store_true", help="skip the ONNX Runtime vs PyTorch validation")
     p.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the export to this Hub repo")
     p.add_argument("--revision", default=None, help="Hub revision of MODEL")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
-    p.set_defaults(func=run_onnx)
+    p.set_defaults(func=run_onnx, check=check_onnx)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

@@ -26,7 +26,7 @@ def _load(path: str):
     try:
         return load_image(path), None
     except ImageLoadError as err:
-        return None, f"{err.reason}: {err.detail}"
+        return None, err
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -34,8 +34,12 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwargs: dict, progress: bool):
-    """``(position, record)`` pairs for this process's files; images are decoded by two threads ahead of the model."""
+def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwargs: dict, progress: bool,
+                    strict: bool = False):  # fmt: skip
+    """``(position, record)`` pairs for this process's files; images are decoded by two threads ahead of the model.
+
+    A file that is not a usable image is skipped with a warning (its record holds the reason), or with ``strict``
+    raises its `ImageLoadError` before any model call of its group."""
     from tqdm.auto import tqdm
 
     faces = bool(call_kwargs.get("faces"))
@@ -45,13 +49,18 @@ def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwarg
                                                           disable=not progress) as bar:  # fmt: skip
         loaded = pool.map(lambda group: [(*e, *_load(e[1])) for e in group], _chunks(entries, chunk))
         for group in loaded:
+            if strict:
+                for _, _, _, error in group:
+                    if error is not None:
+                        raise error
             good = [(pos, path, image) for pos, path, image, _ in group if image is not None]
             results = pipe([image for _, _, image in good], batch_size=batch_size, **call_kwargs) if good else []
             by_position = {pos: result for (pos, _, _), result in zip(good, results)}
             for pos, path, _, error in group:
                 if error is not None:
-                    logger.warning("skipping %s: %s", path, error)
-                    out.append((pos, {"file": path, "error": error}))
+                    reason = f"{error.reason}: {error.detail}"
+                    logger.warning("skipping %s: %s", path, reason)
+                    out.append((pos, {"file": path, "error": reason}))
                 else:
                     out.append((pos, {"file": path, "faces" if faces else "predictions": by_position[pos]}))
             bar.update(len(group))
@@ -87,6 +96,7 @@ def classify_files(
     device: str | None = None,
     progress: bool = True,
     pipe: Any = None,
+    strict: bool = False,
     **pipeline_kwargs: Any,
 ) -> list[dict]:
     """Classify every image in ``inputs``; returns one record per input, in input order.
@@ -108,6 +118,8 @@ def classify_files(
             processes, CPU otherwise.
         progress (`bool`, *optional*, defaults to `True`): tqdm progress bar (main process only).
         pipe (*optional*): an already-built pipeline to use instead of building one.
+        strict (`bool`, *optional*, defaults to `False`): raise the `ImageLoadError` of the first unusable file
+            instead of skipping it (with a warning and an ``"error"`` record).
         pipeline_kwargs: passed to :func:`hfvision.pipeline` (``revision``, ``verify``, ``allow_pickle``, ...).
 
     >>> records = classify_files("photos/", model="rizvandwiki/gender-classification", output="preds.jsonl")
@@ -131,7 +143,8 @@ def classify_files(
     call_kwargs = {k: v for k, v in call_kwargs.items() if v is not None}
     mine = shard(files, index, count)
     logger.info("process %d/%d: %d of %d files", index + 1, count, len(mine), len(files))
-    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process)
+    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process,
+                            strict)  # fmt: skip
     if count > 1:
         from accelerate.utils import gather_object
 

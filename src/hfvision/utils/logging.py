@@ -1,10 +1,26 @@
-"""Library logging: every module logs through ``hfvision.<module>`` loggers, never ``print``."""
+"""Library logging: every module logs through ``hfvision.<module>`` loggers, never ``print``.
+
+The command line adds one handler (:func:`enable_cli_logging`) that every library's messages go through: Python
+warnings and the loggers of transformers, diffusers, accelerate, huggingface_hub, ... are routed to it, each distinct
+message is shown once, and ANSI colour codes are removed when stderr is not a terminal.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
+import sys
 
 _ROOT = "hfvision"
+#: third-party loggers routed through the CLI handler
+LIBRARIES = ("transformers", "diffusers", "accelerate", "huggingface_hub", "peft", "datasets", "timm", "py.warnings")
+#: known messages that say nothing a CLI user can act on (shown with --verbose)
+NOISE = (
+    "pin_memory",  # torch DataLoader on a CPU-only machine, once per loader
+    "were not passed to `accelerate launch`",
+)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -21,12 +37,77 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(f"{_ROOT}.{name}")
 
 
+class _OncePlain(logging.Filter):
+    """Drop repeated messages and known noise; strip ANSI codes when the stream is not a terminal."""
+
+    def __init__(self, handler: logging.StreamHandler, verbose: bool):
+        super().__init__()
+        self.handler, self.verbose, self.seen = handler, verbose, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not self.verbose and record.levelno < logging.ERROR and any(n in message for n in NOISE):
+            return False
+        if record.name == "py.warnings" and not self.verbose:  # "file:line: Category: text" + a source line
+            message = message.splitlines()[0].split(": ", 1)[-1] if message else message
+        key = (record.name, record.levelno, message)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        stream = getattr(self.handler, "stream", None)
+        if not (stream is not None and hasattr(stream, "isatty") and stream.isatty()):
+            message = _ANSI.sub("", message)
+        record.msg, record.args = message, None
+        return True
+
+
+def _cli_handler() -> logging.Handler | None:
+    for h in logging.getLogger(_ROOT).handlers:
+        if getattr(h, "_hfvision_cli", False):
+            return h
+    return None
+
+
 def enable_cli_logging(verbose: bool = False) -> None:
-    """Show hfvision's INFO (or DEBUG) messages on stderr; used by the command line only."""
-    logger = logging.getLogger(_ROOT)
-    if not any(getattr(h, "_hfvision_cli", False) for h in logger.handlers):
+    """Show hfvision's warnings (with ``verbose``: INFO and DEBUG too) on stderr, once each; CLI only.
+
+    Args:
+        verbose (`bool`, *optional*, defaults to `False`): also show hfvision's INFO/DEBUG messages and the
+            third-party INFO messages and known noise.
+    """
+    handler = _cli_handler()
+    if handler is None:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._hfvision_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handler.setStream(sys.stderr)  # the current stderr (tests swap it)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    handler.filters = [_OncePlain(handler, verbose)]
+    logging.captureWarnings(True)
+    for name in (_ROOT, *LIBRARIES):
+        logger = logging.getLogger(name)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+        logger.propagate = False
+    logging.getLogger(_ROOT).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def configure_library_logging(verbose: bool = False) -> None:
+    """Route the installed libraries' loggers through the CLI handler and keep them quiet: warnings only (INFO with
+    ``verbose``), no nested "Loading weights" / "Loading pipeline components" bars.
+
+    Imports the libraries' logging modules (transformers' pulls in torch): call it after the cheap checks.
+    """
+    handler = _cli_handler()
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("transformers", "diffusers"):
+        if importlib.util.find_spec(name) is None:
+            continue
+        lib_logging = importlib.import_module(f"{name}.utils.logging")
+        lib_logging.set_verbosity(level)
+        lib_logging.disable_default_handler()
+        if not verbose:
+            lib_logging.disable_progress_bar()  # loading bars; our own bars show the long steps
+        if handler is not None and handler not in logging.getLogger(name).handlers:
+            logging.getLogger(name).addHandler(handler)
+    for name in ("accelerate", "huggingface_hub", "peft", "datasets", "timm"):
+        logging.getLogger(name).setLevel(level)
