@@ -283,21 +283,28 @@ def _hub_problem(timeout: float = 3.0) -> str | None:
     return _HUB_REACHABLE[endpoint]
 
 
-def check_hub_model(repo_id: str, flag: str, filename: str, revision: str | None = None, shown: str = "") -> None:
-    """A Hub model is usable: the Hub answers, or the file is in the local cache (then loading stays offline)."""
+def check_hub_model(
+    repo_id: str, flag: str, filename: str = "", revision: str | None = None, shown: str = "", repo_type: str = "model"
+) -> None:
+    """A Hub repo is usable: the Hub answers, or the repo is in the local cache (then loading stays offline)."""
     problem = _hub_problem()
     if problem is None:
         return
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(repo_id, filename, revision=revision), str):
+    if filename:
+        cached = isinstance(try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type), str)
+    else:
+        cached = (Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}").is_dir()
+    if cached:
         if not constants.HF_HUB_OFFLINE:  # use the cache without the retries of an unreachable Hub
             constants.HF_HUB_OFFLINE = True
             os.environ["HF_HUB_OFFLINE"] = "1"
         return
+    what = "folder holding the model" if repo_type == "model" else f"{repo_type} folder"
     raise CLIError(
         f"{flag} {shown or repo_id} needs the Hugging Face Hub, and {problem}; it is not in the local cache either. "
-        f"Point {flag} at a local folder holding the model, or run once with network access to cache it"
+        f"Point {flag} at a local {what}, or run once with network access to cache it"
     )
 
 

@@ -20,6 +20,8 @@ from ..utils.logging import configure_library_logging, enable_cli_logging
 from ._checks import USAGE, CLIError, HelpFormatter, one_line
 
 GLOBAL_FLAGS = {"--debug", "--verbose", "-v"}
+#: argparse ``dest`` of the second-level subcommands (``data prepare``, ``convert to-single-file``, ...)
+SUBCOMMAND_DESTS = ("data_command", "session_command", "train_command", "conversion", "format", "models_command")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return USAGE
     enable_cli_logging(args.verbose)
-    name = f"hfvision {args.command}"
+    name = " ".join(["hfvision", args.command] + [getattr(args, d) for d in SUBCOMMAND_DESTS if getattr(args, d, None)])
     try:
         check = getattr(args, "check", None)
         if check is not None:

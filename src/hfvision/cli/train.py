@@ -66,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="DreamBooth a Stable Diffusion model on photos of a subject (see `hfvision train dreambooth --help`)",
     )
     dreambooth.__class__ = _PassThroughParser
-    classifier = kinds.add_parser("classifier", help="fine-tune an image classifier (transformers or timm)")
+    classifier = kinds.add_parser(
+        "classifier", add_help=False, help="fine-tune an image classifier (see `hfvision train classifier --help`)"
+    )
     try:
         from ..training.classification import cli as classification_cli
     except ImportError as err:  # written separately; dreambooth must work without it
