@@ -35,10 +35,10 @@ def test_data_prepare_json_output_and_failure_exit_codes(tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["counts"]["rejected"] == 1
     assert "no usable image" in captured.err
-    assert main(["data", "prepare", str(src), str(tmp_path / "o"), "--size", "500"]) == 1
-    assert "size=500 must be a positive multiple of 8; try 496 or 504" in capsys.readouterr().err
+    assert main(["data", "prepare", str(src), str(tmp_path / "o"), "--size", "500"]) == 2
+    assert "--size 500 must be a positive multiple of 8; try 496 or 504" in capsys.readouterr().err
     assert main(["data", "prepare", str(tmp_path / "missing"), str(tmp_path / "o")]) == 1
-    assert "source folder not found" in capsys.readouterr().err
+    assert f"SRC {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
 
 
 def test_session_create_and_status(tmp_path, capsys):

@@ -43,5 +43,5 @@ def test_models_list_and_errors(capsys, tmp_path):
     assert "diffusers/controlnet-canny-sdxl-1.0" in capsys.readouterr().out
     assert main(["generate", "--model", "sd1.5", "--prompt", "x", "--out", str(tmp_path / "x.png")]) == 1
     assert "did you mean 'sd15'" in capsys.readouterr().err
-    assert main(["generate", "--model", "sd15", "--prompt", "x", "--out", str(tmp_path / "x.gif")]) == 1
+    assert main(["generate", "--model", "sd15", "--prompt", "x", "--out", str(tmp_path / "x.gif")]) == 2
     assert "must end in .png" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from hfvision.cli.main import build_parser
+from hfvision.data.image_io import MAX_PIXELS
 from hfvision.serving.config import ServeConfig
 
 
@@ -22,7 +23,10 @@ def test_flags_mirror_serve_config():
     assert args.func.__module__ == "hfvision.cli.serve"
     config = ServeConfig(**{k: getattr(args, k) for k in ServeConfig.__dataclass_fields__})
     assert config == ServeConfig(task="gender-classification", model="org/m", max_batch_size=8, max_wait_ms=2.5,
-                                 onnx=True, num_threads=1)  # fmt: skip
+                                 onnx=True, num_threads=1, max_pixels=MAX_PIXELS)  # fmt: skip
+    # the command line's one default task and one pixel budget, shared with classify and data prepare
+    defaults = build_parser().parse_args(["serve"])
+    assert (defaults.task, defaults.max_pixels) == ("gender-classification", MAX_PIXELS)
     assert config.host == "127.0.0.1" and config.model_name == "org/m"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--task", "object-detection"])
@@ -122,11 +126,20 @@ def test_workers_fail_fast_when_the_model_does_not_load(tmp_path, monkeypatch, c
 
     from hfvision.cli.main import main
 
+    from hfvision.serving import tasks
+
     started = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append((a, k)))
-    missing = tmp_path / "no-such-model"
-    missing.mkdir()  # a folder without a model in it
-    assert main(["serve", "--model", str(missing), "--workers", "2", "--port", "0"]) == 1
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", lambda *a, **k: started.append((a, k)))
+    monkeypatch.setattr(tasks, "load_runner", lambda config: (_ for _ in ()).throw(OSError(f"{config.model}: broken")))
+    broken = tmp_path / "no-such-model"
+    broken.mkdir()  # passes the folder checks, fails to load
+    for name in ("config.json", "preprocessor_config.json"):
+        (broken / name).write_text("{}")
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    save_file({"w": np.zeros(1, dtype=np.float32)}, str(broken / "model.safetensors"))
+    assert main(["serve", "--model", str(broken), "--workers", "2", "--port", "0"]) == 1
     assert started == [] and ServeConfig.ENV_VAR not in os.environ
     error = capsys.readouterr().err.strip()
     assert error.startswith("hfvision serve: error:") and "no-such-model" in error and "\n" not in error
@@ -138,14 +151,28 @@ def test_workers_hand_the_config_to_uvicorn_workers(tiny_model_dir, monkeypatch)
 
     from hfvision.cli.main import main
 
+    import uvicorn.supervisors
+
     started = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **k: started.append((app, k)))
+
+    class Supervisor:  # records what uvicorn's worker supervisor would run, with the socket already listening
+        def __init__(self, config, sockets):
+            started.append((config, sockets, sockets[0].getsockname()[1]))
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", Supervisor)
     monkeypatch.delenv(ServeConfig.ENV_VAR, raising=False)
     model = str(tiny_model_dir("vit"))
-    assert main(["serve", "--model", model, "--workers", "3", "--port", "0", "--max-batch-size", "8"]) == 0
-    [(app, options)] = started
-    assert app == "hfvision.serving.app:app_from_env" and options["factory"] and options["workers"] == 3
-    assert options["log_level"] == "warning" and options["access_log"] is False  # access lines need --verbose
+    code = main(["serve", "--task", "image-classification", "--model", model, "--workers", "3", "--port", "0",
+                 "--max-batch-size", "8"])  # fmt: skip
+    assert code == 0
+    [(options, sockets, port)] = started
+    assert options.app == "hfvision.serving.app:app_from_env" and options.factory and options.workers == 3
+    assert options.log_level == "warning" and options.access_log is False  # access lines need --verbose
+    assert port > 0 and sockets[0].fileno() == -1  # the port was listening while the workers ran; closed after
     config = ServeConfig.from_json(os.environ[ServeConfig.ENV_VAR])
-    assert config == ServeConfig(model=model, workers=3, port=0, max_batch_size=8)
+    assert config == ServeConfig(task="image-classification", model=model, workers=3, port=port, max_batch_size=8,
+                                 max_pixels=MAX_PIXELS)  # fmt: skip
     monkeypatch.delenv(ServeConfig.ENV_VAR)

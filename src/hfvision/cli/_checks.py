@@ -160,7 +160,9 @@ def check_safetensors(path: Path, flag: str) -> None:
                 except (ValueError, KeyError, TypeError, IndexError):
                     problem = "its header is not valid safetensors JSON"
     if problem:
-        raise CLIError(f"{flag}: {path} is not a valid safetensors file ({problem}); download or save it again")
+        raise CLIError(
+            f"{flag}: {path} is not a valid safetensors file (truncated or corrupt: {problem}); download or save it again"
+        )
 
 
 def _weights_in(folder: Path, allow_pickle: bool, flag: str) -> None:

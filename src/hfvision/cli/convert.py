@@ -24,10 +24,6 @@ def _check_to_single_file(args: argparse.Namespace) -> None:
     if args.format and Path(args.out).suffix.lower() != f".{args.format}":
         raise CLIError(f"--format {args.format} does not match OUT {args.out}; use a .{args.format} name", USAGE)
     _checks.output_file(args.out, "OUT", args.overwrite)
-    for item in args.metadata or []:
-        key, sep, _ = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"--metadata {item!r} must look like KEY=VALUE, e.g. trigger_word=sks", USAGE)
 
 
 def _check_from_single_file(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._checks import non_negative_float, positive_float, positive_int
+from ._checks import non_negative_float, positive_int
 
 # Kept in sync with hfvision.export.export.TASKS (tested); not imported so `hfvision --help` stays fast.
 TASKS = ("auto", "image-classification", "gender-classification", "image-feature-pyramid", "text-to-image",
@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output directory (must be empty unless --overwrite)")
     p.add_argument("--task", default="auto", choices=TASKS, help="what the model does (default: inferred)")
     p.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (default: 17)")
-    p.add_argument("--atol", type=positive_float, default=None, help="validation tolerance (default: 1e-4)")
+    p.add_argument("--atol", type=non_negative_float, default=None, help="validation tolerance (default: 1e-4)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="also write model_quantized.onnx (int8: the family's fastest mode)")  # fmt: skip

@@ -20,8 +20,6 @@ from ..utils.logging import configure_library_logging, enable_cli_logging
 from ._checks import USAGE, CLIError, HelpFormatter, one_line
 
 GLOBAL_FLAGS = {"--debug", "--verbose", "-v"}
-#: argparse ``dest`` of the second-level subcommands (``data prepare``, ``convert to-single-file``, ...)
-SUBCOMMAND_DESTS = ("data_command", "session_command", "train_command", "conversion", "format", "models_command")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -74,14 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        prog = f"hfvision {args.command}" if getattr(args, "command", None) else "hfvision"
+        parser.exit(USAGE, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)\n")
     args.extra_argv = extra
     args.verbose, args.debug = flags["verbose"] or args.verbose, flags["debug"] or args.debug
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE
     enable_cli_logging(args.verbose)
-    name = " ".join(["hfvision", args.command] + [getattr(args, d) for d in SUBCOMMAND_DESTS if getattr(args, d, None)])
+    name = f"hfvision {args.command}"
     try:
         check = getattr(args, "check", None)
         if check is not None:

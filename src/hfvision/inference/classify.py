@@ -46,7 +46,7 @@ def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwarg
     chunk = max(32, 4 * batch_size) if isinstance(batch_size, int) else 64
     out: list[tuple[int, dict]] = []
     with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(entries), desc="classify", unit="img",
-                                                          disable=not progress) as bar:  # fmt: skip
+                                                          disable=None if progress else True) as bar:  # fmt: skip
         loaded = pool.map(lambda group: [(*e, *_load(e[1])) for e in group], _chunks(entries, chunk))
         for group in loaded:
             if strict:
@@ -116,7 +116,7 @@ def classify_files(
         face_margin (`float`, *optional*): context around each face (fraction of its size).
         device (`str`, *optional*): defaults to the process's accelerate device when launched with several
             processes, CPU otherwise.
-        progress (`bool`, *optional*, defaults to `True`): tqdm progress bar (main process only).
+        progress (`bool`, *optional*, defaults to `True`): tqdm progress bar (main process, terminals only).
         pipe (*optional*): an already-built pipeline to use instead of building one.
         strict (`bool`, *optional*, defaults to `False`): raise the `ImageLoadError` of the first unusable file
             instead of skipping it (with a warning and an ``"error"`` record).

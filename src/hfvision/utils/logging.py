@@ -61,6 +61,18 @@ class _OncePlain(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (tests and tools swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property always answers sys.stderr
+        pass
+
+
 def _cli_handler() -> logging.Handler | None:
     for h in logging.getLogger(_ROOT).handlers:
         if getattr(h, "_hfvision_cli", False):
@@ -77,9 +89,8 @@ def enable_cli_logging(verbose: bool = False) -> None:
     """
     handler = _cli_handler()
     if handler is None:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler._hfvision_cli = True  # type: ignore[attr-defined]
-    handler.setStream(sys.stderr)  # the current stderr (tests swap it)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
     handler.filters = [_OncePlain(handler, verbose)]
     logging.captureWarnings(True)
@@ -87,7 +98,6 @@ def enable_cli_logging(verbose: bool = False) -> None:
         logger = logging.getLogger(name)
         if handler not in logger.handlers:
             logger.addHandler(handler)
-        logger.propagate = False
     logging.getLogger(_ROOT).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
