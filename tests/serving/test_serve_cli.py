@@ -81,7 +81,7 @@ def test_serve_command_end_to_end(workers, tiny_model_dir, photo_bytes, vit_pipe
     model = str(tiny_model_dir("vit"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "hfvision.cli.main", "serve", "--task", "image-classification", "--model", model,
-         "--port", str(port), "--max-wait-ms", "1", "--workers", str(workers)],
+         "--port", str(port), "--max-wait-ms", "1", "--workers", str(workers), "--verbose"],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

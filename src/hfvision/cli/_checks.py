@@ -389,7 +389,9 @@ def one_line(err: BaseException) -> str:
     elif isinstance(err, (OSError, ValueError, ImportError, RuntimeError, NotImplementedError)) or name.endswith("Error"):
         text = text or name
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    text = " ".join(lines) if len(lines) <= 3 else lines[0]
+    if len(lines) > 12:  # a multi-line report (e.g. per-case validation results): the first ones, on one line
+        lines = [*lines[:12], f"... ({len(lines) - 12} more; add --debug for everything)"]
+    text = "; ".join(line.rstrip(":;") for line in lines) if len(lines) > 1 else (lines[0] if lines else "")
     if not isinstance(err, (OSError, ValueError, ImportError)) or not text:
         text = f"{name}: {text}" if text else name
     return in_cli_words(text)

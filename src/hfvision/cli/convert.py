@@ -12,6 +12,10 @@ from ._checks import USAGE, CLIError
 def _check_to_single_file(args: argparse.Namespace) -> None:
     from . import _checks
 
+    for item in args.metadata or []:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--metadata {item!r} must look like KEY=VALUE, e.g. trigger_word=sks")
     _checks.existing(args.pipeline_dir, "PIPELINE_DIR", "folder")
     _checks.check_diffusers_folder(Path(args.pipeline_dir), "PIPELINE_DIR")
     pickle = args.format == "ckpt" or Path(args.out).suffix.lower() in (".ckpt", ".bin", ".pt", ".pth")

@@ -93,6 +93,7 @@ def _generate(args: argparse.Namespace) -> int:
                     control.save(f, format=SUFFIXES[args.save_control.rsplit(".", 1)[-1].lower()])
             call_kwargs.update(control_image=control, controlnet_conditioning_scale=args.controlnet_scale)
     loaded = time.perf_counter() - start
+    pipe.set_progress_bar_config(disable=None)  # one bar for the denoising loop, on terminals only
     if args.height or args.width:
         call_kwargs.update(height=args.height, width=args.width)
     start = time.perf_counter()
