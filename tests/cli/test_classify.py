@@ -59,8 +59,17 @@ def test_classify_rejects_bad_arguments(tiny_model_dir, photos, tmp_path, capsys
         main(["classify", "--input", str(photos), "--output", str(tmp_path / "x"), "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "--batch-size '0': use a positive integer or 'auto'" in capsys.readouterr().err
-    code = main(["classify", "--model", str(tiny_model_dir("vit")), "--input", str(tmp_path / "nowhere"),
-                 "--output", str(tmp_path / "x")])  # fmt: skip
+    code = main(
+        [
+            "classify",
+            "--model",
+            str(tiny_model_dir("vit")),
+            "--input",
+            str(tmp_path / "nowhere"),
+            "--output",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 1 and "nowhere: no such file or folder" in capsys.readouterr().err
 
 
@@ -72,14 +81,38 @@ def test_two_process_accelerate_launch_matches_a_single_process(tiny_model_dir, 
     common = ["classify", "--model", model, "--input", str(photos), "--batch-size", "2", "--no-progress", "--verbose"]
     single, double = tmp_path / "single.jsonl", tmp_path / "double.jsonl"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([sys.executable, "-m", "hfvision.cli.main", *common, "--output", str(single)], env=env,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "hfvision.cli.main", *common, "--output", str(single)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     launched = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-         "no", "--dynamo_backend", "no", "--main_process_port", "29517", "-m", "hfvision.cli.main", *common,
-         "--output", str(double)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+            "-m",
+            "hfvision.cli.main",
+            *common,
+            "--output",
+            str(double),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "process 1/2: 3 of 6 files" in launched.stderr and "process 2/2: 3 of 6 files" in launched.stderr
     a, b = _read(single), _read(double)

@@ -115,17 +115,33 @@ CASES = [
     ("classify-existing-output", [*CLASSIFY[:6], "{root}/existing.jsonl"], 1, "--overwrite"),
     ("classify-output-is-folder", [*CLASSIFY[:6], "{root}/outdir"], 1, "is a folder"),
     ("classify-no-weights", [CLASSIFY[0], "--model", "{root}/vit_no_weights", *CLASSIFY[3:]], 1, "no weights"),
-    ("classify-no-preprocessor", [CLASSIFY[0], "--model", "{root}/vit_no_preproc", *CLASSIFY[3:]], 1,
-     "preprocessor_config.json"),
-    ("classify-corrupt-weights", [CLASSIFY[0], "--model", "{root}/vit_corrupt", *CLASSIFY[3:]], 1,
-     "not a valid safetensors file"),
+    (
+        "classify-no-preprocessor",
+        [CLASSIFY[0], "--model", "{root}/vit_no_preproc", *CLASSIFY[3:]],
+        1,
+        "preprocessor_config.json",
+    ),
+    (
+        "classify-corrupt-weights",
+        [CLASSIFY[0], "--model", "{root}/vit_corrupt", *CLASSIFY[3:]],
+        1,
+        "not a valid safetensors file",
+    ),
     ("classify-truncated-weights", [CLASSIFY[0], "--model", "{root}/vit_truncated", *CLASSIFY[3:]], 1, "truncated"),
     ("classify-model-is-file", [CLASSIFY[0], "--model", "{root}/good.png", *CLASSIFY[3:]], 1, "is a file"),
     ("classify-missing-model-path", [CLASSIFY[0], "--model", "./no/such/model", *CLASSIFY[3:]], 1, "no such folder"),
-    ("classify-hub-model-offline", [CLASSIFY[0], "--model", "someone/not-cached", *CLASSIFY[3:]], 1,
-     "needs the Hugging Face Hub"),
-    ("classify-image-classification-needs-model", ["classify", "--task", "image-classification", *CLASSIFY[3:]], 2,
-     "--model"),
+    (
+        "classify-hub-model-offline",
+        [CLASSIFY[0], "--model", "someone/not-cached", *CLASSIFY[3:]],
+        1,
+        "needs the Hugging Face Hub",
+    ),
+    (
+        "classify-image-classification-needs-model",
+        ["classify", "--task", "image-classification", *CLASSIFY[3:]],
+        2,
+        "--model",
+    ),
     ("classify-strict-fake-image", [*CLASSIFY[:4], "{root}/photos", *CLASSIFY[5:], "--strict"], 1, "--strict"),
     ("classify-strict-zero-byte", [*CLASSIFY[:4], "{root}/zero.jpg", *CLASSIFY[5:], "--strict"], 1, "zero.jpg"),
     ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 2, "--output"),
@@ -136,30 +152,67 @@ CASES = [
     ("generate-gif", [*GENERATE[:6], "{root}/x.gif"], 2, ".png, .jpg or .webp"),
     ("generate-controlnet-without-image", [*GENERATE, "--controlnet", "canny"], 2, "--control-image"),
     ("generate-image-without-controlnet", [*GENERATE, "--control-image", "{root}/good.png"], 2, "--controlnet"),
-    ("generate-fake-control-image", [*GENERATE, "--controlnet", "canny", "--control-image", "{root}/fake.png"], 1,
-     "--control-image"),
+    (
+        "generate-fake-control-image",
+        [*GENERATE, "--controlnet", "canny", "--control-image", "{root}/fake.png"],
+        1,
+        "--control-image",
+    ),
     ("generate-existing-output", [*GENERATE[:6], "{root}/existing.png"], 1, "--overwrite"),
     ("generate-sd-without-unet", [GENERATE[0], "--model", "{root}/sd_no_unet", *GENERATE[3:]], 1, "unet/"),
     ("generate-zero-byte-file", [GENERATE[0], "--model", "{root}/zero.safetensors", *GENERATE[3:]], 1, "empty"),
-    ("generate-garbage-file", [GENERATE[0], "--model", "{root}/garbage.safetensors", *GENERATE[3:]], 1,
-     "not a valid safetensors file"),
-    ("generate-registry-key-offline", [GENERATE[0], "--model", "sd15", *GENERATE[3:]], 1, "needs the Hugging Face Hub"),
+    (
+        "generate-garbage-file",
+        [GENERATE[0], "--model", "{root}/garbage.safetensors", *GENERATE[3:]],
+        1,
+        "not a valid safetensors file",
+    ),
+    (
+        "generate-registry-key-offline",
+        [GENERATE[0], "--model", "sd15", *GENERATE[3:]],
+        1,
+        "needs the Hugging Face Hub",
+    ),
     ("generate-unknown-key", [GENERATE[0], "--model", "sd1.5", *GENERATE[3:]], 1, "did you mean 'sd15'"),
     ("generate-guidance-text", [*GENERATE, "--guidance-scale", "high"], 2, "--guidance-scale"),
     # convert
-    ("convert-existing-output", ["convert", "to-single-file", "{sd1}", "{root}/existing.safetensors"], 1,
-     "--overwrite"),
+    (
+        "convert-existing-output",
+        ["convert", "to-single-file", "{sd1}", "{root}/existing.safetensors"],
+        1,
+        "--overwrite",
+    ),
     ("convert-pickle-output", ["convert", "to-single-file", "{sd1}", "{root}/new.ckpt"], 2, "--allow-pickle"),
-    ("convert-incomplete-pipeline", ["convert", "to-single-file", "{root}/sd_no_unet", "{root}/new.safetensors"], 1,
-     "unet/"),
-    ("convert-missing-pipeline", ["convert", "to-single-file", "{root}/nope", "{root}/new.safetensors"], 1,
-     "no such folder"),
-    ("convert-garbage-file", ["convert", "from-single-file", "{root}/garbage.safetensors", "{root}/newdir"], 1,
-     "not a valid safetensors file"),
-    ("convert-zero-byte-file", ["convert", "from-single-file", "{root}/zero.safetensors", "{root}/newdir"], 1,
-     "empty"),
-    ("convert-existing-folder", ["convert", "from-single-file", "{root}/valid.safetensors", "{root}/nonempty"], 1,
-     "--overwrite"),
+    (
+        "convert-incomplete-pipeline",
+        ["convert", "to-single-file", "{root}/sd_no_unet", "{root}/new.safetensors"],
+        1,
+        "unet/",
+    ),
+    (
+        "convert-missing-pipeline",
+        ["convert", "to-single-file", "{root}/nope", "{root}/new.safetensors"],
+        1,
+        "no such folder",
+    ),
+    (
+        "convert-garbage-file",
+        ["convert", "from-single-file", "{root}/garbage.safetensors", "{root}/newdir"],
+        1,
+        "not a valid safetensors file",
+    ),
+    (
+        "convert-zero-byte-file",
+        ["convert", "from-single-file", "{root}/zero.safetensors", "{root}/newdir"],
+        1,
+        "empty",
+    ),
+    (
+        "convert-existing-folder",
+        ["convert", "from-single-file", "{root}/valid.safetensors", "{root}/nonempty"],
+        1,
+        "--overwrite",
+    ),
     # export
     ("export-existing-folder", ["export", "onnx", "{vit}", "{root}/nonempty"], 1, "--overwrite"),
     ("export-no-weights", ["export", "onnx", "{root}/vit_no_weights", "{root}/newdir"], 1, "no weights"),
@@ -179,8 +232,12 @@ CASES = [
     ("data-bad-size", ["data", "prepare", "{root}/photos", "{root}/prepared", "--size", "500"], 2, "--size 500"),
     ("data-size-text", ["data", "prepare", "{root}/photos", "{root}/prepared", "--size", "big"], 2, "--size"),
     ("data-strict-fake-image", ["data", "prepare", "{root}/photos", "{root}/prepared", "--strict"], 1, "b.png"),
-    ("data-existing-report", ["data", "prepare", "{root}/photos", "{root}/prepared", "--report",
-                              "{root}/existing.jsonl"], 1, "--overwrite"),
+    (
+        "data-existing-report",
+        ["data", "prepare", "{root}/photos", "{root}/prepared", "--report", "{root}/existing.jsonl"],
+        1,
+        "--overwrite",
+    ),
     ("data-destination-is-file", ["data", "prepare", "{root}/photos", "{root}/existing.png"], 1, "is a file"),
     # session
     ("session-status-missing", ["session", "status", "nope", "--root", "{root}/sessions"], 1, "session create nope"),
@@ -203,8 +260,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("case_id, argv, code, text", CASES, ids=[c[0] for c in CASES])
-def test_hostile_input_fails_fast_with_one_line_and_touches_nothing(case_id, argv, code, text, corpus, taken_port,
-                                                                     capsys):  # fmt: skip
+def test_hostile_input_fails_fast_with_one_line_and_touches_nothing(
+    case_id, argv, code, text, corpus, taken_port, capsys
+):
     if case_id == "classify-cuda" and _has_cuda():
         pytest.skip("this machine has a GPU")
     values = {"root": str(corpus["root"]), "vit": str(corpus["vit"]), "sd1": str(corpus["sd1"]), "port": taken_port}
@@ -233,30 +291,57 @@ def test_device_without_gpu_is_one_line(corpus, capsys):
         pytest.skip("this machine has a GPU")
     argv = [a.format(root=corpus["root"], vit=corpus["vit"]) for a in [*CLASSIFY, "--device", "cuda"]]
     code, err, _ = _run(argv, capsys)
-    assert code == 1 and err.strip() == "hfvision classify: error: --device cuda: no CUDA GPU is available on this " \
-                                        "machine; use --device cpu"  # fmt: skip
+    assert (
+        code == 1
+        and err.strip()
+        == "hfvision classify: error: --device cuda: no CUDA GPU is available on this machine; use --device cpu"
+    )
 
 
 def test_overwrite_replaces_existing_output_and_the_run_is_quiet(corpus, tmp_path, capsys):
     """With --overwrite an existing JSONL is replaced (atomically); without TTY nothing but results reach stderr."""
     out = tmp_path / "preds.jsonl"
     out.write_text("old\n")
-    argv = ["classify", "--model", str(corpus["vit"]), "--input", str(corpus["root"] / "photos"), "--output",
-            str(out), "--no-progress", "--overwrite", "--top-k", "1"]  # fmt: skip
+    argv = [
+        "classify",
+        "--model",
+        str(corpus["vit"]),
+        "--input",
+        str(corpus["root"] / "photos"),
+        "--output",
+        str(out),
+        "--no-progress",
+        "--overwrite",
+        "--top-k",
+        "1",
+    ]
     code, err, _ = _run(argv, capsys)
     assert code == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and '"predictions"' in lines[0] and '"error"' in lines[1]
     # the one bad image is skipped with one warning; nothing else (no load report, bars, ANSI codes)
-    assert err.strip().splitlines() == [f"skipping {corpus['root'] / 'photos' / 'b.png'}: " + lines[1].split(
-        '"error": "')[1].split('"')[0]]  # fmt: skip
+    assert err.strip().splitlines() == [
+        f"skipping {corpus['root'] / 'photos' / 'b.png'}: " + lines[1].split('"error": "')[1].split('"')[0]
+    ]
     assert not list(tmp_path.glob(".preds.jsonl.*"))  # no temporary file left
 
 
 def test_help_of_every_subcommand_fits_two_screens_and_shows_defaults_once(capsys):
-    commands = [["classify"], ["generate"], ["convert", "to-single-file"], ["convert", "from-single-file"],
-                ["export", "onnx"], ["serve"], ["ui"], ["data", "prepare"], ["session", "create"],
-                ["session", "status"], ["train", "classifier"], ["models", "list"], ["env"]]  # fmt: skip
+    commands = [
+        ["classify"],
+        ["generate"],
+        ["convert", "to-single-file"],
+        ["convert", "from-single-file"],
+        ["export", "onnx"],
+        ["serve"],
+        ["ui"],
+        ["data", "prepare"],
+        ["session", "create"],
+        ["session", "status"],
+        ["train", "classifier"],
+        ["models", "list"],
+        ["env"],
+    ]
     for command in commands:
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--help"])
@@ -286,8 +371,13 @@ def test_python_words_become_flags():
 
 
 def _python(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hfvision.cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hfvision.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def test_console_usage_error_is_fast_and_one_line(corpus):
@@ -318,6 +408,16 @@ def test_unreachable_hub_is_detected_once_and_fast(tmp_path):
 
 
 def test_debug_shows_the_traceback(corpus):
-    result = _python(["classify", "--model", str(corpus["root"] / "vit_no_weights"), "--input",
-                      str(corpus["root"] / "good.png"), "--output", "x.jsonl", "--debug"])  # fmt: skip
+    result = _python(
+        [
+            "classify",
+            "--model",
+            str(corpus["root"] / "vit_no_weights"),
+            "--input",
+            str(corpus["root"] / "good.png"),
+            "--output",
+            "x.jsonl",
+            "--debug",
+        ]
+    )
     assert result.returncode == 1 and "Traceback" in result.stderr and "no weights" in result.stderr

@@ -105,7 +105,9 @@ def output_file(value: str, flag: str, overwrite: bool) -> Path:
     """Check an output file before any work: not a folder, not existing unless ``--overwrite``."""
     path = Path(value).expanduser()
     if path.is_dir():
-        raise CLIError(f"{flag} {value} is a folder; give a file name, e.g. {os.path.join(value, 'out' + path.suffix)}")
+        raise CLIError(
+            f"{flag} {value} is a folder; give a file name, e.g. {os.path.join(value, 'out' + path.suffix)}"
+        )
     if path.exists() and not overwrite:
         raise CLIError(f"{flag} {value} already exists; choose another name or add --overwrite to replace it")
     parent = path.parent
@@ -156,7 +158,9 @@ def check_safetensors(path: Path, flag: str) -> None:
                     header = json.loads(f.read(length))
                     end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
                     if 8 + length + end != size:
-                        problem = f"truncated or padded: the header describes {8 + length + end} bytes, the file has {size}"
+                        problem = (
+                            f"truncated or padded: the header describes {8 + length + end} bytes, the file has {size}"
+                        )
                 except (ValueError, KeyError, TypeError, IndexError):
                     problem = "its header is not valid safetensors JSON"
     if problem:
@@ -167,7 +171,9 @@ def check_safetensors(path: Path, flag: str) -> None:
 
 def _weights_in(folder: Path, allow_pickle: bool, flag: str) -> None:
     names = {p.name for p in folder.iterdir()}
-    safe = [n for n in names if n.endswith(".safetensors") or n == "model.onnx" or n.endswith(".safetensors.index.json")]
+    safe = [
+        n for n in names if n.endswith(".safetensors") or n == "model.onnx" or n.endswith(".safetensors.index.json")
+    ]
     pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt")) or n.endswith(".bin.index.json")]
     if not safe and not pickles:
         raise CLIError(
@@ -317,8 +323,9 @@ def model_source(value: str, flag: str, kind: str, allow_pickle: bool = False, r
     """
     path = Path(value).expanduser()
     if path.is_dir():
-        (check_classifier_folder if kind == "classifier" else check_diffusers_folder)(path, flag, *(
-            (allow_pickle,) if kind == "classifier" else ()))  # fmt: skip
+        (check_classifier_folder if kind == "classifier" else check_diffusers_folder)(
+            path, flag, *((allow_pickle,) if kind == "classifier" else ())
+        )
         return "folder"
     if path.is_file():
         if kind == "classifier":
@@ -340,8 +347,9 @@ def model_source(value: str, flag: str, kind: str, allow_pickle: bool = False, r
             from ..models.registry import get_base_model
 
             entry = get_base_model(value)
-            check_hub_model(entry.repo_id, flag, "model_index.json", revision or entry.revision,
-                            shown=f"{value} ({entry.repo_id})")
+            check_hub_model(
+                entry.repo_id, flag, "model_index.json", revision or entry.revision, shown=f"{value} ({entry.repo_id})"
+            )
             return source
         check_hub_model(value, flag, "model_index.json", revision)
         return "hub"
@@ -356,8 +364,10 @@ def model_source(value: str, flag: str, kind: str, allow_pickle: bool = False, r
 _PYTHON_WORDS = [
     (re.compile(r"pass model=<([^>]*)>"), r"pass --model <\1>"),
     (re.compile(r"set it with pipe\.register_to_config\((\w+)=\.\.\.\)"), lambda m: f"pass --{_flag(m[1])}"),
-    (re.compile(r"\b(?:pass )?(overwrite|allow_pickle|trust_remote_code|verify)=True\b( \(--[\w-]+\))?"),
-     lambda m: f"add --{_flag(m[1])}"),  # fmt: skip
+    (
+        re.compile(r"\b(?:pass )?(overwrite|allow_pickle|trust_remote_code|verify)=True\b( \(--[\w-]+\))?"),
+        lambda m: f"add --{_flag(m[1])}",
+    ),
     (re.compile(r"pass config=<([^>]*)>"), r"pass --config <\1>"),
 ]
 _FLAG_NAMES = {"instance_token": "token", "class_noun": "class-noun"}
@@ -386,7 +396,9 @@ def one_line(err: BaseException) -> str:
         text = f"a .safetensors file is corrupt ({text}); download or save it again"
     elif name in ("OutOfMemoryError",) or "out of memory" in text.lower():
         text = f"out of memory ({text.splitlines()[0] if text else name}); try a smaller --batch-size or --device cpu"
-    elif isinstance(err, (OSError, ValueError, ImportError, RuntimeError, NotImplementedError)) or name.endswith("Error"):
+    elif isinstance(err, (OSError, ValueError, ImportError, RuntimeError, NotImplementedError)) or name.endswith(
+        "Error"
+    ):
         text = text or name
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) > 12:  # a multi-line report (e.g. per-case validation results): the first ones, on one line

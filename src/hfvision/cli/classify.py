@@ -52,18 +52,33 @@ def run(args: argparse.Namespace) -> int:
     from ..data.image_io import ImageLoadError
     from ..inference.classify import classify_files
 
-    pipeline_kwargs = {"revision": args.revision, "verify": args.verify, "allow_pickle": args.allow_pickle,
-                       "trust_remote_code": args.trust_remote_code}  # fmt: skip
+    pipeline_kwargs = {
+        "revision": args.revision,
+        "verify": args.verify,
+        "allow_pickle": args.allow_pickle,
+        "trust_remote_code": args.trust_remote_code,
+    }
     if args.use_test_size:
         pipeline_kwargs["use_test_size"] = True
     try:
         records = classify_files(
-            getattr(args, "files", None) or args.input, task=args.task, model=args.model, output=args.output,
-            batch_size=args.batch_size, top_k=args.top_k, faces=args.faces, face_margin=args.face_margin,
-            device=args.device, progress=not args.no_progress, strict=args.strict, **pipeline_kwargs,
-        )  # fmt: skip
+            getattr(args, "files", None) or args.input,
+            task=args.task,
+            model=args.model,
+            output=args.output,
+            batch_size=args.batch_size,
+            top_k=args.top_k,
+            faces=args.faces,
+            face_margin=args.face_margin,
+            device=args.device,
+            progress=not args.no_progress,
+            strict=args.strict,
+            **pipeline_kwargs,
+        )
     except ImageLoadError as err:
-        raise CLIError(f"{err} (--strict stops at the first unreadable image; without it the file is skipped)")
+        raise CLIError(
+            f"{err} (--strict stops at the first unreadable image; without it the file is skipped)"
+        ) from None
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -86,10 +101,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="JSONL file to write (atomically; must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.add_argument("--batch-size", type=_batch_size, default=8, help="images per forward pass, or 'auto'")
-    p.add_argument("--top-k", type=positive_int, default=None, help="labels per image (default: all of the model's labels)")
+    p.add_argument(
+        "--top-k", type=positive_int, default=None, help="labels per image (default: all of the model's labels)"
+    )
     p.add_argument("--faces", action="store_true", help="face-first: classify each detected face")
-    p.add_argument("--face-margin", type=non_negative_float, default=None,
-                   help="context around faces, a fraction of the face size (default: 0.25)")  # fmt: skip
+    p.add_argument(
+        "--face-margin",
+        type=non_negative_float,
+        default=None,
+        help="context around faces, a fraction of the face size (default: 0.25)",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
     p.add_argument("--use-test-size", action="store_true", help="timm models: evaluate at the model's test size")
     p.add_argument("--revision", default=None, help="model revision (branch, tag or commit)")

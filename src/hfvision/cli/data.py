@@ -16,8 +16,16 @@ from ._checks import CLIError
 
 PROG = "hfvision data prepare"
 #: options listed by ``--help`` (the others by ``--help-all``)
-VISIBLE = ("size", "crop", "output_format", "instance_prompt", "caption_from_filename", "min_size", "allow_upscale",
-           "prune")  # fmt: skip
+VISIBLE = (
+    "size",
+    "crop",
+    "output_format",
+    "instance_prompt",
+    "caption_from_filename",
+    "min_size",
+    "allow_upscale",
+    "prune",
+)
 DESCRIPTION = (
     "Prepare photos for DreamBooth: faces > saliency > centre square crop, resize, captions (sidecar name.txt > file "
     "name > instance prompt). Source files are never modified; re-runs skip unchanged photos. Unreadable images are "
@@ -42,8 +50,13 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[st
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
         else:
-            parser.add_argument(flag, type=kind if kind in (int, float, str) else str, default=field.default,
-                                choices=field.metadata.get("choices"), help=help_text)  # fmt: skip
+            parser.add_argument(
+                flag,
+                type=kind if kind in (int, float, str) else str,
+                default=field.default,
+                choices=field.metadata.get("choices"),
+                help=help_text,
+            )
 
 
 def _extra_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +84,9 @@ def _strict_scan(src, options) -> None:
         try:
             load_image(path, max_pixels=options.max_pixels, min_size=options.min_size)
         except ImageLoadError as err:
-            raise CLIError(f"{err} (--strict stops at the first unusable image; without it the file is skipped)")
+            raise CLIError(
+                f"{err} (--strict stops at the first unusable image; without it the file is skipped)"
+            ) from None
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -82,8 +97,14 @@ def run_prepare(args: argparse.Namespace) -> int:
     from . import _checks
 
     try:
-        options, extra = parse_config(PrepareOptions, args.extra_argv, PROG, description=DESCRIPTION,
-                                      visible=VISIBLE, extra_arguments=_extra_arguments)  # fmt: skip
+        options, extra = parse_config(
+            PrepareOptions,
+            args.extra_argv,
+            PROG,
+            description=DESCRIPTION,
+            visible=VISIBLE,
+            extra_arguments=_extra_arguments,
+        )
     except ConfigError as err:
         raise CLIError(str(err)) from None
     except ValueError as err:  # PrepareOptions refuses a value: "size=500 must be ..." -> "--size 500 must be ..."

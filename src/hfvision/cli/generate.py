@@ -19,7 +19,9 @@ def _check(args: argparse.Namespace) -> None:
     if suffix not in SUFFIXES:
         raise CLIError(f"--out {args.out} must end in .png, .jpg or .webp", USAGE)
     if args.control_image and not args.controlnet:
-        raise CLIError("--control-image needs --controlnet (a registered name like 'canny', a folder or Hub id)", USAGE)
+        raise CLIError(
+            "--control-image needs --controlnet (a registered name like 'canny', a folder or Hub id)", USAGE
+        )
     if args.controlnet and not args.control_image:
         raise CLIError("--controlnet needs --control-image PATH (the condition image)", USAGE)
     _checks.output_file(args.out, "--out", args.overwrite)
@@ -129,11 +131,23 @@ def _models_list(args: argparse.Namespace) -> int:
 
     if args.controlnets:
         entries = CONTROLNETS[resolve_family(args.controlnets)]
-        rows = [{"name": e.name, "repo_id": e.repo_id, "preprocessor": e.preprocessor, "pipeline": e.pipeline_class}
-                for e in sorted(entries.values(), key=lambda e: e.name)]  # fmt: skip
+        rows = [
+            {"name": e.name, "repo_id": e.repo_id, "preprocessor": e.preprocessor, "pipeline": e.pipeline_class}
+            for e in sorted(entries.values(), key=lambda e: e.name)
+        ]
     else:
-        rows = [{"key": m.key, "family": m.family, "resolution": m.resolution, "prediction": m.prediction_type,
-                 "repo_id": m.repo_id, "revision": m.revision[:12], "license": m.license} for m in BASE_MODELS.values()]  # fmt: skip
+        rows = [
+            {
+                "key": m.key,
+                "family": m.family,
+                "resolution": m.resolution,
+                "prediction": m.prediction_type,
+                "repo_id": m.repo_id,
+                "revision": m.revision[:12],
+                "license": m.license,
+            }
+            for m in BASE_MODELS.values()
+        ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -165,8 +179,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", default=None, help="Hub revision")
     p.add_argument("--controlnet", default=None, help="registered name (see `hfvision models list --controlnets`)")
     p.add_argument("--control-image", default=None, help="condition image (preprocessed with --preprocess)")
-    p.add_argument("--preprocess", choices=["canny", "none"], default="canny", help="how to turn --control-image "
-                   "into the condition ('none': it already is one)")
+    p.add_argument(
+        "--preprocess",
+        choices=["canny", "none"],
+        default="canny",
+        help="how to turn --control-image into the condition ('none': it already is one)",
+    )
     p.add_argument("--canny-low", type=non_negative_int, default=100, help="canny: lower edge threshold")
     p.add_argument("--canny-high", type=non_negative_int, default=200, help="canny: upper edge threshold")
     p.add_argument("--controlnet-scale", type=non_negative_float, default=1.0, help="strength of the ControlNet")

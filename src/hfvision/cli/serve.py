@@ -54,12 +54,17 @@ def check(args: argparse.Namespace) -> None:
 
     config = _config(args)
     if config.model is None and config.task == "text-to-image":
-        raise CLIError("--task text-to-image needs --model (a registry key like sd15, a folder, a .safetensors file)",
-                       USAGE)  # fmt: skip
+        raise CLIError(
+            "--task text-to-image needs --model (a registry key like sd15, a folder, a .safetensors file)", USAGE
+        )
     if config.model is not None:
         kind = "diffusers" if config.task == "text-to-image" else "classifier"
         _checks.model_source(config.model, "--model", kind)
-        if config.onnx and os.path.isdir(config.model) and not os.path.isfile(os.path.join(config.model, "model.onnx")):
+        if (
+            config.onnx
+            and os.path.isdir(config.model)
+            and not os.path.isfile(os.path.join(config.model, "model.onnx"))
+        ):
             raise CLIError(f"--onnx: {config.model} has no model.onnx; export it first (hfvision export onnx)")
     else:
         from ..pipelines.registry import TASKS
@@ -90,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
     # access lines are info-level: without --verbose they would be formatted per request only to be dropped
-    options = dict(host=config.host, port=port, log_level="info" if args.verbose else "warning",
-                   access_log=bool(args.verbose), timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
+    options = dict(
+        host=config.host,
+        port=port,
+        log_level="info" if args.verbose else "warning",
+        access_log=bool(args.verbose),
+        timeout_graceful_shutdown=config.shutdown_timeout,
+    )
     try:
         if config.workers > 1:
             # Load the model once here first: a model that does not load must fail now, with its one-line reason,
@@ -104,15 +114,19 @@ def run(args: argparse.Namespace) -> int:
             gc.collect()
             # uvicorn's worker processes import the app themselves: hand them the config through the environment
             os.environ[ServeConfig.ENV_VAR] = dataclasses.replace(config, port=port).to_json()
-            uv_config = uvicorn.Config("hfvision.serving.app:app_from_env", factory=True, workers=config.workers,
-                                       **options)  # fmt: skip
+            uv_config = uvicorn.Config(
+                "hfvision.serving.app:app_from_env", factory=True, workers=config.workers, **options
+            )
             server = None
         else:
             uv_config = uvicorn.Config(create_app(config), **options)
             server = uvicorn.Server(uv_config)
-        print(f"hfvision serve: {config.task} model {config.model_name} on http://{config.host}:{port} "
-              f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)"
-              f"{f'; {config.workers} worker processes' if config.workers > 1 else ''}", flush=True)  # fmt: skip
+        print(
+            f"hfvision serve: {config.task} model {config.model_name} on http://{config.host}:{port} "
+            f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)"
+            f"{f'; {config.workers} worker processes' if config.workers > 1 else ''}",
+            flush=True,
+        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends the process with
         # the usual -15 status, Ctrl+C arrives here as KeyboardInterrupt.
         if server is None:

@@ -54,8 +54,10 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"  Hub mirror: {info['hub_repo']}")
     for key, value in sorted(info["settings"].items()):
         print(f"  {key}: {value}")
-    print(f"  photos: {info['raw_images']} in raw/ ({info['pending_raw_images']} not prepared yet), "
-          f"{info['instance_images']} prepared, {info['class_images']} class images, {info['samples']} samples")  # fmt: skip
+    print(
+        f"  photos: {info['raw_images']} in raw/ ({info['pending_raw_images']} not prepared yet), "
+        f"{info['instance_images']} prepared, {info['class_images']} class images, {info['samples']} samples"
+    )
     ckpts = info["checkpoints"]
     print(f"  checkpoints: {', '.join(ckpts) if ckpts else 'none'}" + (" (resumes from the last)" if ckpts else ""))
     last = info["last_run"]

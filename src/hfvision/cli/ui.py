@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
-        get_logger(__name__).warning("binding %s: the UI has no authentication; anyone who can reach it can use it",
-                                     config.host)  # fmt: skip
+        get_logger(__name__).warning(
+            "binding %s: the UI has no authentication; anyone who can reach it can use it", config.host
+        )
     demo = launch(config)  # returns once the server is listening
     print(f"hfvision ui: running on {demo.local_url} (Ctrl+C to stop)", flush=True)
     try:

@@ -34,8 +34,9 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwargs: dict, progress: bool,
-                    strict: bool = False):  # fmt: skip
+def _classify_shard(
+    pipe, entries: list[tuple[int, str]], batch_size, call_kwargs: dict, progress: bool, strict: bool = False
+):
     """``(position, record)`` pairs for this process's files; images are decoded by two threads ahead of the model.
 
     A file that is not a usable image is skipped with a warning (its record holds the reason), or with ``strict``
@@ -45,8 +46,10 @@ def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwarg
     faces = bool(call_kwargs.get("faces"))
     chunk = max(32, 4 * batch_size) if isinstance(batch_size, int) else 64
     out: list[tuple[int, dict]] = []
-    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(entries), desc="classify", unit="img",
-                                                          disable=None if progress else True) as bar:  # fmt: skip
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        tqdm(total=len(entries), desc="classify", unit="img", disable=None if progress else True) as bar,
+    ):
         loaded = pool.map(lambda group: [(*e, *_load(e[1])) for e in group], _chunks(entries, chunk))
         for group in loaded:
             if strict:
@@ -143,8 +146,7 @@ def classify_files(
     call_kwargs = {k: v for k, v in call_kwargs.items() if v is not None}
     mine = shard(files, index, count)
     logger.info("process %d/%d: %d of %d files", index + 1, count, len(mine), len(files))
-    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process,
-                            strict)  # fmt: skip
+    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process, strict)
     if count > 1:
         from accelerate.utils import gather_object
 

@@ -74,8 +74,9 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def build_app(config: UIConfig, generate_backend: GenerateBackend | None = None,
-              classify_backend: ClassifyBackend | None = None):  # fmt: skip
+def build_app(
+    config: UIConfig, generate_backend: GenerateBackend | None = None, classify_backend: ClassifyBackend | None = None
+):
     """The ``gr.Blocks`` app (not launched).
 
     Args:
@@ -111,8 +112,18 @@ def launch(config: UIConfig, block: bool = False, **build_kwargs: Any):
         raise OSError(f"port {config.port}: {problem}")
     demo = build_app(config, **build_kwargs)
     allowed = [demo.hfvision_backends[0].output_dir]
-    demo.launch(server_name=config.host, server_port=config.port, share=False, prevent_thread_lock=True, quiet=True,
-                ssr_mode=False, mcp_server=False, allowed_paths=allowed, footer_links=[], show_error=True)  # fmt: skip
+    demo.launch(
+        server_name=config.host,
+        server_port=config.port,
+        share=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        mcp_server=False,
+        allowed_paths=allowed,
+        footer_links=[],
+        show_error=True,
+    )
     logger.info("hfvision UI running on %s", demo.local_url)
     if block:
         demo.block_thread()

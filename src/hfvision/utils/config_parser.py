@@ -119,8 +119,12 @@ def build_config_parser(
     parser = _config_argument_parser_class()(
         config_class, prog=prog, description=description, usage=usage, formatter_class=_DefaultOnce
     )
-    parser.add_argument("--config", metavar="YAML", default=None,
-                        help="YAML file setting any option (keys are option names); flags given beside it win")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        metavar="YAML",
+        default=None,
+        help="YAML file setting any option (keys are option names); flags given beside it win",
+    )
     parser.add_argument("--help-all", action="help", help="show every option, including the rarely used ones")
     if extra_arguments is not None:
         extra_arguments(parser)

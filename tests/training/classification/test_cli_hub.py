@@ -23,14 +23,35 @@ def _parser() -> argparse.ArgumentParser:
 def test_flags_generated_from_the_config_with_yaml_defaults(tmp_path):
     (tmp_path / "train.yaml").write_text("learning_rate: 0.002\nnum_train_epochs: 1\nlora: true\nlora_r: 4\n")
     args, extra = _parser().parse_known_args(
-        ["train", "classifier", "--model", "m", "--data", "d", "--output-dir", "o", "--task", "gender-classification",
-         "--epochs", "2", "--config", str(tmp_path / "train.yaml"), "--push-to-hub", "me/repo",
-         "--gradient_accumulation_steps", "2"]
-    )  # fmt: skip
+        [
+            "train",
+            "classifier",
+            "--model",
+            "m",
+            "--data",
+            "d",
+            "--output-dir",
+            "o",
+            "--task",
+            "gender-classification",
+            "--epochs",
+            "2",
+            "--config",
+            str(tmp_path / "train.yaml"),
+            "--push-to-hub",
+            "me/repo",
+            "--gradient_accumulation_steps",
+            "2",
+        ]
+    )
     assert args.passthrough  # the classifier's own parser (parse_config) reads the rest
     config = cli.config_from_args(extra)
-    assert (config.model_name_or_path, config.data, config.output_dir, config.task) == ("m", "d", "o",
-                                                                                         "gender-classification")  # fmt: skip
+    assert (config.model_name_or_path, config.data, config.output_dir, config.task) == (
+        "m",
+        "d",
+        "o",
+        "gender-classification",
+    )
     assert config.num_train_epochs == 2  # the flag wins over the YAML file
     assert (config.learning_rate, config.lora, config.lora_r) == (0.002, True, 4)  # from YAML
     assert config.push_to_hub and config.hub_model_id == "me/repo"
@@ -74,9 +95,8 @@ def test_installing_the_flags_is_lazy_and_help_lists_them(run_python):
         "print(sorted(m for m in ('transformers', 'torch', 'datasets') if m in sys.modules))\n"
     )
     assert run_python(code).strip() == "[]"
-    from hfvision.utils.config_parser import build_config_parser
-
     from hfvision.training.classification import ImageClassificationConfig
+    from hfvision.utils.config_parser import build_config_parser
 
     help_text = build_config_parser(ImageClassificationConfig, "x", visible=cli.VISIBLE).format_help()
     for flag in ("--model", "--data", "--output-dir", "--epochs", "--lora", "--task", "--push-to-hub"):
@@ -90,8 +110,9 @@ def test_main_cli_registers_train_classifier():
     pytest.importorskip("hfvision.cli.train", reason="hfvision.cli.train (DreamBooth helper) not present yet")
     from hfvision.cli.main import build_parser
 
-    args, extra = build_parser().parse_known_args(["train", "classifier", "--model", "m", "--data", "d", "--epochs", "1",
-                                                   "--lora"])  # fmt: skip
+    args, extra = build_parser().parse_known_args(
+        ["train", "classifier", "--model", "m", "--data", "d", "--epochs", "1", "--lora"]
+    )
     config = cli.config_from_args(extra)
     assert config.lora and config.num_train_epochs == 1 and config.model_name_or_path == "m"
     assert args.func is cli.run
@@ -170,7 +191,14 @@ def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh
     assert result["max_diff"] < 1e-2  # the pipeline's batched uint8 preprocessing vs the image processor
     assert result["metrics"] == local_report
     files = result["files"]
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "classification.py", "README.md",
-                 "metrics.json", "confusion_matrix.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "classification.py",
+        "README.md",
+        "metrics.json",
+        "confusion_matrix.png",
+    ):
         assert name in files
     assert not [f for f in files if f.startswith("checkpoint-") or f.endswith((".bin", ".pt", ".pth"))]

@@ -33,11 +33,29 @@ USAGE = (
 )
 #: options listed by --help; --help-all adds every other field (all of TrainingArguments)
 VISIBLE = (
-    "model_name_or_path", "task", "data", "validation_size", "image_column", "label_column", "bad_images",
-    "max_train_samples", "augment", "lora", "lora_r", "lora_alpha", "lora_save", "num_train_epochs", "output_dir",
-    "learning_rate", "per_device_train_batch_size", "seed", "resume_from_checkpoint", "push_to_hub", "hub_model_id",
+    "model_name_or_path",
+    "task",
+    "data",
+    "validation_size",
+    "image_column",
+    "label_column",
+    "bad_images",
+    "max_train_samples",
+    "augment",
+    "lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_save",
+    "num_train_epochs",
+    "output_dir",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "seed",
+    "resume_from_checkpoint",
+    "push_to_hub",
+    "hub_model_id",
     "trust_remote_code",
-)  # fmt: skip
+)
 _BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "t", "f", "y", "n"}
 
 
@@ -75,9 +93,15 @@ def parse_args(argv: list[str] | None) -> tuple[Any, argparse.Namespace]:
     from ...utils.config_parser import parse_config
     from .config import ImageClassificationConfig
 
-    return parse_config(ImageClassificationConfig, _push_to_hub_value(list(argv or [])), PROG,
-                        description=DESCRIPTION, usage=USAGE, visible=VISIBLE,
-                        extra_arguments=_extra_arguments)  # fmt: skip
+    return parse_config(
+        ImageClassificationConfig,
+        _push_to_hub_value(list(argv or [])),
+        PROG,
+        description=DESCRIPTION,
+        usage=USAGE,
+        visible=VISIBLE,
+        extra_arguments=_extra_arguments,
+    )
 
 
 def config_from_args(args: argparse.Namespace | list[str]):
@@ -124,12 +148,16 @@ def run(args: argparse.Namespace) -> int:
 
     result = train_classifier(config)
     report = result.report
-    print(f"validation: {report['num_samples']} images, accuracy {report['accuracy']:.4f}, "
-          f"macro F1 {report['f1_macro']:.4f} (after {result.global_step} steps)")  # fmt: skip
+    print(
+        f"validation: {report['num_samples']} images, accuracy {report['accuracy']:.4f}, "
+        f"macro F1 {report['f1_macro']:.4f} (after {result.global_step} steps)"
+    )
     width = max(len(name) for name in report["per_class"])
     for name, scores in report["per_class"].items():
-        print(f"  {name:<{width}}  precision {scores['precision']:.4f}  recall {scores['recall']:.4f}  "
-              f"support {scores['support']}")  # fmt: skip
+        print(
+            f"  {name:<{width}}  precision {scores['precision']:.4f}  recall {scores['recall']:.4f}  "
+            f"support {scores['support']}"
+        )
     for group, scores in report.get("per_group", {}).items():
         print(f"  group {group}: accuracy {scores['accuracy']:.4f} ({scores['num_samples']} images)")
     print(f"pipeline saved to {result.output_dir} (metrics.json, confusion_matrix.png, README.md)")

@@ -8,7 +8,7 @@ and the ``hfvision train classifier`` flags are all generated from its fields.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from transformers import TrainingArguments
