@@ -115,7 +115,9 @@ def test_main_cli_registers_train_classifier():
     )
     config = cli.config_from_args(extra)
     assert config.lora and config.num_train_epochs == 1 and config.model_name_or_path == "m"
-    assert args.func is cli.run
+    from hfvision.cli.train import run_classifier
+
+    assert args.func is run_classifier
 
 
 @pytest.mark.hub

@@ -1,8 +1,9 @@
 """``hfvision train classifier``: flags generated from [`ImageClassificationConfig`] by
 :func:`hfvision.utils.config_parser.parse_config` (transformers' ``HfArgumentParser``).
 
-``hfvision.cli.train`` registers the ``classifier`` subcommand with :func:`add_arguments` and calls :func:`run`,
-which parses the arguments only then (generating the flags imports transformers: ``hfvision --help`` stays fast).
+``hfvision.cli.train`` registers the ``classifier`` subcommand with :func:`add_arguments`; when it runs, it calls
+:func:`parse_args` (generating the flags imports transformers: ``hfvision --help`` stays fast), checks the paths and
+the model, then :func:`train_and_report`.
 
 Every dataclass field becomes ``--field_name`` / ``--field-name`` (plus aliases such as ``--model``, ``--epochs``).
 ``--help`` lists the common options, ``--help-all`` every ``TrainingArguments`` one. ``--config FILE.yaml`` supplies
@@ -110,39 +111,17 @@ def config_from_args(args: argparse.Namespace | list[str]):
     return parse_args(argv)[0]
 
 
-def check(config, overwrite: bool) -> None:
-    """Before any model or dataset loads: the output folder is new, the data and the model exist."""
-    from pathlib import Path
-
-    from ...cli import _checks
-
-    if not config.resume_from_checkpoint:
-        _checks.output_folder(config.output_dir, "--output-dir", overwrite)
-    data = Path(config.data).expanduser()
-    if not data.exists():
-        if _checks.looks_like_path(config.data) or config.data.count("/") > 1:
-            raise _checks.CLIError(f"--data {config.data}: no such folder")
-        _checks.check_hub_model(config.data, "--data", "", repo_type="dataset")
-    elif not data.is_dir():
-        raise _checks.CLIError(f"--data {config.data} is a file; give an imagefolder or save_to_disk folder")
-    _checks.model_source(config.model_name_or_path, "--model", "classifier", revision=config.model_revision)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``hfvision train classifier``: train, evaluate, save (and push); prints a summary."""
+    """Parse ``args.extra_argv`` (the classifier's flags), then :func:`train_and_report`. The ``hfvision`` command
+    line (:mod:`hfvision.cli.train`) adds its checks of paths and models between the two."""
+    config, _ = parse_args(getattr(args, "extra_argv", []))
+    return train_and_report(config)
+
+
+def train_and_report(config) -> int:
+    """Train, evaluate, save (and push) with ``config``; prints a summary."""
     import os
 
-    from ...cli._checks import USAGE as USAGE_ERROR
-    from ...cli._checks import CLIError
-    from ...utils.config_parser import ConfigError
-
-    try:
-        config, extra = parse_args(getattr(args, "extra_argv", []))
-    except ConfigError as err:
-        raise CLIError(str(err)) from None
-    except ValueError as err:
-        raise CLIError(str(err), USAGE_ERROR) from None
-    check(config, extra.overwrite)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one bar: the training loop's
     from .trainer import train_classifier
 
