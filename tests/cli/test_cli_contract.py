@@ -174,6 +174,18 @@ CASES = [
         "needs the Hugging Face Hub",
     ),
     ("generate-unknown-key", [GENERATE[0], "--model", "sd1.5", *GENERATE[3:]], 1, "did you mean 'sd15'"),
+    (
+        "generate-controlnet-offline",
+        [*GENERATE, "--controlnet", "canny", "--control-image", "{root}/good.png"],
+        1,
+        "--controlnet canny (lllyasviel/",
+    ),
+    (
+        "generate-controlnet-unknown",
+        [*GENERATE, "--controlnet", "paint", "--control-image", "{root}/good.png"],
+        2,
+        "no ControlNet 'paint'",
+    ),
     ("generate-guidance-text", [*GENERATE, "--guidance-scale", "high"], 2, "--guidance-scale"),
     # convert
     (

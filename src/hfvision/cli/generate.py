@@ -39,10 +39,27 @@ def _check(args: argparse.Namespace) -> None:
             raise CLIError(f"--control-image {err}") from None
     _checks.model_source(args.model, "--model", "diffusers", revision=args.revision)
     if args.controlnet:
-        _check_controlnet(args.controlnet)
+        _check_controlnet(args.controlnet, args.model)
 
 
-def _check_controlnet(value: str) -> None:
+def _family(model: str) -> str | None:
+    """The base family of ``--model`` from its files or registry key, without loading it (None if unknown here)."""
+    from pathlib import Path
+
+    from ..models.registry import BASE_MODELS
+
+    if model in BASE_MODELS:
+        return BASE_MODELS[model].family
+    unet_config = Path(model).expanduser() / "unet" / "config.json"
+    if not unet_config.is_file():
+        return None
+    config = json.loads(unet_config.read_text(encoding="utf-8"))
+    if config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    return "sd2" if config.get("use_linear_projection") else "sd1"
+
+
+def _check_controlnet(value: str, model: str) -> None:
     from pathlib import Path
 
     from . import _checks
@@ -58,6 +75,16 @@ def _check_controlnet(value: str) -> None:
         raise CLIError(f"--controlnet {value}: no such folder")
     elif "/" in value:
         _checks.check_hub_model(value, "--controlnet", "config.json")
+    elif _family(model) is not None:  # a registered name: its Hub repo must be reachable (or cached)
+        from ..models.controlnets import get_controlnet
+
+        try:
+            entry = get_controlnet(value, _family(model))
+        except ValueError as err:
+            raise CLIError(f"--controlnet: {err}", USAGE) from None
+        _checks.check_hub_model(
+            entry.repo_id, "--controlnet", "config.json", entry.revision, shown=f"{value} ({entry.repo_id})"
+        )
 
 
 def _generate(args: argparse.Namespace) -> int:
