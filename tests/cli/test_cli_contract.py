@@ -264,6 +264,23 @@ CASES = [
     ("train-data-is-file", [*TRAIN[:5], "{root}/good.png", *TRAIN[6:]], 1, "is a file"),
     ("train-no-weights", [*TRAIN[:2], "--model", "{root}/vit_no_weights", *TRAIN[4:]], 1, "no weights"),
     ("train-unknown-yaml", [*TRAIN, "--config", "{root}/nope.yaml"], 1, "does not exist"),
+    (
+        "dreambooth-existing-output",
+        [
+            "train",
+            "dreambooth",
+            "--pretrained_model_name_or_path",
+            "{sd1}",
+            "--instance_data_dir",
+            "{root}/photos",
+            "--instance_prompt",
+            "a photo of sks dog",
+            "--output_dir",
+            "{root}/nonempty",
+        ],
+        1,
+        "--overwrite",
+    ),
     # models, the top level
     ("models-bad-base", ["models", "list", "--controlnets", "sd9"], 2, "--controlnets sd9"),
     ("unknown-command", ["paint"], 2, "hfvision: error: argument COMMAND: invalid choice: 'paint'"),

@@ -23,7 +23,12 @@ def run_dreambooth(args: argparse.Namespace) -> int:
     """Handler: parse the flags into a config, train, print where the results are."""
     from ..training.dreambooth.config import parse_dreambooth_args
 
-    config = parse_dreambooth_args(args.extra_argv, prog="hfvision train dreambooth")
+    argv = [a for a in args.extra_argv if a != "--overwrite"]
+    config = parse_dreambooth_args(argv, prog="hfvision train dreambooth")
+    if not (config.session or config.hub_session or config.resume_from_checkpoint):  # those resume on purpose
+        from . import _checks
+
+        _checks.output_folder(config.output_dir, "--output_dir", overwrite=len(argv) < len(args.extra_argv))
     from ..training.dreambooth.trainer import DreamBoothTrainer
 
     result = DreamBoothTrainer(config).train()
