@@ -169,7 +169,7 @@ def check_safetensors(path: Path, flag: str) -> None:
         )
 
 
-def _weights_in(folder: Path, allow_pickle: bool, flag: str) -> None:
+def _weights_in(folder: Path, allow_pickle: bool, flag: str, pickle_flag: bool = True) -> None:
     names = {p.name for p in folder.iterdir()}
     safe = [
         n for n in names if n.endswith(".safetensors") or n == "model.onnx" or n.endswith(".safetensors.index.json")
@@ -182,8 +182,8 @@ def _weights_in(folder: Path, allow_pickle: bool, flag: str) -> None:
         )
     if not safe and not allow_pickle:
         raise CLIError(
-            f"{flag} {folder} holds only pickle weights ({', '.join(sorted(pickles))}); convert them to safetensors, "
-            "or add --allow-pickle if you trust their source"
+            f"{flag} {folder} holds only pickle weights ({', '.join(sorted(pickles))}); convert them to safetensors"
+            + (", or add --allow-pickle if you trust their source" if pickle_flag else "")
         )
     for name in safe:
         if name.endswith(".safetensors"):
@@ -232,7 +232,7 @@ def check_diffusers_folder(folder: Path, flag: str) -> None:
                 "copy the whole pipeline folder"
             )
         if spec[0] in ("diffusers", "transformers") and (sub / "config.json").is_file():
-            _weights_in(sub, False, f"{flag} ({name}/)")
+            _weights_in(sub, False, f"{flag} ({name}/)", pickle_flag=False)
 
 
 def check_single_file(path: Path, flag: str) -> None:
@@ -280,6 +280,8 @@ def _hub_problem(timeout: float = 3.0) -> str | None:
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
     endpoint = constants.ENDPOINT
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None  # behind a proxy a direct connection says nothing: let huggingface_hub try
     if endpoint not in _HUB_REACHABLE:
         parts = urlsplit(endpoint)
         port = parts.port or (443 if parts.scheme == "https" else 80)

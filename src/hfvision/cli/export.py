@@ -35,6 +35,8 @@ def check_onnx(args: argparse.Namespace) -> None:
         _checks.check_diffusers_folder(model, "MODEL")
     elif model.is_dir() and (model / "config.json").is_file() and args.task == "image-feature-pyramid":
         _checks._weights_in(model, False, "MODEL")
+    elif not model.exists() and diffusion:
+        _checks.model_source(args.model, "MODEL", "diffusers", revision=args.revision)
     else:
         _checks.model_source(args.model, "MODEL", "classifier", revision=args.revision)
     if args.force_quantize and not args.quantize:
