@@ -436,17 +436,32 @@ def test_unreachable_hub_is_detected_once_and_fast(tmp_path):
     assert f"127.0.0.1:{closed} is unreachable" in line and "local folder" in line
 
 
-def test_debug_shows_the_traceback(corpus):
+def test_debug_raises_the_original_exception(corpus):
+    from hfvision.cli._checks import CLIError
+
+    argv = [
+        "classify",
+        "--model",
+        str(corpus["root"] / "vit_no_weights"),
+        "--input",
+        str(corpus["root"] / "good.png"),
+        "--output",
+        "x.jsonl",
+        "--debug",
+    ]
+    with pytest.raises(CLIError, match="no weights"):
+        main(argv)
+
+
+def test_console_run_is_quiet_off_a_terminal(corpus, tmp_path):
+    """A real run with stderr piped: no loading bars, LOAD REPORT, INFO lines or ANSI codes; the one skipped image
+    is the only line on stderr."""
+    out = tmp_path / "preds.jsonl"
     result = _python(
-        [
-            "classify",
-            "--model",
-            str(corpus["root"] / "vit_no_weights"),
-            "--input",
-            str(corpus["root"] / "good.png"),
-            "--output",
-            "x.jsonl",
-            "--debug",
-        ]
+        ["classify", "--model", str(corpus["vit"]), "--input", str(corpus["root"] / "photos"), "--output", str(out)]
     )
-    assert result.returncode == 1 and "Traceback" in result.stderr and "no weights" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"skipping {corpus['root'] / 'photos' / 'b.png'}: not an image: unknown format"
+    ]
+    assert result.stdout.splitlines() == [f"classified 1 image(s), 1 unreadable (skipped, see the warnings) -> {out}"]

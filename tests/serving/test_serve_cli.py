@@ -231,3 +231,25 @@ def test_workers_hand_the_config_to_uvicorn_workers(tiny_model_dir, monkeypatch)
         task="image-classification", model=model, workers=3, port=port, max_batch_size=8, max_pixels=MAX_PIXELS
     )
     monkeypatch.delenv(ServeConfig.ENV_VAR)
+
+
+def test_the_address_is_printed_once_the_port_listens(tiny_model_dir, monkeypatch, capsys):
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    from hfvision.cli.main import main
+
+    seen = []
+
+    def serve(self, sockets=None):  # instead of serving: connect (the OS accepts: listening), read what was printed
+        port = sockets[0].getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        seen.append((port, capsys.readouterr().out))
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    model = str(tiny_model_dir("vit"))
+    assert main(["serve", "--task", "image-classification", "--model", model, "--port", "0"]) == 0
+    [(port, printed)] = seen
+    assert printed.startswith(
+        f"hfvision serve: image-classification model {os.path.basename(model)} on http://127.0.0.1:{port} ("
+    )
