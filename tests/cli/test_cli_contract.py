@@ -453,6 +453,7 @@ def test_debug_raises_the_original_exception(corpus):
         main(argv)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: ~7 s idle, 20 s on a busy machine
 def test_console_run_is_quiet_off_a_terminal(corpus, tmp_path):
     """A real run with stderr piped: no loading bars, LOAD REPORT, INFO lines or ANSI codes; the one skipped image
     is the only line on stderr."""
