@@ -144,6 +144,7 @@ CASES = [
     ),
     ("classify-strict-fake-image", [*CLASSIFY[:4], "{root}/photos", *CLASSIFY[5:], "--strict"], 1, "--strict"),
     ("classify-strict-zero-byte", [*CLASSIFY[:4], "{root}/zero.jpg", *CLASSIFY[5:], "--strict"], 1, "zero.jpg"),
+    ("classify-verify-local-folder", [*CLASSIFY, "--verify"], 2, "drop --verify"),
     ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 2, "--output"),
     # generate
     ("generate-negative-steps", [*GENERATE[:-1], "-5"], 2, "--steps"),
@@ -228,6 +229,12 @@ CASES = [
     # export
     ("export-existing-folder", ["export", "onnx", "{vit}", "{root}/nonempty"], 1, "--overwrite"),
     ("export-no-weights", ["export", "onnx", "{root}/vit_no_weights", "{root}/newdir"], 1, "no weights"),
+    (
+        "export-push-offline",
+        ["export", "onnx", "{vit}", "{root}/newdir", "--push-to-hub", "me/x"],
+        1,
+        "needs the Hugging Face Hub",
+    ),
     ("export-opset-zero", ["export", "onnx", "{vit}", "{root}/newdir", "--opset", "0"], 2, "--opset"),
     # serve
     ("serve-taken-port", ["serve", "--model", "{vit}", "--port", "{port}"], 1, "--port {port}"),

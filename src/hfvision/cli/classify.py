@@ -44,7 +44,12 @@ def check(args: argparse.Namespace) -> None:
         repo, revision = TASKS[args.task]["default"]["model"]
         _checks.model_source(repo, "--model (default)", "classifier", revision=args.revision or revision)
     else:
-        _checks.model_source(args.model, "--model", "classifier", args.allow_pickle, args.revision)
+        kind = _checks.model_source(args.model, "--model", "classifier", args.allow_pickle, args.revision)
+        if args.verify and kind == "folder":
+            raise CLIError(
+                f"--verify checks downloads against the Hub's hashes; {args.model} is a local folder, drop --verify",
+                USAGE,
+            )
     _checks.check_device(args.device)
 
 

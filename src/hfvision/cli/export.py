@@ -39,6 +39,10 @@ def check_onnx(args: argparse.Namespace) -> None:
         _checks.model_source(args.model, "MODEL", "diffusers", revision=args.revision)
     else:
         _checks.model_source(args.model, "MODEL", "classifier", revision=args.revision)
+    if args.push_to_hub:
+        problem = _checks._hub_problem()
+        if problem:
+            raise _checks.CLIError(f"--push-to-hub {args.push_to_hub} needs the Hugging Face Hub, and {problem}")
     if args.force_quantize and not args.quantize:
         raise _checks.CLIError("--force-quantize needs --quantize", _checks.USAGE)
 
