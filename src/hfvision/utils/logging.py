@@ -72,6 +72,15 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value):  # StreamHandler.__init__ assigns it; the property always answers sys.stderr
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is None or not getattr(tqdm.tqdm, "_instances", None):
+            return super().emit(record)
+        try:  # a progress bar is on screen: print above it instead of inside it
+            tqdm.tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
 
 def _cli_handler() -> logging.Handler | None:
     for h in logging.getLogger(_ROOT).handlers:
