@@ -77,6 +77,12 @@ def run_classifier(args: argparse.Namespace) -> int:
     except ValueError as err:  # the config refuses a value: a usage error
         raise CLIError(str(err), USAGE) from None
     _check_classifier(config, extra.overwrite)
+    import sys
+
+    if not sys.stderr.isatty() and not any(
+        a.startswith(("--disable_tqdm", "--disable-tqdm")) for a in args.extra_argv
+    ):
+        config.disable_tqdm = True  # bars only on terminals; Trainer then prints one line of metrics per log
     return classification_cli.train_and_report(config)
 
 
