@@ -1,4 +1,5 @@
-"""``hfvision classify``: classify image files into a JSONL file; data-parallel under ``accelerate launch``.
+"""``hfvision classify``: classify image files into a JSONL file (a dataset into parquet shards with ``--dataset``, see
+:mod:`._classify_dataset`); data-parallel under ``accelerate launch``.
 
     hfvision classify --task gender-classification --model rizvandwiki/gender-classification \\
         --input photos/ --output preds.jsonl --batch-size 16 --faces
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import _classify_dataset
 from ._checks import CLASSIFY_TASKS, DEFAULT_TASK, USAGE, CLIError, non_negative_float, positive_int
 
 
@@ -29,13 +31,23 @@ def check(args: argparse.Namespace) -> None:
     from ..inference.inputs import collect_inputs
     from . import _checks
 
-    try:
-        args.files = collect_inputs(args.input)
-    except FileNotFoundError as err:
-        raise CLIError(f"--input {err}") from None
-    except ValueError as err:
-        raise CLIError(f"--input: {err}") from None
-    _checks.output_file(args.output, "--output", args.overwrite)
+    if args.dataset is not None:
+        try:
+            _classify_dataset.check(args)
+        except ValueError as err:
+            raise CLIError(str(err), USAGE) from None
+    else:
+        if not args.input or not args.output:
+            raise CLIError(
+                "pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)", USAGE
+            )
+        try:
+            args.files = collect_inputs(args.input)
+        except FileNotFoundError as err:
+            raise CLIError(f"--input {err}") from None
+        except ValueError as err:
+            raise CLIError(f"--input: {err}") from None
+        _checks.output_file(args.output, "--output", args.overwrite)
     if args.model is None:
         from ..pipelines.registry import TASKS
 
@@ -65,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.use_test_size:
         pipeline_kwargs["use_test_size"] = True
+    if args.dataset is not None:
+        return _classify_dataset.run(args, pipeline_kwargs)
     try:
         records = classify_files(
             getattr(args, "files", None) or args.input,
@@ -102,9 +116,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", default=DEFAULT_TASK, choices=CLASSIFY_TASKS, help="what to predict")
     p.add_argument("--model", default=None, help="Hub id or local folder (default: the task's default model)")
-    p.add_argument("--input", required=True, nargs="+", help="folder(s), glob(s) or image file(s)")
-    p.add_argument("--output", required=True, help="JSONL file to write (atomically; must not exist)")
+    p.add_argument("--input", nargs="+", help="folder(s), glob(s) or image file(s)")
+    p.add_argument("--output", help="JSONL file to write (atomically; must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    _classify_dataset.add_arguments(p)
     p.add_argument("--batch-size", type=_batch_size, default=8, help="images per forward pass, or 'auto'")
     p.add_argument(
         "--top-k", type=positive_int, default=None, help="labels per image (default: all of the model's labels)"

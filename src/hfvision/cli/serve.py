@@ -12,6 +12,7 @@ import dataclasses
 import os
 import socket
 
+from . import _serve_ray
 from ._checks import USAGE, CLIError
 
 
@@ -53,6 +54,12 @@ def check(args: argparse.Namespace) -> None:
     from . import _checks
 
     config = _config(args)
+    try:
+        _serve_ray.check(args)  # Ray flags only with --backend ray
+    except ValueError as err:
+        raise CLIError(str(err), USAGE) from None
+    if args.backend == "ray" and config.workers > 1:
+        raise CLIError("--workers is for the uvicorn backend; with --backend ray use --replicas or autoscaling", USAGE)
     if config.model is None and config.task == "text-to-image":
         raise CLIError(
             "--task text-to-image needs --model (a registry key like sd15, a folder, a .safetensors file)", USAGE
@@ -74,7 +81,10 @@ def check(args: argparse.Namespace) -> None:
         repo, revision = TASKS[config.task]["default"]["model"]
         _checks.model_source(repo, "--model (default)", "classifier", revision=revision)
     _checks.check_device(config.device)
-    args.socket = bind(config.host, config.port)  # before the model loads: a taken port fails at once
+    if args.backend == "ray":  # Ray Serve binds the port itself: only check that it is free
+        bind(config.host, config.port).close()
+    else:
+        args.socket = bind(config.host, config.port)  # before the model loads: a taken port fails at once
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,10 +100,12 @@ def run(args: argparse.Namespace) -> int:
 
     logger = get_logger(__name__)
     config = _config(args)
-    sock = getattr(args, "socket", None) or bind(config.host, config.port)
-    port = sock.getsockname()[1]
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    if args.backend == "ray":
+        return _serve_ray.run(args, config)
+    sock = getattr(args, "socket", None) or bind(config.host, config.port)
+    port = sock.getsockname()[1]
     # access lines are info-level: without --verbose they would be formatted per request only to be dropped
     options = dict(
         host=config.host,
@@ -156,5 +168,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PNG. Requests are micro-batched. Binds 127.0.0.1 unless --host says otherwise. Needs hfvision[serve].",
     )
     add_dataclass_arguments(p, ServeConfig)
+    _serve_ray.add_arguments(p)
     # one default task and one pixel budget for classify, data prepare and serve
     p.set_defaults(func=run, check=check, task=DEFAULT_TASK, max_pixels=MAX_PIXELS)

@@ -189,6 +189,8 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
         return model_dir
     if task in DIFFUSION_TASKS:
         raise ValueError(f"task {task!r} needs a diffusers pipeline directory (model_index.json) at {model_or_dir}")
+    if task == "auto":  # a folder saved from an hfvision pipeline (e.g. by the trainer) keeps its task
+        task = _saved_pipeline_task(model_dir / "config.json") or task
     name = str(model_or_dir)
     if library == "timm":
         import timm
@@ -221,6 +223,26 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
         except (OSError, ValueError) as err:
             logger.warning("no image processor in %s (%s): validation on real photos is skipped", model_dir, err)
     return _Source(model, "transformers", task, name, processor, model_dir, model.config.save_pretrained)
+
+
+def _saved_pipeline_task(config_file: Path) -> str | None:
+    """hfvision's task declared by a saved pipeline's ``custom_pipelines`` (config.json), if exactly one."""
+    from ..pipelines.registry import task_of_saved_key
+
+    try:
+        custom = json.loads(config_file.read_text()).get("custom_pipelines") or {}
+    except (OSError, ValueError):
+        return None
+    tasks = {task_of_saved_key(key) for key in custom} - {None}
+    return tasks.pop() if len(tasks) == 1 and tasks <= set(TASKS) else None
+
+
+def _drop_pipeline_code(config_file: Path) -> None:
+    """An export holds no pipeline code: drop the ``custom_pipelines`` a saved pipeline's config declares (the task
+    is kept in export_report.json)."""
+    config = json.loads(config_file.read_text())
+    if config.pop("custom_pipelines", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _source_from_module(model, task: str, processor) -> _Source:
@@ -372,6 +394,7 @@ def export_onnx(
                 validation.notes.append("no image processor: validated on dummy inputs only")
             validation.raise_for_failure()
         source.save_config(tmp)
+        _drop_pipeline_code(tmp / "config.json")
         if source.processor is not None and source.library != "timm":
             source.processor.save_pretrained(tmp)
         report = build_report(source.task, source.name, source.library, export_config, opset, dynamic_axes,
@@ -440,8 +463,12 @@ def build_report(task: str, name: str, library: str, export_config, opset: int, 
 
 
 def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | bool | None = None,
-                     private: bool | None = None, commit_message: str | None = None) -> str:  # fmt: skip
+                     private: bool | None = None, commit_message: str | None = None,
+                     endpoint_handler: bool = True) -> str:  # fmt: skip
     """Upload an export directory to the Hub (creating the repo); returns the commit URL.
+
+    With ``endpoint_handler`` (default) the export gets a ``handler.py`` and ``requirements.txt`` first, so Hugging
+    Face Inference Endpoints can serve the repo as it is (see :func:`hfvision.hub.endpoints.write_endpoint_files`).
 
     >>> push_onnx_to_hub("gender-onnx", "me/gender-classification-onnx")  # doctest: +SKIP
     """
@@ -450,6 +477,11 @@ def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | b
     export_dir = Path(export_dir)
     if not (export_dir / ONNX_FILE).is_file() and not (export_dir / "unet" / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{export_dir} holds no ONNX export (model.onnx or unet/model.onnx)")
+    if endpoint_handler:
+        from ..hub.endpoints import write_endpoint_files
+        from .runtime import _export_task
+
+        write_endpoint_files(export_dir, "onnx", task=_export_task(export_dir))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(export_dir), repo_id=repo_id,

@@ -99,7 +99,7 @@ def is_onnx_export(model: Any) -> bool:
         return False
     path = Path(model)
     if path.is_dir():
-        return (path / ONNX_FILE).is_file() or (path / "unet" / ONNX_FILE).is_file()
+        return any((path / name).is_file() for name in (ONNX_FILE, QUANTIZED_FILE, f"unet/{ONNX_FILE}"))
     return False
 
 
@@ -191,7 +191,11 @@ class OrtModelForImageClassification(OrtModel):
 
         model_dir = resolve_model_dir(model, revision=revision, token=token)
         config = AutoConfig.from_pretrained(model_dir)
-        return cls(model_dir / file_name, config=config, **kwargs)
+        loaded = cls(model_dir / file_name, config=config, **kwargs)
+        if "logits" not in loaded.output_names:
+            raise ValueError(f"{loaded.path} is not a classifier export (outputs {loaded.output_names}, no logits); "
+                             f"it was exported for {_export_task(model_dir)!r}")  # fmt: skip
+        return loaded
 
     def forward(self, pixel_values=None, **kwargs):
         import torch
@@ -253,8 +257,7 @@ def _pipeline_class(task: str):
     import importlib
 
     try:
-        from hfvision.pipelines.factory import PIPELINE_CLASSES
-        from hfvision.pipelines.registry import register_pipelines
+        from hfvision.pipelines.registry import PIPELINE_CLASSES, register_pipelines
 
         register_pipelines()
     except ImportError:  # pragma: no cover - hfvision.pipelines is optional for the runtime
@@ -317,7 +320,13 @@ def load_ort_pipeline(task: str | None, model: str | os.PathLike, *, file_name: 
     if (task == "image-feature-pyramid") != pyramid_export and export_task is not None:
         raise ValueError(f"{model} was exported for {export_task!r}; it cannot serve the {task!r} pipeline")
     model_class = OrtModelForFeaturePyramid if task == "image-feature-pyramid" else OrtModelForImageClassification
-    ort_model = model_class.from_pretrained(model_dir, file_name=file_name or ONNX_FILE, **session_kwargs)
+    if file_name is None:  # the fp32 export, or the int8 model when it is the only one (an int8-only upload)
+        file_name = (
+            QUANTIZED_FILE
+            if not (model_dir / ONNX_FILE).is_file() and (model_dir / QUANTIZED_FILE).is_file()
+            else ONNX_FILE
+        )
+    ort_model = model_class.from_pretrained(model_dir, file_name=file_name, **session_kwargs)
     from transformers import AutoImageProcessor
 
     image_processor = pipeline_kwargs.pop("image_processor", None) or AutoImageProcessor.from_pretrained(model_dir)

@@ -18,6 +18,7 @@ _EXPORTS = {
     "diffusion": ["FAMILIES", "save_tiny_sd", "tiny_controlnet", "tiny_scheduler", "tiny_sd_components",
                   "tiny_sd_pipeline", "tiny_text_config", "tiny_unet", "tiny_vae"],
     "hub_server": ["LocalHubServer", "hub_env"],
+    "embedders": ["save_tiny_clip_embedder", "save_tiny_dino_embedder", "tiny_clip_embedder", "tiny_dino_embedder"],
 }  # fmt: skip
 _WHERE = {name: f"{__name__}.{module}" for module, names in _EXPORTS.items() for name in names}
 # library pieces the kit re-exports (they live where the library uses them)

@@ -161,6 +161,15 @@ class ImageClassificationConfig(TrainingArguments):
         },
     )
 
+    # --- output directory ------------------------------------------------------------------------------------------
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that holds another run's model or checkpoints, replacing them "
+            "(default: refuse; continue that run with --resume_from_checkpoint latest)."
+        },
+    )
+
     def __post_init__(self):
         if not self.model_name_or_path:
             raise ValueError(
