@@ -7,6 +7,8 @@ message is shown once, and ANSI colour codes are removed when stderr is not a te
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
 import importlib.util
 import logging
 import re
@@ -110,23 +112,59 @@ def enable_cli_logging(verbose: bool = False) -> None:
     logging.getLogger(_ROOT).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def configure_library_logging(verbose: bool = False) -> None:
-    """Route the installed libraries' loggers through the CLI handler and keep them quiet: warnings only (INFO with
-    ``verbose``), no nested "Loading weights" / "Loading pipeline components" bars.
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``hook(module)`` right after the module ``name`` is first imported (one shot), so configuring a library's
+    logging costs nothing when the command never imports it."""
 
-    Imports the libraries' logging modules (transformers' pulls in torch): call it after the cheap checks.
+    def __init__(self, name: str, hook):
+        self.name, self.hook = name, hook
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return None
+        real, hook = spec.loader, self.hook
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return real.create_module(spec)
+
+            def exec_module(self, module):
+                real.exec_module(module)
+                module.__loader__ = module.__spec__.loader = real
+                hook(module)
+
+        spec.loader = Loader()
+        return spec
+
+
+def _quiet(lib_logging, handler: logging.Handler | None, verbose: bool, name: str) -> None:
+    lib_logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    lib_logging.disable_default_handler()
+    if not verbose:
+        lib_logging.disable_progress_bar()  # loading bars; our own bars show the long steps
+    if handler is not None and handler not in logging.getLogger(name).handlers:
+        logging.getLogger(name).addHandler(handler)
+
+
+def configure_library_logging(verbose: bool = False) -> None:
+    """Route transformers' and diffusers' loggers through the CLI handler and keep them quiet: warnings only (INFO
+    with ``verbose``), no nested "Loading weights" / "Loading pipeline components" bars.
+
+    A library not imported yet is configured right after its first import (importing it here would cost seconds
+    to commands that never use it).
     """
     handler = _cli_handler()
-    level = logging.INFO if verbose else logging.WARNING
     for name in ("transformers", "diffusers"):
-        if importlib.util.find_spec(name) is None:
-            continue
-        lib_logging = importlib.import_module(f"{name}.utils.logging")
-        lib_logging.set_verbosity(level)
-        lib_logging.disable_default_handler()
-        if not verbose:
-            lib_logging.disable_progress_bar()  # loading bars; our own bars show the long steps
-        if handler is not None and handler not in logging.getLogger(name).handlers:
-            logging.getLogger(name).addHandler(handler)
+        module = f"{name}.utils.logging"
+        hook = functools.partial(_quiet, handler=handler, verbose=verbose, name=name)
+        if module in sys.modules:
+            hook(sys.modules[module])
+        elif importlib.util.find_spec(name) is not None:
+            sys.meta_path[:] = [f for f in sys.meta_path if not (isinstance(f, _AfterImport) and f.name == module)]
+            sys.meta_path.insert(0, _AfterImport(module, hook))
     for name in ("accelerate", "huggingface_hub", "peft", "datasets", "timm"):
-        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
