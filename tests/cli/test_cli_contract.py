@@ -226,6 +226,58 @@ CASES = [
         1,
         "--overwrite",
     ),
+    (
+        "convert-lora-missing-input",
+        ["convert", "lora", "{root}/nope.safetensors", "{root}/new.safetensors", "--to", "kohya"],
+        1,
+        "IN {root}/nope.safetensors: no such file",
+    ),
+    (
+        "convert-lora-garbage-input",
+        ["convert", "lora", "{root}/garbage.safetensors", "{root}/new.safetensors", "--to", "kohya"],
+        1,
+        "not a valid safetensors file",
+    ),
+    (
+        "convert-lora-existing-output",
+        ["convert", "lora", "{root}/valid.safetensors", "{root}/existing.safetensors", "--to", "kohya"],
+        1,
+        "--overwrite",
+    ),
+    ("convert-lora-no-layout", ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors"], 2, "--to"),
+    # eval
+    (
+        "eval-missing-photos",
+        [
+            "eval",
+            "dreambooth",
+            "{sd1}",
+            "--instance_data_dir",
+            "{root}/nope",
+            "--prompts",
+            "{root}/existing.jsonl",
+            "--output",
+            "{root}/eval.json",
+        ],
+        2,
+        "--instance_data_dir",
+    ),
+    (
+        "eval-steps-text",
+        [
+            "eval",
+            "dreambooth",
+            "{sd1}",
+            "--instance_data_dir",
+            "{root}/photos",
+            "--prompts",
+            "{root}/existing.jsonl",
+            "--num_inference_steps",
+            "many",
+        ],
+        2,
+        "--num_inference_steps",
+    ),
     # export
     ("export-existing-folder", ["export", "onnx", "{vit}", "{root}/nonempty"], 1, "--overwrite"),
     ("export-no-weights", ["export", "onnx", "{root}/vit_no_weights", "{root}/newdir"], 1, "no weights"),
@@ -376,6 +428,9 @@ def test_help_of_every_subcommand_fits_two_screens_and_shows_defaults_once(capsy
         ["session", "status"],
         ["train", "classifier"],
         ["models", "list"],
+        ["convert", "lora"],
+        ["eval", "dreambooth"],
+        ["eval", "report"],
         ["env"],
     ]
     for command in commands:

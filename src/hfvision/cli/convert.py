@@ -86,6 +86,17 @@ def _from_single_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_lora(args: argparse.Namespace) -> None:
+    from . import _checks
+
+    path = _checks.existing(args.input, "IN")
+    if path.is_file() and path.suffix.lower() == ".safetensors":
+        _checks.check_single_file(path, "IN")
+    if Path(args.out).suffix.lower() != ".safetensors":
+        raise CLIError(f"OUT {args.out} must end in .safetensors", USAGE)
+    _checks.output_file(args.out, "OUT", args.overwrite)
+
+
 def _lora(args: argparse.Namespace) -> int:
     from ..conversion.lora import convert_lora
 
@@ -129,7 +140,7 @@ def _register_lora(conv: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", help="base model recorded in the header (hfvision.base_model)")
     p.add_argument("--description", help="modelspec.description")
     p.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="extra header entry (repeatable)")
-    p.set_defaults(func=_lora)
+    p.set_defaults(func=_lora, check=_check_lora)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
