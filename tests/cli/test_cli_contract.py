@@ -230,7 +230,7 @@ CASES = [
         "convert-lora-missing-input",
         ["convert", "lora", "{root}/nope.safetensors", "{root}/new.safetensors", "--to", "kohya"],
         1,
-        "IN {root}/nope.safetensors: no such file",
+        "IN {root}/nope.safetensors does not exist",
     ),
     (
         "convert-lora-garbage-input",

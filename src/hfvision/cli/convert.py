@@ -89,11 +89,13 @@ def _from_single_file(args: argparse.Namespace) -> int:
 def _check_lora(args: argparse.Namespace) -> None:
     from . import _checks
 
-    path = _checks.existing(args.input, "IN")
+    path = Path(args.input).expanduser()
+    if not path.exists():
+        raise CLIError(f"IN {args.input} does not exist")
     if path.is_file() and path.suffix.lower() == ".safetensors":
         _checks.check_single_file(path, "IN")
     if Path(args.out).suffix.lower() != ".safetensors":
-        raise CLIError(f"OUT {args.out} must end in .safetensors", USAGE)
+        raise CLIError(f"OUT {args.out} must end in .safetensors")
     _checks.output_file(args.out, "OUT", args.overwrite)
 
 
