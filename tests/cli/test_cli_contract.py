@@ -145,7 +145,7 @@ CASES = [
     ("classify-strict-fake-image", [*CLASSIFY[:4], "{root}/photos", *CLASSIFY[5:], "--strict"], 1, "--strict"),
     ("classify-strict-zero-byte", [*CLASSIFY[:4], "{root}/zero.jpg", *CLASSIFY[5:], "--strict"], 1, "zero.jpg"),
     ("classify-verify-local-folder", [*CLASSIFY, "--verify"], 2, "drop --verify"),
-    ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 2, "--output"),
+    ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 1, "--output"),
     # generate
     ("generate-negative-steps", [*GENERATE[:-1], "-5"], 2, "--steps"),
     ("generate-zero-height", [*GENERATE, "--height", "0"], 2, "--height"),
@@ -315,7 +315,7 @@ CASES = [
     ("session-root-is-file", ["session", "create", "x", "--root", "{root}/existing.jsonl"], 1, "--root"),
     ("session-bad-set", ["session", "create", "x", "--root", "{root}/sessions", "--set", "novalue"], 2, "KEY=VALUE"),
     # train
-    ("train-existing-output", [*TRAIN[:-1], "{root}/nonempty"], 1, "--overwrite"),
+    ("train-existing-run", [*TRAIN[:-1], "{root}/vit_no_preproc"], 1, "--overwrite_output_dir"),
     ("train-negative-epochs", [*TRAIN, "--epochs", "-1"], 2, "--epochs"),
     ("train-epochs-text", [*TRAIN, "--epochs", "three"], 2, "--epochs"),
     ("train-missing-data-path", [*TRAIN[:5], "./nope", *TRAIN[6:]], 1, "--data ./nope: no such folder"),

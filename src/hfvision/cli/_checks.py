@@ -371,6 +371,7 @@ _PYTHON_WORDS = [
         lambda m: f"add --{_flag(m[1])}",
     ),
     (re.compile(r"pass config=<([^>]*)>"), r"pass --config <\1>"),
+    (re.compile(r"\b\w+=(?:True|'[^']*'|\S+?) \((--[^)]+)\)"), r"\1"),  # "x=True (--x)" -> "--x"
 ]
 _FLAG_NAMES = {"instance_token": "token", "class_noun": "class-noun"}
 

@@ -35,11 +35,11 @@ def check(args: argparse.Namespace) -> None:
         try:
             _classify_dataset.check(args)
         except ValueError as err:
-            raise CLIError(str(err), USAGE) from None
+            raise CLIError(str(err)) from None
     else:
         if not args.input or not args.output:
             raise CLIError(
-                "pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)", USAGE
+                "pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)"
             )
         try:
             args.files = collect_inputs(args.input)

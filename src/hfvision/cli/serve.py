@@ -57,7 +57,7 @@ def check(args: argparse.Namespace) -> None:
     try:
         _serve_ray.check(args)  # Ray flags only with --backend ray
     except ValueError as err:
-        raise CLIError(str(err), USAGE) from None
+        raise CLIError(str(err)) from None
     if args.backend == "ray" and config.workers > 1:
         raise CLIError("--workers is for the uvicorn backend; with --backend ray use --replicas or autoscaling", USAGE)
     if config.model is None and config.task == "text-to-image":

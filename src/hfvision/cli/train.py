@@ -47,14 +47,17 @@ def _is_main_process() -> bool:
     return PartialState().is_main_process
 
 
-def _check_classifier(config, overwrite: bool) -> None:
-    """Before any model or dataset loads: the output folder is new, the data and the model exist."""
+def _check_classifier(config) -> None:
+    """Before any model or dataset loads: no other run's work in the output folder, the data and the model exist."""
     from pathlib import Path
 
+    from ..training.classification.saving import check_output_dir
     from . import _checks
 
-    if not config.resume_from_checkpoint:
-        _checks.output_folder(config.output_dir, "--output-dir", overwrite)
+    try:
+        check_output_dir(config)  # the trainer's own rule (resume / --overwrite_output_dir), checked up front
+    except FileExistsError as err:
+        raise CLIError(_checks.in_cli_words(str(err))) from None
     data = Path(config.data).expanduser()
     if not data.exists():
         if _checks.looks_like_path(config.data) or config.data.count("/") > 1:
@@ -71,12 +74,12 @@ def run_classifier(args: argparse.Namespace) -> int:
     from ..utils.config_parser import ConfigError
 
     try:
-        config, extra = classification_cli.parse_args(args.extra_argv)
+        config = classification_cli.parse_args(args.extra_argv)
     except ConfigError as err:
         raise CLIError(str(err)) from None
     except ValueError as err:  # the config refuses a value: a usage error
         raise CLIError(str(err), USAGE) from None
-    _check_classifier(config, extra.overwrite)
+    _check_classifier(config)
     import sys
 
     if not sys.stderr.isatty() and not any(

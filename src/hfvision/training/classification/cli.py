@@ -8,8 +8,8 @@ the model, then :func:`train_and_report`.
 Every dataclass field becomes ``--field_name`` / ``--field-name`` (plus aliases such as ``--model``, ``--epochs``).
 ``--help`` lists the common options, ``--help-all`` every ``TrainingArguments`` one. ``--config FILE.yaml`` supplies
 defaults for any field; flags given on the command line win over it. ``--push-to-hub [REPO]`` sets ``push_to_hub``
-and, with a value, ``hub_model_id``. An existing non-empty ``--output-dir`` is refused unless ``--overwrite`` (or
-``--resume_from_checkpoint``).
+and, with a value, ``hub_model_id``. An ``--output-dir`` holding another run's model or checkpoints is refused unless
+``--resume_from_checkpoint latest`` or ``--overwrite_output_dir``.
 
 Example::
 
@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 PROG = "hfvision train classifier"
 DESCRIPTION = (
@@ -30,7 +29,7 @@ DESCRIPTION = (
 )
 USAGE = (
     "%(prog)s --model MODEL --data DATA --output-dir OUT [--task TASK] [--epochs N] [--lora] "
-    "[--push-to-hub [REPO]] [--config YAML] [--overwrite] [options]"
+    "[--push-to-hub [REPO]] [--config YAML] [options]"
 )
 #: options listed by --help; --help-all adds every other field (all of TrainingArguments)
 VISIBLE = (
@@ -53,6 +52,7 @@ VISIBLE = (
     "per_device_train_batch_size",
     "seed",
     "resume_from_checkpoint",
+    "overwrite_output_dir",
     "push_to_hub",
     "hub_model_id",
     "trust_remote_code",
@@ -85,12 +85,8 @@ def _push_to_hub_value(argv: list[str]) -> list[str]:
     return out
 
 
-def _extra_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--overwrite", action="store_true", help="train into an existing non-empty --output-dir")
-
-
-def parse_args(argv: list[str] | None) -> tuple[Any, argparse.Namespace]:
-    """``(config, extra)`` from command-line arguments: the [`ImageClassificationConfig`] and ``--overwrite``."""
+def parse_args(argv: list[str] | None):
+    """The [`ImageClassificationConfig`] of command-line arguments (flags, ``--config`` YAML, ``--push-to-hub``)."""
     from ...utils.config_parser import parse_config
     from .config import ImageClassificationConfig
 
@@ -101,20 +97,19 @@ def parse_args(argv: list[str] | None) -> tuple[Any, argparse.Namespace]:
         description=DESCRIPTION,
         usage=USAGE,
         visible=VISIBLE,
-        extra_arguments=_extra_arguments,
     )
 
 
 def config_from_args(args: argparse.Namespace | list[str]):
     """The [`ImageClassificationConfig`] of a parsed ``hfvision train classifier`` command line (or of its argv)."""
     argv = args if isinstance(args, list) else getattr(args, "extra_argv", [])
-    return parse_args(argv)[0]
+    return parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
     """Parse ``args.extra_argv`` (the classifier's flags), then :func:`train_and_report`. The ``hfvision`` command
     line (:mod:`hfvision.cli.train`) adds its checks of paths and models between the two."""
-    config, _ = parse_args(getattr(args, "extra_argv", []))
+    config = parse_args(getattr(args, "extra_argv", []))
     return train_and_report(config)
 
 
