@@ -447,6 +447,28 @@ def test_help_of_every_subcommand_fits_two_screens_and_shows_defaults_once(capsy
             assert flag not in text
 
 
+def _parsers(parser, path=("hfvision",)):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_has_help():
+    from hfvision.cli.main import build_parser
+
+    missing = [
+        (" ".join(path), action.option_strings[0])
+        for path, parser in _parsers(build_parser())
+        for action in parser._actions
+        if action.option_strings and not action.help
+    ]
+    assert missing == []
+
+
 def test_python_words_become_flags():
     from hfvision.cli._checks import in_cli_words
 
