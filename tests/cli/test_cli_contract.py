@@ -260,7 +260,7 @@ CASES = [
             "{root}/eval.json",
         ],
         2,
-        "--instance_data_dir",
+        "--instance-data-dir",
     ),
     (
         "eval-steps-text",
