@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from .dreambooth_flux import FlowDreamBoothMixin
+from .dreambooth_utils import DreamBoothMixin  # noqa: F401 - diffusers copies only a remote module's direct imports
 
 __all__ = ["DreamBoothSD3Pipeline"]
 
