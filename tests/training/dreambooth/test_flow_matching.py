@@ -173,3 +173,46 @@ def test_lora_steps_lower_the_flow_matching_loss(kind):
     losses.append(loss().item())
     assert all(b < a for a, b in zip(losses, losses[1:])), losses  # a fixed batch: every step helps
     assert losses[-1] < 0.85 * losses[0]
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3"])
+def test_training_forward_matches_the_pipelines_own_denoising_step(kind):
+    """One Euler step of the stock pipeline from σ to 0 is ``x_σ - σ v``: with the same latents, prompt embeddings
+    and σ, `flux_predict` / `sd3_predict` must give the same ``v`` (timestep scale, packing, image ids, guidance)."""
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+
+    from hfvision.testing import tiny_flux_components, tiny_sd3_components
+
+    sigma = 0.75
+    scheduler = FlowMatchEulerDiscreteScheduler()  # unshifted, so the step's timestep is exactly 1000 σ
+    gen = torch.Generator().manual_seed(0)
+    noisy = torch.randn(1, 16, 8, 8, generator=gen)
+    if kind == "flux":
+        pipe = FluxPipeline(**{**tiny_flux_components("dev"), "scheduler": scheduler})
+        embeds, pooled, text_ids = pipe.encode_prompt("a photo of sks dog", None, max_sequence_length=16)
+        inputs = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled, latents=fm.pack_latents(noisy))
+        with torch.no_grad():
+            v = fm.flux_predict(pipe.transformer, noisy, torch.tensor([1000 * sigma]), embeds, pooled, text_ids, 2.0)
+        expected = fm.pack_latents(noisy - sigma * v)
+    else:
+        pipe = StableDiffusion3Pipeline(**{**tiny_sd3_components("sd3.5"), "scheduler": scheduler})
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            "a photo of sks dog", None, None, do_classifier_free_guidance=False, max_sequence_length=16
+        )
+        inputs = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled, latents=noisy)
+        with torch.no_grad():
+            v = fm.sd3_predict(pipe.transformer, noisy, torch.tensor([1000 * sigma]), embeds, pooled)
+        expected = noisy - sigma * v
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        height=64,
+        width=64,
+        num_inference_steps=1,
+        sigmas=[sigma],
+        guidance_scale=2.0 if kind == "flux" else 1.0,
+        output_type="latent",
+        max_sequence_length=16,
+        **inputs,
+    ).images
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert (v - fm.flow_target(noisy, torch.zeros_like(noisy))).abs().max() > 1e-3  # v is a real prediction
