@@ -139,3 +139,31 @@ def test_fresh_process_without_hfvision_loads_dreambooth_classes(saved, run_pyth
         assert name == _classes(kind)[1].__name__ and module.startswith("diffusers_modules.")
         assert config == ["sks", "dog", kind]
         np.testing.assert_array_equal(np.load(tmp_path / f"{kind}.npy"), saved[kind][2])
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3"])
+def test_transformer_lora_saved_the_diffusers_way_loads_with_load_lora_weights(kind, tmp_path):
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from hfvision.testing import tiny_flux_pipeline, tiny_sd3_pipeline
+
+    stock_cls, cls = _classes(kind)
+    build = (lambda: tiny_flux_pipeline("dev")) if kind == "flux" else (lambda: tiny_sd3_pipeline("sd3"))
+    trained = build().transformer
+    trained.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in trained.named_parameters():
+            if "lora_B" in name:  # as after training: non-zero up-projections
+                param.copy_(0.5 * torch.randn(param.shape, generator=gen))
+    stock_cls.save_lora_weights(tmp_path, transformer_lora_layers=get_peft_model_state_dict(trained))
+
+    ours, theirs, plain = cls.from_components(build(), instance_token="sks", class_noun="dog"), build(), build()
+    for pipe in (ours, theirs, plain):
+        pipe.set_progress_bar_config(disable=True)
+    ours.load_lora_weights(tmp_path)
+    theirs.load_lora_weights(tmp_path)
+    with_lora = _run(ours, prompt="{token} {class}")
+    np.testing.assert_array_equal(with_lora, _run(theirs, prompt="sks dog"))
+    assert np.abs(with_lora - _run(plain, prompt="sks dog")).max() > 1e-3  # the LoRA is applied
