@@ -73,6 +73,21 @@ def test_same_images_as_stock_pipeline_with_expanded_prompts(pair):
     np.testing.assert_array_equal(batch, _run(stock, prompt=["sks dog", "a cat"], num_images_per_prompt=2))
 
 
+def test_from_components_refuses_another_familys_components():
+    from hfvision.testing import tiny_sd3_pipeline, tiny_sd_pipeline
+
+    _, flux_cls = _classes("flux")
+    _, sd3_cls = _classes("sd3")
+    with pytest.raises(
+        ValueError, match="needs a FluxTransformer2DModel, got a SD3Transformer2DModel; use DreamBoothSD3"
+    ):
+        flux_cls.from_components(tiny_sd3_pipeline())
+    with pytest.raises(
+        ValueError, match="needs a SD3Transformer2DModel, got a UNet2DConditionModel; use DreamBoothPipe"
+    ):
+        sd3_cls.from_components(tiny_sd_pipeline("sd1"))
+
+
 def test_placeholder_without_a_stored_value_is_refused(pair):
     kind, stock, _ = pair
     anonymous = _classes(kind)[1].from_components(stock)

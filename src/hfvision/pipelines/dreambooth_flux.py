@@ -46,6 +46,26 @@ class FlowDreamBoothMixin(DreamBoothMixin):
     when ``trust_remote_code=True`` (no ``custom_pipeline`` argument needed). The class's own ``from_pretrained``
     still returns the class itself, without remote code."""
 
+    # transformer class this pipeline runs -> the DreamBooth pipeline for each transformer (for a clear error)
+    _transformer_class: str = ""
+    _PIPELINE_FOR_TRANSFORMER = {
+        "FluxTransformer2DModel": "DreamBoothFluxPipeline",
+        "SD3Transformer2DModel": "DreamBoothSD3Pipeline",
+    }
+
+    @classmethod
+    def from_components(cls, pipe_or_components, instance_token=None, class_noun=None, family=None, **overrides):
+        """`DreamBoothMixin.from_components`, refusing another family's components with the class to use instead."""
+        components = getattr(pipe_or_components, "components", pipe_or_components)
+        model = overrides.get("transformer", components.get("transformer", components.get("unet")))
+        found = type(model).__name__
+        if found != cls._transformer_class:
+            right = cls._PIPELINE_FOR_TRANSFORMER.get(found, "DreamBoothPipeline or DreamBoothXLPipeline")
+            raise ValueError(
+                f"{cls.__name__}.from_components needs a {cls._transformer_class}, got a {found}; use {right} instead"
+            )
+        return super().from_components(pipe_or_components, instance_token, class_noun, family, **overrides)
+
     @classmethod
     def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict[str, Any]:
         # Why this override: with a ``[module, class]`` name, diffusers' `from_pretrained` loads the shipped module as
@@ -78,6 +98,7 @@ class DreamBoothFluxPipeline(FlowDreamBoothMixin, FluxPipeline):
     """
 
     _code_files = ("dreambooth_flux.py", "dreambooth_utils.py")
+    _transformer_class = "FluxTransformer2DModel"
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
     """
 
     _code_files = ("dreambooth_sd3.py", "dreambooth_flux.py", "dreambooth_utils.py")
+    _transformer_class = "SD3Transformer2DModel"
 
     def __init__(
         self,
