@@ -38,12 +38,11 @@ SD3_VARIANTS = ("sd3", "sd3.5")
 # as in black-forest-labs/FLUX.1-* and stabilityai/stable-diffusion-3*-* on the Hub).
 FLUX_VAE = dict(latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159)
 SD3_VAE = dict(latent_channels=16, scaling_factor=1.5305, shift_factor=0.0609)
+_FLUX_SHIFTING = dict(base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
 FLUX_SCHEDULERS = {
-    "dev": dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
-                max_image_seq_len=4096),
-    "schnell": dict(shift=1.0, use_dynamic_shifting=False, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
-                    max_image_seq_len=4096),
-}  # fmt: skip
+    "dev": dict(shift=3.0, use_dynamic_shifting=True, **_FLUX_SHIFTING),
+    "schnell": dict(shift=1.0, use_dynamic_shifting=False, **_FLUX_SHIFTING),
+}
 SD3_SCHEDULER = dict(shift=3.0)
 
 

@@ -93,6 +93,18 @@ def test_flow_matching_loss_equals_hand_computation():
     assert half.dtype == torch.float32 and half.item() == (2 * 7.5 + 0.5 * 1.0) / 2
 
 
+def test_prior_preservation_loss_splits_the_batch_and_its_weights():
+    pred = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
+    target = torch.zeros(4, 2)
+    weights = torch.tensor([[1.0], [2.0], [0.5], [0.25]])
+    total, instance, prior = fm.prior_preservation_loss(pred, target, weights, prior_loss_weight=0.5)
+    assert instance.item() == (1.0 * 1 + 2.0 * 4) / 2  # instance samples 0, 1
+    assert prior.item() == (0.5 * 9 + 0.25 * 16) / 2  # class samples 2, 3
+    assert total.item() == instance.item() + 0.5 * prior.item()
+    with pytest.raises(ValueError, match="equal numbers; got a batch of 3"):
+        fm.prior_preservation_loss(pred[:3], target[:3])
+
+
 def test_flux_packing_image_ids_and_guidance():
     torch.manual_seed(0)
     latents = torch.randn(2, 16, 6, 4)

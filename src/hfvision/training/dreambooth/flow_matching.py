@@ -134,6 +134,30 @@ def flow_matching_loss(
     return error.reshape(error.shape[0], -1).mean(dim=1).mean()
 
 
+def prior_preservation_loss(
+    model_pred: torch.Tensor,
+    target: torch.Tensor,
+    weighting: torch.Tensor | None = None,
+    prior_loss_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`flow_matching_loss` for a batch of instance samples followed by as many class (prior) samples.
+
+    Returns:
+        ``(instance_loss + prior_loss_weight * prior_loss, instance_loss, prior_loss)``; the weights are split
+        with the batch.
+    """
+    if model_pred.shape[0] % 2:
+        raise ValueError(
+            f"prior preservation needs instance and class samples in equal numbers; got a batch of {model_pred.shape[0]}"
+        )
+    pred, pred_prior = model_pred.chunk(2)
+    target, target_prior = target.chunk(2)
+    weights = (None, None) if weighting is None else weighting.chunk(2)
+    instance = flow_matching_loss(pred, target, weights[0])
+    prior = flow_matching_loss(pred_prior, target_prior, weights[1])
+    return instance + prior_loss_weight * prior, instance, prior
+
+
 def normalize_latents(latents: torch.Tensor, vae_config: Mapping[str, Any]) -> torch.Tensor:
     """VAE latents to the transformer's scale: ``(z - shift_factor) * scaling_factor`` (Flux and SD3 VAEs)."""
     shift = vae_config.get("shift_factor") or 0.0
