@@ -91,10 +91,11 @@ def lora_modelspec(config: DreamBoothConfig, base, unet) -> dict[str, str]:
     return modelspec_metadata(
         infer_family(unet),
         title=f"DreamBooth LoRA: {config.resolved_instance_prompt}",
-        trigger_phrase=config.trained_token,
+        trigger_phrase=" ".join(w for w in (config.trained_token, config.resolved_class_noun) if w) or None,
         resolution=config.resolution,
         base_model=base.source if base.kind in ("hub", "registry") else None,
         lora=True,
+        prediction_type=base.prediction_type,
         description=f"Trained with hfvision's DreamBooth trainer on '{config.resolved_instance_prompt}'.",
     )
 
