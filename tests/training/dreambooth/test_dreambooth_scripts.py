@@ -172,3 +172,44 @@ def test_sdxl_lora_script_with_text_encoders_and_kohya_output(tiny_model_dir, in
     pipe.load_lora_weights(out)
     assert pipe("a prompt", num_inference_steps=2, output_type="np").images.shape[0] == 1
     assert "use_lora: true" in (out / "training_config.yaml").read_text()
+
+
+def test_dataset_name_becomes_an_image_folder_with_captions(tmp_path, monkeypatch):
+    """--dataset_name/--caption_column/--repeats (diffusers' SDXL script): the dataset is written once as images with
+    caption sidecars, which the trainer reads like any --instance_data_dir."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from hfvision.data import read_caption
+    from hfvision.testing import sample_image
+    from hfvision.training.dreambooth.args import parse_dreambooth_args
+
+    monkeypatch.setenv("HFVISION_CACHE", str(tmp_path / "cache"))
+    images = [sample_image(n).resize((40, 32)) for n in ("astronaut", "rocket")]
+    data = datasets.Dataset.from_dict({"picture": images, "text": ["an astronaut", "a rocket"]})
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    data.cast_column("picture", datasets.Image()).to_parquet(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
+    argv = [
+        "--pretrained_model_name_or_path",
+        "base",
+        "--dataset_name",
+        str(tmp_path / "ds"),
+        "--image_column",
+        "picture",
+        "--caption_column",
+        "text",
+        "--repeats",
+        "2",
+    ]
+    folder = Path(parse_dreambooth_args(argv).instance_data_dir)
+    pngs = sorted(folder.glob("*.png"))
+    assert [read_caption(p, "unused") for p in pngs] == ["an astronaut", "an astronaut", "a rocket", "a rocket"]
+    assert np.array_equal(np.asarray(Image.open(pngs[2])), np.asarray(images[1].convert("RGB")))
+    assert Path(parse_dreambooth_args(argv).instance_data_dir) == folder  # written once, reused
+    with pytest.raises(ValueError, match="has no column 'caption'; its columns are picture, text"):
+        parse_dreambooth_args([*argv[:6], "--caption_column", "caption"])
+    with pytest.raises(ValueError, match="--caption_column only applies with --dataset_name"):
+        parse_dreambooth_args(
+            ["--pretrained_model_name_or_path", "b", "--instance_data_dir", "d", "--caption_column", "t"]
+        )

@@ -65,12 +65,17 @@ class DiffusersScriptFlags:
     skip_save_text_encoder: bool = field(default=False, metadata=_help("Not supported: the whole pipeline is saved."))
     do_edm_style_training: bool = field(default=False, metadata=_help("EDM training (not supported)."))
     pretrained_vae_model_name_or_path: str | None = field(default=None, metadata=_help("Not supported yet."))
-    dataset_name: str | None = field(default=None, metadata=_help("Not supported yet: use --instance_data_dir."))
-    dataset_config_name: str | None = field(default=None, metadata=_help("With --dataset_name (not supported)."))
-    cache_dir: str | None = field(default=None, metadata=_help("With --dataset_name (not supported)."))
-    image_column: str = field(default="image", metadata=_help("With --dataset_name (not supported)."))
-    caption_column: str | None = field(default=None, metadata=_help("With --dataset_name (not supported)."))
-    repeats: int = field(default=1, metadata=_help("With --dataset_name (not supported)."))
+    dataset_name: str | None = field(
+        default=None,
+        metadata=_help("Hub image dataset instead of --instance_data_dir (written once to a cached image folder)."),
+    )
+    dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of --dataset_name."))
+    cache_dir: str | None = field(default=None, metadata=_help("datasets' cache folder for --dataset_name."))
+    image_column: str = field(default="image", metadata=_help("Image column of --dataset_name."))
+    caption_column: str | None = field(
+        default=None, metadata=_help("Caption column of --dataset_name (default: instance_prompt for every image).")
+    )
+    repeats: int = field(default=1, metadata=_help("Use every --dataset_name image this many times per epoch."))
 
 
 _UNSUPPORTED = {
@@ -82,11 +87,8 @@ _UNSUPPORTED = {
     "skip_save_text_encoder": "the saved pipeline always includes its text encoder; drop the flag",
     "do_edm_style_training": "EDM-style training is not implemented; drop the flag",
     "pretrained_vae_model_name_or_path": "use a base model folder whose vae/ is the VAE you want",
-    "dataset_name": "put the images in a folder (with name.txt caption files) and pass --instance_data_dir",
-    "dataset_config_name": "it only applies with --dataset_name; use --instance_data_dir",
-    "cache_dir": "it only applies with --dataset_name; use --instance_data_dir",
-    "caption_column": "use name.txt caption files beside the images in --instance_data_dir",
 }
+_DATASET_ONLY = ("dataset_config_name", "cache_dir", "image_column", "caption_column", "repeats")
 
 
 def apply_diffusers_flags(flags: DiffusersScriptFlags, values: dict) -> dict:
@@ -95,8 +97,28 @@ def apply_diffusers_flags(flags: DiffusersScriptFlags, values: dict) -> dict:
     for name, reason in _UNSUPPORTED.items():
         if getattr(flags, name) != getattr(defaults, name):
             raise ValueError(f"--{name} is not supported by hfvision's DreamBooth trainer: {reason}")
-    if flags.image_column != defaults.image_column or flags.repeats != defaults.repeats:
-        raise ValueError("--image_column/--repeats only apply with --dataset_name; use --instance_data_dir")
+    if flags.dataset_name:
+        if values.get("instance_data_dir"):
+            raise ValueError("pass --dataset_name or --instance_data_dir, not both")
+        from .hub_dataset import materialize_image_dataset
+
+        values["instance_data_dir"] = str(
+            materialize_image_dataset(
+                flags.dataset_name,
+                flags.dataset_config_name,
+                flags.image_column,
+                flags.caption_column,
+                flags.repeats,
+                flags.cache_dir,
+            )
+        )
+    else:
+        for name in _DATASET_ONLY:
+            if getattr(flags, name) != getattr(defaults, name):
+                raise ValueError(
+                    f"--{name} only applies with --dataset_name; with --instance_data_dir use name.txt "
+                    "caption files beside the images"
+                )
     if flags.optimizer.lower() != "adamw":
         raise ValueError(f"--optimizer {flags.optimizer}: only AdamW is supported (add --use_8bit_adam for 8-bit)")
     if flags.image_interpolation_mode.lower() != "lanczos":
