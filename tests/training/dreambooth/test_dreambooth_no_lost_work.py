@@ -116,8 +116,9 @@ def _to_legacy_layout(checkpoint: Path) -> None:
     (checkpoint / "trainer_state.json").write_text(json.dumps(state, indent=2))
 
 
-def test_checkpoints_in_the_old_layout_still_resume_exactly(tiny_kwargs, train_in_process, tmp_path, load_weights,
-                                                             assert_bit_identical):  # fmt: skip
+def test_checkpoints_in_the_old_layout_still_resume_exactly(
+    tiny_kwargs, train_in_process, tmp_path, load_weights, assert_bit_identical
+):
     kwargs = tiny_kwargs(max_train_steps=4, checkpointing_steps=2, train_text_encoder=True, resolution=32)
     straight = {**kwargs, "output_dir": str(tmp_path / "straight")}
     train_in_process(straight)

@@ -48,11 +48,31 @@ def _reset_accelerate():
 def _command(base, photos, out, *extra) -> list[str]:
     """diffusers' test command line (32 px here to keep the test fast)."""
     return [
-        "--pretrained_model_name_or_path", str(base), "--instance_data_dir", str(photos), "--instance_prompt",
-        "photo", "--resolution", "32", "--train_batch_size", "1", "--gradient_accumulation_steps", "1",
-        "--learning_rate", "5.0e-04", "--scale_lr", "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
-        "--output_dir", str(out), "--report_to", "none", *extra,
-    ]  # fmt: skip
+        "--pretrained_model_name_or_path",
+        str(base),
+        "--instance_data_dir",
+        str(photos),
+        "--instance_prompt",
+        "photo",
+        "--resolution",
+        "32",
+        "--train_batch_size",
+        "1",
+        "--gradient_accumulation_steps",
+        "1",
+        "--learning_rate",
+        "5.0e-04",
+        "--scale_lr",
+        "--lr_scheduler",
+        "constant",
+        "--lr_warmup_steps",
+        "0",
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 def _run(name: str, argv: list[str]) -> None:
@@ -124,8 +144,16 @@ def test_full_script_checkpoints_in_diffusers_layout_and_prunes_after_resume(tin
     assert pipe("photo", num_inference_steps=1, height=32, width=32, output_type="np").images.shape == (1, 32, 32, 3)
 
     shutil.rmtree(out / "checkpoint-2")
-    resume = ["--max_train_steps", "8", "--checkpointing_steps", "2", "--resume_from_checkpoint", "checkpoint-4",
-              "--checkpoints_total_limit", "2"]  # fmt: skip
+    resume = [
+        "--max_train_steps",
+        "8",
+        "--checkpointing_steps",
+        "2",
+        "--resume_from_checkpoint",
+        "checkpoint-4",
+        "--checkpoints_total_limit",
+        "2",
+    ]
     _run("train_dreambooth", _command(base, instance_dir, out, *resume))
     assert _checkpoints(out) == {"checkpoint-6", "checkpoint-8"}
 
@@ -158,8 +186,16 @@ def test_sdxl_lora_script_with_text_encoders_and_kohya_output(tiny_model_dir, in
     from safetensors.torch import load_file
 
     base, out = tiny_model_dir("sdxl"), tmp_path / "out"
-    extra = ["--max_train_steps", "3", "--checkpointing_steps", "2", "--checkpoints_total_limit", "2",
-             "--train_text_encoder", "--output_kohya_format"]  # fmt: skip
+    extra = [
+        "--max_train_steps",
+        "3",
+        "--checkpointing_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "2",
+        "--train_text_encoder",
+        "--output_kohya_format",
+    ]
     _run("train_dreambooth_lora_sdxl", _command(base, instance_dir, out, *extra))
     keys = list(load_file(out / "pytorch_lora_weights.safetensors"))
     assert {k.split(".")[0] for k in keys} == {"unet", "text_encoder", "text_encoder_2"}
