@@ -3,8 +3,9 @@ and the flags of diffusers' DreamBooth scripts that have no option of their own 
 
 diffusers' ``train_dreambooth.py``, ``train_dreambooth_lora.py`` and ``train_dreambooth_lora_sdxl.py`` command lines
 run unchanged: a flag whose meaning hfvision shares maps to its option (``--offset_noise`` is ``--noise_offset 0.1``),
-a flag that only tunes something hfvision already does is accepted and logged, and a flag for a feature the trainer
-does not have (DeepFloyd IF, EDM, Prodigy, ...) is refused in one line that says what to do instead.
+a flag that only tunes something hfvision already does is accepted and logged, ``--dataset_name`` is written once to
+an image folder with caption files (see ``hub_dataset.py``), and a flag for a feature the trainer does not have
+(DeepFloyd IF, EDM, Prodigy, ...) is refused in one line that says what to do instead.
 
 >>> config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
 ...                                 "--offset_noise"])

@@ -78,7 +78,7 @@ def plan_start(config: DreamBoothConfig, spec: str | None, output_dir: Path, che
         return checkpoint, []
     existing = list_checkpoints(checkpoints_dir)
     if spec == "latest" and existing:
-        step, path = existing[-1]
+        path = existing[-1][1]
         raise ValueError(
             f"cannot resume: the checkpoints in {checkpoints_dir} (e.g. {path.name}) belong to another run "
             f"({_difference(read_trainer_state(path), config)}); pass --overwrite_output_dir to start over there, "
