@@ -1,4 +1,5 @@
-"""``hfvision convert``: diffusers directory <-> single-file Stable Diffusion checkpoint."""
+"""``hfvision convert``: diffusers directory <-> single-file Stable Diffusion checkpoint; LoRA files between the
+diffusers and kohya/AUTOMATIC1111 layouts."""
 
 from __future__ import annotations
 
@@ -49,9 +50,56 @@ def _from_single_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lora(args: argparse.Namespace) -> int:
+    from ..conversion.lora import convert_lora
+
+    metadata = {}
+    for item in args.metadata or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--metadata {item!r} must look like KEY=VALUE, e.g. modelspec.author=me")
+        metadata[key] = value
+    out = convert_lora(
+        args.input,
+        args.out,
+        to=args.to,
+        overwrite=args.overwrite,
+        allow_pickle=args.allow_pickle,
+        family=args.family,
+        title=args.title,
+        trigger_phrase=args.trigger_phrase,
+        resolution=args.resolution,
+        base_model=args.base_model,
+        description=args.description,
+        metadata=metadata,
+    )
+    print(f"wrote {out} ({args.to} layout, {out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _register_lora(conv: argparse._SubParsersAction) -> None:
+    p = conv.add_parser("lora", help="LoRA file: diffusers/PEFT layout <-> kohya/AUTOMATIC1111/ComfyUI layout")
+    p.add_argument("input", metavar="IN", help="LoRA .safetensors, or a LoRA training output folder")
+    p.add_argument("out", metavar="OUT", help="output .safetensors")
+    p.add_argument("--to", required=True, choices=["kohya", "diffusers"], help="layout to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    pickle_help = "accept a .bin/.pt input (loaded with weights_only=True); only for files you trust"
+    p.add_argument("--allow-pickle", action="store_true", help=pickle_help)
+    family_help = "base model family for modelspec.architecture (default: from the input's header or weights)"
+    p.add_argument("--family", choices=["sd1", "sd2", "sd2-v", "sdxl"], help=family_help)
+    p.add_argument("--title", help="modelspec.title (default: the input's, else OUT's name)")
+    p.add_argument("--trigger-phrase", "--trigger-word", dest="trigger_phrase", help="modelspec.trigger_phrase")
+    p.add_argument("--resolution", help="modelspec.resolution, e.g. 512 or 1024x1024")
+    p.add_argument("--base-model", help="base model recorded in the header (hfvision.base_model)")
+    p.add_argument("--description", help="modelspec.description")
+    p.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="extra header entry (repeatable)")
+    p.set_defaults(func=_lora)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("convert", help="convert between diffusers directories and single-file checkpoints")
     conv = parser.add_subparsers(dest="conversion", metavar="DIRECTION", required=True)
+    _register_lora(conv)  # `convert lora` (kept first so the single-file parsers below stay untouched)
 
     p = conv.add_parser("to-single-file", help="diffusers directory -> original-layout .safetensors/.ckpt")
     p.add_argument("pipeline_dir", help="diffusers Stable Diffusion / SDXL pipeline directory")

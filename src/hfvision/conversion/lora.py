@@ -6,9 +6,12 @@ PEFT adapter configs (rank, alpha, targets) as JSON in the header under ``lora_a
 
 kohya layout (what AUTOMATIC1111, ComfyUI and kohya's tools load): ``lora_unet_<module_with_underscores>``,
 ``lora_te_<...>`` (SD 1.x/2.x) or ``lora_te1_``/``lora_te2_`` (SDXL) with ``.lora_down.weight``,
-``.lora_up.weight`` and a scalar ``.alpha`` per module (scale = alpha / rank); DoRA magnitudes as ``.dora_scale``
-(one per output feature, shape ``(out, 1)``, the LyCORIS convention ComfyUI reads). Text-encoder modules are named
-``text_model_encoder_...`` as in the original CLIP checkpoints.
+``.lora_up.weight`` and a scalar ``.alpha`` per module (scale = alpha / rank). Text-encoder modules are named
+``text_model_encoder_...`` as in the original CLIP checkpoints. DoRA magnitudes are written as ``.dora_scale``, one
+per output feature (shape ``(out, 1)``): PEFT's magnitudes unchanged, so the file converts back exactly. Readers
+differ on DoRA in this layout: diffusers' ``load_lora_weights`` drops ``dora_scale`` (plain LoRA result), and ComfyUI's
+output-axis branch divides by the norm of the base weight where PEFT divides by the norm of the adapted weight, so
+only the diffusers file reproduces a DoRA model exactly.
 
 The key renaming is diffusers' own (``convert_state_dict_to_kohya`` one way, the kohya reader behind
 ``load_lora_weights`` the other way); this module adds what those leave out: the real per-module alphas (diffusers'
@@ -36,7 +39,7 @@ logger = get_logger(__name__)
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_WEIGHTS_NAME = "pytorch_lora_weights_kohya.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' header key for the PEFT adapter configs
-# the same JSON in kohya files: diffusers refuses kohya files (which carry alphas) whose header has ADAPTER_METADATA_KEY
+# the same JSON in kohya files: diffusers refuses a kohya file (it carries alphas) that also has ADAPTER_METADATA_KEY
 KOHYA_ADAPTER_METADATA_KEY = "hfvision.lora_adapter_metadata"
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -46,6 +49,30 @@ _TEXT_MODEL = "text_model."
 # SDXL's first) has no such level, CLIPTextModelWithProjection (SDXL's second) keeps it. kohya names always have it.
 NATIVE_TEXT_MODEL_LEVEL = {"text_encoder": False, "text_encoder_2": True}
 _MAGNITUDE = ".lora_magnitude_vector"
+# transformers' PEFT loader (used by load_lora_weights for text encoders) only fills a text encoder's DoRA magnitude
+# from a key ending in ".lora_magnitude_vector.weight"; under the bare name diffusers writes it is skipped (its load
+# report lists it as UNEXPECTED) and the magnitudes stay at their initial values
+_TEXT_MAGNITUDE = _MAGNITUDE + ".weight"
+
+
+def magnitude_module(key: str) -> str | None:
+    """The module of a DoRA magnitude key (either spelling), else `None`."""
+    for suffix in (_TEXT_MAGNITUDE, _MAGNITUDE):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return None
+
+
+def loadable_magnitude_keys(state_dict: Mapping) -> dict:
+    """A diffusers-layout LoRA state dict whose text-encoder DoRA magnitudes use the spelling ``load_lora_weights``
+    loads (``text_encoder*.<module>.lora_magnitude_vector.weight``); everything else unchanged."""
+    renamed = {}
+    for key, value in state_dict.items():
+        module = magnitude_module(key)
+        if module is not None and key.startswith("text_encoder"):
+            key = module + _TEXT_MAGNITUDE
+        renamed[key] = value
+    return renamed
 
 
 def is_kohya_state_dict(state_dict: Mapping) -> bool:
@@ -68,12 +95,11 @@ def to_peft(component: str, state_dict: Mapping) -> dict:
     """One component's LoRA weights with PEFT names (``<module>.lora_A.weight``, ``<module>.lora_B.weight``)."""
     from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 
-    if any(".lora_A." in key for key in state_dict):
-        return dict(state_dict)
-    magnitudes = {k: v for k, v in state_dict.items() if k.endswith(_MAGNITUDE)}
-    rest = {k: v for k, v in state_dict.items() if k not in magnitudes}
-    peft = convert_unet_state_dict_to_peft(rest) if component == "unet" else convert_state_dict_to_peft(rest)
-    return {**peft, **magnitudes}
+    magnitudes = {magnitude_module(k) + _MAGNITUDE: v for k, v in state_dict.items() if magnitude_module(k)}
+    rest = {k: v for k, v in state_dict.items() if not magnitude_module(k)}
+    if not any(".lora_A." in key for key in rest):
+        rest = convert_unet_state_dict_to_peft(rest) if component == "unet" else convert_state_dict_to_peft(rest)
+    return {**rest, **magnitudes}
 
 
 def _module_scaling(config: Mapping | None, module: str, rank: int) -> float:
@@ -148,7 +174,7 @@ def diffusers_to_kohya(
             kohya[f"{module}.{suffix}"] = value.contiguous()
         for module in {k.rsplit(".lora_A.", 1)[0] for k in peft if ".lora_A." in k}:
             rank = peft[f"{module}.lora_A.weight"].shape[0]
-            kohya_module = prefixes[component] + module.replace(".", "_")
+            kohya_module = _kohya_module_name(component, module, sdxl=sdxl)
             if kohya_module + ".lora_down.weight" not in kohya:
                 raise ValueError(f"kohya conversion lost the weights of {component}.{module}; please report this")
             scaling = _module_scaling(configs.get(component), module.removeprefix(_TEXT_MODEL), rank)
@@ -156,6 +182,16 @@ def diffusers_to_kohya(
             if module in magnitudes:
                 kohya[kohya_module + ".dora_scale"] = magnitudes[module].reshape(-1, 1).contiguous()
     return kohya
+
+
+def _kohya_module_name(component: str, module: str, *, sdxl: bool) -> str:
+    """The kohya name of a diffusers/PEFT module name (diffusers-style UNet names; CLIP under ``text_model``)."""
+    if component == "unet":
+        return "lora_unet_" + module.replace(".", "_")
+    prefix = {"text_encoder": "lora_te1_" if sdxl else "lora_te_", "text_encoder_2": "lora_te2_"}[component]
+    if not module.startswith(_TEXT_MODEL):
+        module = _TEXT_MODEL + module
+    return prefix + module.replace(".", "_")
 
 
 def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = None) -> tuple[dict, dict[str, dict]]:
@@ -181,7 +217,15 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
     pairs = {k: v for k, v in state_dict.items() if k not in extras}
     # diffusers' reader moves tensors without copying them: the lora_down tensor identifies its kohya module
     owner = {id(v): k.split(".")[0] for k, v in pairs.items() if k.endswith(".lora_down.weight")}
-    converted, _ = StableDiffusionXLPipeline.lora_state_dict(dict(pairs))
+    sdxl = any(k.startswith(("lora_te1_", "lora_te2_")) for k in state_dict)
+    try:
+        converted, _ = StableDiffusionXLPipeline.lora_state_dict(dict(pairs))
+    except ValueError as error:  # diffusers lists every key it could not place, one per line
+        unknown = [k for k in pairs if k in str(error)] or [str(error).split()[-1]]
+        raise ValueError(
+            f"{len(unknown)} kohya keys are not LoRA down/up weights diffusers can read, e.g. {unknown[0]!r} "
+            "(LyCORIS variants such as LoHa/LoKr are not supported)"
+        ) from None
     known = _component_configs(adapter_metadata)
     result, configs = {}, {}
     for component, weights in split_components(converted).items():
@@ -191,7 +235,8 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         ranks, alphas = {}, {}
         for key in [k for k in peft if k.endswith(".lora_A.weight")]:
             module = key[: -len(".lora_A.weight")]
-            kohya_module = owner[id(peft[key])]
+            # the same name diffusers' converter started from, else our own forward rule (diffusers-style names)
+            kohya_module = owner.get(id(peft[key])) or _kohya_module_name(component, module, sdxl=sdxl)
             rank = peft[key].shape[0]
             ranks[module] = rank
             alpha = extras.get(kohya_module + ".alpha")
@@ -202,7 +247,7 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         magnitudes = {k: v for k, v in peft.items() if k.endswith(_MAGNITUDE)}
         plain = convert_state_dict_to_diffusers({k: v for k, v in peft.items() if k not in magnitudes})
         result.update({f"{component}.{k}": v for k, v in {**plain, **magnitudes}.items()})
-    return result, configs
+    return loadable_magnitude_keys(result), configs
 
 
 def _lora_config_fields(ranks: dict[str, int], alphas: dict[str, float], peft: Mapping) -> dict:
@@ -278,6 +323,62 @@ def diffusers_header(header: Mapping[str, str]) -> dict[str, str]:
     return header
 
 
+# cross-attention width of the UNet (attn2.to_k input features) -> family; SD 2.x (1024) is left to the user, since
+# the 512 base and the 768 v-prediction models share it
+_CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
+
+
+def guess_family(state_dict: Mapping) -> str | None:
+    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA (either layout), else `None`."""
+    for key, value in state_dict.items():
+        if ("attn2.to_k" in key or "attn2_to_k" in key) and key.endswith(("lora.down.weight", "lora_down.weight")):
+            return _CROSS_ATTENTION_FAMILIES.get(value.shape[-1])
+    return None
+
+
+def lora_modelspec(
+    header: Mapping[str, str],
+    state_dict: Mapping,
+    *,
+    family: str | None = None,
+    title: str | None = None,
+    trigger_phrase: str | None = None,
+    resolution: int | str | None = None,
+    base_model: str | None = None,
+    description: str | None = None,
+) -> dict[str, str]:
+    """The ModelSpec entries for a converted LoRA: the input's own, completed from the family (given, named by
+    ``modelspec.architecture``, or guessed from the weights) and overridden by the values passed. Empty when the
+    family is unknown and the input has none."""
+    from .modelspec import family_from_architecture, format_resolution, modelspec_metadata
+
+    carried = {k: v for k, v in header.items() if k.startswith("modelspec.")}
+    known = family or family_from_architecture(carried.get("modelspec.architecture", "")) or guess_family(state_dict)
+    if known is None:
+        if not carried:
+            logger.warning("no ModelSpec metadata written: the family is unknown; pass --family (e.g. sd1, sd2, sdxl)")
+        spec = dict(carried)
+    else:
+        defaults = modelspec_metadata(
+            known, title=title or "lora", trigger_phrase=None, resolution=None, base_model=None, lora=True
+        )
+        spec = {**defaults, **carried}
+        if family:  # an explicit family decides the architecture
+            spec.update({k: defaults[k] for k in ("modelspec.architecture", "modelspec.implementation")})
+    explicit = {
+        "modelspec.title": title,
+        "modelspec.trigger_phrase": trigger_phrase,
+        "modelspec.description": description,
+        "hfvision.base_model": base_model,
+    }
+    if resolution is not None:
+        explicit["modelspec.resolution"] = format_resolution(
+            int(resolution) if str(resolution).isdigit() else resolution
+        )
+    spec.update({k: v for k, v in explicit.items() if v})
+    return spec
+
+
 def convert_lora(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -285,56 +386,106 @@ def convert_lora(
     *,
     overwrite: bool = False,
     allow_pickle: bool = False,
+    family: str | None = None,
+    title: str | None = None,
+    trigger_phrase: str | None = None,
+    resolution: int | str | None = None,
+    base_model: str | None = None,
+    description: str | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Convert a LoRA file between the diffusers and the kohya/AUTOMATIC1111 layouts.
 
-    The header is carried over (ModelSpec ``modelspec.*`` entries and diffusers' ``lora_adapter_metadata``, which
-    lets a kohya file written by hfvision convert back to the exact original), and ``metadata`` entries are set on
-    top. ``modelspec.architecture`` decides SDXL's ``lora_te1_``/``lora_te2_`` prefixes when present.
+    The header is carried over (ModelSpec ``modelspec.*`` entries and the PEFT adapter configs, which let a kohya
+    file written by hfvision convert back to the exact original) and completed with ModelSpec entries for the
+    family; the values passed override it, ``metadata`` entries last.
 
     Args:
-        in_path (`str` or `os.PathLike`): the LoRA to read (``.safetensors``; pickles need ``allow_pickle``).
+        in_path (`str` or `os.PathLike`): the LoRA to read (``.safetensors``; pickles need ``allow_pickle``), or a
+            training output folder holding ``pytorch_lora_weights.safetensors`` (``to="kohya"``) or
+            ``pytorch_lora_weights_kohya.safetensors`` (``to="diffusers"``).
         out_path (`str` or `os.PathLike`): the file to write (``.safetensors``).
         to (`str`): ``"kohya"`` or ``"diffusers"``.
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
         allow_pickle (`bool`, *optional*, defaults to `False`): accept ``.bin``/``.pt`` input (loaded with
             ``weights_only=True``).
-        metadata (`Mapping[str, str]`, *optional*): header entries to set (e.g. ``modelspec.trigger_phrase``).
+        family (`str`, *optional*): ``"sd1"``, ``"sd2"``, ``"sd2-v"`` or ``"sdxl"``; decides
+            ``modelspec.architecture`` and SDXL's ``lora_te1_``/``lora_te2_`` prefixes. Default: the input's
+            ``modelspec.architecture``, else guessed from the weights (SD 1.x / SDXL widths).
+        title (`str`, *optional*): ``modelspec.title`` (default: the input's, else ``out_path``'s stem).
+        trigger_phrase (`str`, *optional*): ``modelspec.trigger_phrase``.
+        resolution (`int` or `str`, *optional*): ``modelspec.resolution`` (``512`` or ``"512x512"``).
+        base_model (`str`, *optional*): recorded as ``hfvision.base_model``.
+        description (`str`, *optional*): ``modelspec.description``.
+        metadata (`Mapping[str, str]`, *optional*): more header entries, set last.
 
     Returns:
         `Path`: ``out_path``.
+
+    >>> convert_lora("my_lora_kohya.safetensors", "my_lora.safetensors", to="diffusers")
+    PosixPath('my_lora.safetensors')
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if to not in ("kohya", "diffusers"):
         raise ValueError(f"to={to!r} must be 'kohya' or 'diffusers'")
+    if in_path.is_dir():  # a training output folder: the file of the other layout in it
+        name = WEIGHTS_NAME if to == "kohya" else KOHYA_WEIGHTS_NAME
+        if not (in_path / name).is_file():
+            raise FileNotFoundError(f"{in_path} is a folder without {name}; give the LoRA file itself")
+        in_path = in_path / name
     if out_path.suffix.lower() != ".safetensors":
         raise ValueError(f"{out_path} must end in .safetensors (LoRA files are written as safetensors only)")
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists; choose another name or pass --overwrite")
     if out_path.resolve() == in_path.resolve():
         raise ValueError(f"{out_path} is the input file; write the conversion to another file")
+    if family is not None:
+        from .modelspec import resolve_family
+
+        family = resolve_family(family)
     state_dict, header = read_lora_file(in_path, allow_pickle=allow_pickle)
     if not state_dict:
         raise ValueError(f"{in_path} holds no tensors")
     kohya_input = is_kohya_state_dict(state_dict)
+    if to == "kohya" and kohya_input:
+        raise ValueError(f"{in_path} is already in the kohya layout; use --to diffusers to convert it back")
+    if to == "diffusers" and not kohya_input:
+        raise ValueError(f"{in_path} is not in the kohya layout (keys like lora_unet_*); nothing to convert")
     if to == "kohya":
-        if kohya_input:
-            raise ValueError(f"{in_path} is already in the kohya layout; use --to diffusers to convert it back")
-        architecture = header.get("modelspec.architecture", "")
-        sdxl = True if architecture.startswith("stable-diffusion-xl") else None
+        from .modelspec import family_from_architecture
+
+        named = family or family_from_architecture(header.get("modelspec.architecture", ""))
+        sdxl = True if named == "sdxl" else None
         carried = kohya_header(header)
-        adapter_metadata = json.loads(carried.get(KOHYA_ADAPTER_METADATA_KEY, "null"))
+        adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
         converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)
     else:
-        if not kohya_input:
-            raise ValueError(f"{in_path} is not in the kohya layout (keys like lora_unet_*); nothing to convert")
         carried = diffusers_header(header)
-        adapter_metadata = json.loads(carried.get(ADAPTER_METADATA_KEY, "null"))
+        adapter_metadata = _adapter_json(carried.get(ADAPTER_METADATA_KEY), in_path)
         converted, configs = kohya_to_diffusers(state_dict, adapter_metadata)
         if ADAPTER_METADATA_KEY not in carried:
             carried[ADAPTER_METADATA_KEY] = json.dumps(_adapter_metadata_from_configs(configs), sort_keys=True)
+    spec = lora_modelspec(
+        header,
+        state_dict,
+        family=family,
+        title=title or header.get("modelspec.title") or out_path.stem,
+        trigger_phrase=trigger_phrase,
+        resolution=resolution,
+        base_model=base_model,
+        description=description,
+    )
+    carried.update(spec)
     carried.update(metadata or {})
     write_lora_file(out_path, converted, carried)
     logger.info("wrote %s (%s layout, %d tensors)", out_path, to, len(converted))
     return out_path
+
+
+def _adapter_json(text: str | None, path: Path) -> dict | None:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"{path} has a corrupt lora_adapter_metadata header entry (not JSON)") from None

@@ -4,7 +4,8 @@ ComfyUI and kohya's tools read to show a model's architecture, title, trigger ph
 Families are data: one row per family with its architecture id, reference implementation and default resolution.
 
 >>> from hfvision.conversion.modelspec import modelspec_metadata
->>> meta = modelspec_metadata("sdxl", title="dog", trigger_phrase="sks dog", resolution=1024, base_model=None, lora=True)
+>>> meta = modelspec_metadata("sdxl", title="dog", trigger_phrase="sks dog", resolution=1024, base_model=None,
+...                           lora=True)
 >>> meta["modelspec.architecture"], meta["modelspec.resolution"]
 ('stable-diffusion-xl-v1-base/lora', '1024x1024')
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import tempfile
@@ -15,6 +14,7 @@ from ..utils.logging import get_logger
 from .configs import MODEL_COMPONENTS, TOKENIZERS, normalize_prediction_type, tokenizer_entry
 from .keys import LAYOUTS
 from .mapping import pipeline_to_original
+from .modelspec import modelspec_metadata
 
 logger = get_logger(__name__)
 
@@ -23,12 +23,6 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 _INDEX_FILES = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
 _PICKLE_FILES = ("diffusion_pytorch_model.bin", "pytorch_model.bin")
-_ARCHITECTURES = {"sd1": "stable-diffusion-v1", "sdxl": "stable-diffusion-xl-v1-base"}
-_IMPLEMENTATIONS = {
-    "sd1": "https://github.com/CompVis/stable-diffusion",
-    "sd2": "https://github.com/Stability-AI/stablediffusion",
-    "sdxl": "https://github.com/Stability-AI/generative-models",
-}
 # user metadata key -> header keys it is written to
 _KNOWN_METADATA = {
     "base_model": ("hfvision.base_model",),
@@ -146,22 +140,22 @@ def build_metadata(family: str, configs: dict, metadata: Mapping[str, Any] | Non
     prediction_type = normalize_prediction_type(configs["scheduler"].get("prediction_type", "epsilon"))
     unet, vae = configs["unet"], configs["vae"]
     resolution = int(unet.get("sample_size") or 64) * 2 ** (len(vae["block_out_channels"]) - 1)
-    if family == "sd2":
-        architecture = "stable-diffusion-v2-768-v" if prediction_type == "v_prediction" else "stable-diffusion-v2-512"
-    else:
-        architecture = _ARCHITECTURES[family]
     header = {
         "hfvision.format_version": FORMAT_VERSION,
         "hfvision.family": family,
         "hfvision.prediction_type": prediction_type,
         "hfvision.dtype": dtype,
         "hfvision.diffusers_configs": json.dumps(_json_safe(configs), sort_keys=True),
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": architecture,
-        "modelspec.implementation": _IMPLEMENTATIONS[family],
-        "modelspec.resolution": f"{resolution}x{resolution}",
-        "modelspec.prediction_type": "v" if prediction_type == "v_prediction" else prediction_type,
-        "modelspec.date": datetime.date.today().isoformat(),
+        # architecture (SD 2.x: 512 base or 768-v by prediction type), implementation, resolution, date, ...
+        **modelspec_metadata(
+            family,
+            title=str((metadata or {}).get("title") or "model"),
+            trigger_phrase=None,
+            resolution=resolution,
+            base_model=None,
+            lora=False,
+            prediction_type=prediction_type,
+        ),
     }
     index = configs.get("model_index", {})
     user = {"trigger_word": index.get("instance_token"), "class_noun": index.get("class_noun")}

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import torch
 
-from ...conversion.lora import KOHYA_WEIGHTS_NAME, WEIGHTS_NAME, diffusers_to_kohya, write_lora_file
+from ...conversion.lora import (
+    ADAPTER_METADATA_KEY,
+    KOHYA_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    diffusers_to_kohya,
+    kohya_header,
+    loadable_magnitude_keys,
+    write_lora_file,
+)
 from ...utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -50,6 +58,21 @@ def add_lora(
     model.add_adapter(config)
 
 
+def modelspec_family(family: str, text_encoder=None) -> str:
+    """The ModelSpec family (``"sd1"``, ``"sd2"``, ``"sdxl"``) of a trainer family (``"sd"``, ``"sdxl"``): SD 2.x is
+    told from SD 1.x by its OpenCLIP text encoder (``hidden_act="gelu"``; CLIP ViT-L uses ``quick_gelu``). Pass the
+    result with the scheduler's prediction type to [`~hfvision.conversion.modelspec.modelspec_metadata`], which
+    records SD 2.x v-prediction as the 768-v architecture.
+
+    >>> modelspec_family("sd", pipe.text_encoder)
+    'sd1'
+    """
+    if family != "sd":
+        return family
+    config = getattr(text_encoder, "config", None)
+    return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
+
+
 def lora_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapter weights of ``model`` with diffusers' key names."""
     from diffusers.utils import convert_state_dict_to_diffusers
@@ -83,9 +106,9 @@ def save_lora(
         unet: the UNet carrying a ``default`` adapter.
         text_encoders (`list`, *optional*): text encoders carrying adapters, in pipeline order.
         kohya (`bool`, *optional*, defaults to `False`): also write ``pytorch_lora_weights_kohya.safetensors`` in the
-            kohya/AUTOMATIC1111 layout (same header). With DoRA, that file stores the magnitudes as ``dora_scale``,
-            which ComfyUI reads but diffusers' ``load_lora_weights`` drops from kohya files (use the diffusers file
-            there).
+            kohya/AUTOMATIC1111 layout (same header). With DoRA, that file stores the magnitudes as ``dora_scale``;
+            diffusers drops them from kohya files and other readers normalise differently (see
+            :mod:`hfvision.conversion.lora`), so only the diffusers file reproduces a DoRA model exactly.
         metadata (`dict[str, str]`, *optional*): header entries for both files.
 
     Returns:
@@ -103,22 +126,22 @@ def save_lora(
         kwargs[f"{name}_lora_adapter_metadata"] = lora_metadata(encoder)
     pipeline_class(family).save_lora_weights(directory, safe_serialization=True, **kwargs)
     path = Path(directory) / LORA_WEIGHTS_NAME
-    if not metadata and not kohya:
+    use_dora = any(getattr(m.peft_config["default"], "use_dora", False) for m in text_encoders or [])
+    if not metadata and not kohya and not use_dora:
         return path
     with safe_open(path, "pt") as f:
         header = {**(f.metadata() or {}), **(metadata or {})}
     state_dict = load_file(path)
-    if metadata:
+    if metadata or use_dora:
+        state_dict = loadable_magnitude_keys(state_dict)
         write_lora_file(path, state_dict, header)
     if kohya:
-        from ...conversion.lora import ADAPTER_METADATA_KEY, kohya_header
-
         adapter_metadata = json.loads(header[ADAPTER_METADATA_KEY]) if ADAPTER_METADATA_KEY in header else None
         kohya_state = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=family == "sdxl")
         if any(k.endswith(".dora_scale") for k in kohya_state):
             logger.warning(
-                "%s stores DoRA magnitudes as dora_scale (ComfyUI reads them; diffusers' load_lora_weights drops "
-                "them from kohya files): load %s in diffusers",
+                "%s stores DoRA magnitudes as dora_scale, which diffusers drops and other tools normalise "
+                "differently: only %s reproduces the DoRA model exactly",
                 KOHYA_LORA_WEIGHTS_NAME,
                 LORA_WEIGHTS_NAME,
             )
