@@ -160,6 +160,7 @@ def test_full_script_checkpoints_in_diffusers_layout_and_prunes_after_resume(tin
 
 def test_lora_script_writes_peft_keys_and_loads_in_diffusers(tiny_model_dir, instance_dir, tmp_path):
     from diffusers import DiffusionPipeline
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     base = tiny_model_dir("sd1")
@@ -167,6 +168,9 @@ def test_lora_script_writes_peft_keys_and_loads_in_diffusers(tiny_model_dir, ins
     _run("train_dreambooth_lora", _command(base, instance_dir, unet_only, "--max_train_steps", "2"))
     keys = list(load_file(unet_only / "pytorch_lora_weights.safetensors"))
     assert keys and all("lora" in k and k.startswith("unet.") for k in keys)
+    with safe_open(unet_only / "pytorch_lora_weights.safetensors", "pt") as f:
+        header = f.metadata()
+    assert (header["modelspec.architecture"], header["modelspec.resolution"]) == ("stable-diffusion-v1/lora", "32x32")
 
     limit = ["--max_train_steps", "6", "--checkpointing_steps", "2", "--checkpoints_total_limit", "2"]
     _run("train_dreambooth_lora", _command(base, instance_dir, with_te, "--train_text_encoder", *limit))

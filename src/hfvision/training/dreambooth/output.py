@@ -83,13 +83,14 @@ def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict
     )
 
 
-def lora_modelspec(config: DreamBoothConfig, base, unet) -> dict[str, str]:
-    """modelspec metadata (architecture, title, trigger word, resolution, base model, date) for the LoRA file."""
+def lora_modelspec(config: DreamBoothConfig, base, text_encoder) -> dict[str, str]:
+    """modelspec metadata (architecture, title, trigger word, resolution, base model, date) for the LoRA file;
+    ``text_encoder`` (the base's first) tells SD 2.x from SD 1.x."""
     from ...conversion.modelspec import modelspec_metadata
-    from ...pipelines.dreambooth_utils import infer_family
+    from .lora import modelspec_family
 
     return modelspec_metadata(
-        infer_family(unet),
+        modelspec_family(base.family, text_encoder),
         title=f"DreamBooth LoRA: {config.resolved_instance_prompt}",
         trigger_phrase=" ".join(w for w in (config.trained_token, config.resolved_class_noun) if w) or None,
         resolution=config.resolution,
@@ -178,7 +179,8 @@ def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True) -> 
 
 
 def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_encoders: list, build_pipeline,
-                cast_frozen: bool, sample_images: list | None, steps: int) -> Path | None:  # fmt: skip
+                cast_frozen: bool, sample_images: list | None, steps: int,
+                text_encoder=None) -> Path | None:  # fmt: skip
     """Everything the run leaves in ``output_dir``; returns the LoRA file for LoRA runs.
 
     Full fine-tunes write the stock diffusers pipeline. LoRA runs write ``pytorch_lora_weights.safetensors`` (and,
@@ -193,7 +195,7 @@ def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_enc
 
     lora_path, pipe = None, None
     if config.use_lora:
-        metadata = lora_modelspec(config, base, unet)
+        metadata = lora_modelspec(config, base, text_encoder)
         lora_path = save_lora(
             output_dir, base.family, unet, text_encoders, kohya=config.output_kohya_format, metadata=metadata
         )

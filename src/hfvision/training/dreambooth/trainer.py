@@ -433,5 +433,5 @@ class DreamBoothTrainer(TrainingLoop):
         unet = self.accelerator.unwrap_model(self.unet_p)
         return output_lib.save_output(
             self.config, self.base, self.output_dir, unet, self.trained_text_encoders(), self.build_pipeline,
-            self.cast_frozen, getattr(self, "sample_images", None), self.global_step,
+            self.cast_frozen, getattr(self, "sample_images", None), self.global_step, self.text_encoders[0],
         )  # fmt: skip
