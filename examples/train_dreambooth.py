@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""DreamBooth a Stable Diffusion model on a few photos of a subject (full fine-tune or LoRA).
+"""DreamBooth a Stable Diffusion model on a few photos of a subject (full fine-tune; LoRA with `--use_lora`).
 
-Every option is a field of `hfvision.training.DreamBoothConfig`; flag names follow diffusers'
-`examples/dreambooth/train_dreambooth.py`, so its command lines work here. A YAML file can set any option
-(`--config run.yaml`); flags given beside it win.
+Drop-in for diffusers' `examples/dreambooth/train_dreambooth.py`: every option is a field of
+`hfvision.training.DreamBoothConfig`, flag names follow diffusers' script, and its command lines work here (LoRA
+runs: `train_dreambooth_lora.py` / `train_dreambooth_lora_sdxl.py`, drop-ins for diffusers' scripts of those
+names). A YAML file can set any option (`--config run.yaml`); flags given beside it win.
 
     accelerate launch examples/train_dreambooth.py --config examples/configs/tiny.yaml
     accelerate launch examples/train_dreambooth.py \

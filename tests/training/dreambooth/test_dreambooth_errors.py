@@ -47,7 +47,11 @@ def test_bad_inputs_fail_before_heavy_work(tiny_kwargs, tmp_path, no_model_loadi
     _fails(tiny_kwargs(pretrained_model_name_or_path="flux-dev"), ValueError, "is a flux model")
     _fails(tiny_kwargs(pretrained_model_name_or_path="sd15", resolution=768), ValueError, "768")
     _fails(tiny_kwargs(pretrained_model_name_or_path="sd1.5"), ValueError, "did you mean 'sd15'")
-    _fails(tiny_kwargs(resume_from_checkpoint="checkpoint-9"), FileNotFoundError, "no such checkpoint")
+    _fails(
+        tiny_kwargs(resume_from_checkpoint="checkpoint-9", strict_resume=True),
+        FileNotFoundError,
+        r"resume_from_checkpoint='checkpoint-9': no such checkpoint in .* \(--strict_resume\)",
+    )
     from hfvision.utils import is_available
 
     if not is_available("bitsandbytes"):

@@ -42,7 +42,7 @@ def test_hub_session_survives_losing_the_machine(tiny_kwargs, run_training, loca
         from huggingface_hub import HfApi
         print(json.dumps(HfApi().list_repo_files("user/subject")))
     """, hub=local_hub).strip().splitlines()[-1])  # fmt: skip
-    assert "session.json" in files and any(f.startswith(f"checkpoints/checkpoint-{N}/weights/") for f in files)
+    assert "session.json" in files and any(f.startswith(f"checkpoints/checkpoint-{N}/unet/") for f in files)
 
     # machine 2: nothing local, same command (the session's photos come from the Hub) -> resumes at step N
     shutil.rmtree(tmp_path / "machine")

@@ -41,3 +41,23 @@ def test_lora_file_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, tra
     assert "lora" not in " ".join(merged.unet.state_dict())
     card = (result.output_dir / "README.md").read_text()
     assert "LoRA (rank 4)" in card
+
+
+def test_dora_run_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, train_in_process):
+    """--use_dora: PEFT's DoRA adapters train, and diffusers' load_lora_weights restores exactly the trained model."""
+    from diffusers import DiffusionPipeline
+    from safetensors import safe_open
+
+    kwargs = tiny_kwargs(use_lora=True, use_dora=True, max_train_steps=2, learning_rate=1e-2, resolution=32)
+    trainer, result = train_in_process(kwargs)
+    call = dict(num_inference_steps=2, height=32, width=32, output_type="np")
+    expected = trainer.build_pipeline()("a photo of sks person", generator=torch.Generator().manual_seed(0), **call)
+    base = DiffusionPipeline.from_pretrained(tiny_model_dir("sd1"))
+    untouched = base("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
+    base.load_lora_weights(result.output_dir)
+    got = base("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
+    assert np.abs(expected.images - got).max() <= 1e-6
+    assert np.abs(untouched - got).max() > 1e-4
+    with safe_open(result.lora_weights, "pt") as f:
+        assert json.loads(f.metadata()["lora_adapter_metadata"])["unet.use_dora"] is True
+        assert any("magnitude" in k for k in f.keys())

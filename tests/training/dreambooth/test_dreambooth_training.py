@@ -43,8 +43,8 @@ def test_output_is_a_stock_diffusers_pipeline_with_the_trained_weights(sd1_run, 
     assert type(pipe) is StableDiffusionPipeline
     trained = trainer.accelerator.unwrap_model(trainer.unet_p).state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in pipe.unet.state_dict().items())
-    # the final checkpoint's weights-only folder holds the same UNet and text encoder
-    ckpt = load_weights(out / "checkpoint-4" / "weights")
+    # the final checkpoint holds the same UNet and text encoder, in diffusers' layout (checkpoint-N/unet/, ...)
+    ckpt = {k: v for k, v in load_weights(out / "checkpoint-4").items() if not k.startswith("noise_rng")}
     final = load_weights(out)
     assert_bit_identical({k: v for k, v in final.items() if k.split("/")[0] in ("unet", "text_encoder")}, ckpt)
     # frozen VAE: byte-identical to the base; trained parts changed
@@ -103,3 +103,28 @@ def test_checkpoint_limit_and_tensorboard_events(sd1_run):
     assert acc.Scalars("loss")[-1].value == pytest.approx(result.final_loss)
     images = [t for t in tags["images"] if t.startswith("validation/0")]
     assert images and sorted({e.step for t in images for e in acc.Images(t)}) == [2, 4]
+
+
+def test_trained_model_knows_its_token(sd1_run):
+    """model_index.json records the token and class noun: {token}/{class} prompts work on the fresh output, and
+    stock diffusers still loads it as its own StableDiffusionPipeline (extra keys ignored)."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    from hfvision.pipelines.dreambooth import DreamBoothPipeline
+
+    _, result, _ = sd1_run
+    index = json.loads((result.output_dir / "model_index.json").read_text())
+    assert (index["instance_token"], index["class_noun"], index["_class_name"]) == (
+        "sks",
+        "person",
+        "StableDiffusionPipeline",
+    )
+    assert (result.output_dir / "dreambooth.py").is_file()  # the pipeline's code ships with the weights
+    ours = DreamBoothPipeline.from_pretrained(result.output_dir)
+    stock = StableDiffusionPipeline.from_pretrained(result.output_dir)
+    kwargs = dict(num_inference_steps=2, height=64, width=64, output_type="np")
+    a = ours("a photo of {token} {class}", generator=torch.Generator().manual_seed(3), **kwargs).images
+    b = stock("a photo of sks person", generator=torch.Generator().manual_seed(3), **kwargs).images
+    assert np.abs(a - b).max() <= 1e-5

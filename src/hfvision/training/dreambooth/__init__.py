@@ -3,7 +3,8 @@
 >>> from hfvision.training.dreambooth import DreamBoothConfig, DreamBoothTrainer
 """
 
-from .config import DreamBoothConfig, parse_dreambooth_args
+from .args import parse_dreambooth_args
+from .config import DreamBoothConfig
 from .runtime import TrainingDivergedError
 from .trainer import DreamBoothResult, DreamBoothTrainer
 

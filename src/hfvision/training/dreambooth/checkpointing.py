@@ -1,14 +1,19 @@
-"""Resumable checkpoints: accelerate's full state, written atomically, with the weights in a separable folder.
+"""Resumable checkpoints: accelerate's full state, written atomically, the weights in diffusers' own layout.
 
-Layout of ``checkpoint-{step}/``::
+Layout of ``checkpoint-{step}/`` (the same as diffusers' DreamBooth scripts, plus hfvision's extras)::
 
-    weights/                 weights only, in diffusers layout: unet/ (+ text_encoder*/) or
-                             pytorch_lora_weights.safetensors; usable on its own for previews
+    unet/ (+ text_encoder*/)         full runs: the trained models, ``UNet2DConditionModel.from_pretrained(
+                                     out, subfolder="checkpoint-N/unet")`` loads them
+    pytorch_lora_weights.safetensors LoRA runs: ``pipe.load_lora_weights(checkpoint)`` loads them
     optimizer.bin            accelerate: optimizer state (loaded with weights_only=True)
     scheduler.bin            accelerate: LR scheduler state
     random_states_{rank}.pkl accelerate: Python/NumPy/torch RNG states (weights_only=True)
     noise_rng_{rank}.safetensors   the trainer's noise/timestep generator
-    trainer_state.json       step, epoch, batch position, text-encoder stage; written last
+    trainer_state.json       step, epoch, batch position, text-encoder stage, run identity; written last
+
+Checkpoints written before the layout change hold the weights in a ``weights/`` subfolder; they still resume.
+A checkpoint records its run identity (see [`DreamBoothConfig.run_identity`]): ``"latest"`` only picks the current
+run's checkpoints.
 
 Everything is first written to ``.checkpoint-{step}.tmp`` and renamed into place, so a kill mid-write leaves no
 half checkpoint that "latest" could pick up (hidden temp folders are ignored and cleaned up next time).
@@ -36,24 +41,37 @@ WEIGHTS_DIR = "weights"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
-def list_checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
+def list_checkpoints(root: str | os.PathLike, config=None) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first; only ``config``'s run's if given."""
     root = Path(root)
     found = []
     if root.is_dir():
         for path in root.iterdir():
             match = _CHECKPOINT_RE.match(path.name)
             if match and (path / STATE_NAME).is_file():
-                found.append((int(match.group(1)), path))
+                if config is None or belongs_to_run(read_trainer_state(path), config):
+                    found.append((int(match.group(1)), path))
     return sorted(found)
 
 
-def resolve_checkpoint(spec: str | None, root: str | os.PathLike) -> Path | None:
-    """``"latest"`` (newest complete checkpoint or `None`), a checkpoint folder, or a name under ``root``."""
+def belongs_to_run(state: dict, config) -> bool:
+    """Whether a checkpoint's ``trainer_state.json`` was written by ``config``'s run (or a resumption of it).
+
+    Checkpoints from before run identities were recorded are matched on the options they saved.
+    """
+    if "run_id" in state:
+        return state["run_id"] == config.run_identity()
+    saved = state.get("config", {})
+    return all(saved[k] == getattr(config, k, None) for k in saved)
+
+
+def resolve_checkpoint(spec: str | None, root: str | os.PathLike, config=None) -> Path | None:
+    """``"latest"`` (newest complete checkpoint of ``config``'s run, or `None`), a checkpoint folder, or a name under
+    ``root``."""
     if not spec:
         return None
     if spec == "latest":
-        found = list_checkpoints(root)
+        found = list_checkpoints(root, config)
         return found[-1][1] if found else None
     for candidate in (Path(os.path.expanduser(spec)), Path(root) / spec):
         if candidate.is_dir():
@@ -119,11 +137,12 @@ class CheckpointManager:
     # accelerate hooks: the weights are ours to write (diffusers layout), so accelerate's lists are emptied.
     def _save_hook(self, models, weights, output_dir) -> None:
         if self.accelerator.is_main_process:
-            self._save_weights(Path(output_dir) / WEIGHTS_DIR)
+            self._save_weights(Path(output_dir))
         weights.clear()
 
     def _load_hook(self, models, input_dir) -> None:
-        self._load_weights(Path(input_dir) / WEIGHTS_DIR)
+        legacy = Path(input_dir) / WEIGHTS_DIR  # layout before diffusers' (weights in a subfolder)
+        self._load_weights(legacy if legacy.is_dir() else Path(input_dir))
         models.clear()
 
     def save(self, step: int, state: dict, generators: dict[str, torch.Generator]) -> Path:

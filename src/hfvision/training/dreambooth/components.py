@@ -209,3 +209,29 @@ def training_noise_scheduler(scheduler):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler.from_config(scheduler.config)
+
+
+def load_safety_components(base: BaseModel) -> dict:
+    """The base's ``safety_checker`` and ``feature_extractor`` when its ``model_index.json`` names them (SD 1.x/2.x
+    Hub or folder bases), so the saved pipeline keeps them as diffusers' DreamBooth script does; else ``{}``."""
+    if base.family != "sd" or base.kind not in ("hub", "registry", "dir"):
+        return {}
+    if base.kind == "dir":
+        index = _read_json(Path(base.source) / "model_index.json")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        index = _read_json(Path(hf_hub_download(base.source, "model_index.json", revision=base.revision)))
+    entry = index.get("safety_checker")
+    if not (isinstance(entry, list) and entry and entry[0] is not None):
+        return {}
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPImageProcessor
+
+    kwargs = {"revision": base.revision} if base.kind != "dir" else {}
+    return {
+        "safety_checker": StableDiffusionSafetyChecker.from_pretrained(
+            base.source, subfolder="safety_checker", **kwargs
+        ),
+        "feature_extractor": CLIPImageProcessor.from_pretrained(base.source, subfolder="feature_extractor", **kwargs),
+    }

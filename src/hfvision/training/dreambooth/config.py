@@ -27,6 +27,8 @@ LR_SCHEDULERS = (
     "piecewise_constant",
 )
 REPORT_TO = ("tensorboard", "wandb", "all", "none")
+DEFAULT_OUTPUT_DIR = "dreambooth-model"
+DEFAULT_MAX_TRAIN_STEPS = 400
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 # Options that decide which samples, noise and parameters a run uses: a resumed run must keep them unchanged.
@@ -46,8 +48,12 @@ RESUME_INVARIANT_FIELDS = (
     "use_lora",
     "rank",
     "lora_alpha",
+    "use_dora",
     "seed",
 )
+# What makes two runs "the same run" (with the resume-invariant options): an output folder or checkpoint whose run
+# identity differs belongs to another run, and is never overwritten or resumed from.
+RUN_IDENTITY_FIELDS = (*RESUME_INVARIANT_FIELDS, "instance_token", "instance_prompt", "class_prompt")
 
 
 def _help(text: str, **extra) -> dict:
@@ -102,6 +108,13 @@ class DreamBoothConfig:
         default="a photo of {token}",
         metadata=_help("Prompt for the subject photos, e.g. 'a photo of sks dog'. {token} is instance_token."),
     )
+    class_noun: str | None = field(
+        default=None,
+        metadata=_help(
+            "The subject's class (e.g. dog), saved with instance_token in model_index.json for {class} in prompts. "
+            "Default: the word after the token in instance_prompt."
+        ),
+    )
     caption_from_filename: bool = field(
         default=False,
         metadata=_help("Per-image captions from file names ('sks dog (3).jpg' -> 'sks dog') when no .txt exists."),
@@ -132,7 +145,12 @@ class DreamBoothConfig:
 
     # --- Optimisation -----------------------------------------------------------------------------------------
     train_batch_size: int = field(default=1, metadata=_help("Instance images per device per step."))
-    max_train_steps: int = field(default=400, metadata=_help("Optimizer steps to train for."))
+    max_train_steps: int | None = field(
+        default=None, metadata=_help("Optimizer steps to train for (default 400; wins over num_train_epochs).")
+    )
+    num_train_epochs: int | None = field(
+        default=None, metadata=_help("Train for this many passes over the images when max_train_steps is unset.")
+    )
     learning_rate: float = field(default=5e-6, metadata=_help("Learning rate of the UNet (or its LoRA)."))
     scale_lr: bool = field(
         default=False, metadata=_help("Multiply the learning rates by batch size x accumulation x processes.")
@@ -146,6 +164,9 @@ class DreamBoothConfig:
     adam_beta1: float = field(default=0.9, metadata=_help("Adam beta1."))
     adam_beta2: float = field(default=0.999, metadata=_help("Adam beta2."))
     adam_weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay."))
+    adam_weight_decay_text_encoder: float | None = field(
+        default=None, metadata=_help("AdamW weight decay of the text encoder(s). Default: adam_weight_decay.")
+    )
     adam_epsilon: float = field(default=1e-8, metadata=_help("Adam epsilon."))
     max_grad_norm: float | None = field(default=1.0, metadata=_help("Gradient clipping norm (0 or None: off)."))
     use_8bit_adam: bool = field(default=False, metadata=_help("8-bit AdamW from bitsandbytes (GPU)."))
@@ -160,6 +181,7 @@ class DreamBoothConfig:
     max_nan_steps: int = field(
         default=5, metadata=_help("Stop after this many consecutive non-finite losses (each one is skipped).")
     )
+    allow_tf32: bool = field(default=False, metadata=_help("Allow TF32 matmuls on Ampere+ GPUs (faster)."))
     seed: int = field(default=0, metadata=_help("Seed of data order, noise, class and validation images."))
     dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
 
@@ -187,6 +209,16 @@ class DreamBoothConfig:
     rank: int | None = field(default=None, metadata=_help("LoRA rank (default 4 with --use_lora)."))
     lora_alpha: int | None = field(default=None, metadata=_help("LoRA alpha (default: rank)."))
     lora_dropout: float | None = field(default=None, metadata=_help("LoRA dropout (default 0)."))
+    use_dora: bool = field(
+        default=False, metadata=_help("Weight-decomposed LoRA (DoRA, PEFT's use_dora) instead of plain LoRA.")
+    )
+    output_kohya_format: bool = field(
+        default=False,
+        metadata=_help(
+            "Also write pytorch_lora_weights_kohya.safetensors (kohya/AUTOMATIC1111/ComfyUI key names) beside the "
+            "diffusers LoRA file."
+        ),
+    )
     merge_lora: bool = field(
         default=False,
         metadata=_help("Also write the base pipeline with the LoRA fused into output_dir (loads without PEFT)."),
@@ -201,7 +233,14 @@ class DreamBoothConfig:
     checkpointing_steps: int = field(default=500, metadata=_help("Save a resumable checkpoint every N steps."))
     checkpoints_total_limit: int | None = field(default=None, metadata=_help("Keep at most this many checkpoints."))
     resume_from_checkpoint: str | None = field(
-        default=None, metadata=_help("'latest', a checkpoint folder, or a checkpoint name under output_dir.")
+        default=None,
+        metadata=_help(
+            "'latest' (this run's newest checkpoint), a checkpoint folder, or a checkpoint name under output_dir. "
+            "A named checkpoint that does not exist starts a fresh run with a warning (see strict_resume)."
+        ),
+    )
+    strict_resume: bool = field(
+        default=False, metadata=_help("Fail instead of starting fresh when resume_from_checkpoint is not found.")
     )
 
     # --- Validation and logging -------------------------------------------------------------------------------
@@ -210,6 +249,9 @@ class DreamBoothConfig:
     )
     num_validation_images: int = field(default=4, metadata=_help("Images per validation prompt."))
     validation_steps: int = field(default=100, metadata=_help("Render validation images every N steps."))
+    validation_epochs: int | None = field(
+        default=None, metadata=_help("Render validation images every N epochs instead (replaces validation_steps).")
+    )
     validation_inference_steps: int = field(default=25, metadata=_help("Denoising steps of validation images."))
     validation_guidance_scale: float = field(default=7.5, metadata=_help("Guidance scale of validation images."))
     report_to: Literal[REPORT_TO] = field(  # type: ignore[valid-type]
@@ -219,7 +261,14 @@ class DreamBoothConfig:
     tracker_project_name: str = field(default="dreambooth", metadata=_help("Run name given to the trackers."))
 
     # --- Output, Hub, sessions --------------------------------------------------------------------------------
-    output_dir: str = field(default="dreambooth-model", metadata=_help("Where the trained pipeline is written."))
+    output_dir: str = field(
+        default=DEFAULT_OUTPUT_DIR,
+        metadata=_help("Where the trained pipeline is written (with --session: the session's model/ folder)."),
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help("Start a new run in an output_dir that holds another run's model or checkpoints (deleted)."),
+    )
     push_to_hub: bool = field(default=False, metadata=_help("Upload output_dir to the Hub at the end."))
     hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: output_dir's name)."))
     hub_private: bool = field(default=True, metadata=_help("Create the Hub repo as private."))
@@ -245,6 +294,8 @@ class DreamBoothConfig:
             self.validation_prompt = list(self.validation_prompt)
         if self.max_grad_norm == 0:
             self.max_grad_norm = None
+        if self.max_train_steps is None and self.num_train_epochs is None:
+            self.max_train_steps = DEFAULT_MAX_TRAIN_STEPS
         if self.use_lora:
             self.rank = 4 if self.rank is None else self.rank
             self.lora_alpha = self.rank if self.lora_alpha is None else self.lora_alpha
@@ -263,8 +314,11 @@ class DreamBoothConfig:
             fail(f"resolution={self.resolution!r} must be a positive multiple of 8; try {hi} or {lo}")
         for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "num_class_images",
                      "sample_batch_size", "class_inference_steps", "checkpointing_steps", "validation_steps",
-                     "num_validation_images", "validation_inference_steps", "max_nan_steps"):  # fmt: skip
+                     "num_validation_images", "validation_inference_steps", "max_nan_steps", "num_train_epochs",
+                     "validation_epochs"):  # fmt: skip
             value = getattr(self, name)
+            if value is None and name in ("max_train_steps", "num_train_epochs", "validation_epochs"):
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 fail(f"{name}={value!r} must be an integer >= 1")
         for name in ("lr_warmup_steps", "dataloader_num_workers"):
@@ -310,11 +364,13 @@ class DreamBoothConfig:
                 fail(f"text_encoder_steps={self.text_encoder_steps} needs --train_text_encoder")
             if self.text_encoder_steps < 1:
                 fail(f"text_encoder_steps={self.text_encoder_steps!r} must be >= 1")
-            if self.text_encoder_steps > self.max_train_steps:
+            if self.max_train_steps is not None and self.text_encoder_steps > self.max_train_steps:
                 fail(
                     f"text_encoder_steps={self.text_encoder_steps} exceeds max_train_steps={self.max_train_steps}; "
                     "lower it, or drop it to train the text encoder for the whole run"
                 )
+        if self.adam_weight_decay_text_encoder is not None and self.adam_weight_decay_text_encoder < 0:
+            fail(f"adam_weight_decay_text_encoder={self.adam_weight_decay_text_encoder!r} must be >= 0")
         if self.text_encoder_lr is not None:
             if not self.train_text_encoder:
                 fail(f"text_encoder_lr={self.text_encoder_lr} needs --train_text_encoder")
@@ -331,8 +387,9 @@ class DreamBoothConfig:
             for name in ("rank", "lora_alpha", "lora_dropout"):
                 if getattr(self, name) is not None:
                     fail(f"{name}={getattr(self, name)!r} only applies with --use_lora; add it or drop --{name}")
-            if self.merge_lora:
-                fail("merge_lora only applies with --use_lora")
+            for name in ("merge_lora", "use_dora", "output_kohya_format"):
+                if getattr(self, name):
+                    fail(f"{name} only applies with --use_lora (examples/train_dreambooth_lora.py turns it on)")
         else:
             if not isinstance(self.rank, int) or self.rank < 1:
                 fail(f"rank={self.rank!r} must be an integer >= 1 (4-32 is typical)")
@@ -341,6 +398,8 @@ class DreamBoothConfig:
             if not 0 <= self.lora_dropout < 1:
                 fail(f"lora_dropout={self.lora_dropout!r} must be in [0, 1)")
 
+        if self.overwrite_output_dir and self.resume_from_checkpoint:
+            fail("overwrite_output_dir starts a new run and resume_from_checkpoint continues one; pass only one")
         if self.cache_latents and self.random_flip:
             fail("cache_latents keeps one latent per image, so it cannot be combined with random_flip; drop one")
         if self.push_to_hub and self.hub_model_id is not None and self.hub_model_id.count("/") > 1:
@@ -357,6 +416,27 @@ class DreamBoothConfig:
     def expand(self, prompt: str) -> str:
         """Replace ``{token}`` in ``prompt`` with the trained identifier."""
         return prompt.replace("{token}", self.instance_token)
+
+    @property
+    def resolved_class_noun(self) -> str | None:
+        """``class_noun``, or the word after the token in the instance prompt ("a photo of sks dog" -> "dog")."""
+        if self.class_noun:
+            return self.class_noun
+        words = self.resolved_instance_prompt.replace(",", " ").split()
+        token = self.instance_token.strip()
+        if token in words and words.index(token) + 1 < len(words):
+            return words[words.index(token) + 1]
+        return None
+
+    @property
+    def trained_token(self) -> str | None:
+        """The identifier the model learns: ``instance_token`` when the instance prompt contains it."""
+        token = self.instance_token.strip()
+        return token if token and token in self.resolved_instance_prompt.split() else None
+
+    def run_identity(self) -> str:
+        """``"<config hash>-seed<seed>"``: equal for a run and its resumptions, different for another run."""
+        return run_identity_of({k: getattr(self, k) for k in RUN_IDENTITY_FIELDS})
 
     @property
     def text_encoder_learning_rate(self) -> float:
@@ -390,6 +470,15 @@ class DreamBoothConfig:
         return cls.from_dict(values)
 
 
+def run_identity_of(values: dict[str, Any]) -> str:
+    """The run identity of a mapping of [`RUN_IDENTITY_FIELDS`] values (see [`DreamBoothConfig.run_identity`])."""
+    import hashlib
+    import json
+
+    blob = json.dumps({k: values.get(k) for k in RUN_IDENTITY_FIELDS}, sort_keys=True, default=str)
+    return f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}-seed{values.get('seed')}"
+
+
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(DreamBoothConfig)]
 
@@ -419,31 +508,10 @@ def load_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def build_argument_parser(prog: str | None = None):
-    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, plus ``--config``."""
-    from transformers import HfArgumentParser
+def __getattr__(name: str):
+    # The command-line parser lives in args.py (it imports this module); these names stay importable from here.
+    if name in ("build_argument_parser", "parse_dreambooth_args"):
+        from . import args
 
-    parser = HfArgumentParser(
-        DreamBoothConfig,
-        prog=prog,
-        description="DreamBooth fine-tuning of Stable Diffusion (full or LoRA) with Accelerate.",
-    )
-    parser.add_argument("--config", default=None, help="YAML file setting any option; flags given beside it win.")
-    return parser
-
-
-def parse_dreambooth_args(argv: list[str] | None = None, prog: str | None = None) -> DreamBoothConfig:
-    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`].
-
-    >>> config = parse_dreambooth_args(["--config", "examples/configs/tiny.yaml", "--max_train_steps", "20"])
-    """
-    import argparse
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    parser = build_argument_parser(prog)
-    if known.config:
-        parser.set_defaults(**load_yaml_options(known.config))
-    config, *_ = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    return config
+        return getattr(args, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

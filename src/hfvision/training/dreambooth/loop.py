@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ...utils.logging import get_logger
-from .config import RESUME_INVARIANT_FIELDS
+from .config import RUN_IDENTITY_FIELDS
 from .loss import draw_noise, dreambooth_loss, prediction_target, sample_latents, snr_weights
 from .optim import drop_param_group
 from .runtime import TrainingDivergedError
@@ -142,7 +142,7 @@ class TrainingLoop:
             self.finish_text_encoder_stage()
         if step % config.checkpointing_steps == 0 and self.nan_streak == 0:
             self.save_checkpoint(epoch)
-        if config.validation_prompt and step % config.validation_steps == 0:
+        if config.validation_prompt and step % self.validation_interval == 0:
             self.validate()
         for callback in self.callbacks:
             if hasattr(callback, "on_step_end"):
@@ -158,7 +158,8 @@ class TrainingLoop:
             "num_processes": self.accelerator.num_processes,
             "text_encoder_frozen": config.train_text_encoder and not self.text_encoder_active,
             "loss": self.last_loss,
-            "config": {k: getattr(config, k) for k in RESUME_INVARIANT_FIELDS},
+            "run_id": config.run_identity(),
+            "config": {k: getattr(config, k) for k in RUN_IDENTITY_FIELDS},
         }
         path = self.checkpoints.save(self.global_step, state, {"noise_rng": self.noise_generator})
         self.checkpoints_saved.append(path)

@@ -32,6 +32,8 @@ def build_optimizer(config: DreamBoothConfig, unet_params: list, text_params: li
     groups = [{"params": unet_params, "lr": config.learning_rate * scale}]
     if config.train_text_encoder:
         groups.append({"params": text_params, "lr": config.text_encoder_learning_rate * scale})
+        if config.adam_weight_decay_text_encoder is not None:
+            groups[1]["weight_decay"] = config.adam_weight_decay_text_encoder
     return optimizer_class(
         groups,
         betas=(config.adam_beta1, config.adam_beta2),

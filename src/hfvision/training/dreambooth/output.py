@@ -1,11 +1,18 @@
 """The run's output folder: the trained pipeline (or LoRA), ``training_config.yaml``, a model card, and the push.
 
+Pipelines are saved through hfvision's `DreamBoothPipeline` / `DreamBoothXLPipeline`, so ``model_index.json`` records
+the trained ``instance_token`` and ``class_noun`` and the pipeline's code is shipped beside the weights. Its
+``_class_name`` stays diffusers' stock class: ``DiffusionPipeline.from_pretrained(out)`` works as it does for
+diffusers' own DreamBooth script, and ``DreamBoothPipeline.from_pretrained(out)`` (or ``custom_pipeline="dreambooth"``
+with ``trust_remote_code=True``) gives ``{token}`` prompts. A base model's safety checker is kept, as diffusers does.
+
 Pipeline files are written to a hidden temporary folder and moved into ``output_dir`` one entry at a time, with
 ``model_index.json`` last, so a folder that has a ``model_index.json`` always holds a complete pipeline.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -36,15 +43,62 @@ def move_into(src_dir: Path, dst_dir: Path, last: tuple[str, ...] = ("model_inde
             os.replace(entry, target)
 
 
-def save_pipeline(pipeline, output_dir: Path) -> None:
-    """``pipeline.save_pretrained`` into a temp folder beside ``output_dir``, then moved in."""
+def remove_paths(paths: list[Path]) -> None:
+    """Delete files and folders (``--overwrite_output_dir``: the previous run's model and checkpoints)."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def save_pipeline(pipeline, output_dir: Path, stock_class_name: str | None = None) -> None:
+    """``pipeline.save_pretrained`` into a temp folder beside ``output_dir``, then moved in.
+
+    ``stock_class_name`` replaces ``_class_name`` in ``model_index.json`` (the other keys stay), so that stock
+    ``DiffusionPipeline.from_pretrained`` loads the folder without remote code.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pipeline-", dir=output_dir))
     try:
         pipeline.save_pretrained(tmp, safe_serialization=True)
+        if stock_class_name:
+            index_path = tmp / "model_index.json"
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+            index["_class_name"] = stock_class_name
+            index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         move_into(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict | None = None):
+    """``pipe``'s components as hfvision's DreamBooth pipeline of ``family``, knowing the trained token and class."""
+    from ...pipelines.dreambooth import DreamBoothPipeline
+    from ...pipelines.dreambooth_xl import DreamBoothXLPipeline
+
+    cls = DreamBoothXLPipeline if family == "sdxl" else DreamBoothPipeline
+    return cls.from_components(
+        pipe, instance_token=config.trained_token, class_noun=config.resolved_class_noun, **(extra or {})
+    )
+
+
+def lora_modelspec(config: DreamBoothConfig, base, text_encoder) -> dict[str, str]:
+    """modelspec metadata (architecture, title, trigger word, resolution, base model, date) for the LoRA file;
+    ``text_encoder`` (the base's first) tells SD 2.x from SD 1.x."""
+    from ...conversion.modelspec import modelspec_metadata
+    from .lora import modelspec_family
+
+    return modelspec_metadata(
+        modelspec_family(base.family, text_encoder),
+        title=f"DreamBooth LoRA: {config.resolved_instance_prompt}",
+        trigger_phrase=" ".join(w for w in (config.trained_token, config.resolved_class_noun) if w) or None,
+        resolution=config.resolution,
+        base_model=base.source if base.kind in ("hub", "registry") else None,
+        lora=True,
+        prediction_type=base.prediction_type,
+        description=f"Trained with hfvision's DreamBooth trainer on '{config.resolved_instance_prompt}'.",
+    )
 
 
 def model_card_text(config: DreamBoothConfig, base, steps: int, grid_name: str | None) -> str:
@@ -93,6 +147,9 @@ def model_card_text(config: DreamBoothConfig, base, steps: int, grid_name: str |
     )
     lines += ["## Use", "", "```py", "from diffusers import DiffusionPipeline", "", usage,
               f'image = pipe("{config.resolved_instance_prompt} on the beach").images[0]', "```", ""]  # fmt: skip
+    if not config.use_lora or config.merge_lora:
+        hint = "With hfvision, `DreamBoothPipeline.from_pretrained(REPO)` knows the trigger word: "
+        lines += [hint + '`pipe("a photo of {token} on the beach")`.', ""]
     lines += ["The full training options are in `training_config.yaml`.", ""]
     return str(ModelCard("\n".join(lines)))
 
@@ -122,7 +179,8 @@ def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True) -> 
 
 
 def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_encoders: list, build_pipeline,
-                cast_frozen: bool, sample_images: list | None, steps: int) -> Path | None:  # fmt: skip
+                cast_frozen: bool, sample_images: list | None, steps: int,
+                text_encoder=None) -> Path | None:  # fmt: skip
     """Everything the run leaves in ``output_dir``; returns the LoRA file for LoRA runs.
 
     Full fine-tunes write the stock diffusers pipeline. LoRA runs write ``pytorch_lora_weights.safetensors`` (and,
@@ -131,19 +189,21 @@ def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_enc
     """
     import torch
 
-    from .components import FAMILIES, load_base_pipeline
+    from .components import FAMILIES, load_base_pipeline, load_safety_components
     from .lora import save_lora
     from .validation import make_grid
 
-    lora_path = None
+    lora_path, pipe = None, None
     if config.use_lora:
-        lora_path = save_lora(output_dir, base.family, unet, text_encoders)
+        metadata = lora_modelspec(config, base, text_encoder)
+        lora_path = save_lora(
+            output_dir, base.family, unet, text_encoders, kohya=config.output_kohya_format, metadata=metadata
+        )
         if config.merge_lora:
             pipe = load_base_pipeline(base, torch.float32, config.variant)
             pipe.load_lora_weights(output_dir)
             pipe.fuse_lora()
             pipe.unload_lora_weights()
-            save_pipeline(pipe, output_dir)
     else:
         pipe = build_pipeline()
         if cast_frozen:
@@ -151,7 +211,9 @@ def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_enc
             pipe.unet = unet
             for name, encoder in zip(FAMILIES[base.family].text_encoders, text_encoders):
                 setattr(pipe, name, encoder)
-        save_pipeline(pipe, output_dir)
+    if pipe is not None:
+        pipe = dreambooth_pipeline(pipe, config, base.family, load_safety_components(base))
+        save_pipeline(pipe, output_dir, stock_class_name=FAMILIES[base.family].pipeline_class)
     config.to_yaml(output_dir / CONFIG_NAME)
     grid = None
     if sample_images:

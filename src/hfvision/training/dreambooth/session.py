@@ -29,6 +29,7 @@ class TrainingSession:
     class_dir = property(lambda self: self.session.class_dir)
     checkpoints_dir = property(lambda self: self.session.checkpoints_dir)
     samples_dir = property(lambda self: self.session.samples_dir)
+    model_dir = property(lambda self: Path(self.session.path) / "model")  # the trained model, inside the session
 
     def on_start(self, config: DreamBoothConfig) -> None:
         self.session.status = "training"

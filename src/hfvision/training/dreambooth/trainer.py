@@ -16,7 +16,7 @@ import torch
 
 from ...utils.logging import get_logger
 from . import output as output_lib
-from .checkpointing import CheckpointManager, check_resumable, read_trainer_state, resolve_checkpoint
+from .checkpointing import CheckpointManager, check_resumable, read_trainer_state
 from .class_images import class_image_key, default_class_dir, generate_class_images, plan_class_images
 from .components import (
     FAMILIES,
@@ -27,8 +27,9 @@ from .components import (
     training_noise_scheduler,
 )
 from .conditioning import PromptEncoder
-from .config import DreamBoothConfig
+from .config import DEFAULT_OUTPUT_DIR, DreamBoothConfig
 from .data import DreamBoothDataset, EpochSampler, collate, list_images, load_records, read_caption
+from .guard import plan_start
 from .loop import TrainingLoop
 from .lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, load_lora, save_lora
 from .optim import build_lr_scheduler, build_optimizer
@@ -132,11 +133,13 @@ class DreamBoothTrainer(TrainingLoop):
                 self.session = open_session(config, prepare=False)
         self.instance_dir = Path(self.session.instance_dir if self.session else config.instance_data_dir)
         self.instance_paths = list_images(self.instance_dir)
-        self.output_dir = Path(config.output_dir)
+        in_session = self.session is not None and config.output_dir == DEFAULT_OUTPUT_DIR
+        self.output_dir = Path(self.session.model_dir) if in_session else Path(config.output_dir)
         self.checkpoints_dir = Path(self.session.checkpoints_dir) if self.session else self.output_dir
         self.samples_dir = Path(self.session.samples_dir) if self.session else self.output_dir / "samples"
-        if config.resume_from_checkpoint not in (None, "latest"):
-            resolve_checkpoint(config.resume_from_checkpoint, self.checkpoints_dir)  # raises if missing
+        # No lost work: which checkpoint to resume from, and nothing of another run is overwritten (raises).
+        spec = config.resume_from_checkpoint or ("latest" if self.session is not None else None)
+        self.resume_checkpoint, self.stale_paths = plan_start(config, spec, self.output_dir, self.checkpoints_dir)
 
     # ------------------------------------------------------------------------------------------------ 2. accelerator
     def setup_accelerator(self) -> None:
@@ -166,7 +169,10 @@ class DreamBoothTrainer(TrainingLoop):
         self.noise_generator = torch.Generator("cpu").manual_seed(
             derived_seed(config.seed, "noise", acc.process_index)
         )
+        if config.allow_tf32 and torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = True
         if acc.is_main_process:
+            output_lib.remove_paths(self.stale_paths)  # --overwrite_output_dir: the previous run's files
             self.output_dir.mkdir(parents=True, exist_ok=True)
             config.to_yaml(self.output_dir / output_lib.CONFIG_NAME)
             if self.session is not None:
@@ -233,10 +239,12 @@ class DreamBoothTrainer(TrainingLoop):
         for model in (self.vae, self.unet, *self.text_encoders):
             model.requires_grad_(False)
         if config.use_lora:
-            add_lora(self.unet, config.rank, config.lora_alpha, config.lora_dropout, UNET_TARGET_MODULES)
-            if config.train_text_encoder:
-                for encoder in self.text_encoders:
-                    add_lora(encoder, config.rank, config.lora_alpha, config.lora_dropout, TEXT_ENCODER_TARGET_MODULES)
+            lora = dict(
+                rank=config.rank, alpha=config.lora_alpha, dropout=config.lora_dropout, use_dora=config.use_dora
+            )
+            add_lora(self.unet, target_modules=UNET_TARGET_MODULES, **lora)
+            for encoder in self.text_encoders if config.train_text_encoder else []:
+                add_lora(encoder, target_modules=TEXT_ENCODER_TARGET_MODULES, **lora)
         else:
             self.unet.requires_grad_(True)
             for encoder in self.text_encoders if config.train_text_encoder else []:
@@ -274,6 +282,11 @@ class DreamBoothTrainer(TrainingLoop):
             self.dataset, batch_size=config.train_batch_size, sampler=self.sampler, collate_fn=collate,
             num_workers=config.dataloader_num_workers,
         )  # fmt: skip
+        if config.max_train_steps is None:  # --num_train_epochs without --max_train_steps, as in diffusers
+            per_process = math.ceil(len(self.train_dataloader) / self.accelerator.num_processes)
+            config.max_train_steps = config.num_train_epochs * math.ceil(
+                per_process / config.gradient_accumulation_steps
+            )
 
     def cache_latents(self) -> None:
         if self.dataset.has_random_crops():
@@ -310,6 +323,9 @@ class DreamBoothTrainer(TrainingLoop):
                                              self.save_weights, self.load_weights)  # fmt: skip
         self.micro_batches_per_epoch = len(self.train_dataloader)
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / config.gradient_accumulation_steps)
+        self.validation_interval = (
+            config.validation_epochs * self.steps_per_epoch if config.validation_epochs else config.validation_steps
+        )
         if acc.is_main_process and config.report_to != "none":
             flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.to_dict().items()}
             acc.init_trackers(config.tracker_project_name, config=flat)
@@ -339,12 +355,10 @@ class DreamBoothTrainer(TrainingLoop):
 
     # ------------------------------------------------------------------------------------------------ 7. resume
     def resume(self) -> None:
-        config = self.config
-        spec = config.resume_from_checkpoint or ("latest" if self.session is not None else None)
-        checkpoint = resolve_checkpoint(spec, self.checkpoints_dir)
+        config, checkpoint = self.config, self.resume_checkpoint
         if checkpoint is None:
-            if spec:
-                logger.info("no checkpoint in %s yet: starting from step 0", self.checkpoints_dir)
+            if config.resume_from_checkpoint or self.session is not None:
+                logger.info("no checkpoint of this run in %s yet: starting from step 0", self.checkpoints_dir)
             return
         state = read_trainer_state(checkpoint)
         check_resumable(checkpoint, state, config, self.accelerator.num_processes, self.micro_batches_per_epoch)
@@ -396,7 +410,7 @@ class DreamBoothTrainer(TrainingLoop):
         acc.wait_for_everyone()
         result = DreamBoothResult(self.output_dir, self.global_step, self.last_loss, list(self.checkpoints_saved))
         if acc.is_main_process:
-            if config.validation_prompt and self.global_step % config.validation_steps:
+            if config.validation_prompt and self.global_step % self.validation_interval:
                 self.validate()
             result.samples = list(self.samples)
             result.lora_weights = self.save_output()
@@ -419,5 +433,5 @@ class DreamBoothTrainer(TrainingLoop):
         unet = self.accelerator.unwrap_model(self.unet_p)
         return output_lib.save_output(
             self.config, self.base, self.output_dir, unet, self.trained_text_encoders(), self.build_pipeline,
-            self.cast_frozen, getattr(self, "sample_images", None), self.global_step,
+            self.cast_frozen, getattr(self, "sample_images", None), self.global_step, self.text_encoders[0],
         )  # fmt: skip

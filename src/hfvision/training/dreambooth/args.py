@@ -1,0 +1,173 @@
+"""Command-line parsing for the DreamBooth trainer: one flag per [`DreamBoothConfig`] field, ``--config run.yaml``,
+and the flags of diffusers' DreamBooth scripts that have no option of their own here.
+
+diffusers' ``train_dreambooth.py``, ``train_dreambooth_lora.py`` and ``train_dreambooth_lora_sdxl.py`` command lines
+run unchanged: a flag whose meaning hfvision shares maps to its option (``--offset_noise`` is ``--noise_offset 0.1``),
+a flag that only tunes something hfvision already does is accepted and logged, ``--dataset_name`` is written once to
+an image folder with caption files (see ``hub_dataset.py``), and a flag for a feature the trainer does not have
+(DeepFloyd IF, EDM, Prodigy, ...) is refused in one line that says what to do instead.
+
+>>> config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
+...                                 "--offset_noise"])
+>>> config.noise_offset
+0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from ...utils.logging import get_logger
+from .config import DreamBoothConfig, load_yaml_options
+
+logger = get_logger(__name__)
+
+DIFFUSERS_NOISE_OFFSET = 0.1  # diffusers' --offset_noise adds 0.1 x per-channel noise
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class DiffusersScriptFlags:
+    """Flags of diffusers' DreamBooth scripts without a [`DreamBoothConfig`] option of their own."""
+
+    offset_noise: bool = field(default=False, metadata=_help("diffusers' name for --noise_offset 0.1."))
+    hub_token: str | None = field(
+        default=None,
+        metadata=_help("Hub token; prefer `hf auth login` or HF_TOKEN (a token typed here lands in shell history)."),
+    )
+    local_rank: int = field(default=-1, metadata=_help("Ignored: accelerate sets the process rank."))
+    enable_xformers_memory_efficient_attention: bool = field(
+        default=False, metadata=_help("Ignored: PyTorch's SDPA attention (the default) is already memory-efficient.")
+    )
+    set_grads_to_none: bool = field(default=False, metadata=_help("Ignored: gradients are always set to None."))
+    validation_scheduler: str | None = field(
+        default=None, metadata=_help("Ignored: validation images use the base model's own scheduler.")
+    )
+    image_interpolation_mode: str = field(
+        default="lanczos", metadata=_help("Resize filter of the images; lanczos (diffusers' default) only.")
+    )
+    optimizer: str = field(default="AdamW", metadata=_help("AdamW (or --use_8bit_adam); Prodigy is not supported."))
+    prodigy_beta3: float | None = field(default=None, metadata=_help("Prodigy only (not supported)."))
+    prodigy_decouple: bool = field(default=True, metadata=_help("Prodigy only (not supported)."))
+    prodigy_use_bias_correction: bool = field(default=True, metadata=_help("Prodigy only (not supported)."))
+    prodigy_safeguard_warmup: bool = field(default=True, metadata=_help("Prodigy only (not supported)."))
+    # Not supported: refused when given (see _UNSUPPORTED for why and what to do instead).
+    tokenizer_name: str | None = field(default=None, metadata=_help("Not supported: the base's tokenizer is used."))
+    tokenizer_max_length: int | None = field(default=None, metadata=_help("DeepFloyd IF only (not supported)."))
+    text_encoder_use_attention_mask: bool = field(default=False, metadata=_help("DeepFloyd IF only (not supported)."))
+    class_labels_conditioning: str | None = field(default=None, metadata=_help("DeepFloyd IF only (not supported)."))
+    validation_images: list[str] | None = field(default=None, metadata=_help("DeepFloyd IF only (not supported)."))
+    skip_save_text_encoder: bool = field(default=False, metadata=_help("Not supported: the whole pipeline is saved."))
+    do_edm_style_training: bool = field(default=False, metadata=_help("EDM training (not supported)."))
+    pretrained_vae_model_name_or_path: str | None = field(default=None, metadata=_help("Not supported yet."))
+    dataset_name: str | None = field(
+        default=None,
+        metadata=_help("Hub image dataset instead of --instance_data_dir (written once to a cached image folder)."),
+    )
+    dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of --dataset_name."))
+    cache_dir: str | None = field(default=None, metadata=_help("datasets' cache folder for --dataset_name."))
+    image_column: str = field(default="image", metadata=_help("Image column of --dataset_name."))
+    caption_column: str | None = field(
+        default=None, metadata=_help("Caption column of --dataset_name (default: instance_prompt for every image).")
+    )
+    repeats: int = field(default=1, metadata=_help("Use every --dataset_name image this many times per epoch."))
+
+
+_UNSUPPORTED = {
+    "tokenizer_name": "the base model's own tokenizer is always used; drop the flag",
+    "tokenizer_max_length": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
+    "text_encoder_use_attention_mask": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
+    "class_labels_conditioning": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
+    "validation_images": "it is for DeepFloyd IF upscalers, which the trainer does not train",
+    "skip_save_text_encoder": "the saved pipeline always includes its text encoder; drop the flag",
+    "do_edm_style_training": "EDM-style training is not implemented; drop the flag",
+    "pretrained_vae_model_name_or_path": "use a base model folder whose vae/ is the VAE you want",
+}
+_DATASET_ONLY = ("dataset_config_name", "cache_dir", "image_column", "caption_column", "repeats")
+
+
+def apply_diffusers_flags(flags: DiffusersScriptFlags, values: dict) -> dict:
+    """Fold diffusers-only ``flags`` into [`DreamBoothConfig`] keyword ``values`` (returned); refuse the unsupported."""
+    defaults = DiffusersScriptFlags()
+    for name, reason in _UNSUPPORTED.items():
+        if getattr(flags, name) != getattr(defaults, name):
+            raise ValueError(f"--{name} is not supported by hfvision's DreamBooth trainer: {reason}")
+    if flags.dataset_name:
+        if values.get("instance_data_dir"):
+            raise ValueError("pass --dataset_name or --instance_data_dir, not both")
+        from .hub_dataset import materialize_image_dataset
+
+        values["instance_data_dir"] = str(
+            materialize_image_dataset(
+                flags.dataset_name,
+                flags.dataset_config_name,
+                flags.image_column,
+                flags.caption_column,
+                flags.repeats,
+                flags.cache_dir,
+            )
+        )
+    else:
+        for name in _DATASET_ONLY:
+            if getattr(flags, name) != getattr(defaults, name):
+                raise ValueError(
+                    f"--{name} only applies with --dataset_name; with --instance_data_dir use name.txt "
+                    "caption files beside the images"
+                )
+    if flags.optimizer.lower() != "adamw":
+        raise ValueError(f"--optimizer {flags.optimizer}: only AdamW is supported (add --use_8bit_adam for 8-bit)")
+    if flags.image_interpolation_mode.lower() != "lanczos":
+        raise ValueError(f"--image_interpolation_mode {flags.image_interpolation_mode}: only lanczos is supported")
+    if flags.offset_noise and not values.get("noise_offset"):
+        values["noise_offset"] = DIFFUSERS_NOISE_OFFSET
+    if flags.hub_token:
+        logger.warning("--hub_token: prefer `hf auth login` or the HF_TOKEN variable; using the token for this run")
+        os.environ["HF_TOKEN"] = flags.hub_token
+    if flags.validation_scheduler:
+        logger.info("--validation_scheduler ignored: validation uses the base model's scheduler")
+    if flags.enable_xformers_memory_efficient_attention:
+        logger.info("--enable_xformers_memory_efficient_attention ignored: SDPA attention is memory-efficient")
+    return values
+
+
+def build_argument_parser(prog: str | None = None, description: str | None = None):
+    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, diffusers' script flags, and ``--config``."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(
+        (DreamBoothConfig, DiffusersScriptFlags),
+        prog=prog,
+        description=description or "DreamBooth fine-tuning of Stable Diffusion (full or LoRA) with Accelerate.",
+    )
+    parser.add_argument("--config", default=None, help="YAML file setting any option; flags given beside it win.")
+    return parser
+
+
+def parse_dreambooth_args(
+    argv: list[str] | None = None, prog: str | None = None, description: str | None = None, **defaults
+) -> DreamBoothConfig:
+    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`].
+
+    Precedence: flags, then the YAML file, then ``defaults`` (a script's own defaults, e.g. ``use_lora=True`` in
+    ``examples/train_dreambooth_lora.py``), then the dataclass defaults.
+
+    >>> config = parse_dreambooth_args(["--config", "examples/configs/tiny.yaml", "--max_train_steps", "20"])
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    parser = build_argument_parser(prog, description)
+    parser.set_defaults(**defaults)
+    if known.config:
+        parser.set_defaults(**load_yaml_options(known.config))
+    values = vars(parser.parse_args(argv))
+    values.pop("config", None)
+    flag_names = [f.name for f in dataclasses.fields(DiffusersScriptFlags)]
+    flags = DiffusersScriptFlags(**{name: values.pop(name) for name in flag_names})
+    return DreamBoothConfig(**apply_diffusers_flags(flags, values))
