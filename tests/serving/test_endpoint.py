@@ -15,11 +15,13 @@ import pytest
 pytest.importorskip("fastapi", reason="the [serve] extra (fastapi) is not installed")
 httpx = pytest.importorskip("httpx")
 
+from hfvision.serving.wire import Parameters  # noqa: E402
+
 
 class EchoRunner:
     """A runner that upper-cases the body; counts the requests that reached prepare()."""
 
-    accepted: dict = {}
+    accepted = Parameters  # takes no parameters
     encode_in_thread = False
 
     def __init__(self):
