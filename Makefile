@@ -38,7 +38,7 @@ test-all: setup
 	$(PY) -m pytest -m "not network" -q
 
 demo: $(STAMP)
-	$(VENV)/bin/hfvision demo --output demo-output
+	$(VENV)/bin/hfvision demo --output demo-output --overwrite
 
 style: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests examples benchmarks

@@ -46,6 +46,7 @@ def corpus(tmp_path_factory, tiny_model_dir):
         shutil.copytree(vit, root / name)
     (root / "vit_no_weights" / "model.safetensors").unlink()
     (root / "vit_no_preproc" / "preprocessor_config.json").unlink()
+    _pickle_only_copy(vit, root / "vit_pickle")
     (root / "vit_corrupt" / "model.safetensors").write_bytes(b"\xff" * 64)
     data = (vit / "model.safetensors").read_bytes()
     (root / "vit_truncated" / "model.safetensors").write_bytes(data[: len(data) // 2])
@@ -68,6 +69,16 @@ def corpus(tmp_path_factory, tiny_model_dir):
         (root / "faces" / label).mkdir(parents=True)
         shutil.copy(root / "good.png", root / "faces" / label / "a.png")
     return {"root": root, "vit": vit, "sd1": sd1}
+
+
+def _pickle_only_copy(src: Path, dst: Path) -> Path:
+    """A copy of a tiny model folder whose weights are a pickle (pytorch_model.bin) instead of safetensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(load_file(src / "model.safetensors"), dst / "pytorch_model.bin")
+    return dst
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +156,9 @@ CASES = [
     ("classify-strict-fake-image", [*CLASSIFY[:4], "{root}/photos", *CLASSIFY[5:], "--strict"], 1, "--strict"),
     ("classify-strict-zero-byte", [*CLASSIFY[:4], "{root}/zero.jpg", *CLASSIFY[5:], "--strict"], 1, "zero.jpg"),
     ("classify-verify-local-folder", [*CLASSIFY, "--verify"], 2, "drop --verify"),
-    ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 1, "--output"),
+    ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 2, "--output"),
+    ("classify-dataset-with-output", [*CLASSIFY[:3], "--dataset", "{root}/photos", *CLASSIFY[5:]], 2, "--dataset"),
+    ("classify-pickle-model", [CLASSIFY[0], "--model", "{root}/vit_pickle", *CLASSIFY[3:]], 1, "--allow-pickle"),
     # generate
     ("generate-negative-steps", [*GENERATE[:-1], "-5"], 2, "--steps"),
     ("generate-zero-height", [*GENERATE, "--height", "0"], 2, "--height"),
@@ -244,6 +257,24 @@ CASES = [
         1,
         "--overwrite",
     ),
+    (
+        "convert-bad-metadata",
+        ["convert", "to-single-file", "{sd1}", "{root}/new.safetensors", "--metadata", "novalue"],
+        2,
+        "KEY=VALUE",
+    ),
+    (
+        "convert-lora-pickle-output",
+        ["convert", "lora", "{root}/valid.safetensors", "{root}/new.bin", "--to", "kohya"],
+        2,
+        "must end in .safetensors",
+    ),
+    (
+        "convert-lora-bad-metadata",
+        ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors", "--to", "kohya", "--metadata", "k"],
+        2,
+        "KEY=VALUE",
+    ),
     ("convert-lora-no-layout", ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors"], 2, "--to"),
     # eval
     (
@@ -287,6 +318,7 @@ CASES = [
         1,
         "needs the Hugging Face Hub",
     ),
+    ("export-pickle-source", ["export", "onnx", "{root}/vit_pickle", "{root}/newdir"], 1, "--allow-pickle"),
     ("export-opset-zero", ["export", "onnx", "{vit}", "{root}/newdir", "--opset", "0"], 2, "--opset"),
     # serve
     ("serve-taken-port", ["serve", "--model", "{vit}", "--port", "{port}"], 1, "--port {port}"),
@@ -294,9 +326,12 @@ CASES = [
     ("serve-port-text", ["serve", "--model", "{vit}", "--port", "http"], 2, "--port"),
     ("serve-no-weights", ["serve", "--model", "{root}/vit_no_weights", "--port", "0"], 1, "no weights"),
     ("serve-text-to-image-needs-model", ["serve", "--task", "text-to-image"], 2, "--model"),
+    ("serve-ray-flag-without-ray", ["serve", "--model", "{vit}", "--replicas", "2"], 2, "add --backend ray"),
+    ("serve-pickle-model", ["serve", "--model", "{root}/vit_pickle", "--port", "0"], 1, "--allow-pickle"),
     # ui
     ("ui-taken-port", ["ui", "--port", "{port}"], 1, "--port {port}"),
     ("ui-zero-steps", ["ui", "--steps", "0"], 2, "--steps"),
+    ("ui-pickle-classifier", ["ui", "--classifier", "{root}/vit_pickle", "--port", "0"], 1, "--allow-pickle"),
     ("ui-incomplete-model", ["ui", "--model", "{root}/sd_no_unet", "--port", "0"], 1, "unet/"),
     # data
     ("data-missing-source", ["data", "prepare", "{root}/nope", "{root}/prepared"], 1, "no such folder"),
@@ -340,6 +375,9 @@ CASES = [
         1,
         "--overwrite",
     ),
+    # demo
+    ("demo-existing-output", ["demo", "--output", "{root}/nonempty"], 1, "--overwrite"),
+    ("demo-output-is-file", ["demo", "--output", "{root}/existing.png"], 1, "is a file"),
     # models, the top level
     ("models-bad-base", ["models", "list", "--controlnets", "sd9"], 2, "--controlnets sd9"),
     ("unknown-command", ["paint"], 2, "hfvision: error: argument COMMAND: invalid choice: 'paint'"),

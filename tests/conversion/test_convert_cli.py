@@ -41,5 +41,5 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", "from-single-file", str(bad), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("hfvision convert: error:") and "truncated or corrupt" in err and "\n" not in err
-    assert main(["convert", "to-single-file", str(tmp_path), str(tmp_path / "x.safetensors"), "--metadata", "k"]) == 1
+    assert main(["convert", "to-single-file", str(tmp_path), str(tmp_path / "x.safetensors"), "--metadata", "k"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err

@@ -147,7 +147,8 @@ def test_lora_cli_refuses_pickles_and_bad_input_in_one_line(diffusers_lora, tmp_
         (["convert", "lora", str(loha), str(tmp_path / "a.safetensors"), "--to", "diffusers"], "LoHa/LoKr"),
     ]
     for argv, message in cases:
-        assert main(argv) == 1, argv
+        usage = message == "must end in .safetensors"  # a wrong OUT suffix is a usage error (exit 2)
+        assert main(argv) == (2 if usage else 1), argv
         err = capsys.readouterr().err.strip()
         assert ERROR_LINE.match(err) and message in err and "\n" not in err, err
     assert not (tmp_path / "a.safetensors").exists()

@@ -128,14 +128,14 @@ def test_cli_dataset_flags(tiny_model_dir, photo_dir, tmp_path, capsys):
     from hfvision.inference.dataset import read_predictions
 
     base = ["classify", "--model", str(tiny_model_dir("vit")), "--dataset", str(photo_dir), "--no-progress"]
-    assert main([*base, "--output", "x.jsonl"]) == 1
+    assert main([*base, "--output", "x.jsonl"]) == 2
     assert (
         "--output does not go with --dataset; write the predictions with --output-dir DIR" in capsys.readouterr().err
     )
-    assert main(base) == 1 and "--dataset needs --output-dir DIR" in capsys.readouterr().err
+    assert main(base) == 2 and "--dataset needs --output-dir DIR" in capsys.readouterr().err
     assert main([*base, "--output-dir", str(tmp_path / "out"), "--shard-size", "4", "--top-k", "1"]) == 0
     assert "classified 7 row(s)" in capsys.readouterr().out and read_predictions(tmp_path / "out").num_rows == 7
-    assert main(["classify", "--model", "m"]) == 1 and "pass --input FILES and --output" in capsys.readouterr().err
+    assert main(["classify", "--model", "m"]) == 2 and "pass --input FILES and --output" in capsys.readouterr().err
 
 
 def _launch(args, env, **kwargs):

@@ -132,10 +132,10 @@ def test_ray_options_validation():
 def test_cli_ray_flags_are_checked_before_anything_loads(capsys):
     from hfvision.cli.main import main
 
-    assert main(["serve", "--model", "nowhere", "--replicas", "2"]) == 1
+    assert main(["serve", "--model", "nowhere", "--replicas", "2"]) == 2
     assert "--replicas is a Ray Serve option; add --backend ray" in capsys.readouterr().err
     args = ["serve", "--model", "nowhere", "--backend", "ray", "--replicas", "2", "--max-replicas", "3"]
-    assert main(args) == 1 and "--replicas is a fixed count" in capsys.readouterr().err
+    assert main(args) == 2 and "--replicas is a fixed count" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -22,8 +22,6 @@ SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_mo
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
 #: tasks ``classify`` and ``serve`` accept (hfvision's vision tasks, not transformers' ~30 text/audio ones)
 CLASSIFY_TASKS = ("gender-classification", "image-classification")
-#: the one default task of ``classify``, ``serve`` and the UI's Classify tab
-DEFAULT_TASK = "gender-classification"
 
 
 class CLIError(Exception):

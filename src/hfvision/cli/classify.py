@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..pipelines.registry import DEFAULT_TASK
 from . import _classify_dataset
-from ._checks import CLASSIFY_TASKS, DEFAULT_TASK, USAGE, CLIError, non_negative_float, positive_int
+from ._checks import CLASSIFY_TASKS, USAGE, CLIError, non_negative_float, positive_int
 
 
 def _batch_size(value: str) -> int | str:
@@ -34,12 +35,12 @@ def check(args: argparse.Namespace) -> None:
     if args.dataset is not None:
         try:
             _classify_dataset.check(args)
-        except ValueError as err:
-            raise CLIError(str(err)) from None
+        except ValueError as err:  # a flag combination: a usage error
+            raise CLIError(str(err), USAGE) from None
     else:
         if not args.input or not args.output:
             raise CLIError(
-                "pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)"
+                "pass --input FILES and --output FILE.jsonl (or --dataset NAME_OR_DIR and --output-dir DIR)", USAGE
             )
         try:
             args.files = collect_inputs(args.input)

@@ -10,13 +10,18 @@ from pathlib import Path
 from ._checks import USAGE, CLIError
 
 
+def _check_metadata(items: list[str] | None, example: str) -> None:
+    """``--metadata`` entries look like KEY=VALUE (a usage error otherwise: one line, exit 2)."""
+    for item in items or []:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--metadata {item!r} must look like KEY=VALUE, e.g. {example}", USAGE)
+
+
 def _check_to_single_file(args: argparse.Namespace) -> None:
     from . import _checks
 
-    for item in args.metadata or []:
-        key, sep, _ = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"--metadata {item!r} must look like KEY=VALUE, e.g. trigger_word=sks")
+    _check_metadata(args.metadata, "trigger_word=sks")
     _checks.existing(args.pipeline_dir, "PIPELINE_DIR", "folder")
     _checks.check_diffusers_folder(Path(args.pipeline_dir), "PIPELINE_DIR")
     pickle = args.format == "ckpt" or Path(args.out).suffix.lower() in (".ckpt", ".bin", ".pt", ".pth")
@@ -89,13 +94,15 @@ def _from_single_file(args: argparse.Namespace) -> int:
 def _check_lora(args: argparse.Namespace) -> None:
     from . import _checks
 
+    # usage errors first: they do not depend on the files
+    if Path(args.out).suffix.lower() != ".safetensors":
+        raise CLIError(f"OUT {args.out} must end in .safetensors (LoRA files are written as safetensors only)", USAGE)
+    _check_metadata(args.metadata, "modelspec.author=me")
     path = Path(args.input).expanduser()
     if not path.exists():
         raise CLIError(f"IN {args.input} does not exist")
     if path.is_file() and path.suffix.lower() == ".safetensors":
         _checks.check_single_file(path, "IN")
-    if Path(args.out).suffix.lower() != ".safetensors":
-        raise CLIError(f"OUT {args.out} must end in .safetensors")
     _checks.output_file(args.out, "OUT", args.overwrite)
 
 

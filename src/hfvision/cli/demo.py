@@ -1,4 +1,8 @@
-"""``hfvision demo``: run every capability end to end on tiny offline models; writes ``report.html``."""
+"""``hfvision demo``: run every capability end to end on tiny offline models; writes ``report.html``.
+
+The report is built in a temporary folder beside ``--output`` and renamed into place at the end, so an existing
+``--output`` is replaced only with ``--overwrite`` and never left half-written.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,16 @@ import tempfile
 from pathlib import Path
 
 
+def check(args: argparse.Namespace) -> None:
+    """The output folder is new or empty (or --overwrite), before any model is built."""
+    from . import _checks
+
+    _checks.output_folder(args.output, "--output", args.overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..testing.hub_server import LocalHubServer, hub_env
+    from ..utils.io import atomic_dir
 
     out = Path(args.output).resolve()
     work = Path(tempfile.mkdtemp(prefix="hfvision-demo-"))
@@ -24,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..demo import run_demo
 
-        report = run_demo(out, work, hub_endpoint=server.endpoint, only=args.only)
+        with atomic_dir(out, overwrite=args.overwrite) as tmp:  # the report links are relative: the folder can move
+            run_demo(tmp, work, hub_endpoint=server.endpoint, only=args.only)
+        report = out / "report.html"
     finally:
         server.stop()
         if not args.keep_work:
@@ -39,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run every capability end to end on tiny offline models (HTML report)")
-    p.add_argument("--output", default="demo-output", help="output folder (default: demo-output)")
+    p.add_argument("--output", default="demo-output", help="output folder, new or empty unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     p.add_argument("--only", nargs="*", help="run only the steps whose module name contains one of these words")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (tiny models, local Hub storage)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)

@@ -34,11 +34,11 @@ def check_onnx(args: argparse.Namespace) -> None:
     if model.is_dir() and diffusion:
         _checks.check_diffusers_folder(model, "MODEL")
     elif model.is_dir() and (model / "config.json").is_file() and args.task == "image-feature-pyramid":
-        _checks._weights_in(model, False, "MODEL")
+        _checks._weights_in(model, args.allow_pickle, "MODEL")
     elif not model.exists() and diffusion:
         _checks.model_source(args.model, "MODEL", "diffusers", revision=args.revision)
     else:
-        _checks.model_source(args.model, "MODEL", "classifier", revision=args.revision)
+        _checks.model_source(args.model, "MODEL", "classifier", args.allow_pickle, args.revision)
     if args.push_to_hub:
         problem = _checks._hub_problem()
         if problem:
@@ -65,6 +65,7 @@ def run_onnx(args: argparse.Namespace) -> int:
             force_quantize=args.force_quantize,
             revision=args.revision,
             trust_remote_code=args.trust_remote_code,
+            allow_pickle=args.allow_pickle,
         )
     except QuantizationRefusedError as err:
         print(f"hfvision export onnx: error: {err}", file=sys.stderr)
@@ -138,5 +139,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the export to this Hub repo")
     p.add_argument("--revision", default=None, help="Hub revision of MODEL")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also load a MODEL whose weights are pickle files only (pytorch_model.bin); they can run code",
+    )
     p.set_defaults(func=run_onnx, check=check_onnx)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

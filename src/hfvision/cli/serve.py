@@ -56,8 +56,8 @@ def check(args: argparse.Namespace) -> None:
     config = _config(args)
     try:
         _serve_ray.check(args)  # Ray flags only with --backend ray
-    except ValueError as err:
-        raise CLIError(str(err)) from None
+    except ValueError as err:  # a Ray flag without --backend ray, or a Ray value out of range: a usage error
+        raise CLIError(str(err), USAGE) from None
     if args.backend == "ray" and config.workers > 1:
         raise CLIError("--workers is for the uvicorn backend; with --backend ray use --replicas or autoscaling", USAGE)
     if config.model is None and config.task == "text-to-image":
@@ -66,7 +66,7 @@ def check(args: argparse.Namespace) -> None:
         )
     if config.model is not None:
         kind = "diffusers" if config.task == "text-to-image" else "classifier"
-        _checks.model_source(config.model, "--model", kind)
+        _checks.model_source(config.model, "--model", kind, config.allow_pickle)
         if (
             config.onnx
             and os.path.isdir(config.model)
@@ -155,9 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..data.image_io import MAX_PIXELS
     from ..serving.config import ServeConfig
-    from ._checks import DEFAULT_TASK
     from .data import add_dataclass_arguments
 
     p = sub.add_parser(
@@ -169,5 +167,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_dataclass_arguments(p, ServeConfig)
     _serve_ray.add_arguments(p)
-    # one default task and one pixel budget for classify, data prepare and serve
-    p.set_defaults(func=run, check=check, task=DEFAULT_TASK, max_pixels=MAX_PIXELS)
+    p.set_defaults(func=run, check=check)

@@ -29,7 +29,7 @@ def check(args: argparse.Namespace) -> None:
     if config.model and (Path(config.model).expanduser().exists() or _checks.looks_like_path(config.model)):
         _checks.model_source(config.model, "--model", "diffusers")
     if Path(config.classifier).expanduser().exists() or _checks.looks_like_path(config.classifier):
-        _checks.model_source(config.classifier, "--classifier", "classifier")
+        _checks.model_source(config.classifier, "--classifier", "classifier", config.allow_pickle)
     if config.output_dir and Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
         raise CLIError(f"--output-dir {config.output_dir} is a file; give a folder")
     problem = port_problem(config.host, config.port)

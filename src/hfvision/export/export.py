@@ -54,8 +54,9 @@ def _normalize_task(task: str | None) -> str:
 
 
 def _load_source(model_or_dir, task: str, processor=None, revision=None, token=None,
-                 trust_remote_code: bool = False) -> _Source | Path:  # fmt: skip
-    """The torch model to export (or, for a diffusion pipeline directory, the directory)."""
+                 trust_remote_code: bool = False, allow_pickle: bool = False) -> _Source | Path:  # fmt: skip
+    """The torch model to export (or, for a diffusion pipeline directory, the directory). A directory or repo whose
+    weights are pickle files only is refused unless ``allow_pickle`` (hfvision's safetensors-only rule)."""
     import torch
 
     if isinstance(model_or_dir, torch.nn.Module):
@@ -69,9 +70,12 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
                         f"got {type(model_or_dir).__name__}")  # fmt: skip
     from optimum.exporters.tasks import TasksManager
 
+    from ..pipelines.loading import check_local_weights
+
     model_dir = resolve_model_dir(model_or_dir, revision=revision, token=token)
     if (model_dir / ONNX_FILE).is_file():
         raise ValueError(f"{model_or_dir} already holds an ONNX export; pass the PyTorch model directory")
+    check_local_weights(model_dir, allow_pickle)  # before anything is deserialized
     if not (model_dir / "config.json").is_file() and not (model_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{model_or_dir} has no config.json or model_index.json; is it a model directory?")
     library = TasksManager.infer_library_from_model(str(model_dir))
@@ -108,7 +112,10 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
                                     f"transformers {config.model_type}")  # fmt: skip
     model_class = TasksManager.get_model_class_for_task(TASK_TO_OPTIMUM[task], framework="pt",
                                                         model_type=config.model_type, library="transformers")  # fmt: skip
-    model = model_class.from_pretrained(model_dir, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    safetensors_only = None if allow_pickle else True
+    model = model_class.from_pretrained(
+        model_dir, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=safetensors_only
+    )
     if processor is None:
         try:
             processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
@@ -224,6 +231,7 @@ def export_onnx(
     revision: str | None = None,
     token: str | bool | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> ExportResult:
     """Export a classifier, feature pyramid or Stable Diffusion pipeline to ONNX, validated against PyTorch.
@@ -244,10 +252,13 @@ def export_onnx(
         quantize_threshold (`float`, *optional*, defaults to 0.99): minimum int8/fp32 top-1 agreement.
         force_quantize (`bool`, *optional*, defaults to `False`): write the int8 model even below the threshold.
         revision, token, trust_remote_code: for loading from the Hub.
+        allow_pickle (`bool`, *optional*, defaults to `False`): also load a source whose weights are pickle files
+            only (``pytorch_model.bin``), which can run code when loaded; by default such a source is refused.
         external_data_threshold (`int`, *optional*): weights above this many bytes go to ``model.onnx_data``.
 
     Raises:
         `UnsupportedModelError`, `OpsetError`, `FileExistsError`, `ValidationFailedError` (nothing is written),
+        `PickleRefusedError` (pickle-only weights without ``allow_pickle``),
         `QuantizationRefusedError` (the fp32 export is written, the int8 model is not).
 
     >>> from hfvision.export import export_onnx
@@ -259,7 +270,7 @@ def export_onnx(
     task = _normalize_task(task)
     check_opset(opset)
     check_output_dir(output_dir, overwrite)
-    source = _load_source(model_or_dir, task, processor, revision, token, trust_remote_code)
+    source = _load_source(model_or_dir, task, processor, revision, token, trust_remote_code, allow_pickle)
     if not isinstance(source, _Source):
         if quantize:
             raise ValueError("int8 quantization is offered for classifiers, not diffusion pipelines")

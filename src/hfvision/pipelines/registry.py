@@ -34,6 +34,9 @@ from typing import Any
 # classification.py repeats these two values (it must stay importable without hfvision); a test keeps them equal.
 GENDER_DEFAULT_MODEL = "rizvandwiki/gender-classification"
 GENDER_DEFAULT_REVISION = "380b17658cc037b246aab0b62a20deb7dd607e65"
+#: the one default task of ``hfvision classify``, ``hfvision serve`` (:class:`~hfvision.serving.ServeConfig`) and the
+#: UI's Classify tab (:class:`~hfvision.ui.UIConfig`)
+DEFAULT_TASK = "gender-classification"
 
 _AUTO_MODELS = "hfvision.pipelines.auto_models"
 #: prefix of the ``custom_pipelines`` key a saved hfvision pipeline declares its code under

@@ -7,6 +7,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from ..data.image_io import MAX_PIXELS
+from ..pipelines.registry import DEFAULT_TASK
+
 TASKS = ("gender-classification", "image-classification", "image-feature-pyramid", "text-to-image")
 
 
@@ -16,9 +19,11 @@ class ServeConfig:
 
     >>> ServeConfig(task="image-classification", model="timm/resnet18.a1_in1k", max_batch_size=16).port
     8080
+    >>> ServeConfig().task  # the default task of classify and the UI too
+    'gender-classification'
     """
 
-    task: str = field(default="image-classification", metadata={"help": "what the server does", "choices": TASKS})
+    task: str = field(default=DEFAULT_TASK, metadata={"help": "what the server does", "choices": TASKS})
     model: str | None = field(
         default=None,
         metadata={"help": "Hub id, local folder (or ONNX export), registry key / file / URL for text-to-image"},
@@ -35,8 +40,16 @@ class ServeConfig:
         },
     )
     max_body_mb: float = field(default=20.0, metadata={"help": "largest request body in MB (then 413)"})
-    max_pixels: int = field(default=40_000_000, metadata={"help": "largest decoded image in pixels (then 400)"})
+    max_pixels: int = field(
+        default=MAX_PIXELS, metadata={"help": "largest decoded image in pixels (then 400); the limit of classify too"}
+    )
     onnx: bool = field(default=False, metadata={"help": "run the model's ONNX export on ONNX Runtime"})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={
+            "help": "also load pickle weights (pytorch_model.bin), which can run code: only from a trusted source"
+        },
+    )
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu, cuda, cuda:1"})
     num_threads: int | None = field(
         default=None,

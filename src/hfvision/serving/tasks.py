@@ -165,7 +165,9 @@ def load_pipeline_for(config: ServeConfig) -> Any:
     from ..pipelines.factory import pipeline
 
     backend = "onnx" if config.onnx else "auto"
-    return pipeline(config.task, model=config.model, device=config.device, backend=backend)
+    return pipeline(
+        config.task, model=config.model, device=config.device, backend=backend, allow_pickle=config.allow_pickle
+    )
 
 
 def make_runner(config: ServeConfig, pipe: Any):

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..pipelines.registry import DEFAULT_TASK
 from ..utils.import_utils import require
 from ..utils.logging import get_logger
 from .backend import ClassifyBackend, GenerateBackend
@@ -32,8 +33,15 @@ class UIConfig:
         default=DEFAULT_CLASSIFIER, metadata={"help": "classifier for the Classify tab (Hub id or folder)"}
     )
     classifier_task: str = field(
-        default="gender-classification",
+        default=DEFAULT_TASK,
         metadata={"help": "task of the classifier", "choices": ("gender-classification", "image-classification")},
+    )
+    allow_pickle: bool = field(
+        default=False,
+        metadata={
+            "help": "also load the classifier's pickle weights (pytorch_model.bin), which can run code: only from a "
+            "trusted source"
+        },
     )
     controlnet: str | None = field(
         default=None, metadata={"help": "extra ControlNet (local folder or Hub id) to offer"}
@@ -74,6 +82,19 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _classifier_loader(config: UIConfig):
+    """``None`` (the backend's safetensors-only default) unless ``config.allow_pickle``."""
+    if not config.allow_pickle:
+        return None
+
+    def load(task: str, model: str):
+        from ..pipelines.factory import pipeline
+
+        return pipeline(task, model=model, allow_pickle=True)
+
+    return load
+
+
 def build_app(
     config: UIConfig, generate_backend: GenerateBackend | None = None, classify_backend: ClassifyBackend | None = None
 ):
@@ -91,7 +112,9 @@ def build_app(
     from .generate_tab import build_generate_tab
 
     generate_backend = generate_backend or GenerateBackend(output_dir=config.output_dir)
-    classify_backend = classify_backend or ClassifyBackend(model=config.classifier, task=config.classifier_task)
+    classify_backend = classify_backend or ClassifyBackend(
+        model=config.classifier, task=config.classifier_task, loader=_classifier_loader(config)
+    )
     models = [config.model] if config.model else []
     controlnets = [config.controlnet] if config.controlnet else []
     with gr.Blocks(analytics_enabled=False, title="hfvision") as demo:
