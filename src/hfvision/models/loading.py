@@ -73,6 +73,8 @@ def pipeline_class_for(model_index: dict, trust_remote_code: bool = False):
     from diffusers import DiffusionPipeline
 
     name = model_index.get("_class_name")
+    if isinstance(name, (list, tuple)) and len(name) == 2 and name[1] in HFVISION_PIPELINES:
+        name = name[1]  # hfvision's own pipeline saved as ["dreambooth", "DreamBoothPipeline"]: the installed class
     if isinstance(name, str) and name in HFVISION_PIPELINES:
         return getattr(importlib.import_module(HFVISION_PIPELINES[name]), name)
     if isinstance(name, (list, tuple)) and not trust_remote_code:
