@@ -142,8 +142,7 @@ class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
 
         ``{token}`` / ``{class}`` expand in ``prompt``, ``prompt_2``, ``negative_prompt`` and ``negative_prompt_2``.
         With a ControlNet the call runs diffusers' [`StableDiffusionXLControlNetPipeline`] on this pipeline's modules
-        (``callback_on_step_end`` then receives that pipeline; ``denoising_end`` and ``guidance_rescale`` are not
-        available there).
+        (``callback_on_step_end`` then receives that pipeline; ``guidance_rescale`` is not available there).
 
         Args:
             control_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list, *optional*): ControlNet
