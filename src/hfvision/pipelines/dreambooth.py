@@ -124,7 +124,7 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
         if clip_skip is not None and prompt_embeds is None and not hasattr(self.text_encoder, "text_model"):
             prompt_embeds = self._clip_skip_prompt_embeds(prompt, device, clip_skip, lora_scale)
             clip_skip = None
-        return super().encode_prompt(
+        prompt_embeds, negative_prompt_embeds = super().encode_prompt(
             prompt,
             device,
             num_images_per_prompt,
@@ -135,6 +135,7 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
             lora_scale=lora_scale,
             clip_skip=clip_skip,
         )
+        return prompt_embeds, negative_prompt_embeds
 
     def _clip_skip_prompt_embeds(self, prompt, device, clip_skip: int, lora_scale: float | None) -> torch.Tensor:
         if lora_scale is not None and USE_PEFT_BACKEND:

@@ -156,6 +156,15 @@ class DreamBoothMixin:
         kwargs["family"] = family or source_config.get("family")
         return cls(**kwargs)
 
+    @property
+    def components(self) -> dict[str, Any]:
+        """The pipeline's modules as diffusers lists them; ``controlnet`` only when one is set, so a DreamBooth
+        pipeline without ControlNet has exactly its diffusers parent's components."""
+        components = super().components
+        if components.get("controlnet", True) is None:
+            del components["controlnet"]
+        return components
+
     # -- generation: hfvision's additions around the diffusers parent's own __call__ --
 
     def _generate(self, call: Callable, controlnet_cls: type, args: dict[str, Any], kwargs: dict[str, Any]):
