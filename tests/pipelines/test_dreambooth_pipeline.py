@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -190,6 +191,19 @@ def test_save_pretrained_round_trip(reference, tmp_path):
     kwargs = dict(control_image=control_photo(), num_inference_steps=2, output_type="np")
     np.testing.assert_array_equal(pipe("{token}", generator=gen(5), **kwargs).images,
                                   loaded("{token}", generator=gen(5), **kwargs).images)  # fmt: skip
+    # model_index.json names the shipped module for diffusers' remote-code loading ...
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    assert index["_class_name"] == ["dreambooth", "DreamBoothPipeline"] and index["instance_token"] == "sks"
+    from diffusers import DiffusionPipeline
+
+    with pytest.raises(ValueError, match="custom code in dreambooth.py.*trust_remote_code=True"):
+        DiffusionPipeline.from_pretrained(tmp_path / "out")  # refused before any of that code runs
+    # ... while hfvision's own loaders use the installed class; config values can be overridden at load time
+    retokened = DreamBoothPipeline.from_pretrained(tmp_path / "out", instance_token="zwx")
+    assert type(retokened) is DreamBoothPipeline and retokened.instance_token == "zwx"
+    from hfvision.models import load_pipeline
+
+    assert type(load_pipeline(tmp_path / "out")) is DreamBoothPipeline
 
 
 def test_guidance_distilled_unet_equals_diffusers():
