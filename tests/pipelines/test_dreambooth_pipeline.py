@@ -196,7 +196,7 @@ def test_save_pretrained_round_trip(reference, tmp_path):
     assert index["_class_name"] == ["dreambooth", "DreamBoothPipeline"] and index["instance_token"] == "sks"
     from diffusers import DiffusionPipeline
 
-    with pytest.raises(ValueError, match="custom code in dreambooth.py.*trust_remote_code=True"):
+    with pytest.raises(ValueError, match=r"(?s)custom code in dreambooth.py.*trust_remote_code=True"):
         DiffusionPipeline.from_pretrained(tmp_path / "out")  # refused before any of that code runs
     # ... while hfvision's own loaders use the installed class; config values can be overridden at load time
     retokened = DreamBoothPipeline.from_pretrained(tmp_path / "out", instance_token="zwx")
