@@ -179,6 +179,7 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
         return {**args, "prompt": None, "negative_prompt": None, "clip_skip": None,
                 "prompt_embeds": embeds, "negative_prompt_embeds": negative}  # fmt: skip
 
+    @torch.no_grad()
     def __call__(
         self,
         prompt: str | list[str] | None = None,

@@ -186,6 +186,7 @@ class DreamBoothMixin:
                     "`control_image` was given but the pipeline has no ControlNet; pass controlnet=... first"
                 )
             return call(self, **args, **kwargs)
+        # imported here: modules that ship this file without controlnet_utils.py (no ControlNet) must still load
         from .controlnet_utils import check_controlnet_compatible
 
         check_controlnet_compatible(controlnet, self.unet)

@@ -96,6 +96,7 @@ class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
     def _controlnet_pipeline_kwargs(self) -> dict[str, Any]:
         return {"add_watermarker": self.watermark is not None}
 
+    @torch.no_grad()
     def __call__(
         self,
         prompt: str | list[str] = None,
