@@ -32,7 +32,7 @@ def test_classify_writes_one_line_per_input_and_reports_bad_files(tiny_model_dir
     out = tmp_path / "preds.jsonl"
     args = ["classify", "--model", str(tiny_model_dir("vit")), "--input", str(photos), "--output", str(out)]
     assert main([*args, "--batch-size", "2", "--top-k", "1", "--no-progress"]) == 0
-    assert "classified 5 image(s), 1 unreadable" in capsys.readouterr().out
+    assert "classified 5 image(s), 1 unreadable (skipped, see the warnings)" in capsys.readouterr().out
     records = _read(out)
     assert [os.path.basename(r["file"]) for r in records] == sorted(os.listdir(photos))
     assert records[5]["error"].startswith("corrupt:") or records[5]["error"].startswith("truncated:")
@@ -55,11 +55,21 @@ def test_classify_writes_one_line_per_input_and_reports_bad_files(tiny_model_dir
 def test_classify_rejects_bad_arguments(tiny_model_dir, photos, tmp_path, capsys):
     from hfvision.cli.main import main
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["classify", "--input", str(photos), "--output", str(tmp_path / "x"), "--batch-size", "0"])
+    assert exit_info.value.code == 2
     assert "--batch-size '0': use a positive integer or 'auto'" in capsys.readouterr().err
-    code = main(["classify", "--model", str(tiny_model_dir("vit")), "--input", str(tmp_path / "nowhere"),
-                 "--output", str(tmp_path / "x")])  # fmt: skip
+    code = main(
+        [
+            "classify",
+            "--model",
+            str(tiny_model_dir("vit")),
+            "--input",
+            str(tmp_path / "nowhere"),
+            "--output",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 1 and "nowhere: no such file or folder" in capsys.readouterr().err
 
 
@@ -68,17 +78,41 @@ def test_two_process_accelerate_launch_matches_a_single_process(tiny_model_dir, 
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine: two gloo processes (MULTI_CPU)."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     model = str(tiny_model_dir("vit"))
-    common = ["classify", "--model", model, "--input", str(photos), "--batch-size", "2", "--no-progress"]
+    common = ["classify", "--model", model, "--input", str(photos), "--batch-size", "2", "--no-progress", "--verbose"]
     single, double = tmp_path / "single.jsonl", tmp_path / "double.jsonl"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([sys.executable, "-m", "hfvision.cli.main", *common, "--output", str(single)], env=env,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "hfvision.cli.main", *common, "--output", str(single)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     launched = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-         "no", "--dynamo_backend", "no", "--main_process_port", "29517", "-m", "hfvision.cli.main", *common,
-         "--output", str(double)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+            "-m",
+            "hfvision.cli.main",
+            *common,
+            "--output",
+            str(double),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "process 1/2: 3 of 6 files" in launched.stderr and "process 2/2: 3 of 6 files" in launched.stderr
     a, b = _read(single), _read(double)

@@ -12,8 +12,22 @@ def test_data_prepare_prints_the_table_and_writes_the_report(tmp_path, capsys):
     src.mkdir()
     sample_image("coffee").save(src / "sks mug (2).jpg", quality=90)
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    code = main(["data", "prepare", str(src), str(tmp_path / "out"), "--size", "64", "--crop", "center",
-                 "--caption-from-filename", "--report", str(tmp_path / "r.json"), "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "data",
+            "prepare",
+            str(src),
+            str(tmp_path / "out"),
+            "--size",
+            "64",
+            "--crop",
+            "center",
+            "--caption-from-filename",
+            "--report",
+            str(tmp_path / "r.json"),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
@@ -35,16 +49,32 @@ def test_data_prepare_json_output_and_failure_exit_codes(tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["counts"]["rejected"] == 1
     assert "no usable image" in captured.err
-    assert main(["data", "prepare", str(src), str(tmp_path / "o"), "--size", "500"]) == 1
-    assert "size=500 must be a positive multiple of 8; try 496 or 504" in capsys.readouterr().err
+    assert main(["data", "prepare", str(src), str(tmp_path / "o"), "--size", "500"]) == 2
+    assert "--size 500 must be a positive multiple of 8; try 496 or 504" in capsys.readouterr().err
     assert main(["data", "prepare", str(tmp_path / "missing"), str(tmp_path / "o")]) == 1
-    assert "source folder not found" in capsys.readouterr().err
+    assert f"SRC {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
 
 
 def test_session_create_and_status(tmp_path, capsys):
     root = str(tmp_path / "sessions")
-    assert main(["session", "create", "dog", "--root", root, "--instance-prompt", "a photo of sks dog",
-                 "--set", "max_train_steps=400", "--set", "note=first try"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "session",
+                "create",
+                "dog",
+                "--root",
+                root,
+                "--instance-prompt",
+                "a photo of sks dog",
+                "--set",
+                "max_train_steps=400",
+                "--set",
+                "note=first try",
+            ]
+        )
+        == 0
+    )
     assert "put the subject's photos" in capsys.readouterr().out
     sample_image("chelsea").save(tmp_path / "sessions" / "dog" / "raw" / "a.jpg")
     (tmp_path / "sessions" / "dog" / "checkpoints" / "checkpoint-20").mkdir()

@@ -88,3 +88,29 @@ def test_load_image_refuses_bombs_before_decoding(tmp_path):
     (tmp_path / "dir.jpg").mkdir()
     with pytest.raises(ImageLoadError, match="dir.jpg: not a file"):
         load_image(tmp_path / "dir.jpg")
+
+
+def _brute_force_nms(boxes, threshold):
+    def iou(a, b):
+        ix = max(0, min(a.xmax, b.xmax) - max(a.xmin, b.xmin))
+        iy = max(0, min(a.ymax, b.ymax) - max(a.ymin, b.ymin))
+        union = a.width * a.height + b.width * b.height - ix * iy
+        return ix * iy / union if union else 0.0
+
+    kept = []
+    for box in sorted(boxes, key=lambda b: b.score, reverse=True):
+        if all(iou(box, k) <= threshold for k in kept):
+            kept.append(box)
+    return kept
+
+
+def test_non_max_suppression_keeps_the_best_box_of_each_overlapping_group():
+    from hfvision.data.faces import non_max_suppression
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        boxes = []
+        for _ in range(rng.integers(0, 8)):
+            x, y, w, h = (int(v) for v in rng.integers([0, 0, 1, 1], [50, 50, 30, 30]))
+            boxes.append(FaceBox(x, y, x + w, y + h, float(rng.random())))
+        assert non_max_suppression(boxes, 0.3) == _brute_force_nms(boxes, 0.3)

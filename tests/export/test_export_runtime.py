@@ -76,21 +76,56 @@ def test_timm_image_classification_on_onnx_matches_torch(timm_export, tiny_model
 
 def test_feature_pyramid_on_onnx_matches_torch(pyramid_export, tiny_model_dir, photos):
     import numpy as np
+    from transformers import pipeline
+
+    from hfvision.export import OrtModelForFeaturePyramid
 
     torch_pipe = hfvision.pipeline("image-feature-pyramid", model=tiny_model_dir("timm-resnet"))
     ort_pipe = hfvision.pipeline("image-feature-pyramid", model=pyramid_export.output_dir)
-    assert type(ort_pipe) is type(torch_pipe)
+    # transformers' own factory (after `import hfvision`) also detects the export: the task's model class
+    stock_factory = pipeline("image-feature-pyramid", model=str(pyramid_export.output_dir), device="cpu")
+    assert type(ort_pipe) is type(torch_pipe) is type(stock_factory)
+    assert isinstance(stock_factory.model, OrtModelForFeaturePyramid)
     for kwargs in ({}, {"out_indices": (3, 1)}):
         expected, actual = torch_pipe(photos[0], **kwargs), ort_pipe(photos[0], **kwargs)
         assert [(a["index"], a["module"], a["channels"], a["stride"]) for a in actual] == [
             (e["index"], e["module"], e["channels"], e["stride"]) for e in expected
         ]
-        for a, e in zip(actual, expected):
+        for a, e, s in zip(actual, expected, stock_factory(photos[0], **kwargs)):
             np.testing.assert_allclose(a["feature_map"], e["feature_map"], atol=1e-4)
+            np.testing.assert_array_equal(s["feature_map"], a["feature_map"])
 
 
-def test_a_classifier_export_cannot_serve_another_task(vit_export):
+def test_a_classifier_export_cannot_serve_another_task(vit_export, pyramid_export):
+    from transformers import pipeline
+
+    from hfvision.pipelines.loading import LoadRefusedError
+
     with pytest.raises(ValueError, match="exported for 'gender-classification'"):
         load_ort_pipeline("image-feature-pyramid", vit_export.output_dir)
     with pytest.raises(ValueError, match="has no ONNX Runtime pipeline"):
         load_ort_pipeline("object-detection", vit_export.output_dir)
+    # through transformers' factory: refused, not answered by another model class
+    with pytest.raises(LoadRefusedError, match="not a feature-pyramid export"):
+        pipeline("image-feature-pyramid", model=str(vit_export.output_dir), device="cpu")
+    with pytest.raises(LoadRefusedError, match="not a classifier export .* exported for 'image-feature-pyramid'"):
+        pipeline("gender-classification", model=str(pyramid_export.output_dir), device="cpu")
+
+
+def test_an_int8_only_export_loads_its_int8_model_by_every_call(vit_export, photos, tmp_path):
+    import shutil
+
+    from transformers import pipeline
+
+    int8_only = tmp_path / "int8-only"
+    shutil.copytree(vit_export.output_dir, int8_only, ignore=shutil.ignore_patterns("model.onnx"))
+    expected = load_ort_pipeline(None, vit_export.output_dir, file_name="model_quantized.onnx")(photos)
+    fp32 = load_ort_pipeline(None, vit_export.output_dir)(photos)
+    assert expected != fp32  # the int8 scores are distinguishable from fp32's
+    for pipe in (
+        hfvision.pipeline(model=int8_only),
+        pipeline("gender-classification", model=str(int8_only), device="cpu"),
+        load_ort_pipeline(None, int8_only),
+    ):
+        assert pipe.model.path.name == "model_quantized.onnx"
+        assert pipe(photos) == expected

@@ -214,3 +214,20 @@ def test_transient_errors_are_retried_and_client_errors_are_not(offline_mirror):
     with pytest.raises(ValueError, match="checkpoint-<step>"):
         mirror.upload_checkpoint(session.checkpoints_dir)
     mirror.close()
+
+
+def test_restore_checks_files_against_the_hubs_sha256_and_git_blob_ids(tmp_path):
+    import hashlib
+    from types import SimpleNamespace
+
+    data = b"weights" * 1000
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    blob_id = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's object id, computed independently
+    lfs = SimpleNamespace(sha256=hashlib.sha256(data).hexdigest())
+    HubSessionMirror._verify(path, SimpleNamespace(path="f.bin", size=len(data), lfs=lfs, blob_id=None))
+    HubSessionMirror._verify(path, SimpleNamespace(path="f.bin", size=len(data), lfs=None, blob_id=blob_id))
+    for bad in (SimpleNamespace(sha256="0" * 64), None):
+        entry = SimpleNamespace(path="f.bin", size=len(data), lfs=bad, blob_id="0" * 40)
+        with pytest.raises(RuntimeError, match="checksum"):
+            HubSessionMirror._verify(path, entry)

@@ -19,14 +19,34 @@ def test_generate_matches_diffusers_with_controlnet(tiny_model_dir, tmp_path):
 
     sample_image("chelsea").resize((64, 64)).save(tmp_path / "cat.png")
     out = tmp_path / "out.png"
-    argv = ["generate", "--model", str(tiny_model_dir("sd1")), "--prompt", "a photo of {token} cat", "--token", "sks",
-            "--steps", "2", "--seed", "7", "--out", str(out), "--controlnet", str(tiny_model_dir("controlnet-sd1")),
-            "--control-image", str(tmp_path / "cat.png"), "--save-control", str(tmp_path / "edges.png")]  # fmt: skip
+    argv = [
+        "generate",
+        "--model",
+        str(tiny_model_dir("sd1")),
+        "--prompt",
+        "a photo of {token} cat",
+        "--token",
+        "sks",
+        "--steps",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--controlnet",
+        str(tiny_model_dir("controlnet-sd1")),
+        "--control-image",
+        str(tmp_path / "cat.png"),
+        "--save-control",
+        str(tmp_path / "edges.png"),
+    ]
     assert main(argv) == 0
     reference = StableDiffusionControlNetPipeline.from_pretrained(
-        tiny_model_dir("sd1"), controlnet=ControlNetModel.from_pretrained(tiny_model_dir("controlnet-sd1")),
-        safety_checker=None, requires_safety_checker=False,
-    )  # fmt: skip
+        tiny_model_dir("sd1"),
+        controlnet=ControlNetModel.from_pretrained(tiny_model_dir("controlnet-sd1")),
+        safety_checker=None,
+        requires_safety_checker=False,
+    )
     edges = canny_image(Image.open(tmp_path / "cat.png"))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "edges.png")), np.asarray(edges))
     expected = reference(
@@ -43,5 +63,5 @@ def test_models_list_and_errors(capsys, tmp_path):
     assert "diffusers/controlnet-canny-sdxl-1.0" in capsys.readouterr().out
     assert main(["generate", "--model", "sd1.5", "--prompt", "x", "--out", str(tmp_path / "x.png")]) == 1
     assert "did you mean 'sd15'" in capsys.readouterr().err
-    assert main(["generate", "--model", "sd15", "--prompt", "x", "--out", str(tmp_path / "x.gif")]) == 1
+    assert main(["generate", "--model", "sd15", "--prompt", "x", "--out", str(tmp_path / "x.gif")]) == 2
     assert "must end in .png" in capsys.readouterr().err

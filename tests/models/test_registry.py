@@ -16,7 +16,8 @@ from hfvision.models import (
     list_controlnets,
     validate_training_resolution,
 )
-from hfvision.models.registry import FAMILIES
+from hfvision.models.loading import HFVISION_PIPELINES, SUBCLASSED_PIPELINES, hfvision_pipeline_class
+from hfvision.models.registry import FAMILIES, FLOW_FAMILIES, RESOLUTION_FACTORS
 
 
 @pytest.mark.parametrize("key", sorted(BASE_MODELS))
@@ -27,11 +28,21 @@ def test_base_model_entry_contract(key):
     assert model.key == key and model.family in FAMILIES
     assert model.repo_id.count("/") == 1 and model.revision and model.revision_note
     assert model.revision == "main" or len(model.revision) == 40 and int(model.revision, 16) >= 0
-    assert model.resolution in model.training_resolutions and all(r % 8 == 0 for r in model.training_resolutions)
+    assert model.resolution in model.training_resolutions
     assert model.prediction_type in ("epsilon", "v_prediction", "flow_matching")
-    assert hasattr(diffusers, model.pipeline_class), model.pipeline_class
+    if model.pipeline_class in HFVISION_PIPELINES:  # hfvision's DreamBooth subclass of the family's diffusers pipeline
+        cls = hfvision_pipeline_class(model.pipeline_class)
+        parent = {ours: theirs for theirs, ours in SUBCLASSED_PIPELINES.items()}[model.pipeline_class]
+        assert issubclass(cls, getattr(diffusers, parent))
+    else:
+        cls = getattr(diffusers, model.pipeline_class)
+    assert issubclass(cls, diffusers.DiffusionPipeline)
     assert validate_training_resolution(key, model.resolution) == model.resolution
-    assert list_controlnets(key), f"no ControlNets registered for {model.family}"
+    assert all(r % RESOLUTION_FACTORS[model.family] == 0 for r in model.training_resolutions)
+    assert (model.family in FLOW_FAMILIES) is (model.prediction_type == "flow_matching")
+    assert (model.family in FLOW_FAMILIES) is (model.max_sequence_length is not None)
+    if model.family != "sd3":  # no SD3.5 ControlNets in the ControlNet registry yet
+        assert list_controlnets(key), f"no ControlNets registered for {model.family}"
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.resolution = 1  # type: ignore[misc]
 
@@ -44,6 +55,34 @@ def test_required_entries_and_their_traits():
     assert traits["sd21"] == ("sd2", 768, "v_prediction")
     assert traits["sdxl"] == ("sdxl", 1024, "epsilon")
     assert list_base_models("sd2") == ["sd21", "sd21-base"]
+
+
+def test_flow_entries_sd35_and_flux():
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+
+    assert list_base_models("sd3") == ["sd35-large", "sd35-medium"]
+    assert list_base_models("flux") == ["flux-dev", "flux-schnell"]
+    for key, size in (("sd35-medium", "medium"), ("sd35-large", "large")):
+        model = get_base_model(key)
+        assert model.repo_id == f"stabilityai/stable-diffusion-3.5-{size}" and model.revision == "main"
+        assert "no verified commit" in model.revision_note
+        assert (model.license, model.resolution, model.gated) == ("stabilityai-ai-community", 1024, True)
+        assert issubclass(hfvision_pipeline_class(model.pipeline_class), StableDiffusion3Pipeline)
+    dev, schnell = get_base_model("flux-dev"), get_base_model("flux-schnell")
+    assert (dev.max_sequence_length, dev.guidance_embeds) == (512, True)
+    assert (schnell.max_sequence_length, schnell.guidance_embeds) == (256, False)
+    assert dev.license == "flux-1-dev-non-commercial-license" and schnell.license == "apache-2.0"
+    for model in (dev, schnell):
+        assert issubclass(hfvision_pipeline_class(model.pipeline_class), FluxPipeline)
+
+
+def test_flow_resolutions_are_multiples_of_16():
+    assert validate_training_resolution("flux-dev", 512) == 512
+    with pytest.raises(ValueError, match=r"resolution=1000 must be a positive multiple of 16 for flux .*992 or 1008"):
+        validate_training_resolution("flux-dev", 1000, allow_override=True)
+    with pytest.raises(ValueError, match=r"multiple of 16 for sd3 \(VAE 8 x patch 2\); try 1008 or 1024"):
+        validate_training_resolution("sd35-large", 1016)
+    assert validate_training_resolution("sdxl", 1016, allow_override=True) == 1016  # the UNet families need 8
 
 
 def test_resolution_refused_with_the_right_choice(caplog):

@@ -34,11 +34,17 @@ def test_registry_entry_and_saved_custom_pipeline_info_agree():
     _, entry, _ = check_task("gender-classification")
     default = (registry.GENDER_DEFAULT_MODEL, registry.GENDER_DEFAULT_REVISION)
     assert entry["default"]["model"] == default == classification.GENDER_DEFAULT_MODEL
-    assert entry["pt"] == (AutoModelForImageClassification,) and entry["type"] == "image"
-    saved = classification.GenderClassificationPipeline._registered_impl["gender-classification"]
+    # the registered model classes are hfvision's loaders around transformers' auto classes (auto_models.py)
+    assert [c._auto_class for c in entry["pt"]] == [AutoModelForImageClassification] and entry["type"] == "image"
+    saved_key = registry.saved_task_key("gender-classification")
+    assert saved_key == classification.GENDER_SAVED_TASK != "gender-classification"
+    assert registry.task_of_saved_key(saved_key) == "gender-classification"
+    saved = classification.GenderClassificationPipeline._registered_impl[saved_key]
     assert saved["impl"] is classification.GenderClassificationPipeline
-    assert {k: v for k, v in saved.items() if k != "impl"} == {k: v for k, v in entry.items() if k != "impl"}
-    assert check_task("image-feature-pyramid")[1]["pt"] == (AutoModel,)
+    # the saved entry names transformers' own class: a process without hfvision must resolve it
+    assert saved["pt"] == (AutoModelForImageClassification,)
+    assert {k: saved[k] for k in ("default", "type")} == {k: entry[k] for k in ("default", "type")}
+    assert [c._auto_class for c in check_task("image-feature-pyramid")[1]["pt"]] == [AutoModel]
     # `import hfvision` after transformers.pipelines: registered at once. (The import-hook path, for `import hfvision`
     # before transformers, runs in a fresh process in test_hub_roundtrip.py.)
     for task in registry.TASKS:

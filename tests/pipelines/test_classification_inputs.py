@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -129,12 +127,20 @@ def test_saved_pipeline_reloads_with_hfvision_classes_without_remote_code(gender
 
     gender_pipe.save_pretrained(tmp_path)
     custom = json.loads((tmp_path / "config.json").read_text())["custom_pipelines"]
-    assert custom["gender-classification"]["impl"] == "classification.GenderClassificationPipeline"
+    assert list(custom) == ["hfvision-gender-classification"]  # not the task's name: see registry.saved_task_key
+    assert custom["hfvision-gender-classification"]["impl"] == "classification.GenderClassificationPipeline"
     copied = {p.name for p in tmp_path.glob("*.py")}
     assert copied == {"classification.py", "image_batching.py", "auto_batch.py", "timm_utils.py"}
     reloaded = hfvision.pipeline(model=tmp_path)  # task read from custom_pipelines; hfvision's own class
     assert type(reloaded) is GenderClassificationPipeline
     assert reloaded(images[1]) == gender_pipe(images[1])
+    # folders saved by earlier versions (key = the task's own name) still load through hfvision.pipeline
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["custom_pipelines"] = {
+        "gender-classification": config["custom_pipelines"]["hfvision-gender-classification"]
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert type(hfvision.pipeline(model=tmp_path)) is GenderClassificationPipeline
 
 
 def test_onnx_folder_goes_to_the_onnx_runtime_hook(vit_dir, tmp_path, monkeypatch, images):
@@ -145,16 +151,12 @@ def test_onnx_folder_goes_to_the_onnx_runtime_hook(vit_dir, tmp_path, monkeypatc
     shutil.copytree(vit_dir, tmp_path, dirs_exist_ok=True)
     (tmp_path / "model.onnx").write_bytes(b"onnx")
     calls = []
-    fake = types.ModuleType("hfvision.export.runtime")
-    fake.load_ort_pipeline = lambda task, model, **kwargs: calls.append((task, model, kwargs)) or "ort-pipeline"
-    monkeypatch.setitem(sys.modules, "hfvision.export.runtime", fake)
+    fake = lambda task, model, **kwargs: calls.append((task, model, kwargs)) or "ort-pipeline"  # noqa: E731
+    monkeypatch.setattr("hfvision.export.loading.load_ort_pipeline", fake)
     assert hfvision.pipeline("gender-classification", model=tmp_path, top_k=1) == "ort-pipeline"
     assert calls == [("gender-classification", str(tmp_path), {"top_k": 1})]
     # the PyTorch weights on request
     assert hfvision.pipeline("gender-classification", model=tmp_path, backend="torch")(images[0])
-    monkeypatch.setitem(sys.modules, "hfvision.export.runtime", None)  # as if hfvision.export did not exist
-    with pytest.raises(NotImplementedError, match="backend='torch'"):
-        hfvision.pipeline("gender-classification", model=tmp_path)
 
 
 def test_factory_argument_errors(vit_dir):

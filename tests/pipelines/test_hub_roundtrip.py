@@ -52,10 +52,17 @@ def test_push_then_load_with_trust_remote_code_and_no_hfvision(local_hub, run_py
             hfvision.pipeline("gender-classification", model="user/tiny-gender", verify=True)
         except ChecksumMismatchError as err:
             print("refused:", err)
+        # transformers' factory honours verify too (model_kwargs), and does not fall back to an unverified load
+        from hfvision.pipelines.loading import LoadRefusedError
+        try:
+            pipeline("gender-classification", model="user/tiny-gender", model_kwargs={{"verify": True}})
+        except LoadRefusedError as err:
+            print("stock refused:", type(err.__cause__).__name__, err)
     """, hub=local_hub)  # fmt: skip
     lines = pushed.strip().splitlines()
     assert json.loads(lines[0]) == expected
     assert lines[1].startswith("refused: user/tiny-gender@") and "model.safetensors (sha256 expected" in lines[1]
+    assert lines[2].startswith("stock refused: ChecksumMismatchError user/tiny-gender@")
 
     loaded = run_python(BLOCK_HFVISION + f"""
 import json, sys

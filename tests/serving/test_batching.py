@@ -52,8 +52,8 @@ def test_concurrent_requests_are_batched_and_results_routed_back():
     for key, payloads in model.calls:  # requests with different parameters never share a batch
         assert all(p % 2 == key for p in payloads)
     assert model.threads == {"hfvision-batcher"}  # model work on the one worker thread
-    assert metrics.batch_size.count() == len(sizes)
-    assert metrics.queue_depth.value() == 0
+    assert metrics.sample("hfvision_batch_size_count") == len(sizes)
+    assert metrics.sample("hfvision_queue_depth") == 0
 
 
 def test_batch_size_one_disables_batching():

@@ -72,17 +72,20 @@ def test_client_gone_mid_body_is_499_and_the_server_keeps_serving(echo_app, serv
     metrics = app.state.metrics
     server = serve(app)
     send_partial_request(server.port, sent)
-    assert wait_for(lambda: metrics.requests.value(code="499") == 1), metrics.render()
-    assert metrics.errors.value(reason="client_disconnected") == 1
-    assert wait_for(lambda: metrics.in_flight.value() == 0)
+    assert wait_for(lambda: metrics.sample("hfvision_requests_total", code="499") == 1), metrics.render()
+    assert metrics.sample("hfvision_request_errors_total", reason="client_disconnected") == 1
+    assert wait_for(lambda: metrics.sample("hfvision_requests_in_flight") == 0)
     assert runner.prepared == 0  # never decoded, never queued
     assert app.state.batcher.depth == 0 and app.state.batcher._incoming == 0  # expect() withdrawn
     # nothing counted as a model error, and the next request is served normally
     response = httpx.post(server.url + "/models/tiny", content=b"after", timeout=30)
     assert response.status_code == 200 and response.text == "AFTER"
-    assert metrics.requests.value(code="200") == 1 and metrics.requests.value(code="500") == 0
-    assert metrics.errors.value(reason="model_error") == 0
-    assert metrics.requests.value(code="499") == 1
+    assert (
+        metrics.sample("hfvision_requests_total", code="200") == 1
+        and metrics.sample("hfvision_requests_total", code="500") == 0
+    )
+    assert metrics.sample("hfvision_request_errors_total", reason="model_error") == 0
+    assert metrics.sample("hfvision_requests_total", code="499") == 1
     text = httpx.get(server.url + "/metrics", timeout=30).text
     assert 'hfvision_requests_total{code="499"} 1.0' in text
     assert 'hfvision_request_errors_total{reason="client_disconnected"} 1.0' in text
@@ -94,15 +97,18 @@ def test_several_clients_gone_then_concurrent_requests(echo_app, serve):
     server = serve(app)
     for i in range(3):
         send_partial_request(server.port, b"y" * (10 * i), path="/models/tiny" if i % 2 else "/")
-    assert wait_for(lambda: metrics.requests.value(code="499") == 3), metrics.render()
-    assert metrics.errors.value(reason="client_disconnected") == 3
+    assert wait_for(lambda: metrics.sample("hfvision_requests_total", code="499") == 3), metrics.render()
+    assert metrics.sample("hfvision_request_errors_total", reason="client_disconnected") == 3
     with httpx.Client(base_url=server.url, timeout=30) as client:
         threads = [threading.Thread(target=lambda i=i: client.post("/", content=f"r{i}".encode())) for i in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
-    assert metrics.requests.value(code="200") == 4 and metrics.requests.value(code="499") == 3
+    assert (
+        metrics.sample("hfvision_requests_total", code="200") == 4
+        and metrics.sample("hfvision_requests_total", code="499") == 3
+    )
 
 
 # -- (ii) unknown model names; (iii) what falls through to FastAPI ----------------------------------------------------
@@ -118,7 +124,10 @@ def test_unknown_model_is_404_json_naming_it(echo_app, serve):
         assert client.post("/models/tiny", content=b"ok").text == "OK"
         assert client.post("/models/tiny?top=1", content=b"query").text == "QUERY"  # the query string is not the path
     metrics = app.state.metrics
-    assert metrics.requests.value(code="404") == 4 and metrics.errors.value(reason="unknown_model") == 4
+    assert (
+        metrics.sample("hfvision_requests_total", code="404") == 4
+        and metrics.sample("hfvision_request_errors_total", reason="unknown_model") == 4
+    )
     assert runner.prepared == 2
 
 
@@ -135,7 +144,10 @@ def test_other_methods_and_routes_fall_through_to_fastapi(echo_app, serve):
         assert client.post("/nothing-here", content=b"x").status_code == 404
         assert client.post("/modelsx", content=b"x").status_code == 404
     metrics = app.state.metrics
-    assert metrics.requests.value(code="405") == 0 and metrics.requests.value(code="404") == 0  # not inference
+    assert (
+        metrics.sample("hfvision_requests_total", code="405") == 0
+        and metrics.sample("hfvision_requests_total", code="404") == 0
+    )  # not inference
     assert runner.prepared == 0
 
 
@@ -241,7 +253,7 @@ def test_a_full_batch_resolves_with_one_loop_wake_up():
     assert results == [i * 10 for i in range(8)]
     assert seen == [list(range(8))]  # one model call with all 8, in order
     assert calls == ["_resolve_all"], calls  # one wake-up of the loop for the whole batch
-    assert metrics.batch_size.count() == 1
+    assert metrics.sample("hfvision_batch_size_count") == 1
     assert time.perf_counter() - start < 2  # a full batch does not wait for max_wait_ms
 
 
@@ -375,7 +387,7 @@ def test_requests_timed_out_before_preprocessing_are_not_preprocessed(serve):
 
     statuses = sorted(r.status_code for r in asyncio.run(burst()))
     assert statuses.count(200) >= 1 and statuses.count(504) >= 3, statuses
-    assert wait_for(lambda: app.state.metrics.in_flight.value() == 0)
+    assert wait_for(lambda: app.state.metrics.sample("hfvision_requests_in_flight") == 0)
     time.sleep(0.5)  # whatever is still with the request thread finishes or is skipped
     assert runner.prepared < 6  # skipped once their deadline had passed
     batcher = app.state.batcher

@@ -13,16 +13,41 @@ import time
 import pytest
 
 from hfvision.cli.main import build_parser
+from hfvision.data.image_io import MAX_PIXELS
 from hfvision.serving.config import ServeConfig
 
 
 def test_flags_mirror_serve_config():
-    args = build_parser().parse_args(["serve", "--task", "gender-classification", "--model", "org/m",
-                                      "--max-batch-size", "8", "--max-wait-ms", "2.5", "--onnx", "--num-threads", "1"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--task",
+            "gender-classification",
+            "--model",
+            "org/m",
+            "--max-batch-size",
+            "8",
+            "--max-wait-ms",
+            "2.5",
+            "--onnx",
+            "--num-threads",
+            "1",
+        ]
+    )
     assert args.func.__module__ == "hfvision.cli.serve"
     config = ServeConfig(**{k: getattr(args, k) for k in ServeConfig.__dataclass_fields__})
-    assert config == ServeConfig(task="gender-classification", model="org/m", max_batch_size=8, max_wait_ms=2.5,
-                                 onnx=True, num_threads=1)  # fmt: skip
+    assert config == ServeConfig(
+        task="gender-classification",
+        model="org/m",
+        max_batch_size=8,
+        max_wait_ms=2.5,
+        onnx=True,
+        num_threads=1,
+        max_pixels=MAX_PIXELS,
+    )
+    # the command line's one default task and one pixel budget, shared with classify and data prepare
+    defaults = build_parser().parse_args(["serve"])
+    assert (defaults.task, defaults.max_pixels) == ("gender-classification", MAX_PIXELS)
     assert config.host == "127.0.0.1" and config.model_name == "org/m"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--task", "object-detection"])
@@ -30,9 +55,13 @@ def test_flags_mirror_serve_config():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"task": "ocr"}, "task='ocr' is not one of"), ({"max_batch_size": 0}, "max_batch_size=0 must be >= 1"),
-     ({"timeout": 0}, "timeout=0 must be > 0"), ({"port": 70000}, "port=70000")],
-)  # fmt: skip
+    [
+        ({"task": "ocr"}, "task='ocr' is not one of"),
+        ({"max_batch_size": 0}, "max_batch_size=0 must be >= 1"),
+        ({"timeout": 0}, "timeout=0 must be > 0"),
+        ({"port": 70000}, "port=70000"),
+    ],
+)
 def test_invalid_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ServeConfig(**kwargs)
@@ -76,10 +105,28 @@ def test_serve_command_end_to_end(workers, tiny_model_dir, photo_bytes, vit_pipe
     port = _free_port()
     model = str(tiny_model_dir("vit"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hfvision.cli.main", "serve", "--task", "image-classification", "--model", model,
-         "--port", str(port), "--max-wait-ms", "1", "--workers", str(workers)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hfvision.cli.main",
+            "serve",
+            "--task",
+            "image-classification",
+            "--model",
+            model,
+            "--port",
+            str(port),
+            "--max-wait-ms",
+            "1",
+            "--workers",
+            str(workers),
+            "--verbose",
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -121,12 +168,20 @@ def test_workers_fail_fast_when_the_model_does_not_load(tmp_path, monkeypatch, c
     import uvicorn
 
     from hfvision.cli.main import main
+    from hfvision.serving import tasks
 
     started = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append((a, k)))
-    missing = tmp_path / "no-such-model"
-    missing.mkdir()  # a folder without a model in it
-    assert main(["serve", "--model", str(missing), "--workers", "2", "--port", "0"]) == 1
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", lambda *a, **k: started.append((a, k)))
+    monkeypatch.setattr(tasks, "load_runner", lambda config: (_ for _ in ()).throw(OSError(f"{config.model}: broken")))
+    broken = tmp_path / "no-such-model"
+    broken.mkdir()  # passes the folder checks, fails to load
+    for name in ("config.json", "preprocessor_config.json"):
+        (broken / name).write_text("{}")
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(1, dtype=np.float32)}, str(broken / "model.safetensors"))
+    assert main(["serve", "--model", str(broken), "--workers", "2", "--port", "0"]) == 1
     assert started == [] and ServeConfig.ENV_VAR not in os.environ
     error = capsys.readouterr().err.strip()
     assert error.startswith("hfvision serve: error:") and "no-such-model" in error and "\n" not in error
@@ -135,17 +190,66 @@ def test_workers_fail_fast_when_the_model_does_not_load(tmp_path, monkeypatch, c
 def test_workers_hand_the_config_to_uvicorn_workers(tiny_model_dir, monkeypatch):
     pytest.importorskip("uvicorn")
     import uvicorn
+    import uvicorn.supervisors
 
     from hfvision.cli.main import main
 
     started = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **k: started.append((app, k)))
+
+    class Supervisor:  # records what uvicorn's worker supervisor would run, with the socket already listening
+        def __init__(self, config, sockets):
+            started.append((config, sockets, sockets[0].getsockname()[1]))
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", Supervisor)
     monkeypatch.delenv(ServeConfig.ENV_VAR, raising=False)
     model = str(tiny_model_dir("vit"))
-    assert main(["serve", "--model", model, "--workers", "3", "--port", "0", "--max-batch-size", "8"]) == 0
-    [(app, options)] = started
-    assert app == "hfvision.serving.app:app_from_env" and options["factory"] and options["workers"] == 3
-    assert options["log_level"] == "warning" and options["access_log"] is False  # access lines need --verbose
+    code = main(
+        [
+            "serve",
+            "--task",
+            "image-classification",
+            "--model",
+            model,
+            "--workers",
+            "3",
+            "--port",
+            "0",
+            "--max-batch-size",
+            "8",
+        ]
+    )
+    assert code == 0
+    [(options, sockets, port)] = started
+    assert options.app == "hfvision.serving.app:app_from_env" and options.factory and options.workers == 3
+    assert options.log_level == "warning" and options.access_log is False  # access lines need --verbose
+    assert port > 0 and sockets[0].fileno() == -1  # the port was listening while the workers ran; closed after
     config = ServeConfig.from_json(os.environ[ServeConfig.ENV_VAR])
-    assert config == ServeConfig(model=model, workers=3, port=0, max_batch_size=8)
+    assert config == ServeConfig(
+        task="image-classification", model=model, workers=3, port=port, max_batch_size=8, max_pixels=MAX_PIXELS
+    )
     monkeypatch.delenv(ServeConfig.ENV_VAR)
+
+
+def test_the_address_is_printed_once_the_port_listens(tiny_model_dir, monkeypatch, capsys):
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    from hfvision.cli.main import main
+
+    seen = []
+
+    def serve(self, sockets=None):  # instead of serving: connect (the OS accepts: listening), read what was printed
+        port = sockets[0].getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        seen.append((port, capsys.readouterr().out))
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    model = str(tiny_model_dir("vit"))
+    assert main(["serve", "--task", "image-classification", "--model", model, "--port", "0"]) == 0
+    [(port, printed)] = seen
+    assert printed.startswith(
+        f"hfvision serve: image-classification model {os.path.basename(model)} on http://127.0.0.1:{port} ("
+    )

@@ -136,9 +136,9 @@ def test_graceful_shutdown_finishes_in_flight_requests(serve):
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(httpx.post, url + "/", content=f"r{i}".encode(), timeout=30) for i in range(5)]
         deadline = time.monotonic() + 10
-        while app.state.metrics.in_flight.value() < 5 and time.monotonic() < deadline:
+        while app.state.metrics.sample("hfvision_requests_in_flight") < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert app.state.metrics.in_flight.value() == 5
+        assert app.state.metrics.sample("hfvision_requests_in_flight") == 5
         stopper = pool.submit(server.stop)  # graceful: waits for the in-flight requests
         time.sleep(0.3)
         with pytest.raises(httpx.ConnectError):  # no new connections while draining

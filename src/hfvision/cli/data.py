@@ -1,6 +1,7 @@
 """``hfvision data prepare SRC DST``: prepare DreamBooth instance photos and print what happened to each file.
 
-Flags are generated from :class:`hfvision.data.PrepareOptions`, so the CLI and the Python API cannot drift.
+Flags are generated from :class:`hfvision.data.PrepareOptions` by :func:`hfvision.utils.config_parser.parse_config`
+(``--config prepare.yaml`` works too), so the CLI and the Python API cannot drift.
 """
 
 from __future__ import annotations
@@ -9,61 +10,136 @@ import argparse
 import dataclasses
 import json
 import sys
+import typing
 
+from ._checks import CLIError
 
-def _field_type(field: dataclasses.Field) -> str:
-    # the dataclass module uses `from __future__ import annotations`, so types are strings like "int | None"
-    return str(field.type).replace(" ", "").replace("|None", "").replace("Optional[", "").rstrip("]")
+PROG = "hfvision data prepare"
+#: options listed by ``--help`` (the others by ``--help-all``)
+VISIBLE = (
+    "size",
+    "crop",
+    "output_format",
+    "instance_prompt",
+    "caption_from_filename",
+    "min_size",
+    "allow_upscale",
+    "prune",
+)
+DESCRIPTION = (
+    "Prepare photos for DreamBooth: faces > saliency > centre square crop, resize, captions (sidecar name.txt > file "
+    "name > instance prompt). Source files are never modified; re-runs skip unchanged photos. Unreadable images are "
+    "reported as rejected and skipped (--strict stops at the first, before writing anything). Writes "
+    "DST/prepare_report.json."
+)
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls`` (help, choices and defaults from the field)."""
-    casts = {"int": int, "float": float, "str": str}
+    """Add one ``--flag`` per field of dataclass ``cls`` without importing transformers (``serve``, ``ui``: their
+    flags must exist when ``hfvision`` builds its parser). Help, choices and defaults come from the fields."""
+    hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         flag = "--" + field.name.replace("_", "-")
-        kind, help_text = _field_type(field), field.metadata.get("help", "")
-        if kind == "bool":
+        kind = hints[field.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", ())) and len(args) == 1:
+            kind = args[0]
+        help_text = field.metadata.get("help", "")
+        if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
         else:
-            parser.add_argument(flag, type=casts.get(kind, str), default=field.default,
-                                choices=field.metadata.get("choices"), help=f"{help_text} (default: %(default)s)")  # fmt: skip
+            parser.add_argument(
+                flag,
+                type=kind if kind in (int, float, str) else str,
+                default=field.default,
+                choices=field.metadata.get("choices"),
+                help=help_text,
+            )
+
+
+def _extra_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="folder with the photos (not modified)")
+    parser.add_argument("dst", help="output folder (re-runs update it)")
+    parser.add_argument("--report", help="also write the JSON report here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
+    parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _strict_scan(src, options) -> None:
+    """--strict: decode every source image first; the first unusable one stops the run before anything is written."""
+    import os
+    from pathlib import Path
+
+    from ..data.image_io import ImageLoadError, load_image
+    from ..data.prepare import IMAGE_EXTENSIONS
+
+    for name in sorted(os.listdir(src)):
+        path = Path(src) / name
+        if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or path.is_dir():
+            continue
+        try:
+            load_image(path, max_pixels=options.max_pixels, min_size=options.min_size)
+        except ImageLoadError as err:
+            raise CLIError(
+                f"{err} (--strict stops at the first unusable image; without it the file is skipped)"
+            ) from None
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..data.prepare import PrepareOptions, prepare_instance_images
+    from pathlib import Path
 
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrepareOptions)}
-    report = prepare_instance_images(args.src, args.dst, progress=not args.no_progress, **options)
-    if args.report:
-        report.to_json(args.report)
-    if args.json:
+    from ..data.prepare import PrepareOptions, prepare_instance_images
+    from ..utils.config_parser import ConfigError, parse_config
+    from . import _checks
+
+    try:
+        options, extra = parse_config(
+            PrepareOptions,
+            args.extra_argv,
+            PROG,
+            description=DESCRIPTION,
+            visible=VISIBLE,
+            extra_arguments=_extra_arguments,
+        )
+    except ConfigError as err:
+        raise CLIError(str(err)) from None
+    except ValueError as err:  # PrepareOptions refuses a value: "size=500 must be ..." -> "--size 500 must be ..."
+        name, sep, rest = str(err).partition("=")
+        raise CLIError(f"--{name.replace('_', '-')} {rest}" if sep and " " not in name else str(err), 2) from None
+    src = _checks.existing(extra.src, "SRC", "folder")
+    dst = Path(extra.dst).expanduser()
+    if dst.exists() and not dst.is_dir():
+        raise CLIError(f"DST {extra.dst} is a file; give a folder")
+    if dst.resolve() == src.resolve():
+        raise CLIError(f"DST {extra.dst} is the source folder; choose a separate output folder")
+    if extra.report:
+        _checks.output_file(extra.report, "--report", extra.overwrite)
+    if extra.strict:
+        _strict_scan(src, options)
+    report = prepare_instance_images(src, dst, progress=not extra.no_progress, **dataclasses.asdict(options))
+    if extra.report:
+        report.to_json(extra.report)
+    if extra.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(report.to_table())
     if not report.images():
-        print(f"hfvision data prepare: no usable image in {args.src}", file=sys.stderr)
+        print(f"{PROG}: error: no usable image in {extra.src}", file=sys.stderr)
         return 1
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..data.prepare import PrepareOptions
-
     p = sub.add_parser("data", help="prepare training data (DreamBooth instance photos)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prep = data_sub.add_parser(
         "prepare",
+        add_help=False,  # flags, --help and --help-all come from parse_config when the command runs
         help="smart-crop, resize and caption photos; report every file",
-        description="Prepare photos for DreamBooth: faces > saliency > centre square crop, resize, captions "
-        "(sidecar name.txt > file name > instance prompt). Source files are never modified; re-runs skip "
-        "unchanged photos. Writes DST/prepare_report.json.",
+        description=DESCRIPTION,
     )
-    prep.add_argument("src", help="folder with the photos (not modified)")
-    prep.add_argument("dst", help="output folder")
-    add_dataclass_arguments(prep, PrepareOptions)
-    prep.add_argument("--report", help="also write the JSON report here")
-    prep.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    prep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    prep.set_defaults(func=run_prepare)
+    prep.set_defaults(func=run_prepare, passthrough=True)

@@ -8,10 +8,28 @@ import json
 import platform
 
 STACK = [
-    "hfvision", "torch", "torchvision", "transformers", "diffusers", "accelerate", "peft", "datasets",
-    "evaluate", "safetensors", "optimum", "onnx", "onnxruntime", "timm", "tokenizers", "huggingface_hub",
-    "pillow", "opencv-python-headless", "numpy", "open-clip-torch", "scikit-image",
-]  # fmt: skip
+    "hfvision",
+    "torch",
+    "torchvision",
+    "transformers",
+    "diffusers",
+    "accelerate",
+    "peft",
+    "datasets",
+    "evaluate",
+    "safetensors",
+    "optimum",
+    "onnx",
+    "onnxruntime",
+    "timm",
+    "tokenizers",
+    "huggingface_hub",
+    "pillow",
+    "opencv-python-headless",
+    "numpy",
+    "open-clip-torch",
+    "scikit-image",
+]
 EXTRAS = {
     "serve": ["fastapi", "uvicorn"],
     "ui": ["gradio"],
@@ -40,8 +58,13 @@ def collect() -> dict:
         "cpu_threads": torch.get_num_threads(),
     }
     extras = {name: {m: is_available(m) for m in mods} for name, mods in EXTRAS.items()}
-    return {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
-            "devices": devices, "extras": extras}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "devices": devices,
+        "extras": extras,
+    }
 
 
 def run(args: argparse.Namespace) -> int:

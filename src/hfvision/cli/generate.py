@@ -6,6 +6,86 @@ import argparse
 import json
 import time
 
+from ._checks import USAGE, CLIError, non_negative_float, non_negative_int, pixel_size, positive_int
+
+SUFFIXES = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Every argument before any model loads: output name, flag combinations, input files, the model source."""
+    from . import _checks
+
+    suffix = args.out.rsplit(".", 1)[-1].lower() if "." in args.out else ""
+    if suffix not in SUFFIXES:
+        raise CLIError(f"--out {args.out} must end in .png, .jpg or .webp", USAGE)
+    if args.control_image and not args.controlnet:
+        raise CLIError(
+            "--control-image needs --controlnet (a registered name like 'canny', a folder or Hub id)", USAGE
+        )
+    if args.controlnet and not args.control_image:
+        raise CLIError("--controlnet needs --control-image PATH (the condition image)", USAGE)
+    _checks.output_file(args.out, "--out", args.overwrite)
+    if args.save_control:
+        if args.save_control.rsplit(".", 1)[-1].lower() not in SUFFIXES:
+            raise CLIError(f"--save-control {args.save_control} must end in .png, .jpg or .webp", USAGE)
+        _checks.output_file(args.save_control, "--save-control", args.overwrite)
+    if args.control_image:
+        from ..data import ImageLoadError, load_image
+
+        _checks.existing(args.control_image, "--control-image", "file")
+        try:
+            load_image(args.control_image)
+        except ImageLoadError as err:
+            raise CLIError(f"--control-image {err}") from None
+    _checks.model_source(args.model, "--model", "diffusers", revision=args.revision)
+    if args.controlnet:
+        _check_controlnet(args.controlnet, args.model)
+
+
+def _family(model: str) -> str | None:
+    """The base family of ``--model`` from its files or registry key, without loading it (None if unknown here)."""
+    from pathlib import Path
+
+    from ..models.registry import BASE_MODELS
+
+    if model in BASE_MODELS:
+        return BASE_MODELS[model].family
+    unet_config = Path(model).expanduser() / "unet" / "config.json"
+    if not unet_config.is_file():
+        return None
+    config = json.loads(unet_config.read_text(encoding="utf-8"))
+    if config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    return "sd2" if config.get("use_linear_projection") else "sd1"
+
+
+def _check_controlnet(value: str, model: str) -> None:
+    from pathlib import Path
+
+    from . import _checks
+
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CLIError(f"--controlnet {value} is not a ControlNet folder (no config.json)")
+        _checks._weights_in(path, False, "--controlnet")
+    elif path.is_file():
+        raise CLIError(f"--controlnet {value} is a file; give a ControlNet folder, a registered name or a Hub id")
+    elif _checks.looks_like_path(value):
+        raise CLIError(f"--controlnet {value}: no such folder")
+    elif "/" in value:
+        _checks.check_hub_model(value, "--controlnet", "config.json")
+    elif _family(model) is not None:  # a registered name: its Hub repo must be reachable (or cached)
+        from ..models.controlnets import get_controlnet
+
+        try:
+            entry = get_controlnet(value, _family(model))
+        except ValueError as err:
+            raise CLIError(f"--controlnet: {err}", USAGE) from None
+        _checks.check_hub_model(
+            entry.repo_id, "--controlnet", "config.json", entry.revision, shown=f"{value} ({entry.repo_id})"
+        )
+
 
 def _generate(args: argparse.Namespace) -> int:
     import torch
@@ -15,16 +95,12 @@ def _generate(args: argparse.Namespace) -> int:
     from ..pipelines.dreambooth_xl import DreamBoothXLPipeline
     from ..utils.io import atomic_write
 
-    suffix = args.out.rsplit(".", 1)[-1].lower() if "." in args.out else ""
-    if suffix not in ("png", "jpg", "jpeg", "webp"):
-        raise ValueError(f"--out {args.out!r} must end in .png, .jpg or .webp")
-    if args.control_image and not args.controlnet:
-        raise ValueError("--control-image needs --controlnet (a registered name like 'canny', a directory or Hub id)")
+    suffix = args.out.rsplit(".", 1)[-1].lower()
     start = time.perf_counter()
     pipe = load_pipeline(args.model, base=args.base, revision=args.revision)
     if getattr(pipe, "unet", None) is None:  # e.g. Flux: no DreamBooth conveniences, run as is
         if args.controlnet or "{" in args.prompt:
-            raise ValueError(f"{type(pipe).__name__} supports neither --controlnet nor {{token}} placeholders here")
+            raise CLIError(f"{type(pipe).__name__} supports neither --controlnet nor {{token}} placeholders here")
         call_kwargs = {}
     else:
         cls = DreamBoothXLPipeline if infer_family(pipe.unet) == "sdxl" else DreamBoothPipeline
@@ -34,8 +110,6 @@ def _generate(args: argparse.Namespace) -> int:
         pipe = cls.from_components(pipe, instance_token=args.token, class_noun=args.class_noun, **overrides)
         call_kwargs = {"negative_prompt": args.negative_prompt}
         if args.controlnet:
-            if not args.control_image:
-                raise ValueError("--controlnet needs --control-image PATH")
             from ..data import load_image
 
             control = load_image(args.control_image)
@@ -44,9 +118,11 @@ def _generate(args: argparse.Namespace) -> int:
 
                 control = canny_image(control, args.canny_low, args.canny_high)
             if args.save_control:
-                control.save(args.save_control)
+                with atomic_write(args.save_control, "wb") as f:
+                    control.save(f, format=SUFFIXES[args.save_control.rsplit(".", 1)[-1].lower()])
             call_kwargs.update(control_image=control, controlnet_conditioning_scale=args.controlnet_scale)
     loaded = time.perf_counter() - start
+    pipe.set_progress_bar_config(disable=None)  # one bar for the denoising loop, on terminals only
     if args.height or args.width:
         call_kwargs.update(height=args.height, width=args.width)
     start = time.perf_counter()
@@ -59,11 +135,21 @@ def _generate(args: argparse.Namespace) -> int:
     )
     image = result.images[0]
     with atomic_write(args.out, "wb") as f:
-        image.save(f, format={"jpg": "JPEG"}.get(suffix, suffix.upper()))
+        image.save(f, format=SUFFIXES[suffix])
     print(
         f"wrote {args.out} ({image.width}x{image.height}; load {loaded:.1f} s, generate {time.perf_counter() - start:.1f} s)"
     )
     return 0
+
+
+def _check_models_list(args: argparse.Namespace) -> None:
+    if args.controlnets:
+        from ..models.controlnets import resolve_family
+
+        try:
+            resolve_family(args.controlnets)
+        except (KeyError, ValueError) as err:
+            raise CLIError(f"--controlnets {args.controlnets}: {str(err).strip(chr(39))}", USAGE) from None
 
 
 def _models_list(args: argparse.Namespace) -> int:
@@ -72,11 +158,23 @@ def _models_list(args: argparse.Namespace) -> int:
 
     if args.controlnets:
         entries = CONTROLNETS[resolve_family(args.controlnets)]
-        rows = [{"name": e.name, "repo_id": e.repo_id, "preprocessor": e.preprocessor, "pipeline": e.pipeline_class}
-                for e in sorted(entries.values(), key=lambda e: e.name)]  # fmt: skip
+        rows = [
+            {"name": e.name, "repo_id": e.repo_id, "preprocessor": e.preprocessor, "pipeline": e.pipeline_class}
+            for e in sorted(entries.values(), key=lambda e: e.name)
+        ]
     else:
-        rows = [{"key": m.key, "family": m.family, "resolution": m.resolution, "prediction": m.prediction_type,
-                 "repo_id": m.repo_id, "revision": m.revision[:12], "license": m.license} for m in BASE_MODELS.values()]  # fmt: skip
+        rows = [
+            {
+                "key": m.key,
+                "family": m.family,
+                "resolution": m.resolution,
+                "prediction": m.prediction_type,
+                "repo_id": m.repo_id,
+                "revision": m.revision[:12],
+                "license": m.license,
+            }
+            for m in BASE_MODELS.values()
+        ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -94,29 +192,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, help="registry key (sd15, sdxl, ...), directory, .safetensors, URL, Hub id"
     )
     p.add_argument("--prompt", required=True, help="text prompt; {token} and {class} expand to the trained subject")
-    p.add_argument("--out", required=True, help="output image (.png or .jpg), written atomically")
-    p.add_argument("--negative-prompt", default=None)
-    p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
-    p.add_argument("--guidance-scale", type=float, default=7.5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--height", type=int, default=None, help="pixels, multiple of 8 (default: the model's)")
-    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--out", required=True, help="output image (.png, .jpg or .webp), written atomically")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --save-control) file")
+    p.add_argument("--negative-prompt", default=None, help="what the image should not show")
+    p.add_argument("--steps", type=positive_int, default=30, help="denoising steps")
+    p.add_argument("--guidance-scale", type=non_negative_float, default=7.5, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same image)")
+    p.add_argument("--height", type=pixel_size, default=None, help="pixels, multiple of 8 (default: the model's)")
+    p.add_argument("--width", type=pixel_size, default=None, help="pixels, multiple of 8 (default: the model's)")
     p.add_argument("--token", default=None, help="instance token {token} expands to (saved DreamBooth models know it)")
     p.add_argument("--class-noun", default=None, help="class noun {class} expands to")
     p.add_argument("--base", default=None, help="registry key for single files whose family is ambiguous")
     p.add_argument("--revision", default=None, help="Hub revision")
     p.add_argument("--controlnet", default=None, help="registered name (see `hfvision models list --controlnets`)")
     p.add_argument("--control-image", default=None, help="condition image (preprocessed with --preprocess)")
-    p.add_argument("--preprocess", choices=["canny", "none"], default="canny")
-    p.add_argument("--canny-low", type=int, default=100)
-    p.add_argument("--canny-high", type=int, default=200)
-    p.add_argument("--controlnet-scale", type=float, default=1.0)
+    p.add_argument(
+        "--preprocess",
+        choices=["canny", "none"],
+        default="canny",
+        help="how to turn --control-image into the condition ('none': it already is one)",
+    )
+    p.add_argument("--canny-low", type=non_negative_int, default=100, help="canny: lower edge threshold")
+    p.add_argument("--canny-high", type=non_negative_int, default=200, help="canny: upper edge threshold")
+    p.add_argument("--controlnet-scale", type=non_negative_float, default=1.0, help="strength of the ControlNet")
     p.add_argument("--save-control", default=None, help="also save the preprocessed condition image here")
-    p.set_defaults(func=_generate)
+    p.set_defaults(func=_generate, check=_check)
 
     m = sub.add_parser("models", help="list the registered base models and ControlNets")
     msub = m.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", help="base models, or the ControlNets of one base with --controlnets BASE")
     ls.add_argument("--controlnets", metavar="BASE", default=None, help="registry key or family, e.g. sd15")
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=_models_list)
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=_models_list, check=_check_models_list)

@@ -1,7 +1,8 @@
 """``hfvision serve --task T --model M``: an HTTP server speaking the Hugging Face Inference API, micro-batched.
 
 Flags come from :class:`hfvision.serving.ServeConfig`. Ctrl+C / SIGTERM stops gracefully: no new connections,
-in-flight requests finish.
+in-flight requests finish. The port is taken before the model loads (a taken port fails at once), and the address is
+printed only once the server is listening.
 """
 
 from __future__ import annotations
@@ -9,6 +10,81 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
+
+from . import _serve_ray
+from ._checks import USAGE, CLIError
+
+
+def _config(args: argparse.Namespace):
+    from ..serving.config import ServeConfig
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}
+    try:
+        return ServeConfig(**values)
+    except ValueError as err:  # "max_batch_size=0 must be >= 1" -> "--max-batch-size 0 must be >= 1"
+        text = str(err)
+        for name in values:
+            text = text.replace(f"{name}=", f"--{name.replace('_', '-')} ", 1) if text.startswith(name) else text
+        raise CLIError(text, USAGE) from None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (``SO_REUSEADDR`` like uvicorn's); a taken port is a one-line error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise CLIError(f"--host {host}: cannot resolve it ({err.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise CLIError(
+            f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err}); another program uses it? "
+            "Choose another --port (0 picks a free one)"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check(args: argparse.Namespace) -> None:
+    from . import _checks
+
+    config = _config(args)
+    try:
+        _serve_ray.check(args)  # Ray flags only with --backend ray
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if args.backend == "ray" and config.workers > 1:
+        raise CLIError("--workers is for the uvicorn backend; with --backend ray use --replicas or autoscaling", USAGE)
+    if config.model is None and config.task == "text-to-image":
+        raise CLIError(
+            "--task text-to-image needs --model (a registry key like sd15, a folder, a .safetensors file)", USAGE
+        )
+    if config.model is not None:
+        kind = "diffusers" if config.task == "text-to-image" else "classifier"
+        _checks.model_source(config.model, "--model", kind)
+        if (
+            config.onnx
+            and os.path.isdir(config.model)
+            and not os.path.isfile(os.path.join(config.model, "model.onnx"))
+        ):
+            raise CLIError(f"--onnx: {config.model} has no model.onnx; export it first (hfvision export onnx)")
+    else:
+        from ..pipelines.registry import TASKS
+
+        if "default" not in TASKS.get(config.task, {}):
+            raise CLIError(f"--task {config.task} has no default model; pass --model <Hub id or folder>", USAGE)
+        repo, revision = TASKS[config.task]["default"]["model"]
+        _checks.model_source(repo, "--model (default)", "classifier", revision=revision)
+    _checks.check_device(config.device)
+    if args.backend == "ray":  # Ray Serve binds the port itself: only check that it is free
+        bind(config.host, config.port).close()
+    else:
+        args.socket = bind(config.host, config.port)  # before the model loads: a taken port fails at once
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,44 +99,65 @@ def run(args: argparse.Namespace) -> int:
     from ..utils.logging import get_logger
 
     logger = get_logger(__name__)
-    config = ServeConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)})
-    if config.model is None and config.task == "text-to-image":
-        raise ValueError(
-            "text-to-image needs --model (a registry key like sd15, a folder, a .safetensors file or URL)"
-        )
+    config = _config(args)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    if args.backend == "ray":
+        return _serve_ray.run(args, config)
+    sock = getattr(args, "socket", None) or bind(config.host, config.port)
+    port = sock.getsockname()[1]
     # access lines are info-level: without --verbose they would be formatted per request only to be dropped
-    options = dict(host=config.host, port=config.port, log_level="info" if args.verbose else "warning",
-                   access_log=bool(args.verbose), timeout_graceful_shutdown=config.shutdown_timeout)  # fmt: skip
-    if config.workers > 1:
-        # Load the model once here first: a model that does not load must fail now, with its one-line reason,
-        # not crash every worker (uvicorn restarts dead workers, forever).
-        import gc
-
-        from ..serving.tasks import load_runner
-
-        load_runner(config)  # discarded: each worker loads its own copy
-        gc.collect()
-        # uvicorn's worker processes import the app themselves: hand them the config through the environment
-        os.environ[ServeConfig.ENV_VAR] = config.to_json()
-        app, options = "hfvision.serving.app:app_from_env", {**options, "factory": True, "workers": config.workers}
-    else:
-        app = create_app(config)
-    print(f"hfvision serve: {config.task} model {config.model_name} on http://{config.host}:{config.port} "
-          f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)"
-          f"{f'; {config.workers} worker processes' if config.workers > 1 else ''}", flush=True)  # fmt: skip
+    options = dict(
+        host=config.host,
+        port=port,
+        log_level="info" if args.verbose else "warning",
+        access_log=bool(args.verbose),
+        timeout_graceful_shutdown=config.shutdown_timeout,
+    )
     try:
+        if config.workers > 1:
+            # Load the model once here first: a model that does not load must fail now, with its one-line reason,
+            # not crash every worker (uvicorn restarts dead workers, forever).
+            import gc
+
+            from ..serving.tasks import load_runner
+
+            load_runner(config)  # discarded: each worker loads its own copy
+            gc.collect()
+            # uvicorn's worker processes import the app themselves: hand them the config through the environment
+            os.environ[ServeConfig.ENV_VAR] = dataclasses.replace(config, port=port).to_json()
+            uv_config = uvicorn.Config(
+                "hfvision.serving.app:app_from_env", factory=True, workers=config.workers, **options
+            )
+            server = None
+        else:
+            uv_config = uvicorn.Config(create_app(config), **options)
+            server = uvicorn.Server(uv_config)
+        print(
+            f"hfvision serve: {config.task} model {config.model_name} on http://{config.host}:{port} "
+            f"(POST /models/{config.model_name} or /, GET /health, GET /metrics)"
+            f"{f'; {config.workers} worker processes' if config.workers > 1 else ''}",
+            flush=True,
+        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends the process with
         # the usual -15 status, Ctrl+C arrives here as KeyboardInterrupt.
-        uvicorn.run(app, **options)
+        if server is None:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(uv_config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
     except KeyboardInterrupt:
         print("hfvision serve: stopped", flush=True)
+    finally:
+        sock.close()
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..data.image_io import MAX_PIXELS
     from ..serving.config import ServeConfig
+    from ._checks import DEFAULT_TASK
     from .data import add_dataclass_arguments
 
     p = sub.add_parser(
@@ -71,4 +168,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PNG. Requests are micro-batched. Binds 127.0.0.1 unless --host says otherwise. Needs hfvision[serve].",
     )
     add_dataclass_arguments(p, ServeConfig)
-    p.set_defaults(func=run)
+    _serve_ray.add_arguments(p)
+    # one default task and one pixel budget for classify, data prepare and serve
+    p.set_defaults(func=run, check=check, task=DEFAULT_TASK, max_pixels=MAX_PIXELS)

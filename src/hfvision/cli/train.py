@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import argparse
 
-
-class _PassThroughParser(argparse.ArgumentParser):
-    """Hands every remaining argument to the handler, which parses them with the dataclass-generated parser."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace = namespace if namespace is not None else argparse.Namespace()
-        namespace.train_argv = list(args or [])
-        namespace.func = run_dreambooth
-        return namespace, []
+from ._checks import USAGE, CLIError
 
 
 def run_dreambooth(args: argparse.Namespace) -> int:
     """Handler: parse the flags into a config, train, print where the results are."""
     from ..training.dreambooth.config import parse_dreambooth_args
 
-    config = parse_dreambooth_args(args.train_argv, prog="hfvision train dreambooth")
+    argv = [a for a in args.extra_argv if a != "--overwrite"]
+    config = parse_dreambooth_args(argv, prog="hfvision train dreambooth")
+    if not (config.session or config.hub_session or config.resume_from_checkpoint):  # those resume on purpose
+        from . import _checks
+
+        _checks.output_folder(config.output_dir, "--output_dir", overwrite=len(argv) < len(args.extra_argv))
     from ..training.dreambooth.trainer import DreamBoothTrainer
 
     result = DreamBoothTrainer(config).train()
@@ -50,6 +47,48 @@ def _is_main_process() -> bool:
     return PartialState().is_main_process
 
 
+def _check_classifier(config) -> None:
+    """Before any model or dataset loads: no other run's work in the output folder, the data and the model exist."""
+    from pathlib import Path
+
+    from ..training.classification.saving import check_output_dir
+    from . import _checks
+
+    try:
+        check_output_dir(config)  # the trainer's own rule (resume / --overwrite_output_dir), checked up front
+    except FileExistsError as err:
+        raise CLIError(_checks.in_cli_words(str(err))) from None
+    data = Path(config.data).expanduser()
+    if not data.exists():
+        if _checks.looks_like_path(config.data) or config.data.count("/") > 1:
+            raise CLIError(f"--data {config.data}: no such folder")
+        _checks.check_hub_model(config.data, "--data", "", repo_type="dataset")
+    elif not data.is_dir():
+        raise CLIError(f"--data {config.data} is a file; give an imagefolder or save_to_disk folder")
+    _checks.model_source(config.model_name_or_path, "--model", "classifier", revision=config.model_revision)
+
+
+def run_classifier(args: argparse.Namespace) -> int:
+    """Handler of ``hfvision train classifier``: parse, check, then train (flags: `ImageClassificationConfig`)."""
+    from ..training.classification import cli as classification_cli
+    from ..utils.config_parser import ConfigError
+
+    try:
+        config = classification_cli.parse_args(args.extra_argv)
+    except ConfigError as err:
+        raise CLIError(str(err)) from None
+    except ValueError as err:  # the config refuses a value: a usage error
+        raise CLIError(str(err), USAGE) from None
+    _check_classifier(config)
+    import sys
+
+    if not sys.stderr.isatty() and not any(
+        a.startswith(("--disable_tqdm", "--disable-tqdm")) for a in args.extra_argv
+    ):
+        config.disable_tqdm = True  # bars only on terminals; Trainer then prints one line of metrics per log
+    return classification_cli.train_and_report(config)
+
+
 def _classifier_unavailable(reason: str):
     def run(args: argparse.Namespace) -> int:
         raise ImportError(f"`hfvision train classifier` is unavailable: {reason}")
@@ -62,16 +101,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = train.add_subparsers(dest="train_command", metavar="KIND")
     dreambooth = kinds.add_parser(
         "dreambooth",
-        add_help=False,
+        add_help=False,  # flags and --help come from the config parser when the command runs
         help="DreamBooth a Stable Diffusion model on photos of a subject (see `hfvision train dreambooth --help`)",
     )
-    dreambooth.__class__ = _PassThroughParser
-    classifier = kinds.add_parser("classifier", help="fine-tune an image classifier (transformers or timm)")
+    dreambooth.set_defaults(func=run_dreambooth, passthrough=True)
+    classifier = kinds.add_parser(
+        "classifier", add_help=False, help="fine-tune an image classifier (see `hfvision train classifier --help`)"
+    )
     try:
         from ..training.classification import cli as classification_cli
     except ImportError as err:  # written separately; dreambooth must work without it
         classifier.set_defaults(func=_classifier_unavailable(str(err)))
     else:
         classification_cli.add_arguments(classifier)
-        classifier.set_defaults(func=classification_cli.run)
+        classifier.set_defaults(func=run_classifier)
     train.set_defaults(func=lambda args: train.print_help() or 2)

@@ -4,20 +4,52 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
+
+from ._checks import USAGE, CLIError
+
+
+def _config(args: argparse.Namespace):
+    from ..ui.app import UIConfig
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(UIConfig)}
+    try:
+        return UIConfig(**values)
+    except ValueError as err:  # "port=70000 must be ..." -> "--port 70000 must be ..."
+        name, sep, rest = str(err).partition("=")
+        raise CLIError(f"--{name.replace('_', '-')} {rest}" if sep and name in values else str(err), USAGE) from None
+
+
+def check(args: argparse.Namespace) -> None:
+    """The options, the models given as local paths, and the port: all before Gradio and any model load."""
+    from ..ui.app import port_problem
+    from . import _checks
+
+    config = _config(args)
+    if config.model and (Path(config.model).expanduser().exists() or _checks.looks_like_path(config.model)):
+        _checks.model_source(config.model, "--model", "diffusers")
+    if Path(config.classifier).expanduser().exists() or _checks.looks_like_path(config.classifier):
+        _checks.model_source(config.classifier, "--classifier", "classifier")
+    if config.output_dir and Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
+        raise CLIError(f"--output-dir {config.output_dir} is a file; give a folder")
+    problem = port_problem(config.host, config.port)
+    if problem:
+        raise CLIError(f"--port {config.port}: {problem}; choose another --port (0 picks a free one)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..utils.import_utils import require
 
     require("gradio", "hfvision ui")
-    from ..ui.app import UIConfig, launch
+    from ..ui.app import launch
     from ..utils.logging import get_logger
 
-    config = UIConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(UIConfig)})
+    config = _config(args)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
-        get_logger(__name__).warning("binding %s: the UI has no authentication; anyone who can reach it can use it",
-                                     config.host)  # fmt: skip
-    demo = launch(config)
+        get_logger(__name__).warning(
+            "binding %s: the UI has no authentication; anyone who can reach it can use it", config.host
+        )
+    demo = launch(config)  # returns once the server is listening
     print(f"hfvision ui: running on {demo.local_url} (Ctrl+C to stop)", flush=True)
     try:
         demo.block_thread()
@@ -39,4 +71,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Classify tab (upload, face-first, boxes drawn). Binds 127.0.0.1, never shares publicly. Needs hfvision[ui].",
     )
     add_dataclass_arguments(p, UIConfig)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)

@@ -1,4 +1,6 @@
-"""diffusers <-> single-file Stable Diffusion checkpoints (AUTOMATIC1111 / ComfyUI layout), offline.
+"""diffusers <-> single-file Stable Diffusion checkpoints (AUTOMATIC1111 / ComfyUI layout), offline; LoRA files
+between the diffusers and kohya layouts (:mod:`~hfvision.conversion.lora`); ModelSpec headers
+(:mod:`~hfvision.conversion.modelspec`).
 
 Key tables are data (:mod:`~hfvision.conversion.keys`) generated from the model configs; the
 functions applying them are pure (:mod:`~hfvision.conversion.mapping`). Loading reuses diffusers'
@@ -38,6 +40,10 @@ _LAZY = {
     "compare_pipelines": "verify",
     "verify_single_file": "verify",
     "StateDictComparison": "verify",
+    "convert_lora": "lora",
+    "diffusers_to_kohya": "lora",
+    "kohya_to_diffusers": "lora",
+    "modelspec_metadata": "modelspec",
 }
 __all__ = sorted(_LAZY)
 

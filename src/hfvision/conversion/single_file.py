@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import tempfile
@@ -15,6 +14,7 @@ from ..utils.logging import get_logger
 from .configs import MODEL_COMPONENTS, TOKENIZERS, normalize_prediction_type, tokenizer_entry
 from .keys import LAYOUTS
 from .mapping import pipeline_to_original
+from .modelspec import modelspec_metadata
 
 logger = get_logger(__name__)
 
@@ -23,12 +23,6 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 _INDEX_FILES = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
 _PICKLE_FILES = ("diffusion_pytorch_model.bin", "pytorch_model.bin")
-_ARCHITECTURES = {"sd1": "stable-diffusion-v1", "sdxl": "stable-diffusion-xl-v1-base"}
-_IMPLEMENTATIONS = {
-    "sd1": "https://github.com/CompVis/stable-diffusion",
-    "sd2": "https://github.com/Stability-AI/stablediffusion",
-    "sdxl": "https://github.com/Stability-AI/generative-models",
-}
 # user metadata key -> header keys it is written to
 _KNOWN_METADATA = {
     "base_model": ("hfvision.base_model",),
@@ -146,22 +140,22 @@ def build_metadata(family: str, configs: dict, metadata: Mapping[str, Any] | Non
     prediction_type = normalize_prediction_type(configs["scheduler"].get("prediction_type", "epsilon"))
     unet, vae = configs["unet"], configs["vae"]
     resolution = int(unet.get("sample_size") or 64) * 2 ** (len(vae["block_out_channels"]) - 1)
-    if family == "sd2":
-        architecture = "stable-diffusion-v2-768-v" if prediction_type == "v_prediction" else "stable-diffusion-v2-512"
-    else:
-        architecture = _ARCHITECTURES[family]
     header = {
         "hfvision.format_version": FORMAT_VERSION,
         "hfvision.family": family,
         "hfvision.prediction_type": prediction_type,
         "hfvision.dtype": dtype,
         "hfvision.diffusers_configs": json.dumps(_json_safe(configs), sort_keys=True),
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": architecture,
-        "modelspec.implementation": _IMPLEMENTATIONS[family],
-        "modelspec.resolution": f"{resolution}x{resolution}",
-        "modelspec.prediction_type": "v" if prediction_type == "v_prediction" else prediction_type,
-        "modelspec.date": datetime.date.today().isoformat(),
+        # architecture (SD 2.x: 512 base or 768-v by prediction type), implementation, resolution, date, ...
+        **modelspec_metadata(
+            family,
+            title=str((metadata or {}).get("title") or "model"),
+            trigger_phrase=None,
+            resolution=resolution,
+            base_model=None,
+            lora=False,
+            prediction_type=prediction_type,
+        ),
     }
     index = configs.get("model_index", {})
     user = {"trigger_word": index.get("instance_token"), "class_noun": index.get("class_noun")}
@@ -204,9 +198,10 @@ def to_single_file(
         format (`str`, *optional*): ``"safetensors"`` (default) or ``"ckpt"``. ``"ckpt"`` is a pickle made with
             ``torch.save({"state_dict": ...})`` for legacy tools only; safetensors needs no code to load.
             Inferred from the suffix of ``out_path`` when not given.
-        metadata (`Mapping`, *optional*): header entries. ``base_model``, ``trigger_word``, ``title``,
-            ``description``, ``author``, ``license`` are mapped to ``hfvision.*``/``modelspec.*`` keys; other
-            keys are written as given (non-strings as JSON). A ``.ckpt`` keeps them under ``"hfvision_metadata"``.
+        metadata (`Mapping`, *optional*): header entries. ``base_model``, ``trigger_word``, ``title`` (default:
+            ``out_path``'s stem), ``description``, ``author``, ``license`` are mapped to ``hfvision.*``/``modelspec.*``
+            keys; other keys are written as given (non-strings as JSON). A ``.ckpt`` keeps them under
+            ``"hfvision_metadata"``.
         family (`str`, *optional*): ``"sd1"``, ``"sd2"`` or ``"sdxl"``; inferred from the text encoders if omitted.
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
 
@@ -231,10 +226,8 @@ def to_single_file(
 
     if isinstance(pipeline, (str, os.PathLike)):
         configs, state_dicts = _read_pipeline_dir(Path(pipeline))
-        title = Path(pipeline).resolve().name
     else:
         configs, state_dicts = _read_pipeline_object(pipeline)
-        title = out_path.stem
     skipped = sorted(
         name for name, value in configs["model_index"].items()
         if isinstance(value, (list, tuple)) and value and value[0] is not None
@@ -248,7 +241,9 @@ def to_single_file(
     state_dict = pipeline_to_original(family, state_dicts, configs)
     if half:
         state_dict = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
-    header = build_metadata(family, configs, {"title": title, **(metadata or {})}, "float16" if half else "float32")
+    # the title UIs show defaults to the file's own name, as for converted LoRAs
+    metadata = {"title": out_path.stem, **(metadata or {})}
+    header = build_metadata(family, configs, metadata, "float16" if half else "float32")
 
     with atomic_path(out_path) as tmp:
         if format == "safetensors":

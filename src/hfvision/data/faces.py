@@ -50,21 +50,16 @@ class FaceDetector(Protocol):
     def __call__(self, image: Image.Image) -> list[FaceBox]: ...
 
 
-def _iou(a: FaceBox, b: FaceBox) -> float:
-    ix = max(0, min(a.xmax, b.xmax) - max(a.xmin, b.xmin))
-    iy = max(0, min(a.ymax, b.ymax) - max(a.ymin, b.ymin))
-    inter = ix * iy
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union else 0.0
-
-
 def non_max_suppression(boxes: list[FaceBox], iou_threshold: float = 0.3) -> list[FaceBox]:
-    """Keep the highest-scoring box of every group overlapping more than ``iou_threshold``."""
-    kept: list[FaceBox] = []
-    for box in sorted(boxes, key=lambda b: b.score, reverse=True):
-        if all(_iou(box, k) <= iou_threshold for k in kept):
-            kept.append(box)
-    return kept
+    """Keep the highest-scoring box of every group overlapping more than ``iou_threshold`` (``torchvision.ops.nms``)."""
+    if len(boxes) < 2:
+        return list(boxes)
+    import torch
+    from torchvision.ops import nms
+
+    coords = torch.tensor([[b.xmin, b.ymin, b.xmax, b.ymax] for b in boxes], dtype=torch.float64)
+    scores = torch.tensor([b.score for b in boxes], dtype=torch.float64)
+    return [boxes[i] for i in nms(coords, scores, iou_threshold).tolist()]
 
 
 class HaarFaceDetector:

@@ -15,16 +15,16 @@ from hfvision.utils.lazy import lazy_exports
 
 _LAZY = {
     "export_onnx": ".export",
-    "export_to_onnx": ".export",
+    "export_to_onnx": ".core",
     "push_onnx_to_hub": ".export",
-    "ExportResult": ".export",
+    "ExportResult": ".core",
     "export_diffusion_onnx": ".diffusion",
     "OrtStableDiffusionPipeline": ".diffusion",
     "OrtStableDiffusionXLPipeline": ".diffusion",
     "validate_onnx": ".validate",
     "ValidationReport": ".validate",
     "quantize_onnx": ".quantize",
-    "load_ort_pipeline": ".runtime",
+    "load_ort_pipeline": ".loading",
     "is_onnx_export": ".runtime",
     "select_providers": ".runtime",
     "OrtModel": ".runtime",
@@ -47,6 +47,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .configs import get_export_config, supported_architectures  # noqa: F401
+    from .core import ExportResult, export_to_onnx  # noqa: F401
     from .diffusion import OrtStableDiffusionPipeline, OrtStableDiffusionXLPipeline, export_diffusion_onnx  # noqa: F401
     from .errors import (  # noqa: F401
         ExportError,
@@ -55,14 +56,14 @@ if TYPE_CHECKING:  # pragma: no cover
         UnsupportedModelError,
         ValidationFailedError,
     )
-    from .export import ExportResult, export_onnx, export_to_onnx, push_onnx_to_hub  # noqa: F401
+    from .export import export_onnx, push_onnx_to_hub  # noqa: F401
+    from .loading import load_ort_pipeline  # noqa: F401
     from .quantize import quantize_onnx  # noqa: F401
     from .runtime import (  # noqa: F401
         OrtModel,
         OrtModelForFeaturePyramid,
         OrtModelForImageClassification,
         is_onnx_export,
-        load_ort_pipeline,
         select_providers,
     )
     from .validate import ValidationReport, validate_onnx  # noqa: F401

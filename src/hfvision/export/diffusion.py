@@ -144,19 +144,19 @@ def export_diffusion_onnx(
     from diffusers import DiffusionPipeline
     from optimum.exporters.utils import get_diffusion_models_for_export
 
-    from .export import (
+    from .core import (
         EXTERNAL_DATA_THRESHOLD,
         REPORT_FILE,
         ExportResult,
-        _check_output_dir,
         build_report,
         check_opset,
+        check_output_dir,
         export_to_onnx,
     )
     from .validate import validate_onnx
 
     output_dir = Path(output_dir)
-    _check_output_dir(output_dir, overwrite)
+    check_output_dir(output_dir, overwrite)
     if isinstance(pipeline_or_dir, (str, os.PathLike)):
         name = str(pipeline_or_dir)
         pipe = DiffusionPipeline.from_pretrained(resolve_model_dir(pipeline_or_dir, revision, token),

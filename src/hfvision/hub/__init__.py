@@ -15,6 +15,7 @@ from hfvision.utils.lazy import lazy_exports
 # public name -> module defining it; other hub modules add their entries here
 _LAZY = {
     "HubSessionMirror": "hfvision.hub.sessions",
+    "write_endpoint_files": "hfvision.hub.endpoints",
 }
 
 __all__ = list(_LAZY)
@@ -24,4 +25,5 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .endpoints import write_endpoint_files  # noqa: F401
     from .sessions import HubSessionMirror  # noqa: F401

@@ -33,8 +33,8 @@ Interface used by the DreamBooth trainer:
 from __future__ import annotations
 
 import collections
+import filecmp
 import glob
-import hashlib
 import os
 import shutil
 import threading
@@ -61,14 +61,6 @@ class _Job:
     label: str
     staged: Path | None = None
     keep: list[str] | None = None  # prune: the local checkpoint names when the job was queued
-
-
-def _git_blob_sha1(path: Path) -> str:
-    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _retryable(err: BaseException) -> bool:
@@ -210,14 +202,13 @@ class HubSessionMirror:
     def _verify(local: Path, entry: Any) -> None:
         if not local.is_file() or local.stat().st_size != entry.size:
             raise RuntimeError(f"restore: {entry.path} is missing or has the wrong size after download")
+        from huggingface_hub.utils.sha import git_hash, sha_fileobj
+
         if entry.lfs is not None:
-            h = hashlib.sha256()
             with open(local, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            ok = h.hexdigest() == entry.lfs.sha256
-        else:
-            ok = _git_blob_sha1(local) == entry.blob_id
+                ok = sha_fileobj(f).hex() == entry.lfs.sha256
+        else:  # regular (non-LFS) files are small: git's blob id over the whole content
+            ok = git_hash(local.read_bytes()) == entry.blob_id
         if not ok:
             raise RuntimeError(f"restore: {entry.path} does not match the Hub's checksum; try again")
 
@@ -242,7 +233,7 @@ class HubSessionMirror:
             rel = file.relative_to(tmp)
             target = self.path / rel
             if target.exists():
-                if target.stat().st_size != file.stat().st_size or _git_blob_sha1(target) != _git_blob_sha1(file):
+                if not filecmp.cmp(target, file, shallow=False):
                     kept.append(str(rel))
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)

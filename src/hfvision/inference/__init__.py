@@ -1,4 +1,5 @@
-"""Batch inference over image files: ``classify_files`` (single process or data-parallel under ``accelerate launch``)."""
+"""Batch inference: ``classify_files`` over image files, ``classify_dataset`` over a ``datasets`` dataset (sharded,
+resumable parquet); single process or data-parallel under ``accelerate launch``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ _LAZY = {
     "shard": "distributed",
     "shard_bounds": "distributed",
     "merge_shards": "distributed",
+    "classify_dataset": "dataset",
+    "read_predictions": "dataset",
 }
 
 __all__ = list(_LAZY)

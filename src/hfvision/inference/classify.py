@@ -26,7 +26,7 @@ def _load(path: str):
     try:
         return load_image(path), None
     except ImageLoadError as err:
-        return None, f"{err.reason}: {err.detail}"
+        return None, err
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -34,24 +34,36 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _classify_shard(pipe, entries: list[tuple[int, str]], batch_size, call_kwargs: dict, progress: bool):
-    """``(position, record)`` pairs for this process's files; images are decoded by two threads ahead of the model."""
+def _classify_shard(
+    pipe, entries: list[tuple[int, str]], batch_size, call_kwargs: dict, progress: bool, strict: bool = False
+):
+    """``(position, record)`` pairs for this process's files; images are decoded by two threads ahead of the model.
+
+    A file that is not a usable image is skipped with a warning (its record holds the reason), or with ``strict``
+    raises its `ImageLoadError` before any model call of its group."""
     from tqdm.auto import tqdm
 
     faces = bool(call_kwargs.get("faces"))
     chunk = max(32, 4 * batch_size) if isinstance(batch_size, int) else 64
     out: list[tuple[int, dict]] = []
-    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(entries), desc="classify", unit="img",
-                                                          disable=not progress) as bar:  # fmt: skip
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        tqdm(total=len(entries), desc="classify", unit="img", disable=None if progress else True) as bar,
+    ):
         loaded = pool.map(lambda group: [(*e, *_load(e[1])) for e in group], _chunks(entries, chunk))
         for group in loaded:
+            if strict:
+                for _, _, _, error in group:
+                    if error is not None:
+                        raise error
             good = [(pos, path, image) for pos, path, image, _ in group if image is not None]
             results = pipe([image for _, _, image in good], batch_size=batch_size, **call_kwargs) if good else []
             by_position = {pos: result for (pos, _, _), result in zip(good, results)}
             for pos, path, _, error in group:
                 if error is not None:
-                    logger.warning("skipping %s: %s", path, error)
-                    out.append((pos, {"file": path, "error": error}))
+                    reason = f"{error.reason}: {error.detail}"
+                    logger.warning("skipping %s: %s", path, reason)
+                    out.append((pos, {"file": path, "error": reason}))
                 else:
                     out.append((pos, {"file": path, "faces" if faces else "predictions": by_position[pos]}))
             bar.update(len(group))
@@ -87,6 +99,7 @@ def classify_files(
     device: str | None = None,
     progress: bool = True,
     pipe: Any = None,
+    strict: bool = False,
     **pipeline_kwargs: Any,
 ) -> list[dict]:
     """Classify every image in ``inputs``; returns one record per input, in input order.
@@ -106,8 +119,10 @@ def classify_files(
         face_margin (`float`, *optional*): context around each face (fraction of its size).
         device (`str`, *optional*): defaults to the process's accelerate device when launched with several
             processes, CPU otherwise.
-        progress (`bool`, *optional*, defaults to `True`): tqdm progress bar (main process only).
+        progress (`bool`, *optional*, defaults to `True`): tqdm progress bar (main process, terminals only).
         pipe (*optional*): an already-built pipeline to use instead of building one.
+        strict (`bool`, *optional*, defaults to `False`): raise the `ImageLoadError` of the first unusable file
+            instead of skipping it (with a warning and an ``"error"`` record).
         pipeline_kwargs: passed to :func:`hfvision.pipeline` (``revision``, ``verify``, ``allow_pickle``, ...).
 
     >>> records = classify_files("photos/", model="rizvandwiki/gender-classification", output="preds.jsonl")
@@ -131,7 +146,7 @@ def classify_files(
     call_kwargs = {k: v for k, v in call_kwargs.items() if v is not None}
     mine = shard(files, index, count)
     logger.info("process %d/%d: %d of %d files", index + 1, count, len(mine), len(files))
-    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process)
+    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process, strict)
     if count > 1:
         from accelerate.utils import gather_object
 

@@ -9,7 +9,9 @@ Sources, in the order they are recognised:
 4. a base-model registry key (``"sd15"``, ``"sdxl"``, ... see `list_base_models`) -> its Hub repo at its revision.
 5. a Hub repo id (``"org/name"``).
 
-Pipelines saved by hfvision's DreamBooth pipelines load as those classes (not as remote code).
+Pipelines saved by hfvision's DreamBooth pipelines load as those classes (not as remote code). Flux.1 and SD3 /
+SD3.5 pipelines (registry keys, and folders or repos of diffusers' `FluxPipeline` / `StableDiffusion3Pipeline`) load
+as `DreamBoothFluxPipeline` / `DreamBoothSD3Pipeline`: the same generation, plus ``{token}``/``{class}`` prompts.
 
 >>> from hfvision.models import load_pipeline
 >>> pipe = load_pipeline("path/to/diffusers-dir")  # doctest: +SKIP
@@ -36,7 +38,11 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 HFVISION_PIPELINES = {
     "DreamBoothPipeline": "hfvision.pipelines.dreambooth",
     "DreamBoothXLPipeline": "hfvision.pipelines.dreambooth_xl",
+    "DreamBoothFluxPipeline": "hfvision.pipelines.dreambooth_flux",
+    "DreamBoothSD3Pipeline": "hfvision.pipelines.dreambooth_sd3",
 }
+# diffusers pipelines loaded as hfvision's drop-in subclass
+SUBCLASSED_PIPELINES = {"FluxPipeline": "DreamBoothFluxPipeline", "StableDiffusion3Pipeline": "DreamBoothSD3Pipeline"}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -68,15 +74,28 @@ def classify_source(source: str | os.PathLike) -> str:
     )
 
 
+def hfvision_pipeline_class(name: str):
+    """hfvision's pipeline class called ``name`` (a key of ``HFVISION_PIPELINES``), imported on demand."""
+    return getattr(importlib.import_module(HFVISION_PIPELINES[name]), name)
+
+
 def pipeline_class_for(model_index: dict, trust_remote_code: bool = False):
-    """The class to load a pipeline with, from its ``model_index.json`` content."""
+    """The class to load a pipeline with, from its ``model_index.json`` content.
+
+    hfvision's own pipelines, named either plainly or as ``[module, class]`` for one-call remote-code loading, load
+    as hfvision's classes (no remote code runs); `FluxPipeline` / `StableDiffusion3Pipeline` as their DreamBooth
+    subclasses; other ``[module, class]`` names need ``trust_remote_code=True``.
+    """
     from diffusers import DiffusionPipeline
 
     name = model_index.get("_class_name")
     if isinstance(name, (list, tuple)) and len(name) == 2 and name[1] in HFVISION_PIPELINES:
-        name = name[1]  # hfvision's own pipeline saved as ["dreambooth", "DreamBoothPipeline"]: the installed class
-    if isinstance(name, str) and name in HFVISION_PIPELINES:
-        return getattr(importlib.import_module(HFVISION_PIPELINES[name]), name)
+        if HFVISION_PIPELINES[name[1]].rsplit(".", 1)[1] == name[0]:
+            name = name[1]
+    if isinstance(name, str):
+        name = SUBCLASSED_PIPELINES.get(name, name)
+        if name in HFVISION_PIPELINES:
+            return hfvision_pipeline_class(name)
     if isinstance(name, (list, tuple)) and not trust_remote_code:
         raise ValueError(f"this pipeline uses custom code ({name[0]}.py); pass trust_remote_code=True if you trust it")
     return DiffusionPipeline
@@ -113,7 +132,12 @@ def load_pipeline(
         kwargs: passed to ``from_pretrained`` / ``from_single_file``.
 
     Returns:
-        a `diffusers.DiffusionPipeline` (a `DreamBoothPipeline` for directories/repos saved by one).
+        a `diffusers.DiffusionPipeline` (a `DreamBoothPipeline` for directories/repos saved by one; a
+        `DreamBoothFluxPipeline` / `DreamBoothSD3Pipeline` for Flux.1 / SD3 models).
+
+    >>> pipe = load_pipeline("flux-dev", torch_dtype=torch.bfloat16)  # doctest: +SKIP
+    >>> type(pipe).__name__  # doctest: +SKIP
+    'DreamBoothFluxPipeline'
     """
     kind = classify_source(source)
     logger.info("loading %s (%s)", source, kind)

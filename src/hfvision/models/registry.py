@@ -1,10 +1,10 @@
-"""Base-model registry: the Stable Diffusion / Flux checkpoints hfvision knows, as data, with a small lookup API.
+"""Base-model registry: the Stable Diffusion / SD3.5 / Flux checkpoints hfvision knows, as data, with a small lookup API.
 
 Used by the trainer (resolution checks), the UI (model menu) and `load_pipeline` (registry keys).
 
 >>> from hfvision.models import get_base_model, list_base_models, validate_training_resolution
 >>> list_base_models()
-['flux-dev', 'flux-schnell', 'sd15', 'sd21', 'sd21-base', 'sdxl']
+['flux-dev', 'flux-schnell', 'sd15', 'sd21', 'sd21-base', 'sd35-large', 'sd35-medium', 'sdxl']
 >>> get_base_model("sd21").prediction_type
 'v_prediction'
 >>> validate_training_resolution("sd15", 512)
@@ -20,7 +20,12 @@ from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-FAMILIES = ("sd1", "sd2", "sdxl", "flux")
+FAMILIES = ("sd1", "sd2", "sdxl", "flux", "sd3")
+# Families trained with flow matching (a transformer on VAE latents, T5 text encoder).
+FLOW_FAMILIES = ("flux", "sd3")
+# Image sizes must be multiples of this: the VAE's downsampling (8) times the transformer's patch (2; Flux's 2x2
+# latent packing is the same factor) for the flow families, the VAE's 8 for the UNet families.
+RESOLUTION_FACTORS = {"sd1": 8, "sd2": 8, "sdxl": 8, "flux": 16, "sd3": 16}
 
 
 @dataclass(frozen=True)
@@ -31,15 +36,18 @@ class BaseModel:
         key (`str`): registry key, e.g. ``"sd15"``.
         repo_id (`str`): Hub repository (diffusers layout).
         revision (`str`): commit to load; see ``revision_note``.
-        family (`str`): architecture family: ``"sd1"``, ``"sd2"``, ``"sdxl"`` or ``"flux"``.
+        family (`str`): architecture family: ``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"`` or ``"sd3"``.
         resolution (`int`): native (training) resolution in pixels.
         training_resolutions (`tuple[int, ...]`): resolutions DreamBooth training accepts without an override.
         prediction_type (`str`): ``"epsilon"``, ``"v_prediction"`` or ``"flow_matching"``.
         license (`str`): licence identifier as on the model card.
-        pipeline_class (`str`): diffusers pipeline class name.
+        pipeline_class (`str`): pipeline class `load_pipeline` uses: a diffusers class name, or one of hfvision's
+            DreamBooth pipelines (``"DreamBoothFluxPipeline"``, ``"DreamBoothSD3Pipeline"``), subclasses of diffusers'.
         description (`str`): one line for menus.
         gated (`bool`): the Hub requires accepting the licence before download.
         revision_note (`str`): where the pinned revision comes from.
+        max_sequence_length (`int`, *optional*): longest T5 prompt the model takes (flow families).
+        guidance_embeds (`bool`, *optional*): the transformer takes a guidance-scale embedding (Flux.1-dev, distilled).
     """
 
     key: str
@@ -54,12 +62,19 @@ class BaseModel:
     description: str
     gated: bool = False
     revision_note: str = ""
+    max_sequence_length: int | None = None
+    guidance_embeds: bool | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"{self.key}: family={self.family!r} is not one of {FAMILIES}")
         if self.resolution not in self.training_resolutions:
             raise ValueError(f"{self.key}: native resolution {self.resolution} missing from training_resolutions")
+        factor = RESOLUTION_FACTORS[self.family]
+        if any(r % factor for r in self.training_resolutions):
+            raise ValueError(f"{self.key}: training_resolutions must be multiples of {factor} for {self.family}")
+        if (self.family in FLOW_FAMILIES) != (self.max_sequence_length is not None):
+            raise ValueError(f"{self.key}: max_sequence_length is required for flow families, and only for them")
 
 
 # Revisions: this machine cannot reach the Hub, so nothing here was checked against it. The commit SHAs below were
@@ -130,9 +145,11 @@ _BASE_MODELS = (
         training_resolutions=(512, 768, 1024),
         prediction_type="flow_matching",
         license="apache-2.0",
-        pipeline_class="FluxPipeline",
+        pipeline_class="DreamBoothFluxPipeline",
         description="FLUX.1 [schnell] (1024 px, 1-4 steps; needs a large GPU)",
         revision_note=_THIRD_PARTY_PIN,
+        max_sequence_length=256,  # timestep-distilled with 256 T5 tokens (diffusers' FluxPipeline docs)
+        guidance_embeds=False,
     ),
     BaseModel(
         key="flux-dev",
@@ -143,17 +160,52 @@ _BASE_MODELS = (
         training_resolutions=(512, 768, 1024),
         prediction_type="flow_matching",
         license="flux-1-dev-non-commercial-license",
-        pipeline_class="FluxPipeline",
+        pipeline_class="DreamBoothFluxPipeline",
         description="FLUX.1 [dev] (1024 px, guidance-distilled; non-commercial licence, gated)",
         gated=True,
         revision_note=_THIRD_PARTY_PIN,
+        max_sequence_length=512,
+        guidance_embeds=True,
+    ),
+    BaseModel(
+        key="sd35-medium",
+        repo_id="stabilityai/stable-diffusion-3.5-medium",
+        revision="main",
+        family="sd3",
+        resolution=1024,
+        training_resolutions=(512, 768, 1024),
+        prediction_type="flow_matching",
+        license="stabilityai-ai-community",
+        pipeline_class="DreamBoothSD3Pipeline",
+        description="Stable Diffusion 3.5 Medium (1024 px, 2.5B MMDiT-X, three text encoders; gated)",
+        gated=True,
+        revision_note=_UNPINNED,
+        max_sequence_length=512,  # the bound diffusers' StableDiffusion3Pipeline enforces (its default is 256)
+        guidance_embeds=False,
+    ),
+    BaseModel(
+        key="sd35-large",
+        repo_id="stabilityai/stable-diffusion-3.5-large",
+        revision="main",
+        family="sd3",
+        resolution=1024,
+        training_resolutions=(512, 768, 1024),
+        prediction_type="flow_matching",
+        license="stabilityai-ai-community",
+        pipeline_class="DreamBoothSD3Pipeline",
+        description="Stable Diffusion 3.5 Large (1024 px, 8.1B MMDiT, three text encoders; gated)",
+        gated=True,
+        revision_note=_UNPINNED,
+        max_sequence_length=512,
+        guidance_embeds=False,
     ),
 )
 BASE_MODELS: dict[str, BaseModel] = {m.key: m for m in _BASE_MODELS}
 
 
 def list_base_models(family: str | None = None) -> list[str]:
-    """Registry keys, sorted; only those of ``family`` (``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"``) if given."""
+    """Registry keys, sorted; only those of ``family`` (``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"``, ``"sd3"``) if
+    given."""
     if family is not None and family not in FAMILIES:
         raise ValueError(f"family={family!r} is not one of {FAMILIES}")
     return sorted(k for k, m in BASE_MODELS.items() if family is None or m.family == family)
@@ -183,7 +235,8 @@ def validate_training_resolution(key: str, resolution: int, allow_override: bool
 
     A resolution outside the entry's ``training_resolutions`` raises ``ValueError`` naming the native resolution and
     the registry entry trained at the requested size, unless ``allow_override=True`` (then it only warns). Sizes
-    that are not positive multiples of 8 are always refused.
+    that are not positive multiples of the family's factor (8; 16 for Flux and SD3, see ``RESOLUTION_FACTORS``) are
+    always refused.
 
     >>> validate_training_resolution("sd15", 768)
     Traceback (most recent call last):
@@ -191,9 +244,14 @@ def validate_training_resolution(key: str, resolution: int, allow_override: bool
     ValueError: resolution=768 is not a supported training resolution for 'sd15' (sd1, native 512 px) ...
     """
     model = get_base_model(key)
-    if not isinstance(resolution, int) or resolution <= 0 or resolution % 8:
-        low = max(8, int(resolution) // 8 * 8) if isinstance(resolution, (int, float)) and resolution > 0 else 512
-        raise ValueError(f"resolution={resolution!r} must be a positive multiple of 8; try {low} or {low + 8}")
+    factor = RESOLUTION_FACTORS[model.family]
+    if not isinstance(resolution, int) or resolution <= 0 or resolution % factor:
+        fine = isinstance(resolution, (int, float)) and resolution > 0
+        low = max(factor, int(resolution) // factor * factor) if fine else model.resolution
+        why = f" for {model.family} (VAE 8 x patch 2)" if factor != 8 else ""
+        raise ValueError(
+            f"resolution={resolution!r} must be a positive multiple of {factor}{why}; try {low} or {low + factor}"
+        )
     if resolution in model.training_resolutions:
         return resolution
     native = [m.key for m in _BASE_MODELS if m.resolution == resolution and m.key != model.key]

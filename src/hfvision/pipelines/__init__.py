@@ -1,7 +1,8 @@
 """Inference pipelines. Importing this package is light; the classes load on first use.
 
 hfvision's tasks are registered with transformers' ``PIPELINE_REGISTRY`` by ``import hfvision``
-(see :mod:`.registry`), so ``transformers.pipeline("gender-classification")`` works too.
+(see :mod:`.registry`), so ``transformers.pipeline("gender-classification")`` works too, with hfvision's loading
+rules (their model classes are :mod:`.auto_models`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ _LAZY = {
     "GenderClassificationPipeline": "classification",
     "ImageFeaturePyramidPipeline": "features",
     "register_pipelines": "registry",
+    "HfvisionAutoModelForImageClassification": "auto_models",
+    "HfvisionAutoModel": "auto_models",
+    "LoadRefusedError": "loading",
+    "PickleRefusedError": "loading",
+    "ChecksumMismatchError": "loading",
     "DreamBoothPipeline": "dreambooth",
     "DreamBoothXLPipeline": "dreambooth_xl",
 }

@@ -30,6 +30,9 @@ logger = logging.get_logger(__name__)
 # Same values as hfvision.pipelines.registry (repeated so this file stands alone; a test keeps them equal).
 # Revision from the project's reference notes; confirm it when the Hub is reachable.
 GENDER_DEFAULT_MODEL = ("rizvandwiki/gender-classification", "380b17658cc037b246aab0b62a20deb7dd607e65")
+# The `custom_pipelines` key of a saved gender pipeline (registry.saved_task_key): not the task's own name, which
+# would make transformers demand trust_remote_code even where hfvision registers the task.
+GENDER_SAVED_TASK = "hfvision-gender-classification"
 
 
 def _require_hfvision(module: str, feature: str):
@@ -87,6 +90,12 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         self.batch_preprocessor = BatchedImagePreprocessor(self.image_processor)
         self._oom_state: dict[str, int] = {}
         self._auto_batch_size: int | None = None
+
+    def check_model_type(self, supported_models):
+        # An ONNX Runtime stand-in (hfvision.export.runtime) is no torch module and no transformers class: there is
+        # nothing to check it against, and its outputs are the classifier's.
+        if isinstance(self.model, torch.nn.Module):
+            super().check_model_type(supported_models)
 
     # -- the four-method contract ---------------------------------------------------------------------------------
     def _sanitize_parameters(
@@ -263,9 +272,10 @@ class GenderClassificationPipeline(FastImageClassificationPipeline):
     """
 
 
-# What `PIPELINE_REGISTRY.register_pipeline` would attach; `save_pretrained` reads it to write `custom_pipelines`.
+# What `PIPELINE_REGISTRY.register_pipeline` would attach; `save_pretrained` reads it to write `custom_pipelines`
+# (under GENDER_SAVED_TASK; "pt" names transformers' own class, which a process without hfvision can resolve).
 GenderClassificationPipeline._registered_impl = {
-    "gender-classification": {
+    GENDER_SAVED_TASK: {
         "impl": GenderClassificationPipeline,
         "pt": (AutoModelForImageClassification,),
         "default": {"model": GENDER_DEFAULT_MODEL},

@@ -8,6 +8,10 @@ What it adds to ``transformers.pipeline``:
 - ``"image-classification"`` uses :class:`FastImageClassificationPipeline` (batched preprocessing, faces mode,
   ``batch_size="auto"``, readable timm labels, ``use_test_size``); hfvision's own tasks are registered;
 - a model folder or repo holding ``model.onnx`` runs on ONNX Runtime through ``hfvision.export.runtime``.
+
+``transformers.pipeline(task, ...)`` for hfvision's own tasks (after ``import hfvision``) applies the same loading
+rules through the tasks' model classes (:mod:`.auto_models`), with the options passed as ``model_kwargs``
+(``allow_pickle``, ``verify``, ``file_name``, ``use_onnx``); it keeps transformers' device/dtype defaults.
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..utils.logging import get_logger
-from .loading import check_local_weights, pickle_refusal, verified_snapshot
-from .registry import TASKS, register_pipelines
+from .loading import (
+    ONNX_FILES,
+    LoadRefusedError,
+    PickleRefusedError,
+    check_local_weights,
+    onnx_file,
+    pickle_refusal,
+    verified_snapshot,
+)
+from .registry import PIPELINE_CLASSES, TASKS, register_pipelines, task_of_saved_key
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -26,56 +38,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = get_logger(__name__)
 
-#: pipeline class per task: hfvision's own tasks, and the stock task whose class hfvision replaces by a subclass.
-#: Passing the class also means a model saved with `custom_pipelines` runs hfvision's code, not the repo's copy.
-PIPELINE_CLASSES = {
-    "image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline",
-    **{task: spec["impl"] for task, spec in TASKS.items()},
-}
-ONNX_FILE = "model.onnx"
 
-
-def _has_onnx(model: str, revision: str | None, token) -> bool:
-    if os.path.isdir(model):
-        return os.path.isfile(os.path.join(model, ONNX_FILE))
-    from huggingface_hub import constants, file_exists
-
-    if constants.HF_HUB_OFFLINE:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(model, ONNX_FILE, revision=revision), str)
-    try:
-        return file_exists(model, ONNX_FILE, revision=revision, token=token)
-    except Exception as err:  # noqa: BLE001 - unreachable Hub, private repo...: load_model reports the real error
-        logger.debug("could not check %s for %s: %s", model, ONNX_FILE, err)
-        return False
-
-
-def _saved_hfvision_task(model: str, revision: str | None, token) -> str | None:
-    """The task of a model saved from an hfvision pipeline (its config's ``custom_pipelines``), if unambiguous."""
+def _saved_custom_tasks(model: str, revision: str | None, token) -> set[str]:
+    """The ``custom_pipelines`` keys of a saved pipeline's config (empty when there is none or it is unreadable)."""
     from transformers import PretrainedConfig
 
     try:
         config, _ = PretrainedConfig.get_config_dict(model, revision=revision, token=token)
     except (OSError, ValueError):
-        return None  # transformers.pipeline reports the problem with its own message
-    tasks = [t for t in config.get("custom_pipelines") or {} if t in TASKS]
-    return tasks[0] if len(tasks) == 1 else None
+        return set()  # transformers.pipeline reports the problem with its own message
+    return set(config.get("custom_pipelines") or {})
 
 
 def _load_onnx(task: str | None, model: str, **kwargs):
-    try:
-        runtime = importlib.import_module("hfvision.export.runtime")
-    except ModuleNotFoundError as err:
-        if err.name not in ("hfvision.export", "hfvision.export.runtime"):
-            raise
-        runtime = None
-    if runtime is None or not hasattr(runtime, "load_ort_pipeline"):
-        raise NotImplementedError(
-            f"{model} holds {ONNX_FILE}, but this hfvision has no ONNX Runtime backend (hfvision.export.runtime); "
-            "pass backend='torch' to load the PyTorch weights instead"
-        )
-    return runtime.load_ort_pipeline(task, model, **kwargs)
+    from ..export.loading import load_ort_pipeline
+
+    return load_ort_pipeline(task, model, **kwargs)
 
 
 def pipeline(
@@ -142,29 +120,43 @@ def pipeline(
                 f"verify=True checks files against the hashes the Hub records; {model} is a local folder "
                 "with no such record. Pass a Hub id, or drop verify"
             )
-        if backend == "onnx" or (backend == "auto" and _has_onnx(model, revision, token)):
+        found = onnx_file(model, revision, token) if backend == "auto" else None
+        if backend == "onnx" or found is not None:
             if verify:
                 model, revision = verified_snapshot(model, revision, allow_pickle, token=token, onnx=True), None
             extra = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
+            if found not in (None, ONNX_FILES[0]) and "file_name" not in kwargs:
+                extra["file_name"] = found  # an int8-only export: model_quantized.onnx
             return _load_onnx(task, model, **extra, **kwargs)
         if local:
             check_local_weights(model, allow_pickle)
         elif verify:
             model, revision = verified_snapshot(model, revision, allow_pickle=allow_pickle, token=token), None
 
-    if task is None and isinstance(model, str):
-        task = _saved_hfvision_task(model, revision, token)
+    saved_keys = _saved_custom_tasks(model, revision, token) if isinstance(model, str) else set()
+    if task is None:  # a model saved from an hfvision pipeline names its task
+        tasks = {task_of_saved_key(key) for key in saved_keys} - {None}
+        task = tasks.pop() if len(tasks) == 1 else None
     if task in PIPELINE_CLASSES and "pipeline_class" not in kwargs:
         module, name = PIPELINE_CLASSES[task].rsplit(".", 1)
         kwargs["pipeline_class"] = getattr(importlib.import_module(module), name)
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     if not allow_pickle:
         model_kwargs.setdefault("use_safetensors", True)
+    # The task's registered model class (auto_models) applies the same rules: pass on what was decided here. Not for
+    # folders saved before the "hfvision-" key, whose custom_pipelines entry (transformers' own class) is used instead.
+    if task in TASKS and task not in saved_keys:
+        model_kwargs.setdefault("allow_pickle", allow_pickle)
+        model_kwargs.setdefault("use_onnx", False)  # ONNX exports returned above (or backend="torch" was asked)
     try:
         return transformers.pipeline(
             task, model=model, revision=revision, device=device, dtype=dtype, token=token,
             trust_remote_code=trust_remote_code, model_kwargs=model_kwargs, **kwargs,
         )  # fmt: skip
+    except LoadRefusedError as err:  # raised by the task's model class; say it with this function's opt-in
+        if isinstance(err.__cause__, PickleRefusedError) and isinstance(model, str):
+            raise pickle_refusal(model, err.__cause__.files) from err
+        raise
     except OSError as err:
         if not allow_pickle and "safetensors" in str(err) and isinstance(model, str):
             raise pickle_refusal(model) from err

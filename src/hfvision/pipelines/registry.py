@@ -6,9 +6,19 @@ finishes importing. Either way ``transformers.pipeline("gender-classification", 
 and ``import hfvision`` itself stays light (this module imports only the standard library).
 
 Entries use dotted-path ``impl`` strings, the form transformers (>= 5) uses for its own tasks (resolved lazily by
-``transformers.pipelines._resolve_impl``), so registering imports none of hfvision's pipeline modules and cannot
-create an import cycle. ``PipelineRegistry.register_pipeline`` needs the class object, which is why the entry is
+``transformers.pipelines._resolve_impl``), so registering imports none of hfvision's pipeline classes (only the
+small :mod:`.auto_models`) and cannot create an import cycle. ``PipelineRegistry.register_pipeline`` needs the class object, which is why the entry is
 written into ``PIPELINE_REGISTRY.supported_tasks`` with the same layout it would build.
+
+The model classes (``"pt"``) are hfvision's auto classes (:mod:`.auto_models`): ``transformers.pipeline`` loads a
+model named by a string with them first, so the stock factory applies hfvision's loading rules (safetensors only,
+``verify``, ONNX exports on ONNX Runtime).
+
+Saved pipelines: a model saved from an hfvision pipeline declares its code under ``custom_pipelines`` with the key
+:func:`saved_task_key` (``"hfvision-gender-classification"``), not the task's own name: transformers demands
+``trust_remote_code`` for a task named in that key even when the task is registered in the process, and a
+repo's single key is what ``pipeline(model=..., trust_remote_code=True)`` infers as the task where hfvision is not
+installed.
 """
 
 from __future__ import annotations
@@ -25,23 +35,62 @@ from typing import Any
 GENDER_DEFAULT_MODEL = "rizvandwiki/gender-classification"
 GENDER_DEFAULT_REVISION = "380b17658cc037b246aab0b62a20deb7dd607e65"
 
-#: task -> registry entry; "pt" names auto classes of transformers, "impl" the pipeline class.
+_AUTO_MODELS = "hfvision.pipelines.auto_models"
+#: prefix of the ``custom_pipelines`` key a saved hfvision pipeline declares its code under
+SAVED_TASK_PREFIX = "hfvision-"
+
+#: task -> registry entry; "pt" names the model classes (dotted paths), "impl" the pipeline class.
 TASKS: dict[str, dict[str, Any]] = {
     "gender-classification": {
         "impl": "hfvision.pipelines.classification.GenderClassificationPipeline",
-        "pt": ("AutoModelForImageClassification",),
+        "pt": (f"{_AUTO_MODELS}.HfvisionAutoModelForImageClassification",),
         "default": {"model": (GENDER_DEFAULT_MODEL, GENDER_DEFAULT_REVISION)},
         "type": "image",
     },
     "image-feature-pyramid": {
         "impl": "hfvision.pipelines.features.ImageFeaturePyramidPipeline",
-        "pt": ("AutoModel",),
+        "pt": (f"{_AUTO_MODELS}.HfvisionAutoModel",),
         "type": "image",
     },
 }
 
+#: pipeline class per task for ``hfvision.pipeline`` and the ONNX Runtime pipelines: hfvision's own tasks, and the
+#: stock task whose class hfvision replaces by a subclass. Passing the class also means a model saved with
+#: `custom_pipelines` runs hfvision's code, not the repo's copy. (Here, not in factory.py, so that
+#: hfvision.export.runtime can read it without importing the factory, which imports the runtime.)
+PIPELINE_CLASSES: dict[str, str] = {
+    "image-classification": "hfvision.pipelines.classification.FastImageClassificationPipeline",
+    **{task: spec["impl"] for task, spec in TASKS.items()},
+}
+
 _TARGET = "transformers.pipelines"
 _lock = threading.Lock()
+
+
+def saved_task_key(task: str) -> str:
+    """The ``custom_pipelines`` key under which a pipeline of hfvision's ``task`` is saved.
+
+    >>> saved_task_key("gender-classification")
+    'hfvision-gender-classification'
+    """
+    return f"{SAVED_TASK_PREFIX}{task}"
+
+
+def task_of_saved_key(key: str) -> str | None:
+    """hfvision's task for a saved ``custom_pipelines`` key (also the task name itself, as older versions saved it).
+
+    >>> task_of_saved_key("hfvision-gender-classification")
+    'gender-classification'
+    """
+    task = key[len(SAVED_TASK_PREFIX) :] if key.startswith(SAVED_TASK_PREFIX) else key
+    return task if task in TASKS else None
+
+
+def _resolve_class(name: str):
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module or "transformers"), attr)
 
 
 def register_pipelines() -> None:
@@ -52,11 +101,10 @@ def register_pipelines() -> None:
     >>> "gender-classification" in PIPELINE_REGISTRY.get_supported_tasks()
     True
     """
-    import transformers
     from transformers.pipelines import PIPELINE_REGISTRY
 
     for task, spec in TASKS.items():
-        entry = dict(spec, pt=tuple(getattr(transformers, name) for name in spec["pt"]))
+        entry = dict(spec, pt=tuple(_resolve_class(name) for name in spec["pt"]))
         current = PIPELINE_REGISTRY.supported_tasks.get(task)
         if current is not None:
             impl = current["impl"]

@@ -24,6 +24,7 @@ _LAZY = {
     "ImageRunner": "tasks",
     "TextToImageRunner": "tasks",
     "load_runner": "tasks",
+    "EndpointModel": "inference_endpoints",
 }
 __all__ = sorted(_LAZY)
 

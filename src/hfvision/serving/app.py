@@ -118,7 +118,7 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
             "task": config.task,
             "model": config.model_name,
             "inference": [f"POST /models/{config.model_name}", "POST /"],
-            "parameters": sorted(runner.accepted),
+            "parameters": sorted(runner.accepted.model_fields),
             "max_batch_size": config.max_batch_size,
             "max_wait_ms": config.max_wait_ms,
         }

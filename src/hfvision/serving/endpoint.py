@@ -105,8 +105,8 @@ class InferenceEndpoint:
         """ASGI app for the inference routes (FastAPI's route table points here; :class:`ServingApp` skips the
         table and calls :meth:`handle` first)."""
         if not await self.handle(scope, receive, send):
-            self.metrics.requests.inc(code="404")
-            self.metrics.errors.inc(reason="unknown_route")
+            self.metrics.requests.labels(code="404").inc()
+            self.metrics.errors.labels(reason="unknown_route").inc()
             await _respond(send, 404, error_body(f"no inference route at {scope['path']}"), "application/json")
 
     async def handle(self, scope: dict, receive, send) -> bool:
@@ -123,8 +123,8 @@ class InferenceEndpoint:
         if name in self.served_names:
             await self.infer(scope, receive, send)
             return True
-        self.metrics.requests.inc(code="404")
-        self.metrics.errors.inc(reason="unknown_model")
+        self.metrics.requests.labels(code="404").inc()
+        self.metrics.errors.labels(reason="unknown_model").inc()
         message = f"model {name!r} is not served here; use POST /models/{self.config.model_name} or POST /"
         await _respond(send, 404, error_body(message), "application/json")
         return True
@@ -180,9 +180,9 @@ class InferenceEndpoint:
             if announced:
                 batcher.unexpect()
             metrics.in_flight.dec()
-            metrics.requests.inc(code=str(status))
+            metrics.requests.labels(code=str(status)).inc()
             if reason is not None:
-                metrics.errors.inc(reason=reason)
+                metrics.errors.labels(reason=reason).inc()
             metrics.latency.observe(time.perf_counter() - start)
         await _respond(send, status, content, media_type, headers)
 

@@ -156,7 +156,7 @@ def load_pipeline_for(config: ServeConfig) -> Any:
                 "text-to-image needs --model (a registry key like sd15, a folder, a .safetensors file or URL)"
             )
         if config.onnx:
-            from ..export.runtime import load_ort_pipeline
+            from ..export.loading import load_ort_pipeline
 
             return load_ort_pipeline("text-to-image", config.model)
         from ..models import load_pipeline

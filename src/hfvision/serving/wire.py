@@ -21,9 +21,22 @@ import binascii
 import io
 import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import reprlib
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+
+MAX_PROMPT_CHARS = 10_000
 
 
 class WireError(Exception):
@@ -34,136 +47,130 @@ class WireError(Exception):
         self.status, self.message, self.reason, self.headers = status, message, reason, headers or {}
 
 
-@dataclass(frozen=True)
-class Param:
-    """One accepted request parameter: ``check(value) -> normalised value`` raises ``ValueError`` with the fix."""
+def _json_number(kind: str):
+    # pydantic's lax mode would take JSON true/false as 1/0 and "3" as 3 for a number field
+    def check(value: Any) -> Any:
+        if isinstance(value, (bool, str)) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"must be {kind}")
+        return value
 
-    name: str
-    check: Callable[[Any], Any]
-    help: str = ""
+    return BeforeValidator(check)
 
 
-def _int(name: str, low: int | None = None, high: int | None = None, multiple: int | None = None):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise ValueError(f"{name}={value!r} must be an integer")
-        if low is not None and value < low:
-            raise ValueError(f"{name}={value} must be >= {low}")
-        if high is not None and value > high:
-            raise ValueError(f"{name}={value} must be <= {high}")
-        if multiple and value % multiple:
+def _multiple_of(multiple: int):
+    def check(value: int) -> int:
+        if value % multiple:
             lower = value - value % multiple
-            raise ValueError(
-                f"{name}={value} must be a multiple of {multiple}; try {lower or multiple} or {lower + multiple}"
-            )
+            options = " or ".join(str(v) for v in dict.fromkeys(v for v in (lower, lower + multiple) if v > 0))
+            raise ValueError(f"must be a multiple of {multiple}; try {options}")
         return value
 
-    return check
+    return AfterValidator(check)
 
 
-def _float(name: str, low: float | None = None, high: float | None = None):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} must be a finite number")
-        if low is not None and value < low:
-            raise ValueError(f"{name}={value} must be >= {low}")
-        if high is not None and value > high:
-            raise ValueError(f"{name}={value} must be <= {high}")
-        return float(value)
-
-    return check
+_INT = Annotated[int, _json_number("an integer")]  # 2.0 is taken as 2; "2", true and 2.5 are refused
 
 
-def _choice(name: str, choices: tuple[str, ...]):
-    def check(value):
-        if value not in choices:
-            raise ValueError(f"{name}={value!r} must be one of {', '.join(choices)}")
-        return value
+class Parameters(BaseModel):
+    """Base of the accepted ``parameters`` of a task: unknown names are refused; ``None`` means "not given"."""
 
-    return check
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _bool(name: str):
-    def check(value):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name}={value!r} must be true or false")
-        return value
-
-    return check
+class ClassificationParameters(Parameters):
+    top_k: Annotated[_INT, Field(ge=1, description="number of labels to return (default: all up to 5)")] | None = None
+    function_to_apply: Literal["sigmoid", "softmax", "none"] | None = Field(None, description="score function")
 
 
-def _text(name: str, max_chars: int = 10_000):
-    def check(value):
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-        if len(value) > max_chars:
-            raise ValueError(f"{name} has {len(value)} characters; the limit is {max_chars}")
-        return value
+class GenderParameters(ClassificationParameters):
+    """gender-classification also takes ``faces`` (hfvision extension: classify each detected face)."""
 
-    return check
+    faces: StrictBool | None = Field(None, description="face-first classification")
 
 
-def _int_list(name: str):
-    def check(value):
-        values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-        if (
-            not isinstance(values, list)
-            or not values
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in values)
-        ):
-            raise ValueError(f"{name}={value!r} must be an integer or a non-empty list of integers")
-        return tuple(values)
+class FeatureParameters(Parameters):
+    out_indices: Annotated[tuple[Annotated[int, Field(strict=True)], ...], Field(min_length=1)] | None = Field(
+        None, description="feature levels to return"
+    )
 
-    return check
+    @field_validator("out_indices", mode="before")
+    @classmethod
+    def _one_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
 
 
-def params(*items: Param) -> dict[str, Param]:
-    return {p.name: p for p in items}
+CLASSIFICATION_PARAMS = ClassificationParameters
+GENDER_PARAMS = GenderParameters
+FEATURE_PARAMS = FeatureParameters
 
 
-CLASSIFICATION_PARAMS = params(
-    Param("top_k", _int("top_k", low=1), "number of labels to return (default: all up to 5)"),
-    Param("function_to_apply", _choice("function_to_apply", ("sigmoid", "softmax", "none")), "score function"),
-)
-#: gender-classification also takes ``faces`` (hfvision extension: classify each detected face)
-GENDER_PARAMS = {**CLASSIFICATION_PARAMS, **params(Param("faces", _bool("faces"), "face-first classification"))}
-FEATURE_PARAMS = params(Param("out_indices", _int_list("out_indices"), "feature levels to return"))
-
-
-def text_to_image_params(max_steps: int = 150, max_side: int = 2048) -> dict[str, Param]:
+def text_to_image_params(max_steps: int = 150, max_side: int = 2048) -> type[Parameters]:
     """Accepted text-to-image parameters, with the server's limits on steps and image size."""
-    return params(
-        Param("negative_prompt", _text("negative_prompt"), "what to avoid"),
-        Param("num_inference_steps", _int("num_inference_steps", 1, max_steps), "denoising steps"),
-        Param("guidance_scale", _float("guidance_scale", 0.0, 100.0), "classifier-free guidance weight"),
-        Param("width", _int("width", 8, max_side, multiple=8), "image width in pixels"),
-        Param("height", _int("height", 8, max_side, multiple=8), "image height in pixels"),
-        Param("seed", _int("seed", 0, 2**63 - 1), "random seed"),
+    side = Annotated[_INT, Field(ge=8, le=max_side), _multiple_of(8)]
+    return create_model(
+        "TextToImageParameters",
+        __base__=Parameters,
+        negative_prompt=(Annotated[str, Field(strict=True, max_length=10_000)] | None, None),
+        num_inference_steps=(Annotated[_INT, Field(ge=1, le=max_steps)] | None, None),
+        guidance_scale=(Annotated[float, _json_number("a finite number"), Field(ge=0.0, le=100.0)] | None, None),
+        width=(side | None, None),
+        height=(side | None, None),
+        seed=(Annotated[_INT, Field(ge=0, le=2**63 - 1)] | None, None),
     )
 
 
-def check_parameters(raw: Any, accepted: Mapping[str, Param]) -> dict[str, Any]:
+_INPUT_REPR = reprlib.Repr()  # a 10,000-character value is not echoed back in full
+_INPUT_REPR.maxstring = _INPUT_REPR.maxother = 40
+
+# pydantic error type -> the one-line reason shown to the client (ctx holds the limit)
+_REASONS = {
+    "greater_than_equal": "must be >= {ge}",
+    "less_than_equal": "must be <= {le}",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a finite number",
+    "float_parsing": "must be a finite number",
+    "finite_number": "must be a finite number",
+    "literal_error": "must be one of {expected}",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "string_too_long": "has more than {max_length} characters",
+    "int_parsing_size": "is out of range",
+    "too_short": "must not be empty",
+    "tuple_type": "must be an integer or a non-empty list of integers",
+}
+
+
+def _reason(error: dict) -> str:
+    name = ".".join(str(part) for part in error["loc"][:1]) or "parameters"
+    template = _REASONS.get(error["type"])
+    if template is None:  # our own validators (ValueError) and anything unmapped
+        reason = error["msg"].removeprefix("Value error, ")
+    else:
+        reason = template.format(**{k: str(v).replace("'", "") for k, v in error.get("ctx", {}).items()})
+    return f"invalid parameter: {name}={_INPUT_REPR.repr(error['input'])} {reason}"
+
+
+def _first_error(err: ValidationError, accepted: type[Parameters]) -> str:
+    errors = err.errors(include_url=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        allowed = ", ".join(sorted(accepted.model_fields)) or "none"
+        return f"unsupported parameter(s) {', '.join(unknown)}; this task accepts: {allowed}"
+    return _reason(errors[0])
+
+
+def check_parameters(raw: Any, accepted: type[Parameters]) -> dict[str, Any]:
     """Validate ``raw`` (the JSON ``parameters`` object) against ``accepted``; ``None`` values mean "not given"."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise WireError(400, f"'parameters' must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(k for k, v in raw.items() if k not in accepted and v is not None)
-    if unknown:
-        allowed = ", ".join(sorted(accepted)) or "none"
-        raise WireError(400, f"unsupported parameter(s) {', '.join(unknown)}; this task accepts: {allowed}")
-    out = {}
-    for name, value in raw.items():
-        if value is None:
-            continue
-        try:
-            out[name] = accepted[name].check(value)
-        except ValueError as err:
-            raise WireError(400, f"invalid parameter: {err}") from None
-    return out
+    try:
+        return accepted.model_validate({k: v for k, v in raw.items() if v is not None}).model_dump(exclude_none=True)
+    except ValidationError as err:
+        raise WireError(400, _first_error(err, accepted)) from None
 
 
 def is_json(body: bytes, content_type: str | None) -> bool:
@@ -205,7 +212,7 @@ def decode_base64_image(value: Any) -> bytes:
         raise WireError(400, '"inputs" is not valid base64') from None
 
 
-def parse_image_request(body: bytes, content_type: str | None, accepted: Mapping[str, Param]) -> tuple[bytes, dict]:
+def parse_image_request(body: bytes, content_type: str | None, accepted: type[Parameters]) -> tuple[bytes, dict]:
     """An image request -> (image bytes, validated parameters)."""
     if not body:
         raise WireError(400, 'empty request body; send image bytes or JSON {"inputs": <base64 image>}')
@@ -215,7 +222,7 @@ def parse_image_request(body: bytes, content_type: str | None, accepted: Mapping
     return decode_base64_image(payload["inputs"]), check_parameters(payload.get("parameters"), accepted)
 
 
-def parse_text_request(body: bytes, content_type: str | None, accepted: Mapping[str, Param]) -> tuple[str, dict]:
+def parse_text_request(body: bytes, content_type: str | None, accepted: type[Parameters]) -> tuple[str, dict]:
     """A text-to-image request -> (prompt, validated parameters)."""
     if not body:
         raise WireError(400, 'empty request body; send JSON {"inputs": "<prompt>", "parameters": {...}}')
@@ -225,10 +232,8 @@ def parse_text_request(body: bytes, content_type: str | None, accepted: Mapping[
     prompt = payload["inputs"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise WireError(400, '"inputs" must be a non-empty prompt string')
-    try:
-        prompt = _text("inputs")(prompt)
-    except ValueError as err:
-        raise WireError(400, str(err)) from None
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise WireError(400, f"inputs has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     return prompt, check_parameters(payload.get("parameters"), accepted)
 
 

@@ -17,7 +17,11 @@ _EXPORTS = {
                     "tiny_timm_resnet", "tiny_vit_classifier"],
     "diffusion": ["FAMILIES", "save_tiny_sd", "tiny_controlnet", "tiny_scheduler", "tiny_sd_components",
                   "tiny_sd_pipeline", "tiny_text_config", "tiny_unet", "tiny_vae"],
+    "flow": ["FLUX_VARIANTS", "SD3_VARIANTS", "save_tiny_flux", "save_tiny_sd3", "tiny_flow_vae",
+             "tiny_flux_components", "tiny_flux_pipeline", "tiny_flux_transformer", "tiny_sd3_components",
+             "tiny_sd3_pipeline", "tiny_sd3_transformer", "tiny_t5_encoder"],
     "hub_server": ["LocalHubServer", "hub_env"],
+    "embedders": ["save_tiny_clip_embedder", "save_tiny_dino_embedder", "tiny_clip_embedder", "tiny_dino_embedder"],
 }  # fmt: skip
 _WHERE = {name: f"{__name__}.{module}" for module, names in _EXPORTS.items() for name in names}
 # library pieces the kit re-exports (they live where the library uses them)
@@ -25,6 +29,7 @@ _WHERE.update(
     sample_image="hfvision.data.samples",
     clip_tokenizer="hfvision.utils.clip_vocab",
     clip_tokenizer_dir="hfvision.utils.clip_vocab",
+    t5_tokenizer="hfvision.utils.t5_vocab",
 )
 
 __all__ = sorted(_WHERE)

@@ -55,8 +55,28 @@ class UIConfig:
             raise ValueError(f"size={self.size} must be a multiple of 8 and >= 64")
 
 
-def build_app(config: UIConfig, generate_backend: GenerateBackend | None = None,
-              classify_backend: ClassifyBackend | None = None):  # fmt: skip
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (e.g. another program uses it), or ``None``; port 0 is always free."""
+    import socket
+
+    if port == 0:
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        return f"cannot resolve {host} ({err.strerror})"
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            return f"cannot listen on {host}:{port} ({err.strerror or err}); another program uses it?"
+    return None
+
+
+def build_app(
+    config: UIConfig, generate_backend: GenerateBackend | None = None, classify_backend: ClassifyBackend | None = None
+):
     """The ``gr.Blocks`` app (not launched).
 
     Args:
@@ -87,10 +107,23 @@ def build_app(config: UIConfig, generate_backend: GenerateBackend | None = None,
 def launch(config: UIConfig, block: bool = False, **build_kwargs: Any):
     """Build and launch the UI on ``config.host:config.port`` (never shared publicly); returns the ``gr.Blocks``
     (``demo.local_url`` is where it runs). With ``block=True`` this serves until interrupted."""
+    problem = port_problem(config.host, config.port)
+    if problem:  # gradio would otherwise try other ports or fail after building the whole app
+        raise OSError(f"port {config.port}: {problem}")
     demo = build_app(config, **build_kwargs)
     allowed = [demo.hfvision_backends[0].output_dir]
-    demo.launch(server_name=config.host, server_port=config.port, share=False, prevent_thread_lock=True, quiet=True,
-                ssr_mode=False, mcp_server=False, allowed_paths=allowed, footer_links=[], show_error=True)  # fmt: skip
+    demo.launch(
+        server_name=config.host,
+        server_port=config.port,
+        share=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        mcp_server=False,
+        allowed_paths=allowed,
+        footer_links=[],
+        show_error=True,
+    )
     logger.info("hfvision UI running on %s", demo.local_url)
     if block:
         demo.block_thread()

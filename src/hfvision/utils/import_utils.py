@@ -16,6 +16,7 @@ _EXTRAS = {
     "tensorboard": ("train", "tensorboard"),
     "bitsandbytes": (None, "bitsandbytes"),
     "playwright": ("dev", "playwright"),
+    "ray": ("ray", "ray[serve]"),
 }
 
 

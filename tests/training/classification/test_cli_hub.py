@@ -22,27 +22,50 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_flags_generated_from_the_config_with_yaml_defaults(tmp_path):
     (tmp_path / "train.yaml").write_text("learning_rate: 0.002\nnum_train_epochs: 1\nlora: true\nlora_r: 4\n")
-    args = _parser().parse_args(
-        ["train", "classifier", "--model", "m", "--data", "d", "--output-dir", "o", "--task", "gender-classification",
-         "--epochs", "2", "--config", str(tmp_path / "train.yaml"), "--push-to-hub", "me/repo",
-         "--gradient_accumulation_steps", "2"]
-    )  # fmt: skip
-    config = cli.config_from_args(args)
-    assert (config.model_name_or_path, config.data, config.output_dir, config.task) == ("m", "d", "o",
-                                                                                         "gender-classification")  # fmt: skip
+    args, extra = _parser().parse_known_args(
+        [
+            "train",
+            "classifier",
+            "--model",
+            "m",
+            "--data",
+            "d",
+            "--output-dir",
+            "o",
+            "--task",
+            "gender-classification",
+            "--epochs",
+            "2",
+            "--config",
+            str(tmp_path / "train.yaml"),
+            "--push-to-hub",
+            "me/repo",
+            "--gradient_accumulation_steps",
+            "2",
+        ]
+    )
+    assert args.passthrough  # the classifier's own parser (parse_config) reads the rest
+    config = cli.config_from_args(extra)
+    assert (config.model_name_or_path, config.data, config.output_dir, config.task) == (
+        "m",
+        "d",
+        "o",
+        "gender-classification",
+    )
     assert config.num_train_epochs == 2  # the flag wins over the YAML file
     assert (config.learning_rate, config.lora, config.lora_r) == (0.002, True, 4)  # from YAML
     assert config.push_to_hub and config.hub_model_id == "me/repo"
     assert config.gradient_accumulation_steps == 2  # any TrainingArguments field has its flag
     assert args.func is cli.run
 
-    plain = cli.config_from_args(_parser().parse_args(["train", "classifier", "--model", "m", "--data", "d"]))
+    plain = cli.config_from_args(["--model", "m", "--data", "d"])
     assert not plain.push_to_hub and not plain.lora and plain.num_train_epochs == 3
+    assert cli.config_from_args(["--model", "m", "--data", "d", "--push-to-hub"]).hub_model_id is None
     with pytest.raises(ValueError, match="model_name_or_path is required \\(--model\\)"):
-        cli.config_from_args(_parser().parse_args(["train", "classifier", "--data", "d"]))
+        cli.config_from_args(["--data", "d"])
     (tmp_path / "bad.yaml").write_text("learning_rat: 1\n")
-    with pytest.raises(ValueError, match="unknown option\\(s\\) learning_rat"):
-        _parser().parse_args(["train", "classifier", "--config", str(tmp_path / "bad.yaml")])
+    with pytest.raises(ValueError, match="unknown option 'learning_rat'; did you mean 'learning_rate'"):
+        cli.config_from_args(["--config", str(tmp_path / "bad.yaml")])
 
 
 def test_yaml_through_the_config_and_hf_argument_parser(tmp_path):
@@ -72,27 +95,29 @@ def test_installing_the_flags_is_lazy_and_help_lists_them(run_python):
         "print(sorted(m for m in ('transformers', 'torch', 'datasets') if m in sys.modules))\n"
     )
     assert run_python(code).strip() == "[]"
-    help_text = (
-        _parser()
-        ._subparsers._group_actions[0]
-        .choices["train"]
-        ._subparsers._group_actions[0]
-        .choices["classifier"]
-        .format_help()
-    )
-    for flag in ("--model", "--data", "--output-dir", "--epochs", "--lora", "--task", "--push-to-hub",
-                 "--gradient_accumulation_steps"):  # fmt: skip
+    from hfvision.training.classification import ImageClassificationConfig
+    from hfvision.utils.config_parser import build_config_parser
+
+    help_text = build_config_parser(ImageClassificationConfig, "x", visible=cli.VISIBLE).format_help()
+    for flag in ("--model", "--data", "--output-dir", "--epochs", "--lora", "--task", "--push-to-hub"):
         assert flag in help_text
+    assert "--gradient_accumulation_steps" not in help_text  # rarely used: listed by --help-all
+    all_text = build_config_parser(ImageClassificationConfig, "x", visible=cli.VISIBLE, show_all=True).format_help()
+    assert "--gradient_accumulation_steps" in all_text
 
 
 def test_main_cli_registers_train_classifier():
     pytest.importorskip("hfvision.cli.train", reason="hfvision.cli.train (DreamBooth helper) not present yet")
     from hfvision.cli.main import build_parser
 
-    args = build_parser().parse_args(["train", "classifier", "--model", "m", "--data", "d", "--epochs", "1", "--lora"])
-    config = cli.config_from_args(args)
+    args, extra = build_parser().parse_known_args(
+        ["train", "classifier", "--model", "m", "--data", "d", "--epochs", "1", "--lora"]
+    )
+    config = cli.config_from_args(extra)
     assert config.lora and config.num_train_epochs == 1 and config.model_name_or_path == "m"
-    assert args.func is cli.run
+    from hfvision.cli.train import run_classifier
+
+    assert args.func is run_classifier
 
 
 @pytest.mark.hub
@@ -141,7 +166,7 @@ def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh
         from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
         files = sorted(list_repo_files({repo!r}))
-        pipe = pipeline("gender-classification", model={repo!r}, trust_remote_code=True)
+        pipe = pipeline(model={repo!r}, trust_remote_code=True)  # the task is the repo's one custom_pipelines key
         images = [Image.open(p).convert("RGB") for p in {images!r}]
         outputs = pipe(images)
         model = AutoModelForImageClassification.from_pretrained({repo!r}).eval()
@@ -153,7 +178,17 @@ def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh
         from_hub_code = type(pipe).__module__
         import hfvision  # now with hfvision: its own pipeline class, no remote code needed
         same = hfvision.pipeline("gender-classification", model={repo!r})(images)
+        # the repo's Inference Endpoints handler answers like the pipeline
+        import importlib.util, sys
+        from huggingface_hub import snapshot_download
+        folder = snapshot_download({repo!r})
+        spec = importlib.util.spec_from_file_location("handler", folder + "/handler.py")
+        handler = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(handler)
+        endpoint = handler.EndpointHandler(folder)
+        handler_same = [endpoint({{"inputs": image}}) for image in images] == same
         print(json.dumps({{
+            "handler_same": handler_same,
             "from_hub_code": from_hub_code,
             "same_with_hfvision": same == outputs,
             "files": files, "pipeline": type(pipe).__name__, "labels": sorted({{o["label"] for out in outputs for o in out}}),
@@ -164,11 +199,19 @@ def test_cli_trains_on_a_hub_dataset_and_pushes_a_pipeline_that_loads_in_a_fresh
     assert result["pipeline"] == "GenderClassificationPipeline"
     assert result["from_hub_code"].startswith("transformers_modules.")  # the code stored in the repo ran
     assert result["same_with_hfvision"]
+    assert result["handler_same"]
     assert result["labels"] == ["female", "male"]
     assert result["max_diff"] < 1e-2  # the pipeline's batched uint8 preprocessing vs the image processor
     assert result["metrics"] == local_report
     files = result["files"]
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "classification.py", "README.md",
-                 "metrics.json", "confusion_matrix.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "classification.py",
+        "README.md",
+        "metrics.json",
+        "confusion_matrix.png",
+    ):
         assert name in files
     assert not [f for f in files if f.startswith("checkpoint-") or f.endswith((".bin", ".pt", ".pth"))]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hfvision.training.classification.metric_modules import METRICS, metric_path
+from hfvision.training.classification.metric_modules import CLASSIFICATION_METRIC
 from hfvision.training.classification.metrics import (
     cell_box,
     cell_colour,
@@ -21,12 +21,14 @@ from hfvision.training.classification.metrics import (
 def test_local_modules_load_through_evaluate_offline():
     import evaluate
 
-    for name in METRICS:
-        module = evaluate.load(metric_path(name))  # HF_HUB_OFFLINE=1 in the test session: no download possible
-        assert isinstance(module, evaluate.Metric)
-        assert module.name == name
-    with pytest.raises(ValueError, match="unknown bundled metric"):
-        metric_path("bleu")
+    module = evaluate.load(CLASSIFICATION_METRIC)  # HF_HUB_OFFLINE=1 in the test session: no download possible
+    assert isinstance(module, evaluate.Metric)
+    out = module.compute(predictions=[0, 1, 1, 2], references=[0, 1, 0, 2], labels=[0, 1, 2, 3])
+    assert out["accuracy"] == 0.75
+    assert out["confusion_matrix"] == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    assert out["precision"] == pytest.approx((1 + 0.5 + 1 + 0) / 4)  # label 3: no predictions -> 0, not NaN
+    with pytest.raises(ValueError, match="average='binary' is not supported"):
+        module.compute(predictions=[0], references=[0], average="binary")
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -47,7 +49,7 @@ def test_scores_match_scikit_learn(seed):
             scores[f"{name}_per_class"], fn(refs, preds, labels=labels, average=None, zero_division=0)
         )
         for average in ("micro", "weighted"):
-            ours = load_metric(name).compute(predictions=preds, references=refs, labels=labels, average=average)[name]
+            ours = load_metric().compute(predictions=preds, references=refs, labels=labels, average=average)[name]
             assert ours == pytest.approx(fn(refs, preds, labels=labels, average=average, zero_division=0))
     np.testing.assert_array_equal(scores["confusion_matrix"], sk.confusion_matrix(refs, preds, labels=labels))
 

@@ -85,7 +85,8 @@ def test_saved_repo_is_a_gender_pipeline_with_card(vit_run):
     trainer, out = vit_run
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "female", "1": "male"}
-    assert config["custom_pipelines"]["gender-classification"]["impl"] == "classification.GenderClassificationPipeline"
+    custom = config["custom_pipelines"]["hfvision-gender-classification"]
+    assert custom["impl"] == "classification.GenderClassificationPipeline"
     assert (out / "classification.py").is_file() and (out / "preprocessor_config.json").is_file()
     assert not (out / "training_args.bin").exists()  # no pickle in the published folder
     assert not list(out.glob(".pipeline-*"))  # staging folder cleaned up
@@ -99,7 +100,9 @@ def test_saved_repo_is_a_gender_pipeline_with_card(vit_run):
     assert f"| accuracy | {report['accuracy']:.4f} |" in card.text
     assert "**binary** label" in card.text and "| young |" in card.text
     assert 'hfvision.pipeline("gender-classification", model=' in card.text
-    assert 'pipeline("gender-classification", model=' in card.text and "trust_remote_code=True" in card.text
+    repo = "<user>/<repo>"  # not pushed: the card shows a placeholder
+    assert f'pipeline(model="{repo}", trust_remote_code=True)' in card.text  # without hfvision: the repo's code
+    assert f'pipeline("image-classification", model="{repo}")' in card.text  # or the stock class
 
 
 def test_saved_folder_runs_as_a_gender_pipeline(vit_run):

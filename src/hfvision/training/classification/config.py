@@ -8,7 +8,7 @@ and the ``hfvision train classifier`` flags are all generated from its fields.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from transformers import TrainingArguments
@@ -72,7 +72,6 @@ class ImageClassificationConfig(TrainingArguments):
     data: str | None = field(
         default=None,
         metadata={
-            "aliases": ["--data"],
             "help": "imagefolder directory (class per subfolder), save_to_disk directory, or Hub dataset id.",
         },
     )
@@ -162,6 +161,15 @@ class ImageClassificationConfig(TrainingArguments):
         },
     )
 
+    # --- output directory ------------------------------------------------------------------------------------------
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that holds another run's model or checkpoints, replacing them "
+            "(default: refuse; continue that run with --resume_from_checkpoint latest)."
+        },
+    )
+
     def __post_init__(self):
         if not self.model_name_or_path:
             raise ValueError(
@@ -171,6 +179,8 @@ class ImageClassificationConfig(TrainingArguments):
             raise ValueError(
                 "data is required (--data): an imagefolder directory, a save_to_disk directory or a Hub dataset id"
             )
+        if not (self.num_train_epochs > 0 or self.max_steps > 0):
+            raise ValueError(f"num_train_epochs={self.num_train_epochs:g} must be > 0 (--epochs), or set max_steps")
         if not self.validation_size > 0:
             raise ValueError(
                 f"validation_size={self.validation_size} must be > 0 (a fraction below 1 or an image count)"
@@ -192,17 +202,11 @@ class ImageClassificationConfig(TrainingArguments):
 
         >>> config = ImageClassificationConfig.from_yaml("train.yaml", output_dir="run2")
         """
-        import yaml
+        from ...utils.config_parser import check_known_keys, load_yaml_options
 
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}")
+        values = load_yaml_options(path)
         values.update(overrides)
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}; see `hfvision train classifier --help`")
+        check_known_keys(values, cls, source=str(path))
         return cls(**values)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Classification metrics through `evaluate`: scores for the Trainer, a full report, and its JSON + PNG files.
 
-The metrics are hfvision's bundled `evaluate` modules (see ``metric_modules/``), loaded with
+The metrics come from hfvision's bundled `evaluate` module (``metric_modules/classification.py``), loaded with
 ``evaluate.load(<path to script>)``: that works offline, unlike ``evaluate.load("accuracy")`` which downloads the
 script from the Hub. They are computed with numpy and agree with scikit-learn (tested).
 """
@@ -14,29 +14,31 @@ from pathlib import Path
 from typing import Any
 
 from ...utils.io import atomic_write
-from .metric_modules import metric_path
+from .metric_modules import CLASSIFICATION_METRIC
 
 METRICS_FILE = "metrics.json"
 CONFUSION_PNG = "confusion_matrix.png"
 
 
 @cache
-def load_metric(name: str):
-    """The bundled `evaluate` module ``name`` (accuracy, precision, recall, f1, confusion_matrix)."""
+def load_metric():
+    """hfvision's bundled `evaluate` module: accuracy, precision, recall, F1 and the confusion matrix."""
     import evaluate
 
-    return evaluate.load(metric_path(name))
+    return evaluate.load(CLASSIFICATION_METRIC)
 
 
 def compute_scores(predictions, references, num_labels: int) -> dict[str, Any]:
     """Accuracy, macro precision/recall/F1, per-class lists and the confusion matrix (rows: true labels)."""
-    labels = list(range(num_labels))
-    kw = {"predictions": [int(p) for p in predictions], "references": [int(r) for r in references], "labels": labels}
-    out: dict[str, Any] = {"accuracy": load_metric("accuracy").compute(**kw)["accuracy"]}
+    kw = {"predictions": [int(p) for p in predictions], "references": [int(r) for r in references]}
+    kw["labels"] = list(range(num_labels))
+    macro = load_metric().compute(**kw, average="macro")
+    per_class = load_metric().compute(**kw, average=None)
+    out: dict[str, Any] = {"accuracy": macro["accuracy"]}
     for name in ("precision", "recall", "f1"):
-        out[f"{name}_macro"] = load_metric(name).compute(**kw, average="macro")[name]
-        out[f"{name}_per_class"] = load_metric(name).compute(**kw, average=None)[name]
-    out["confusion_matrix"] = load_metric("confusion_matrix").compute(**kw)["confusion_matrix"]
+        out[f"{name}_macro"] = macro[name]
+        out[f"{name}_per_class"] = per_class[name]
+    out["confusion_matrix"] = macro["confusion_matrix"]
     return out
 
 

@@ -106,13 +106,16 @@ def render_model_card(info: CardInfo) -> str:
     ]
     if info.task != "image-classification":
         lines += [
-            f"Without hfvision installed, the `{info.task}` pipeline code stored in this repo (`custom_pipelines` in "
-            "config.json) can run instead; transformers runs it only with `trust_remote_code=True`, so read it first:",
+            f'With hfvision installed, `transformers.pipeline("{info.task}", model="{repo}")` works too '
+            "(after `import hfvision`). Without hfvision, the pipeline code stored in this repo (`custom_pipelines` "
+            "in config.json) can run instead; transformers runs it only with `trust_remote_code=True`, so read it "
+            "first. transformers' own image-classification pipeline gives the same scores without any code:",
             "",
             "```python",
             "from transformers import pipeline",
             "",
-            f'classifier = pipeline("{info.task}", model="{repo}", trust_remote_code=True)',
+            f'classifier = pipeline(model="{repo}", trust_remote_code=True)',
+            f'classifier = pipeline("image-classification", model="{repo}")',
             "```",
             "",
         ]

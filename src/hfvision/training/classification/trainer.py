@@ -25,7 +25,17 @@ from .data import ClassificationData, load_classification_data
 from .metrics import ClassificationMetrics, classification_report, save_report
 from .model_card import CardInfo, render_model_card
 from .modeling import add_lora, frozen_batch_norms, load_classifier
-from .saving import PUSH_IGNORE_PATTERNS, StagedDirectory, pipeline_class_for_task, write_model_files
+from .saving import (
+    PUSH_IGNORE_PATTERNS,
+    StagedDirectory,
+    check_output_dir,
+    pipeline_class_for_task,
+    remove_checkpoints,
+    resolve_resume_checkpoint,
+    run_identity,
+    write_model_files,
+    write_run_file,
+)
 from .transforms import build_transforms, collate
 
 logger = get_logger(__name__)
@@ -63,8 +73,10 @@ class ImageClassificationTrainer(Trainer):
                             "transformers.Trainer to pass your own")  # fmt: skip
         if not isinstance(args, ImageClassificationConfig):
             raise TypeError(f"args must be an ImageClassificationConfig, got {type(args).__name__}")
-        # 1. Check the task first: an unknown task should fail before minutes of training
+        # 1. Check the task and the output directory first: fail before minutes of loading and training
         self.pipeline_class = pipeline_class_for_task(args.task)
+        check_output_dir(args)  # another run's model or checkpoints there: refuse unless resuming / overwriting
+        self.run_identity = run_identity(args)
         # 2. Seed (the head initialisation and the split depend on it)
         set_seed(args.seed)
         # 3. Data
@@ -121,13 +133,22 @@ class ImageClassificationTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """`Trainer.train`; ``resume_from_checkpoint`` defaults to the config's (``"latest"``/``"true"`` = the last
-        checkpoint in ``output_dir``; an error if there is none, never a silent restart)."""
+        checkpoint *of this run* in ``output_dir``; an error if there is none, never a silent restart).
+
+        A fresh run (no resume) with ``overwrite_output_dir`` first removes the replaced run's checkpoints.
+        """
         if resume_from_checkpoint is None and self.args.resume_from_checkpoint:
             value = str(self.args.resume_from_checkpoint)
             resume_from_checkpoint = True if value.lower() in ("latest", "last", "true", "1", "yes") else value
         if resume_from_checkpoint:
+            resume_from_checkpoint = resolve_resume_checkpoint(self.args, self.run_identity, resume_from_checkpoint)
             logger.info("resuming from %s", "the last checkpoint" if resume_from_checkpoint is True
                         else resume_from_checkpoint)  # fmt: skip
+        elif self.args.overwrite_output_dir and self.is_world_process_zero():
+            remove_checkpoints(self.args.output_dir)
+        if self.args.should_save:  # the output directory records which run it belongs to
+            Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
+            write_run_file(self.args.output_dir, self.run_identity)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -148,6 +169,7 @@ class ImageClassificationTrainer(Trainer):
             with atomic_write(pickled.with_suffix(".json"), "w") as f:
                 f.write(self.args.to_json_string())
             pickled.unlink(missing_ok=True)
+            write_run_file(pickled.parent, self.run_identity)  # which run wrote this checkpoint
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # transformers 5 writes checkpoints in the original (4.x) weight-name layout (save_pretrained's
@@ -258,7 +280,7 @@ class ImageClassificationTrainer(Trainer):
         """Save the pipeline repo (:meth:`save_pipeline`) and upload it to ``args.hub_model_id``.
 
         Unlike `Trainer.push_to_hub`, what is uploaded is the pipeline repo only: no checkpoints, optimizer state or
-        pickled ``training_args.bin``.
+        pickled ``training_args.bin``; it carries an Inference Endpoints ``handler.py`` and ``requirements.txt``.
         """
         from huggingface_hub import HfApi
 
@@ -269,6 +291,9 @@ class ImageClassificationTrainer(Trainer):
         out = self.save_pipeline()
         if not self.is_world_process_zero():
             return None
+        from ...hub.endpoints import write_endpoint_files
+
+        write_endpoint_files(out, "classifier")  # Inference Endpoints serve the repo as it is
         info = HfApi(token=token).upload_folder(
             repo_id=self.hub_model_id,
             folder_path=str(out),

@@ -1,22 +1,50 @@
-"""LoRA through PEFT: adapters on the UNet attention projections (and optionally the text encoders), saved as
-diffusers' ``pytorch_lora_weights.safetensors`` with the adapter config in its metadata, so
-``pipe.load_lora_weights(folder)`` restores exactly the trained model.
+"""LoRA (or DoRA) through PEFT: adapters on the UNet attention projections (and optionally the text encoders), saved as
+diffusers' ``pytorch_lora_weights.safetensors`` with the adapter config and ModelSpec entries in its header, so
+``pipe.load_lora_weights(folder)`` restores exactly the trained model; optionally also in the kohya/AUTOMATIC1111
+layout (``pytorch_lora_weights_kohya.safetensors``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
-LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+from ...conversion.lora import (
+    ADAPTER_METADATA_KEY,
+    KOHYA_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    diffusers_to_kohya,
+    kohya_header,
+    loadable_magnitude_keys,
+    write_lora_file,
+)
+from ...utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+LORA_WEIGHTS_NAME = WEIGHTS_NAME
+KOHYA_LORA_WEIGHTS_NAME = KOHYA_WEIGHTS_NAME
 UNET_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 TEXT_ENCODER_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-def add_lora(model: torch.nn.Module, rank: int, alpha: int, dropout: float, target_modules) -> None:
-    """Attach a ``default`` LoRA adapter (gaussian init: the model is unchanged until trained)."""
+def add_lora(
+    model: torch.nn.Module, rank: int, alpha: int, dropout: float, target_modules, use_dora: bool = False
+) -> None:
+    """Attach a ``default`` LoRA adapter (gaussian init: the model is unchanged until trained).
+
+    Args:
+        model (`torch.nn.Module`): a diffusers UNet or transformers text encoder (PEFT-integrated ``add_adapter``).
+        rank (`int`): LoRA rank ``r``.
+        alpha (`int`): ``lora_alpha`` (scale = alpha / rank).
+        dropout (`float`): LoRA dropout.
+        target_modules (`Iterable[str]`): module names to adapt.
+        use_dora (`bool`, *optional*, defaults to `False`): weight-decomposed LoRA (PEFT DoRA); the magnitude vectors
+            start at the weights' norms, so the model is still unchanged until trained.
+    """
     from peft import LoraConfig
 
     config = LoraConfig(
@@ -25,8 +53,24 @@ def add_lora(model: torch.nn.Module, rank: int, alpha: int, dropout: float, targ
         lora_dropout=dropout,
         init_lora_weights="gaussian",
         target_modules=list(target_modules),
+        use_dora=use_dora,
     )
     model.add_adapter(config)
+
+
+def modelspec_family(family: str, text_encoder=None) -> str:
+    """The ModelSpec family (``"sd1"``, ``"sd2"``, ``"sdxl"``) of a trainer family (``"sd"``, ``"sdxl"``): SD 2.x is
+    told from SD 1.x by its OpenCLIP text encoder (``hidden_act="gelu"``; CLIP ViT-L uses ``quick_gelu``). Pass the
+    result with the scheduler's prediction type to [`~hfvision.conversion.modelspec.modelspec_metadata`], which
+    records SD 2.x v-prediction as the 768-v architecture.
+
+    >>> modelspec_family("sd", pipe.text_encoder)
+    'sd1'
+    """
+    if family != "sd":
+        return family
+    config = getattr(text_encoder, "config", None)
+    return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
 
 
 def lora_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,8 +85,38 @@ def lora_metadata(model: torch.nn.Module) -> dict:
     return model.peft_config["default"].to_dict()
 
 
-def save_lora(directory: str | os.PathLike, family: str, unet, text_encoders: list | None = None) -> Path:
-    """Write ``pytorch_lora_weights.safetensors`` for ``unet`` (and LoRA-carrying ``text_encoders``)."""
+def save_lora(
+    directory: str | os.PathLike,
+    family: str,
+    unet,
+    text_encoders: list | None = None,
+    *,
+    kohya: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``pytorch_lora_weights.safetensors`` for ``unet`` (and LoRA-carrying ``text_encoders``).
+
+    The file is diffusers' own (``save_lora_weights``, with the adapter configs in ``lora_adapter_metadata``, so
+    ``load_lora_weights`` restores the exact model); ``metadata`` (e.g. from
+    [`~hfvision.conversion.modelspec.modelspec_metadata`]) is merged into its header.
+
+    Args:
+        directory (`str` or `os.PathLike`): output folder.
+        family (`str`): trainer family (``"sd"`` or ``"sdxl"``), picks the pipeline class that writes the file.
+        unet: the UNet carrying a ``default`` adapter.
+        text_encoders (`list`, *optional*): text encoders carrying adapters, in pipeline order.
+        kohya (`bool`, *optional*, defaults to `False`): also write ``pytorch_lora_weights_kohya.safetensors`` in the
+            kohya/AUTOMATIC1111 layout (same header). With DoRA, that file stores the magnitudes as ``dora_scale``;
+            diffusers drops them from kohya files and other readers normalise differently (see
+            :mod:`hfvision.conversion.lora`), so only the diffusers file reproduces a DoRA model exactly.
+        metadata (`dict[str, str]`, *optional*): header entries for both files.
+
+    Returns:
+        `Path`: the diffusers-layout file.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
     from .components import pipeline_class
 
     kwargs = {"unet_lora_layers": lora_layers(unet), "unet_lora_adapter_metadata": lora_metadata(unet)}
@@ -51,7 +125,28 @@ def save_lora(directory: str | os.PathLike, family: str, unet, text_encoders: li
         kwargs[f"{name}_lora_layers"] = lora_layers(encoder)
         kwargs[f"{name}_lora_adapter_metadata"] = lora_metadata(encoder)
     pipeline_class(family).save_lora_weights(directory, safe_serialization=True, **kwargs)
-    return Path(directory) / LORA_WEIGHTS_NAME
+    path = Path(directory) / LORA_WEIGHTS_NAME
+    use_dora = any(getattr(m.peft_config["default"], "use_dora", False) for m in text_encoders or [])
+    if not metadata and not kohya and not use_dora:
+        return path
+    with safe_open(path, "pt") as f:
+        header = {**(f.metadata() or {}), **(metadata or {})}
+    state_dict = load_file(path)
+    if metadata or use_dora:
+        state_dict = loadable_magnitude_keys(state_dict)
+        write_lora_file(path, state_dict, header)
+    if kohya:
+        adapter_metadata = json.loads(header[ADAPTER_METADATA_KEY]) if ADAPTER_METADATA_KEY in header else None
+        kohya_state = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=family == "sdxl")
+        if any(k.endswith(".dora_scale") for k in kohya_state):
+            logger.warning(
+                "%s stores DoRA magnitudes as dora_scale, which diffusers drops and other tools normalise "
+                "differently: only %s reproduces the DoRA model exactly",
+                KOHYA_LORA_WEIGHTS_NAME,
+                LORA_WEIGHTS_NAME,
+            )
+        write_lora_file(Path(directory) / KOHYA_LORA_WEIGHTS_NAME, kohya_state, kohya_header(header))
+    return path
 
 
 def load_lora(directory: str | os.PathLike, family: str, unet, text_encoders: list | None = None) -> None:

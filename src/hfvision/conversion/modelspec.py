@@ -1,0 +1,156 @@
+"""Stability AI's ModelSpec header (``modelspec.*`` keys in a safetensors ``__metadata__``), which AUTOMATIC1111,
+ComfyUI and kohya's tools read to show a model's architecture, title, trigger phrase and resolution.
+
+Families are data: one row per family with its architecture id, reference implementation and default resolution.
+
+>>> from hfvision.conversion.modelspec import modelspec_metadata
+>>> meta = modelspec_metadata("sdxl", title="dog", trigger_phrase="sks dog", resolution=1024, base_model=None,
+...                           lora=True)
+>>> meta["modelspec.architecture"], meta["modelspec.resolution"]
+('stable-diffusion-xl-v1-base/lora', '1024x1024')
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SPEC_VERSION = "1.0.0"
+LORA_SUFFIX = "/lora"
+
+
+@dataclass(frozen=True)
+class ModelSpecFamily:
+    """One family's ModelSpec facts.
+
+    Attributes:
+        architecture (`str`): ``modelspec.architecture`` of the full model (``"/lora"`` is appended for adapters).
+        implementation (`str`): ``modelspec.implementation``, the code base the original weights belong to.
+        resolution (`int`): the family's native training resolution (square).
+        prediction_type (`str`, *optional*): ``modelspec.prediction_type`` (``"epsilon"``, ``"v"``, ``"flow"``).
+    """
+
+    architecture: str
+    implementation: str
+    resolution: int
+    prediction_type: str | None = "epsilon"
+
+
+_COMPVIS = "https://github.com/CompVis/stable-diffusion"
+_STABILITY_SD2 = "https://github.com/Stability-AI/stablediffusion"
+_SGM = "https://github.com/Stability-AI/generative-models"
+_SD3 = "https://github.com/Stability-AI/sd3-ref"
+_FLUX = "https://github.com/black-forest-labs/flux"
+
+FAMILIES: dict[str, ModelSpecFamily] = {
+    "sd1": ModelSpecFamily("stable-diffusion-v1", _COMPVIS, 512),
+    "sd2": ModelSpecFamily("stable-diffusion-v2-512", _STABILITY_SD2, 512),
+    "sd2-v": ModelSpecFamily("stable-diffusion-v2-768-v", _STABILITY_SD2, 768, "v"),
+    "sdxl": ModelSpecFamily("stable-diffusion-xl-v1-base", _SGM, 1024),
+    # later families (data only for now; nothing in hfvision trains them yet)
+    "sd3-medium": ModelSpecFamily("stable-diffusion-3-medium", _SD3, 1024, "flow"),
+    "sd35-medium": ModelSpecFamily("stable-diffusion-3.5-medium", _SD3, 1024, "flow"),
+    "sd35-large": ModelSpecFamily("stable-diffusion-3.5-large", _SD3, 1024, "flow"),
+    "flux-dev": ModelSpecFamily("flux-1-dev", _FLUX, 1024, "flow"),
+    "flux-schnell": ModelSpecFamily("flux-1-schnell", _FLUX, 1024, "flow"),
+}
+# other spellings used across hfvision (base-model registry keys, single-file families)
+ALIASES = {"sd15": "sd1", "sd21": "sd2-v", "sd21-base": "sd2", "sd3": "sd3-medium", "flux": "flux-dev"}
+
+
+def resolve_family(family: str, prediction_type: str | None = None) -> str:
+    """The row of [`FAMILIES`] for ``family`` (aliases resolved); ``"sd2"`` with ``prediction_type="v_prediction"``
+    (or ``"v"``) is the 768 v-prediction model."""
+    key = ALIASES.get(family, family)
+    if key == "sd2" and prediction_type in ("v", "v_prediction"):
+        key = "sd2-v"
+    if key not in FAMILIES:
+        known = ", ".join([*FAMILIES, *ALIASES])
+        raise ValueError(f"family={family!r} has no ModelSpec architecture; use one of {known}")
+    return key
+
+
+def format_resolution(resolution: int | tuple[int, int] | list[int] | str) -> str:
+    """``512`` -> ``"512x512"``, ``(1024, 768)`` (width, height) -> ``"1024x768"``."""
+    if isinstance(resolution, str):
+        width, sep, height = resolution.partition("x")
+        if not (sep and width.isdigit() and height.isdigit()):
+            raise ValueError(f"resolution={resolution!r} must look like WIDTHxHEIGHT, e.g. '512x512'")
+        return resolution
+    if isinstance(resolution, int):
+        resolution = (resolution, resolution)
+    width, height = (int(v) for v in resolution)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"resolution={resolution!r} must be positive, e.g. 512 or (1024, 768)")
+    return f"{width}x{height}"
+
+
+def modelspec_metadata(
+    family: str,
+    *,
+    title: str,
+    trigger_phrase: str | None,
+    resolution: int | tuple[int, int] | None,
+    base_model: str | None,
+    lora: bool,
+    description: str | None = None,
+    prediction_type: str | None = None,
+    date: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The ModelSpec (``modelspec.*``) entries for a safetensors header, all strings.
+
+    Args:
+        family (`str`): ``"sd1"``, ``"sd2"``, ``"sd2-v"``, ``"sdxl"`` (or a later family of [`FAMILIES`], or an
+            alias such as ``"sd15"``/``"sd21"``).
+        title (`str`): ``modelspec.title``, the name UIs list the model under.
+        trigger_phrase (`str`, *optional*): ``modelspec.trigger_phrase`` (e.g. ``"sks dog"``); omitted when `None`.
+        resolution (`int` or `(width, height)`, *optional*): the training resolution; the family's native one
+            when `None`.
+        base_model (`str`, *optional*): what the model was trained from (a Hub id or path), recorded as
+            ``hfvision.base_model``; ModelSpec has no key for it.
+        lora (`bool`): the file is an adapter (``"/lora"`` is appended to the architecture).
+        description (`str`, *optional*): ``modelspec.description``.
+        prediction_type (`str`, *optional*): ``"epsilon"`` or ``"v_prediction"``/``"v"``; ``"sd2"`` with v-prediction
+            is recorded as the 768-v architecture.
+        date (`str`, *optional*): ``modelspec.date``; today (ISO 8601) when `None`.
+        extra (`Mapping[str, str]`, *optional*): more entries, written last (they may override).
+
+    Returns:
+        `dict[str, str]`: header entries ready for ``safetensors.torch.save_file(..., metadata=...)``.
+    """
+    spec = FAMILIES[resolve_family(family, prediction_type)]
+    if not title:
+        raise ValueError("title must be a non-empty string (modelspec.title), e.g. the output folder name")
+    if prediction_type in ("v", "v_prediction"):
+        prediction = "v"
+    elif prediction_type in (None, ""):
+        prediction = spec.prediction_type
+    else:
+        prediction = prediction_type
+    header = {
+        "modelspec.sai_model_spec": SPEC_VERSION,
+        "modelspec.architecture": spec.architecture + (LORA_SUFFIX if lora else ""),
+        "modelspec.implementation": spec.implementation,
+        "modelspec.title": title,
+        "modelspec.resolution": format_resolution(spec.resolution if resolution is None else resolution),
+        "modelspec.date": date or datetime.date.today().isoformat(),
+    }
+    if prediction:
+        header["modelspec.prediction_type"] = prediction
+    if trigger_phrase:
+        header["modelspec.trigger_phrase"] = trigger_phrase
+    if description:
+        header["modelspec.description"] = description
+    if base_model:
+        header["hfvision.base_model"] = str(base_model)
+    for key, value in (extra or {}).items():
+        header[str(key)] = value if isinstance(value, str) else str(value)
+    return header
+
+
+def family_from_architecture(architecture: str) -> str | None:
+    """The [`FAMILIES`] key whose architecture ``architecture`` names (with or without ``"/lora"``), else `None`."""
+    base = architecture.removesuffix(LORA_SUFFIX)
+    return next((key for key, spec in FAMILIES.items() if spec.architecture == base), None)
