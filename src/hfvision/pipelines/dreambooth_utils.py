@@ -56,9 +56,9 @@ def expand_prompt(prompt: str | list[str] | None, instance_token: str | None, cl
             if not value:
                 name, flag = PLACEHOLDERS[placeholder]
                 raise ValueError(
-                    f"prompt {prompt!r} uses {placeholder} but this model does not know its {name}: pass "
-                    f"{name}=... in Python (DreamBoothPipeline.from_pretrained(path, {name}=...) or "
-                    f"from_components(pipe, {name}=...)) or {flag} to `hfvision generate`, or write the word out"
+                    f"prompt {prompt!r} uses {placeholder} but the pipeline has no {name}: pass {name}=... in "
+                    f"Python (from_pretrained(path, {name}=...) or from_components(pipe, {name}=...)) or {flag} to "
+                    "`hfvision generate`, or write the word out"
                 )
             prompt = prompt.replace(placeholder, value)
     return prompt
