@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import torch
 
 from hfvision.testing import tiny_controlnet
@@ -29,3 +32,17 @@ def control_photo():
     from hfvision.testing import sample_image
 
     return canny_image(sample_image("astronaut").resize((64, 64), Image.BICUBIC))
+
+
+@contextlib.contextmanager
+def diffusers_warnings():
+    """Records of warnings logged under diffusers' logger tree (which does not propagate to the root logger)."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("diffusers")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

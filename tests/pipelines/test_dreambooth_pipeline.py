@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import logging
+import json
 
 import numpy as np
 import pytest
 import torch
-from dreambooth_testing import active_controlnet, control_photo, gen  # noqa: F401
+from dreambooth_testing import active_controlnet, control_photo, diffusers_warnings, gen
 
 from hfvision.pipelines.dreambooth import DreamBoothPipeline, expand_prompt
 from hfvision.testing import tiny_controlnet, tiny_sd_pipeline
@@ -114,21 +114,27 @@ def test_prompt_embeds_and_callback_interrupt(reference):
         handle.remove()
     assert len(calls) == 2 and [s[0] for s in seen] == [0, 1]
     assert seen[0][1] == ["latents", "prompt_embeds"] and seen[0][2][0] == 2  # uncond + cond
-    with pytest.raises(ValueError, match="not available"):
+    with pytest.raises(ValueError, match="has to be in"):  # diffusers' own check_inputs
         pipe("{token}", num_inference_steps=1, callback_on_step_end_tensor_inputs=["noise_pred"])
 
 
-def test_placeholders_and_long_prompts(reference, caplog):
+def test_placeholders_and_long_prompts(reference):
     assert expand_prompt(["{token} {class}", "plain"], "sks", "cat") == ["sks cat", "plain"]
     ref = reference("sd1")
     pipe = dreambooth(ref)
     bare = DreamBoothPipeline.from_components(ref)
-    with pytest.raises(ValueError, match=r"uses \{token\} but the pipeline has no instance_token"):
+    with pytest.raises(ValueError, match=r"uses \{token\} .* instance_token=\.\.\. in Python .* --token to `hfvision"):
         bare("a photo of {token}", num_inference_steps=1)
+    with pytest.raises(ValueError, match=r"uses \{class\} .* class_noun=\.\.\. .* --class-noun"):
+        bare("a photo of a {class}", num_inference_steps=1)
     long_prompt = "a photo of {token} " + "very " * 90 + "detailed"
-    with caplog.at_level(logging.WARNING, logger="hfvision"):
-        actual = pipe(long_prompt, num_inference_steps=2, output_type="np", generator=gen(4)).images
-    assert any("truncated because CLIP can only handle sequences up to 77" in r.message for r in caplog.records)
+    for clip_skip in (None, 1):  # the clip_skip path is hfvision's own code (see encode_prompt): same warning
+        with diffusers_warnings() as records:
+            pipe(long_prompt, num_inference_steps=1, output_type="latent", clip_skip=clip_skip)
+        messages = [r.getMessage() for r in records]
+        assert len(messages) == 1 and "truncated because CLIP can only handle sequences up to 77" in messages[0]
+        assert records[0].name == "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion"
+    actual = pipe(long_prompt, num_inference_steps=2, output_type="np", generator=gen(4)).images
     expected = ref(long_prompt.replace("{token}", "sks"), num_inference_steps=2, output_type="np",
                    generator=gen(4)).images  # fmt: skip
     assert np.abs(expected - actual).max() <= 1e-5
@@ -185,6 +191,19 @@ def test_save_pretrained_round_trip(reference, tmp_path):
     kwargs = dict(control_image=control_photo(), num_inference_steps=2, output_type="np")
     np.testing.assert_array_equal(pipe("{token}", generator=gen(5), **kwargs).images,
                                   loaded("{token}", generator=gen(5), **kwargs).images)  # fmt: skip
+    # model_index.json names the shipped module for diffusers' remote-code loading ...
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    assert index["_class_name"] == ["dreambooth", "DreamBoothPipeline"] and index["instance_token"] == "sks"
+    from diffusers import DiffusionPipeline
+
+    with pytest.raises(ValueError, match=r"(?s)custom code in dreambooth.py.*trust_remote_code=True"):
+        DiffusionPipeline.from_pretrained(tmp_path / "out")  # refused before any of that code runs
+    # ... while hfvision's own loaders use the installed class; config values can be overridden at load time
+    retokened = DreamBoothPipeline.from_pretrained(tmp_path / "out", instance_token="zwx")
+    assert type(retokened) is DreamBoothPipeline and retokened.instance_token == "zwx"
+    from hfvision.models import load_pipeline
+
+    assert type(load_pipeline(tmp_path / "out")) is DreamBoothPipeline
 
 
 def test_guidance_distilled_unet_equals_diffusers():

@@ -1,5 +1,7 @@
 """What the DreamBooth pipelines share: ``{token}``/``{class}`` prompt placeholders, family inference, construction
-from another pipeline's components, and `save_pretrained` / `push_to_hub` that ship the pipeline's own code.
+from another pipeline's components, routing a call to diffusers' ControlNet pipeline, and `save_pretrained` /
+`push_to_hub` that ship the pipeline's own code and name it in ``model_index.json`` (``"_class_name": ["dreambooth",
+"DreamBoothPipeline"]``), so ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`` returns it.
 
 Self-contained (stdlib + diffusers/huggingface_hub at call time) because it is shipped with saved pipelines and
 imported there as remote code without hfvision.
@@ -12,11 +14,12 @@ imported there as remote code without hfvision.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,16 @@ from diffusers import DiffusionPipeline
 # A plain stdlib logger under the "hfvision" tree (same as hfvision.utils.get_logger) so this file needs no hfvision.
 logger = logging.getLogger("hfvision.pipelines.dreambooth")
 
-PLACEHOLDERS = {"{token}": "instance_token", "{class}": "class_noun"}
+# placeholder -> (config key / Python argument, `hfvision generate` flag)
+PLACEHOLDERS = {"{token}": ("instance_token", "--token"), "{class}": ("class_noun", "--class-noun")}
+# Arguments the DreamBooth pipelines add to their diffusers parent's `__call__` (ControlNet conditioning).
+CONTROL_ARGUMENTS = (
+    "control_image",
+    "controlnet_conditioning_scale",
+    "control_guidance_start",
+    "control_guidance_end",
+)
+PROMPT_ARGUMENTS = ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2")
 
 
 def expand_prompt(prompt: str | list[str] | None, instance_token: str | None, class_noun: str | None = None):
@@ -42,9 +54,11 @@ def expand_prompt(prompt: str | list[str] | None, instance_token: str | None, cl
     for placeholder, value in values.items():
         if placeholder in prompt:
             if not value:
+                name, flag = PLACEHOLDERS[placeholder]
                 raise ValueError(
-                    f"prompt {prompt!r} uses {placeholder} but the pipeline has no {PLACEHOLDERS[placeholder]}; "
-                    f"set it with pipe.register_to_config({PLACEHOLDERS[placeholder]}=...) or write it out"
+                    f"prompt {prompt!r} uses {placeholder} but the pipeline has no {name}: pass {name}=... in "
+                    f"Python (from_pretrained(path, {name}=...) or from_components(pipe, {name}=...)) or {flag} to "
+                    "`hfvision generate`, or write the word out"
                 )
             prompt = prompt.replace(placeholder, value)
     return prompt
@@ -67,11 +81,15 @@ def nearest_multiples(value: int, multiple: int) -> tuple[int, int]:
     return low, low + multiple
 
 
+def _is_default(value: Any, default: Any) -> bool:
+    return value is default or (isinstance(value, (bool, int, float, str, tuple)) and value == default)
+
+
 class DreamBoothMixin:
     """What the DreamBooth pipelines add to diffusers' pipelines: identifier placeholders, construction from another
-    pipeline's components, and shipping their own code on `save_pretrained` / `push_to_hub`."""
+    pipeline's components, ControlNet routing, and shipping their own code on `save_pretrained` / `push_to_hub`."""
 
-    # Files copied next to the weights by save_pretrained; the first one is the `custom_pipeline` module.
+    # Files copied next to the weights by save_pretrained; the first one is the module named in model_index.json.
     _code_files: tuple[str, ...] = ("dreambooth.py", "dreambooth_utils.py", "controlnet_utils.py")
 
     @property
@@ -97,24 +115,29 @@ class DreamBoothMixin:
     ):
         """Build this pipeline from another pipeline (or a components dict) sharing its modules, no copy.
 
-        Components this class does not take (``safety_checker``, ``feature_extractor``, ...) are dropped. The trainer
-        uses this to save its result: ``DreamBoothPipeline.from_components(pipe, instance_token="sks",
-        class_noun="dog").save_pretrained(out)``.
+        Components and config values this class takes are kept (a base model's ``safety_checker`` and
+        ``requires_safety_checker`` included, as in diffusers); others are dropped. The trainer uses this to save its
+        result: ``DreamBoothPipeline.from_components(pipe, instance_token="sks", class_noun="dog").save_pretrained(out)``.
 
         Args:
             pipe_or_components (`DiffusionPipeline` or `dict`): source pipeline or its ``components``.
             instance_token (`str`, *optional*): the trained identifier, e.g. ``"sks"``; kept from a DreamBooth source.
             class_noun (`str`, *optional*): the subject's class, e.g. ``"dog"``.
             family (`str`, *optional*): base family (``"sd1"``, ``"sd2"``, ``"sdxl"``); inferred from the UNet.
-            overrides: components to replace, e.g. ``controlnet=...`` or ``scheduler=...``.
+            overrides: components or config values to replace, e.g. ``controlnet=...``, ``scheduler=...`` or
+                ``safety_checker=None, requires_safety_checker=False``.
         """
         source_config = getattr(pipe_or_components, "config", {}) or {}
         if isinstance(pipe_or_components, DiffusionPipeline):
             components = dict(pipe_or_components.components)
         else:
             components = dict(pipe_or_components)
-        components.update(overrides)
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        parameters = inspect.signature(cls.__init__).parameters
+        accepted = set(parameters) - {"self"}
+        # config values of the source (requires_safety_checker, force_zeros_for_empty_prompt, ...) carry over
+        own = {"instance_token", "class_noun", "family"}
+        settings = {k: source_config[k] for k in accepted - own - set(components) if k in source_config}
+        components = {**settings, **components, **overrides}
         if "text_encoder_2" in components and "text_encoder_2" not in accepted:
             raise ValueError(
                 f"these are SDXL components; use DreamBoothXLPipeline.from_components instead of {cls.__name__}"
@@ -123,7 +146,7 @@ class DreamBoothMixin:
         if dropped:
             logger.info("%s.from_components: not using %s", cls.__name__, ", ".join(dropped))
         kwargs = {k: v for k, v in components.items() if k in accepted}
-        required = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.default is p.empty][1:]
+        required = [n for n, p in parameters.items() if p.default is p.empty][1:]
         missing = [n for n in required if n not in kwargs]
         if missing:
             raise ValueError(f"{cls.__name__}.from_components: missing {', '.join(missing)} (an SD 1.x/2.x pipeline goes "
@@ -133,9 +156,109 @@ class DreamBoothMixin:
         kwargs["family"] = family or source_config.get("family")
         return cls(**kwargs)
 
+    @property
+    def components(self) -> dict[str, Any]:
+        """The pipeline's modules as diffusers lists them; ``controlnet`` only when one is set, so a DreamBooth
+        pipeline without ControlNet has exactly its diffusers parent's components."""
+        components = super().components
+        if components.get("controlnet", True) is None:
+            del components["controlnet"]
+        return components
+
+    # -- generation: hfvision's additions around the diffusers parent's own __call__ --
+
+    def _generate(self, call: Callable, controlnet_cls: type, args: dict[str, Any], kwargs: dict[str, Any]):
+        """Expand placeholders, then run ``call`` (the diffusers parent's ``__call__``) or, with a ControlNet,
+        ``controlnet_cls`` (diffusers' ControlNet pipeline) over this pipeline's modules."""
+        for name in PROMPT_ARGUMENTS:
+            if name in args:
+                args[name] = self.expand_prompt(args[name])
+        control = {name: args.pop(name) for name in CONTROL_ARGUMENTS}
+        for name in ("height", "width"):
+            value = args.get(name)
+            if value is not None and (not isinstance(value, int) or value <= 0 or value % 8 != 0):
+                low, high = nearest_multiples(int(value), 8) if isinstance(value, int) and value > 0 else (512, 520)
+                raise ValueError(f"{name}={value!r} must be a positive multiple of 8; try {low} or {high}")
+        controlnet = getattr(self, "controlnet", None)
+        if controlnet is None:
+            if control["control_image"] is not None:
+                raise ValueError(
+                    "`control_image` was given but the pipeline has no ControlNet; pass controlnet=... first"
+                )
+            return call(self, **args, **kwargs)
+        # imported here: modules that ship this file without controlnet_utils.py (no ControlNet) must still load
+        from .controlnet_utils import check_controlnet_compatible
+
+        check_controlnet_compatible(controlnet, self.unet)
+        if control["control_image"] is None:
+            raise ValueError("this pipeline has a ControlNet: pass `control_image` (e.g. canny_image(photo))")
+        args = self._prepare_controlnet_args(args)
+        pipe = self.controlnet_pipeline(controlnet_cls)
+        accepted = inspect.signature(controlnet_cls.__call__).parameters
+        defaults = inspect.signature(call).parameters
+        unsupported = [k for k, v in args.items() if k not in accepted and not _is_default(v, defaults[k].default)]
+        if unsupported:
+            raise ValueError(
+                f"{', '.join(unsupported)} cannot be used with a ControlNet ({controlnet_cls.__name__} has no such "
+                "argument); leave it at its default or remove the ControlNet"
+            )
+        args = {k: v for k, v in args.items() if k in accepted}
+        image = control.pop("control_image")
+        return pipe(**args, image=image, **control, **kwargs)
+
+    def controlnet_pipeline(self, controlnet_cls: type):
+        """diffusers' ControlNet pipeline (``controlnet_cls``) over this pipeline's modules (shared, not copied)."""
+        components = self.components
+        parameters = inspect.signature(controlnet_cls.__init__).parameters
+        kwargs = {k: v for k, v in components.items() if k in parameters}
+        kwargs.update({k: self.config[k] for k in parameters if k not in components and k in self.config})
+        kwargs.update(self._controlnet_pipeline_kwargs())
+        cached = self.__dict__.get("_controlnet_pipe")
+        if (
+            cached is not None
+            and type(cached) is controlnet_cls
+            and all(getattr(cached, k, None) is v for k, v in kwargs.items() if k in components)
+        ):
+            pipe = cached
+        else:
+            pipe = controlnet_cls(**kwargs)
+            self.__dict__["_controlnet_pipe"] = pipe
+        pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
+        return pipe
+
+    def _prepare_controlnet_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Hook: adjust the call's arguments before they go to the ControlNet pipeline."""
+        return args
+
+    def _controlnet_pipeline_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the ControlNet pipeline that are neither components nor config values."""
+        return {}
+
+    # -- saving and loading: code shipped with the weights, named in model_index.json --
+
+    def _shipped_class_name(self) -> list[str] | None:
+        """``[module, class]`` for model_index.json: the class in this pipeline's MRO defined in ``_code_files[0]``."""
+        for klass in type(self).__mro__:
+            module = sys.modules.get(klass.__module__)
+            if Path(getattr(module, "__file__", "") or "").name == self._code_files[0]:
+                return [Path(self._code_files[0]).stem, klass.__name__]
+        return None
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict[str, Any]:
+        # model_index.json names this class as remote code (["dreambooth", "DreamBoothPipeline"]) for
+        # `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`. Loading with the class itself needs none
+        # of that code: read the entry as the plain class name, so diffusers uses `cls` and runs nothing from the repo.
+        config = super()._dict_from_json_file(json_file)
+        name = config.get("_class_name")
+        if isinstance(name, (list, tuple)) and len(name) == 2 and name[1] == cls.__name__:
+            if f"{name[0]}.py" in cls._code_files:
+                config["_class_name"] = name[1]
+        return config
+
     def save_pipeline_code(self, save_directory: str | os.PathLike) -> list[Path]:
         """Copy this pipeline's module files into ``save_directory`` so diffusers can load it as remote code."""
-        source_dir = Path(sys.modules[type(self).__module__].__file__).parent
+        source_dir = Path(__file__).parent  # all shipped files are siblings of this one (also as remote code)
         written = []
         for name in self._code_files:
             target = Path(save_directory) / name
@@ -152,9 +275,11 @@ class DreamBoothMixin:
         push_to_hub: bool = False,
         **kwargs: Any,
     ) -> None:
-        """`DiffusionPipeline.save_pretrained`, plus the pipeline's code (``dreambooth.py``, ...) so that
-        ``DiffusionPipeline.from_pretrained(path_or_repo, custom_pipeline="dreambooth", trust_remote_code=True)``
-        works without hfvision. With ``push_to_hub=True`` the code is uploaded with the weights."""
+        """`DiffusionPipeline.save_pretrained`, plus the pipeline's code (``dreambooth.py``, ...) named in
+        ``model_index.json`` as ``"_class_name": ["dreambooth", "DreamBoothPipeline"]``, so that
+        ``DiffusionPipeline.from_pretrained(path_or_repo, trust_remote_code=True)`` returns this class without
+        hfvision. `push_to_hub` goes through here too; with ``push_to_hub=True`` the code is uploaded with the weights.
+        """
         hub_kwargs = {
             k: kwargs.pop(k) for k in ("commit_message", "private", "create_pr", "token", "repo_id") if k in kwargs
         }
@@ -167,6 +292,12 @@ class DreamBoothMixin:
             **kwargs,
         )
         self.save_pipeline_code(save_directory)
+        class_name = self._shipped_class_name()
+        if class_name is not None:
+            index_path = Path(save_directory) / "model_index.json"
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+            index["_class_name"] = class_name
+            index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if push_to_hub:
             from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
             from huggingface_hub import create_repo
