@@ -146,8 +146,15 @@ def diffusers_to_kohya(
     import torch
     from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
 
-    parts = split_components(state_dict)
     configs = _component_configs(adapter_metadata)
+    if any(key.startswith("transformer.") for key in state_dict):  # Flux.1: the kohya-Flux layout
+        from .lora_flux import flux_to_kohya
+
+        flux = {k: v for k, v in state_dict.items() if k.startswith("transformer.")}
+        rest = {k: v for k, v in state_dict.items() if k not in flux}  # CLIP: lora_te1_, as kohya's Flux scripts
+        converted = flux_to_kohya(flux, configs.get("transformer"))
+        return {**converted, **(diffusers_to_kohya(rest, adapter_metadata, sdxl=True) if rest else {})}
+    parts = split_components(state_dict)
     sdxl = "text_encoder_2" in parts if sdxl is None else sdxl
     prefixes = {
         "unet": "lora_unet_",
@@ -217,6 +224,14 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         raise ValueError(
             f"not a kohya LoRA: expected keys starting with {KOHYA_PREFIXES}, got e.g. {next(iter(state_dict))!r}"
         )
+    from .lora_flux import is_flux_state_dict, kohya_to_flux
+
+    if is_flux_state_dict(state_dict):  # Flux.1: transformer through our exact inverse, CLIP as below
+        unet = {k: v for k, v in state_dict.items() if k.startswith("lora_unet_")}
+        converted, config = kohya_to_flux(unet, _component_configs(adapter_metadata).get("transformer"))
+        rest = {k: v for k, v in state_dict.items() if k not in unet}
+        text, configs = kohya_to_diffusers(rest, adapter_metadata) if rest else ({}, {})
+        return {**converted, **text}, {"transformer": config, **configs}
     extras = {k: v for k, v in state_dict.items() if k.endswith((".alpha", ".dora_scale"))}
     pairs = {k: v for k, v in state_dict.items() if k not in extras}
     # diffusers' reader moves tensors without copying them: the lora_down tensor identifies its kohya module

@@ -167,7 +167,10 @@ _CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
 
 def guess_family(state_dict: Mapping) -> str | None:
     """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA down weight (diffusers, PEFT or
-    kohya names), else `None`."""
+    kohya names); ``"flux-dev"`` for a Flux LoRA that adapts the guidance embedder (only dev has one; other Flux LoRAs
+    fit dev and schnell alike); else `None`."""
+    if any("guidance_embedder" in key or key.startswith("lora_unet_guidance_in") for key in state_dict):
+        return "flux-dev"
     for key, value in state_dict.items():
         down = key.endswith(("lora.down.weight", "lora_A.weight", "lora_down.weight"))
         if ("attn2.to_k" in key or "attn2_to_k" in key) and down:
@@ -193,7 +196,9 @@ def lora_modelspec(
     known = family or family_from_architecture(carried.get("modelspec.architecture", "")) or guess_family(state_dict)
     if known is None:
         if not carried:
-            logger.warning("no ModelSpec metadata written: the family is unknown; pass --family (e.g. sd1, sd2, sdxl)")
+            logger.warning(
+                "no ModelSpec metadata written: the family is unknown; pass --family (e.g. sd1, sdxl, flux-dev)"
+            )
         spec = dict(carried)
     else:
         defaults = modelspec_metadata(
