@@ -65,3 +65,95 @@ def test_models_list_and_errors(capsys, tmp_path):
     assert "did you mean 'sd15'" in capsys.readouterr().err
     assert main(["generate", "--model", "sd15", "--prompt", "x", "--out", str(tmp_path / "x.gif")]) == 2
     assert "must end in .png" in capsys.readouterr().err
+
+
+def _argv(model, out, *extra):
+    return ["generate", "--model", str(model), "--out", str(out), "--height", "32", "--width", "32", *extra]
+
+
+def _same_image(path, expected) -> None:
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(expected))
+
+
+def test_generate_flux_matches_stock_pipeline(tmp_path):
+    """Flux-dev folder: {token} from --token, guidance 3.5 and 512 T5 tokens by default; a saved DreamBooth
+    schnell folder: its stored token, 4 steps without guidance, 256 tokens; both equal to stock FluxPipeline."""
+    from diffusers import FluxPipeline
+
+    from hfvision.pipelines import DreamBoothFluxPipeline
+    from hfvision.testing import save_tiny_flux, tiny_flux_pipeline
+
+    dev = save_tiny_flux(tmp_path / "dev", "dev")
+    argv = _argv(dev, tmp_path / "dev.png", "--prompt", "a photo of {token} dog", "--token", "sks", "--steps", "2")
+    assert main([*argv, "--seed", "3"]) == 0
+    expected = FluxPipeline.from_pretrained(dev)(
+        "a photo of sks dog",
+        num_inference_steps=2,
+        guidance_scale=3.5,
+        max_sequence_length=512,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(3),
+    ).images[0]
+    _same_image(tmp_path / "dev.png", expected)
+
+    stock = tiny_flux_pipeline("schnell")
+    DreamBoothFluxPipeline.from_components(stock, instance_token="zwx").save_pretrained(tmp_path / "schnell")
+    assert main(_argv(tmp_path / "schnell", tmp_path / "s.png", "--prompt", "{token} on a beach")) == 0
+    expected = stock(
+        "zwx on a beach",
+        num_inference_steps=4,
+        guidance_scale=0.0,
+        max_sequence_length=256,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
+    _same_image(tmp_path / "s.png", expected)
+
+
+def test_generate_sd3_matches_stock_pipeline(tmp_path):
+    from diffusers import StableDiffusion3Pipeline
+
+    from hfvision.testing import save_tiny_sd3
+
+    model = save_tiny_sd3(tmp_path / "sd3")
+    argv = _argv(model, tmp_path / "o.png", "--prompt", "a cat", "--negative-prompt", "blurry", "--steps", "2")
+    assert main(argv) == 0
+    expected = StableDiffusion3Pipeline.from_pretrained(model)(
+        "a cat",
+        negative_prompt="blurry",
+        num_inference_steps=2,
+        guidance_scale=7.0,
+        max_sequence_length=256,
+        height=32,
+        width=32,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
+    _same_image(tmp_path / "o.png", expected)
+
+
+def test_generate_flow_flag_errors_before_loading(tmp_path, capsys, monkeypatch):
+    import hfvision.models
+    from hfvision.testing import save_tiny_flux
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(hfvision.models, "load_pipeline", refuse)
+    schnell = save_tiny_flux(tmp_path / "schnell", "schnell")
+    out = tmp_path / "x.png"
+    cases = [
+        (_argv("flux-dev", out, "--prompt", "x", "--height", "40"), "--height 40 must be a multiple of 16"),
+        (_argv("flux-dev", out, "--prompt", "x", "--negative-prompt", "blur"), "--true-cfg-scale"),
+        (_argv("sd35-medium", out, "--prompt", "x", "--controlnet", "canny"), "no ControlNet"),
+        (_argv(schnell, out, "--prompt", "x", "--guidance-scale", "2"), "FLUX.1-schnell has no guidance"),
+        (_argv(schnell, out, "--prompt", "x", "--max-sequence-length", "300"), "over flux-schnell's 256"),
+        (_argv(schnell, out, "--prompt", "{token} x"), "stores no instance_token; pass --token"),
+        (_argv("sd15", out, "--prompt", "x", "--true-cfg-scale", "2"), "for Flux.1/SD3 models"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
