@@ -53,10 +53,17 @@ def _save(pipe, directory):
     from diffusers import FluxPipeline
     from peft.utils import get_peft_model_state_dict
 
+    text = {}
+    if getattr(pipe.text_encoder, "peft_config", None):
+        text = {
+            "text_encoder_lora_layers": get_peft_model_state_dict(pipe.text_encoder),
+            "text_encoder_lora_adapter_metadata": pipe.text_encoder.peft_config["default"].to_dict(),
+        }
     FluxPipeline.save_lora_weights(
         directory,
         transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
         transformer_lora_adapter_metadata=pipe.transformer.peft_config["default"].to_dict(),
+        **text,
     )
     return directory / "pytorch_lora_weights.safetensors"
 
@@ -78,9 +85,14 @@ def _image(pipe, **kwargs):
 
 @pytest.fixture(scope="module")
 def flux_lora(tmp_path_factory):
-    """A tiny Flux-dev LoRA (rank 4, alpha 8, random weights) on the double blocks, diffusers layout."""
-    directory = tmp_path_factory.mktemp("flux_lora")
-    return _save(_lora_pipeline(DOUBLE_ONLY), directory)
+    """A tiny Flux-dev LoRA (rank 4, alpha 8, random weights) on the double blocks and the CLIP text encoder (rank 2,
+    alpha 1), diffusers layout."""
+    from peft import LoraConfig
+
+    pipe = _lora_pipeline(DOUBLE_ONLY)
+    config = LoraConfig(r=2, lora_alpha=1, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+    pipe.text_encoder.add_adapter(LoraConfig(**{**config.to_dict(), "init_lora_weights": False}))
+    return _save(pipe, tmp_path_factory.mktemp("flux_lora"))
 
 
 def test_kohya_flux_loads_in_diffusers_like_the_original(flux_lora, tmp_path):
@@ -94,6 +106,7 @@ def test_kohya_flux_loads_in_diffusers_like_the_original(flux_lora, tmp_path):
     assert tensors["lora_unet_double_blocks_0_txt_attn_qkv.lora_up.weight"].shape == (96, 12)
     assert float(tensors["lora_unet_double_blocks_0_img_attn_qkv.alpha"]) == 24.0  # scale 8/4 = 24/12
     assert float(tensors["lora_unet_double_blocks_0_img_mod_lin.alpha"]) == 8.0
+    assert float(tensors["lora_te1_text_model_encoder_layers_0_self_attn_q_proj.alpha"]) == 1.0  # kohya's CLIP names
     assert header(kohya)["modelspec.architecture"] == "flux-1-dev/lora"
 
     reference = tiny_flux_pipeline("dev")

@@ -231,6 +231,8 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         converted, config = kohya_to_flux(unet, _component_configs(adapter_metadata).get("transformer"))
         rest = {k: v for k, v in state_dict.items() if k not in unet}
         text, configs = kohya_to_diffusers(rest, adapter_metadata) if rest else ({}, {})
+        # diffusers' Flux files name text-encoder LoRAs the PEFT way (lora_A/lora_B), not lora_linear_layer
+        text = {f"{c}.{k}": v for c, part in split_components(text).items() for k, v in to_peft(c, part).items()}
         return {**converted, **text}, {"transformer": config, **configs}
     extras = {k: v for k, v in state_dict.items() if k.endswith((".alpha", ".dora_scale"))}
     pairs = {k: v for k, v in state_dict.items() if k not in extras}
