@@ -13,6 +13,10 @@ differ on DoRA in this layout: diffusers' ``load_lora_weights`` drops ``dora_sca
 output-axis branch divides by the norm of the base weight where PEFT divides by the norm of the adapted weight, so
 only the diffusers file reproduces a DoRA model exactly.
 
+Flux.1 LoRAs (``transformer.*`` keys) are written in the kohya-Flux layout ComfyUI loads
+(``lora_unet_double_blocks_*``/``lora_unet_single_blocks_*``, CLIP as ``lora_te1_*``): see
+:mod:`hfvision.conversion.lora_flux`.
+
 The key renaming is diffusers' own (``convert_state_dict_to_kohya`` one way, the kohya reader behind
 ``load_lora_weights`` the other way); this module adds what those leave out: the real per-module alphas (diffusers'
 converter writes alpha = rank, which changes the strength of any LoRA trained with another alpha), the SD 1.x
@@ -133,7 +137,8 @@ def diffusers_to_kohya(
     """Rename a diffusers-layout LoRA state dict to the kohya layout.
 
     Args:
-        state_dict (`Mapping`): keys ``unet.*`` / ``text_encoder.*`` / ``text_encoder_2.*`` (diffusers or PEFT names).
+        state_dict (`Mapping`): keys ``unet.*`` / ``text_encoder.*`` / ``text_encoder_2.*`` (diffusers or PEFT names),
+            or a Flux.1 LoRA's ``transformer.*`` (+ ``text_encoder.*``), written in the kohya-Flux layout.
         adapter_metadata (`Mapping`, *optional*): diffusers' ``lora_adapter_metadata`` (``"unet.lora_alpha"``, ...),
             for the per-module alphas; without it every module gets alpha = rank (scale 1).
         sdxl (`bool`, *optional*): write ``lora_te1_``/``lora_te2_`` (SDXL) instead of ``lora_te_``; inferred from
@@ -388,7 +393,8 @@ def convert_lora(
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
         allow_pickle (`bool`, *optional*, defaults to `False`): accept ``.bin``/``.pt`` input (loaded with
             ``weights_only=True``).
-        family (`str`, *optional*): ``"sd1"``, ``"sd2"``, ``"sd2-v"`` or ``"sdxl"``; decides
+        family (`str`, *optional*): ``"sd1"``, ``"sd2"``, ``"sd2-v"``, ``"sdxl"``, ``"flux-dev"`` or
+            ``"flux-schnell"``; decides
             ``modelspec.architecture`` and SDXL's ``lora_te1_``/``lora_te2_`` prefixes. Default: the input's
             ``modelspec.architecture``, else guessed from the weights (SD 1.x / SDXL widths).
         title (`str`, *optional*): ``modelspec.title`` (default: the input's, else ``out_path``'s stem).
