@@ -157,3 +157,44 @@ def test_generate_flow_flag_errors_before_loading(tmp_path, capsys, monkeypatch)
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_generate_flux_controlnet_matches_stock_pipeline(tmp_path):
+    """A Flux ControlNet folder runs through diffusers' FluxControlNetPipeline: same image as the stock one."""
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline
+
+    from hfvision.pipelines.controlnet_utils import canny_image
+    from hfvision.testing import sample_image, save_tiny_flux, tiny_flux_transformer
+
+    model = save_tiny_flux(tmp_path / "dev", "dev")
+    torch.manual_seed(5)
+    controlnet = FluxControlNetModel.from_transformer(
+        tiny_flux_transformer("dev"), num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2
+    )
+    with torch.no_grad():  # its output projections start at zero (no effect): give them weights
+        for param in controlnet.parameters():
+            if not param.any():
+                param.normal_(0.0, 0.5)
+    controlnet.save_pretrained(tmp_path / "cn")
+    sample_image("chelsea").resize((32, 32)).save(tmp_path / "cat.png")
+    argv = _argv(model, tmp_path / "o.png", "--prompt", "{token} cat", "--token", "sks", "--steps", "2")
+    assert main([*argv, "--controlnet", str(tmp_path / "cn"), "--control-image", str(tmp_path / "cat.png")]) == 0
+    reference = FluxControlNetPipeline.from_pretrained(
+        model, controlnet=FluxControlNetModel.from_pretrained(tmp_path / "cn")
+    )
+
+    def run(scale):
+        return reference(
+            "sks cat",
+            control_image=canny_image(Image.open(tmp_path / "cat.png")),
+            controlnet_conditioning_scale=scale,
+            num_inference_steps=2,
+            guidance_scale=3.5,
+            max_sequence_length=512,
+            height=32,
+            width=32,
+            generator=torch.Generator().manual_seed(0),
+        ).images[0]
+
+    _same_image(tmp_path / "o.png", run(1.0))
+    assert not np.array_equal(np.asarray(run(0.0)), np.asarray(Image.open(tmp_path / "o.png")))  # control acts

@@ -46,9 +46,11 @@ def _variant_of(config) -> str | None:
 
 def _check_flow(args: argparse.Namespace, variant: str) -> None:
     """Flags that do not fit a Flux.1 / SD3 model, before its weights load."""
-    if args.controlnet or args.control_image:
+    if variant == "sd3" and (args.controlnet or args.control_image):
         flag = "--controlnet" if args.controlnet else "--control-image"
-        raise CLIError(f"{flag}: {variant} models have no ControlNet here (SD 1.x/2.x/SDXL only); leave it out", USAGE)
+        raise CLIError(
+            f"{flag}: SD3 models have no ControlNet here (SD 1.x/2.x/SDXL, Flux.1 only); leave it out", USAGE
+        )
     for flag, value in (("--height", args.height), ("--width", args.width)):
         if value is not None and value % FLOW_SIZE_FACTOR:
             fixed = max(FLOW_SIZE_FACTOR, round(value / FLOW_SIZE_FACTOR) * FLOW_SIZE_FACTOR)
@@ -153,6 +155,9 @@ def _family(model: str) -> str | None:
 
     if model in BASE_MODELS:
         return BASE_MODELS[model].family
+    variant = _flow_variant(model)
+    if variant is not None:
+        return "sd3" if variant == "sd3" else "flux"
     unet_config = Path(model).expanduser() / "unet" / "config.json"
     if not unet_config.is_file():
         return None
@@ -201,6 +206,7 @@ def _generate(args: argparse.Namespace) -> int:
     suffix = args.out.rsplit(".", 1)[-1].lower()
     start = time.perf_counter()
     pipe = load_pipeline(args.model, base=args.base, revision=args.revision)
+    prompt = args.prompt
     variant = _variant_of(pipe.transformer.config) if getattr(pipe, "transformer", None) is not None else None
     steps, guidance = UNET_DEFAULTS
     if variant is not None:  # Flux.1 / SD3: hfvision's DreamBooth subclass ({token}, stored instance token)
@@ -216,6 +222,12 @@ def _generate(args: argparse.Namespace) -> int:
             call_kwargs["negative_prompt"] = args.negative_prompt
         if args.true_cfg_scale is not None:
             call_kwargs["true_cfg_scale"] = args.true_cfg_scale
+        if args.controlnet:  # diffusers' FluxControlNetPipeline on the same modules; prompts expanded here
+            prompt, negative = pipe.expand_prompt(args.prompt), pipe.expand_prompt(args.negative_prompt)
+            pipe = _flux_controlnet_pipeline(pipe, args.controlnet)
+            if negative:
+                call_kwargs["negative_prompt"] = negative
+            call_kwargs.update(_control_kwargs(args))
     elif getattr(pipe, "unet", None) is None:
         raise CLIError(f"{type(pipe).__name__} is neither a Stable Diffusion, Flux.1 nor SD3 pipeline")
     else:
@@ -227,24 +239,14 @@ def _generate(args: argparse.Namespace) -> int:
         pipe = cls.from_components(pipe, instance_token=args.token, class_noun=args.class_noun, **overrides)
         call_kwargs = {"negative_prompt": args.negative_prompt}
         if args.controlnet:
-            from ..data import load_image
-
-            control = load_image(args.control_image)
-            if args.preprocess == "canny":
-                from ..pipelines.controlnet_utils import canny_image
-
-                control = canny_image(control, args.canny_low, args.canny_high)
-            if args.save_control:
-                with atomic_write(args.save_control, "wb") as f:
-                    control.save(f, format=SUFFIXES[args.save_control.rsplit(".", 1)[-1].lower()])
-            call_kwargs.update(control_image=control, controlnet_conditioning_scale=args.controlnet_scale)
+            call_kwargs.update(_control_kwargs(args))
     loaded = time.perf_counter() - start
     pipe.set_progress_bar_config(disable=None)  # one bar for the denoising loop, on terminals only
     if args.height or args.width:
         call_kwargs.update(height=args.height, width=args.width)
     start = time.perf_counter()
     result = pipe(
-        args.prompt,
+        prompt,
         num_inference_steps=args.steps or steps,
         guidance_scale=guidance if args.guidance_scale is None else args.guidance_scale,
         generator=torch.Generator().manual_seed(args.seed),
@@ -257,6 +259,43 @@ def _generate(args: argparse.Namespace) -> int:
         f"wrote {args.out} ({image.width}x{image.height}; load {loaded:.1f} s, generate {time.perf_counter() - start:.1f} s)"
     )
     return 0
+
+
+def _control_kwargs(args: argparse.Namespace) -> dict:
+    """The condition image (preprocessed, saved with --save-control) and its scale, as pipeline arguments."""
+    from ..data import load_image
+    from ..utils.io import atomic_write
+
+    control = load_image(args.control_image)
+    if args.preprocess == "canny":
+        from ..pipelines.controlnet_utils import canny_image
+
+        control = canny_image(control, args.canny_low, args.canny_high)
+    if args.save_control:
+        with atomic_write(args.save_control, "wb") as f:
+            control.save(f, format=SUFFIXES[args.save_control.rsplit(".", 1)[-1].lower()])
+    return {"control_image": control, "controlnet_conditioning_scale": args.controlnet_scale}
+
+
+def _flux_controlnet_pipeline(pipe, value: str):
+    """diffusers' `FluxControlNetPipeline` sharing ``pipe``'s modules, with the ControlNet ``value`` names (a folder,
+    a Hub id or a registered name)."""
+    import inspect
+    from pathlib import Path
+
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline
+
+    path = Path(value).expanduser()
+    if path.is_dir() or "/" in value:
+        controlnet = FluxControlNetModel.from_pretrained(str(path) if path.is_dir() else value)
+    else:
+        from ..models.controlnets import get_controlnet
+
+        entry = get_controlnet(value, "flux")
+        controlnet = FluxControlNetModel.from_pretrained(entry.repo_id, revision=entry.revision)
+    accepted = set(inspect.signature(FluxControlNetPipeline.__init__).parameters)
+    components = {k: v for k, v in pipe.components.items() if k in accepted}
+    return FluxControlNetPipeline(**components, controlnet=controlnet.to(pipe.transformer.dtype))
 
 
 def _check_models_list(args: argparse.Namespace) -> None:
