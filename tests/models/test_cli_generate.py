@@ -159,7 +159,7 @@ def test_generate_flow_flag_errors_before_loading(tmp_path, capsys, monkeypatch)
     assert not out.exists()
 
 
-def test_generate_flux_controlnet_matches_stock_pipeline(tmp_path):
+def test_generate_flux_controlnet_matches_stock_pipeline(tiny_model_dir, tmp_path, capsys):
     """A Flux ControlNet folder runs through diffusers' FluxControlNetPipeline: same image as the stock one."""
     from diffusers import FluxControlNetModel, FluxControlNetPipeline
 
@@ -198,3 +198,7 @@ def test_generate_flux_controlnet_matches_stock_pipeline(tmp_path):
 
     _same_image(tmp_path / "o.png", run(1.0))
     assert not np.array_equal(np.asarray(run(0.0)), np.asarray(Image.open(tmp_path / "o.png")))  # control acts
+    # a Flux ControlNet with an SD model: refused from the configs
+    argv = _argv(tiny_model_dir("sd1"), tmp_path / "x.png", "--prompt", "x", "--controlnet", str(tmp_path / "cn"))
+    assert main([*argv, "--control-image", str(tmp_path / "cat.png")]) == 2
+    assert "is a FluxControlNetModel, which does not fit an SD1 model" in capsys.readouterr().err

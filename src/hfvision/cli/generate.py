@@ -176,6 +176,11 @@ def _check_controlnet(value: str, model: str) -> None:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise CLIError(f"--controlnet {value} is not a ControlNet folder (no config.json)")
+        name = str(json.loads((path / "config.json").read_text(encoding="utf-8")).get("_class_name", ""))
+        family = _family(model)
+        if family is not None and (family == "flux") != name.startswith("Flux"):
+            kind = "a Flux.1" if family == "flux" else f"an {family.upper()}" if family == "sd1" else f"a {family}"
+            raise CLIError(f"--controlnet {value} is a {name or 'ControlNet'}, which does not fit {kind} model", USAGE)
         _checks._weights_in(path, False, "--controlnet")
     elif path.is_file():
         raise CLIError(f"--controlnet {value} is a file; give a ControlNet folder, a registered name or a Hub id")
