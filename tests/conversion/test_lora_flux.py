@@ -190,3 +190,18 @@ def test_unfusable_ranks_refused(tmp_path):
     }
     with pytest.raises(ValueError, match="different LoRA ranks"):
         diffusers_to_kohya(state)
+
+
+def test_sd3_or_unknown_transformer_lora_refused(tmp_path, capsys):
+    state = {
+        "transformer.transformer_blocks.0.attn.to_q.lora_A.weight": torch.ones(2, 8),
+        "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": torch.ones(8, 2),
+    }
+    save_file(state, tmp_path / "in.safetensors")
+    out = str(tmp_path / "out.safetensors")
+    assert main(["convert", "lora", str(tmp_path / "in.safetensors"), out, "--to", "kohya"]) == 1
+    assert "pass --family flux-dev or flux-schnell" in capsys.readouterr().err
+    spec = {"modelspec.architecture": "stable-diffusion-3.5-medium/lora"}
+    save_file(state, tmp_path / "sd3.safetensors", metadata=spec)
+    assert main(["convert", "lora", str(tmp_path / "sd3.safetensors"), out, "--to", "kohya"]) == 1
+    assert "sd35-medium transformer LoRA; only Flux.1" in capsys.readouterr().err

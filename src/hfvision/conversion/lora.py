@@ -442,6 +442,10 @@ def convert_lora(
         named = family or family_from_architecture(header.get("modelspec.architecture", ""))
         # SDXL's text encoders are lora_te1_/lora_te2_ even when only the first one is adapted
         sdxl = True if (named or guess_family(state_dict)) == "sdxl" else None
+        if any(k.startswith("transformer.") for k in state_dict):
+            from .lora_flux import check_flux_family
+
+            check_flux_family(in_path, named, state_dict)
         carried = kohya_header(header)
         adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
         converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)

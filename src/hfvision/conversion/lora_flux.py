@@ -69,6 +69,18 @@ def is_flux_state_dict(state_dict: Mapping) -> bool:
     )
 
 
+def check_flux_family(path, family: str | None, state_dict: Mapping) -> None:
+    """Refuse a transformer LoRA that is not (or cannot be told to be) Flux.1's before writing Flux names: SD3's
+    transformer shares Flux's double-block module names but has no kohya-Flux spelling."""
+    if family is not None and not family.startswith("flux"):
+        raise ValueError(f"{path} is a {family} transformer LoRA; only Flux.1 LoRAs have a kohya layout here")
+    if family is None and not any(".single_transformer_blocks." in key for key in state_dict):
+        raise ValueError(
+            f"{path}: cannot tell a Flux.1 from an SD3 transformer LoRA (no single-block weights); "
+            "pass --family flux-dev or flux-schnell if it is Flux.1"
+        )
+
+
 def _groups() -> list[tuple[str, str, tuple[str, ...]]]:
     """(block kind, kohya suffix, diffusers members) for every kohya module; one member = one to one."""
     rows = [("double", suffix, (module,)) for module, suffix in _DOUBLE.items()]
