@@ -76,7 +76,8 @@ def _same_image(path, expected) -> None:
 
 
 def test_generate_flux_matches_stock_pipeline(tmp_path):
-    """Flux-dev folder: {token} from --token, guidance 3.5 and 512 T5 tokens by default; a saved DreamBooth
+    """Flux-dev folder: {token} from --token, guidance 3.5 and 512 T5 tokens by default, true CFG with a negative
+    prompt; a saved DreamBooth
     schnell folder: its stored token, 4 steps without guidance, 256 tokens; both equal to stock FluxPipeline."""
     from diffusers import FluxPipeline
 
@@ -85,9 +86,11 @@ def test_generate_flux_matches_stock_pipeline(tmp_path):
 
     dev = save_tiny_flux(tmp_path / "dev", "dev")
     argv = _argv(dev, tmp_path / "dev.png", "--prompt", "a photo of {token} dog", "--token", "sks", "--steps", "2")
-    assert main([*argv, "--seed", "3"]) == 0
+    assert main([*argv, "--seed", "3", "--negative-prompt", "{token} cat", "--true-cfg-scale", "2"]) == 0
     expected = FluxPipeline.from_pretrained(dev)(
         "a photo of sks dog",
+        negative_prompt="sks cat",
+        true_cfg_scale=2.0,
         num_inference_steps=2,
         guidance_scale=3.5,
         max_sequence_length=512,
