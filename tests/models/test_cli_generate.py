@@ -77,8 +77,8 @@ def _same_image(path, expected) -> None:
 
 def test_generate_flux_matches_stock_pipeline(tmp_path):
     """Flux-dev folder: {token} from --token, guidance 3.5 and 512 T5 tokens by default, true CFG with a negative
-    prompt; a saved DreamBooth
-    schnell folder: its stored token, 4 steps without guidance, 256 tokens; both equal to stock FluxPipeline."""
+    prompt; a saved DreamBooth schnell folder: its stored token, 4 steps without guidance, 256 tokens; both equal
+    to stock FluxPipeline."""
     from diffusers import FluxPipeline
 
     from hfvision.pipelines import DreamBoothFluxPipeline
