@@ -22,6 +22,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "classify_files": ("hfvision.inference.classify", "classify_files"),
     "DreamBoothPipeline": ("hfvision.pipelines.dreambooth", "DreamBoothPipeline"),
     "DreamBoothXLPipeline": ("hfvision.pipelines.dreambooth_xl", "DreamBoothXLPipeline"),
+    "DreamBoothFluxPipeline": ("hfvision.pipelines.dreambooth_flux", "DreamBoothFluxPipeline"),
+    "DreamBoothSD3Pipeline": ("hfvision.pipelines.dreambooth_sd3", "DreamBoothSD3Pipeline"),
     "DreamBoothConfig": ("hfvision.training", "DreamBoothConfig"),
     "DreamBoothTrainer": ("hfvision.training", "DreamBoothTrainer"),
     "ImageClassificationConfig": ("hfvision.training", "ImageClassificationConfig"),

@@ -127,3 +127,18 @@ def test_ui_flags_mirror_config_and_missing_gradio_fails_softly(monkeypatch):
     monkeypatch.setattr(import_utils, "is_available", lambda module: module != "gradio")
     with pytest.raises(ImportError, match=r"needs the 'gradio' package.*hfvision\[ui\]"):
         build_app(config)
+
+
+def test_flow_model_family_size_and_no_controlnets(tmp_path):
+    """Flux.1 / SD3 folders: family from the transformer, default size = the stock pipeline's default, no ControlNets
+    offered (the tab drives UNet ControlNets only)."""
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+
+    from hfvision.testing import save_tiny_flux, save_tiny_sd3
+
+    flux, sd3 = save_tiny_flux(tmp_path / "flux"), save_tiny_sd3(tmp_path / "sd3")
+    assert (model_family(str(flux)), model_family(str(sd3))) == ("flux", "sd3")
+    for folder, cls in ((flux, FluxPipeline), (sd3, StableDiffusion3Pipeline)):
+        pipe = cls.from_pretrained(folder)
+        assert default_size(str(folder)) == pipe.default_sample_size * pipe.vae_scale_factor
+    assert controlnet_choices("flux-dev") == controlnet_choices(str(sd3)) == [NO_CONTROLNET]

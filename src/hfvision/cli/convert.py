@@ -142,7 +142,7 @@ def _register_lora(conv: argparse._SubParsersAction) -> None:
     pickle_help = "accept a .bin/.pt input (loaded with weights_only=True); only for files you trust"
     p.add_argument("--allow-pickle", action="store_true", help=pickle_help)
     family_help = "base model family for modelspec.architecture (default: from the input's header or weights)"
-    p.add_argument("--family", choices=["sd1", "sd2", "sd2-v", "sdxl"], help=family_help)
+    p.add_argument("--family", choices=["sd1", "sd2", "sd2-v", "sdxl", "flux-dev", "flux-schnell"], help=family_help)
     p.add_argument("--title", help="modelspec.title (default: the input's, else OUT's name)")
     p.add_argument("--trigger-phrase", "--trigger-word", dest="trigger_phrase", help="modelspec.trigger_phrase")
     p.add_argument("--resolution", help="modelspec.resolution, e.g. 512 or 1024x1024")

@@ -13,6 +13,10 @@ differ on DoRA in this layout: diffusers' ``load_lora_weights`` drops ``dora_sca
 output-axis branch divides by the norm of the base weight where PEFT divides by the norm of the adapted weight, so
 only the diffusers file reproduces a DoRA model exactly.
 
+Flux.1 LoRAs (``transformer.*`` keys) are written in the kohya-Flux layout ComfyUI loads
+(``lora_unet_double_blocks_*``/``lora_unet_single_blocks_*``, CLIP as ``lora_te1_*``): see
+:mod:`hfvision.conversion.lora_flux`.
+
 The key renaming is diffusers' own (``convert_state_dict_to_kohya`` one way, the kohya reader behind
 ``load_lora_weights`` the other way); this module adds what those leave out: the real per-module alphas (diffusers'
 converter writes alpha = rank, which changes the strength of any LoRA trained with another alpha), the SD 1.x
@@ -33,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..utils.logging import get_logger
+from .modelspec import guess_family, lora_modelspec  # noqa: F401  (re-exported: the public home was here)
 
 logger = get_logger(__name__)
 
@@ -132,7 +137,8 @@ def diffusers_to_kohya(
     """Rename a diffusers-layout LoRA state dict to the kohya layout.
 
     Args:
-        state_dict (`Mapping`): keys ``unet.*`` / ``text_encoder.*`` / ``text_encoder_2.*`` (diffusers or PEFT names).
+        state_dict (`Mapping`): keys ``unet.*`` / ``text_encoder.*`` / ``text_encoder_2.*`` (diffusers or PEFT names),
+            or a Flux.1 LoRA's ``transformer.*`` (+ ``text_encoder.*``), written in the kohya-Flux layout.
         adapter_metadata (`Mapping`, *optional*): diffusers' ``lora_adapter_metadata`` (``"unet.lora_alpha"``, ...),
             for the per-module alphas; without it every module gets alpha = rank (scale 1).
         sdxl (`bool`, *optional*): write ``lora_te1_``/``lora_te2_`` (SDXL) instead of ``lora_te_``; inferred from
@@ -145,8 +151,15 @@ def diffusers_to_kohya(
     import torch
     from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
 
-    parts = split_components(state_dict)
     configs = _component_configs(adapter_metadata)
+    if any(key.startswith("transformer.") for key in state_dict):  # Flux.1: the kohya-Flux layout
+        from .lora_flux import flux_to_kohya
+
+        flux = {k: v for k, v in state_dict.items() if k.startswith("transformer.")}
+        rest = {k: v for k, v in state_dict.items() if k not in flux}  # CLIP: lora_te1_, as kohya's Flux scripts
+        converted = flux_to_kohya(flux, configs.get("transformer"))
+        return {**converted, **(diffusers_to_kohya(rest, adapter_metadata, sdxl=True) if rest else {})}
+    parts = split_components(state_dict)
     sdxl = "text_encoder_2" in parts if sdxl is None else sdxl
     prefixes = {
         "unet": "lora_unet_",
@@ -216,6 +229,16 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
         raise ValueError(
             f"not a kohya LoRA: expected keys starting with {KOHYA_PREFIXES}, got e.g. {next(iter(state_dict))!r}"
         )
+    from .lora_flux import is_flux_state_dict, kohya_to_flux
+
+    if is_flux_state_dict(state_dict):  # Flux.1: transformer through our exact inverse, CLIP as below
+        unet = {k: v for k, v in state_dict.items() if k.startswith("lora_unet_")}
+        converted, config = kohya_to_flux(unet, _component_configs(adapter_metadata).get("transformer"))
+        rest = {k: v for k, v in state_dict.items() if k not in unet}
+        text, configs = kohya_to_diffusers(rest, adapter_metadata) if rest else ({}, {})
+        # diffusers' Flux files name text-encoder LoRAs the PEFT way (lora_A/lora_B), not lora_linear_layer
+        text = {f"{c}.{k}": v for c, part in split_components(text).items() for k, v in to_peft(c, part).items()}
+        return {**converted, **text}, {"transformer": config, **configs}
     extras = {k: v for k, v in state_dict.items() if k.endswith((".alpha", ".dora_scale"))}
     pairs = {k: v for k, v in state_dict.items() if k not in extras}
     # diffusers' reader moves tensors without copying them: the lora_down tensor identifies its kohya module
@@ -340,64 +363,6 @@ def diffusers_header(header: Mapping[str, str]) -> dict[str, str]:
     return header
 
 
-# cross-attention width of the UNet (attn2.to_k input features) -> family; SD 2.x (1024) is left to the user, since
-# the 512 base and the 768 v-prediction models share it
-_CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
-
-
-def guess_family(state_dict: Mapping) -> str | None:
-    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA down weight (diffusers, PEFT or
-    kohya names), else `None`."""
-    for key, value in state_dict.items():
-        down = key.endswith(("lora.down.weight", "lora_A.weight", "lora_down.weight"))
-        if ("attn2.to_k" in key or "attn2_to_k" in key) and down:
-            return _CROSS_ATTENTION_FAMILIES.get(value.shape[-1])
-    return None
-
-
-def lora_modelspec(
-    header: Mapping[str, str],
-    state_dict: Mapping,
-    *,
-    family: str | None = None,
-    title: str | None = None,
-    trigger_phrase: str | None = None,
-    resolution: int | str | None = None,
-    base_model: str | None = None,
-    description: str | None = None,
-) -> dict[str, str]:
-    """The ModelSpec entries for a converted LoRA: the input's own, completed from the family (given, named by
-    ``modelspec.architecture``, or guessed from the weights) and overridden by the values passed. Empty when the
-    family is unknown and the input has none."""
-    from .modelspec import family_from_architecture, format_resolution, modelspec_metadata
-
-    carried = {k: v for k, v in header.items() if k.startswith("modelspec.")}
-    known = family or family_from_architecture(carried.get("modelspec.architecture", "")) or guess_family(state_dict)
-    if known is None:
-        if not carried:
-            logger.warning("no ModelSpec metadata written: the family is unknown; pass --family (e.g. sd1, sd2, sdxl)")
-        spec = dict(carried)
-    else:
-        defaults = modelspec_metadata(
-            known, title=title or "lora", trigger_phrase=None, resolution=None, base_model=None, lora=True
-        )
-        spec = {**defaults, **carried}
-        if family:  # an explicit family decides the architecture
-            spec.update({k: defaults[k] for k in ("modelspec.architecture", "modelspec.implementation")})
-    explicit = {
-        "modelspec.title": title,
-        "modelspec.trigger_phrase": trigger_phrase,
-        "modelspec.description": description,
-        "hfvision.base_model": base_model,
-    }
-    if resolution is not None:
-        explicit["modelspec.resolution"] = format_resolution(
-            int(resolution) if str(resolution).isdigit() else resolution
-        )
-    spec.update({k: v for k, v in explicit.items() if v})
-    return spec
-
-
 def convert_lora(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -428,7 +393,8 @@ def convert_lora(
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing ``out_path``.
         allow_pickle (`bool`, *optional*, defaults to `False`): accept ``.bin``/``.pt`` input (loaded with
             ``weights_only=True``).
-        family (`str`, *optional*): ``"sd1"``, ``"sd2"``, ``"sd2-v"`` or ``"sdxl"``; decides
+        family (`str`, *optional*): ``"sd1"``, ``"sd2"``, ``"sd2-v"``, ``"sdxl"``, ``"flux-dev"`` or
+            ``"flux-schnell"``; decides
             ``modelspec.architecture`` and SDXL's ``lora_te1_``/``lora_te2_`` prefixes. Default: the input's
             ``modelspec.architecture``, else guessed from the weights (SD 1.x / SDXL widths).
         title (`str`, *optional*): ``modelspec.title`` (default: the input's, else ``out_path``'s stem).
@@ -476,6 +442,10 @@ def convert_lora(
         named = family or family_from_architecture(header.get("modelspec.architecture", ""))
         # SDXL's text encoders are lora_te1_/lora_te2_ even when only the first one is adapted
         sdxl = True if (named or guess_family(state_dict)) == "sdxl" else None
+        if any(k.startswith("transformer.") for k in state_dict):
+            from .lora_flux import check_flux_family
+
+            check_flux_family(in_path, named, state_dict)
         carried = kohya_header(header)
         adapter_metadata = _adapter_json(carried.get(KOHYA_ADAPTER_METADATA_KEY), in_path)
         converted = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=sdxl)

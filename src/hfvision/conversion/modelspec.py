@@ -16,6 +16,10 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..utils.logging import get_logger
+
+logger = get_logger(__name__)
+
 SPEC_VERSION = "1.0.0"
 LORA_SUFFIX = "/lora"
 
@@ -154,3 +158,64 @@ def family_from_architecture(architecture: str) -> str | None:
     """The [`FAMILIES`] key whose architecture ``architecture`` names (with or without ``"/lora"``), else `None`."""
     base = architecture.removesuffix(LORA_SUFFIX)
     return next((key for key, spec in FAMILIES.items() if spec.architecture == base), None)
+
+
+# cross-attention width of the UNet (attn2.to_k input features) -> family; SD 2.x (1024) is left to the user, since
+# the 512 base and the 768 v-prediction models share it
+_CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
+
+
+def guess_family(state_dict: Mapping) -> str | None:
+    """``"sd1"``/``"sdxl"`` from the shape of a cross-attention key projection's LoRA down weight (diffusers, PEFT or
+    kohya names); ``"flux-dev"`` for a Flux LoRA that adapts the guidance embedder (only dev has one; other Flux LoRAs
+    fit dev and schnell alike); else `None`."""
+    if any("guidance_embedder" in key or key.startswith("lora_unet_guidance_in") for key in state_dict):
+        return "flux-dev"
+    for key, value in state_dict.items():
+        down = key.endswith(("lora.down.weight", "lora_A.weight", "lora_down.weight"))
+        if ("attn2.to_k" in key or "attn2_to_k" in key) and down:
+            return _CROSS_ATTENTION_FAMILIES.get(value.shape[-1])
+    return None
+
+
+def lora_modelspec(
+    header: Mapping[str, str],
+    state_dict: Mapping,
+    *,
+    family: str | None = None,
+    title: str | None = None,
+    trigger_phrase: str | None = None,
+    resolution: int | str | None = None,
+    base_model: str | None = None,
+    description: str | None = None,
+) -> dict[str, str]:
+    """The ModelSpec entries for a converted LoRA: the input's own, completed from the family (given, named by
+    ``modelspec.architecture``, or guessed from the weights) and overridden by the values passed. Empty when the
+    family is unknown and the input has none."""
+    carried = {k: v for k, v in header.items() if k.startswith("modelspec.")}
+    known = family or family_from_architecture(carried.get("modelspec.architecture", "")) or guess_family(state_dict)
+    if known is None:
+        if not carried:
+            logger.warning(
+                "no ModelSpec metadata written: the family is unknown; pass --family (e.g. sd1, sdxl, flux-dev)"
+            )
+        spec = dict(carried)
+    else:
+        defaults = modelspec_metadata(
+            known, title=title or "lora", trigger_phrase=None, resolution=None, base_model=None, lora=True
+        )
+        spec = {**defaults, **carried}
+        if family:  # an explicit family decides the architecture
+            spec.update({k: defaults[k] for k in ("modelspec.architecture", "modelspec.implementation")})
+    explicit = {
+        "modelspec.title": title,
+        "modelspec.trigger_phrase": trigger_phrase,
+        "modelspec.description": description,
+        "hfvision.base_model": base_model,
+    }
+    if resolution is not None:
+        explicit["modelspec.resolution"] = format_resolution(
+            int(resolution) if str(resolution).isdigit() else resolution
+        )
+    spec.update({k: v for k, v in explicit.items() if v})
+    return spec

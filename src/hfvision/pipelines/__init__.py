@@ -23,6 +23,8 @@ _LAZY = {
     "ChecksumMismatchError": "loading",
     "DreamBoothPipeline": "dreambooth",
     "DreamBoothXLPipeline": "dreambooth_xl",
+    "DreamBoothFluxPipeline": "dreambooth_flux",
+    "DreamBoothSD3Pipeline": "dreambooth_sd3",
 }
 
 __all__ = list(_LAZY)

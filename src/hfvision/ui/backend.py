@@ -34,6 +34,10 @@ def model_family(source: str | None) -> str | None:
 
     if source in BASE_MODELS:
         return BASE_MODELS[source].family
+    transformer_config = Path(source) / "transformer" / "config.json"
+    if transformer_config.is_file():
+        name = json.loads(transformer_config.read_text(encoding="utf-8")).get("_class_name")
+        return {"FluxTransformer2DModel": "flux", "SD3Transformer2DModel": "sd3"}.get(name)
     unet_config = Path(source) / "unet" / "config.json"
     if unet_config.is_file():
         config = json.loads(unet_config.read_text(encoding="utf-8"))
@@ -52,8 +56,11 @@ def default_size(source: str | None, fallback: int = 512) -> int:
     if source in BASE_MODELS:
         return BASE_MODELS[source].resolution
     unet_config, vae_config = Path(source) / "unet" / "config.json", Path(source) / "vae" / "config.json"
+    if not unet_config.is_file():  # Flux.1 / SD3: the transformer's sample size (Flux's pipeline default: 128)
+        unet_config = Path(source) / "transformer" / "config.json"
     if unet_config.is_file() and vae_config.is_file():
-        sample = json.loads(unet_config.read_text(encoding="utf-8")).get("sample_size")
+        config = json.loads(unet_config.read_text(encoding="utf-8"))
+        sample = config.get("sample_size", 128 if config.get("_class_name") == "FluxTransformer2DModel" else None)
         blocks = json.loads(vae_config.read_text(encoding="utf-8")).get("block_out_channels") or [0]
         if isinstance(sample, int):
             return sample * 2 ** (len(blocks) - 1)
@@ -65,7 +72,8 @@ def controlnet_choices(source: str | None, extra: list[str] | tuple[str, ...] = 
     from ..models.controlnets import list_controlnets
 
     family = model_family(source)
-    registered = list_controlnets(family) if family else []
+    # the Generate tab drives UNet ControlNets only; Flux's run through `hfvision generate`
+    registered = list_controlnets(family) if family and family not in ("flux", "sd3") else []
     return [NO_CONTROLNET, *registered, *extra]
 
 
@@ -152,6 +160,8 @@ class GenerateBackend:
         from ..models import load_controlnet
         from ..pipelines.dreambooth import infer_family
 
+        if getattr(pipe, "unet", None) is None:
+            raise ValueError(f"ControlNet {name!r}: the UI runs ControlNets with SD 1.x/2.x/SDXL models only")
         if name not in self._controlnets:
             self._controlnets[name] = load_controlnet(name, base=pipe)
         controlnet = self._controlnets[name]
