@@ -56,6 +56,9 @@ import json
 from huggingface_hub import hf_hub_download
 for repo in ("user/dreambooth-tiny-sd2", "user/dreambooth-tiny-sdxl"):
     print(*json.load(open(hf_hub_download(repo, "model_index.json")))["_class_name"])
+from huggingface_hub import list_repo_files
+print(all({"handler.py", "requirements.txt"} <= set(list_repo_files(repo))
+          for repo in ("user/dreambooth-tiny-sd2", "user/dreambooth-tiny-sdxl")))
 kw = dict(num_inference_steps=2, output_type="np")
 for name, pipe, extra in (("sd", sd, dict(control_image=control)), ("xl", xl, dict(height=64, width=64))):
     repo = {"sd": "user/dreambooth-tiny-sd2", "xl": "user/dreambooth-tiny-sdxl"}[name]
@@ -111,6 +114,7 @@ def test_push_and_load_without_hfvision(local_hub, run_python, tmp_path):
     pushed = run_python(PUSH, hub=local_hub, env={"PYTHONPATH": pythonpath}).split()
     assert pushed == ["StableDiffusionPipeline", "v_prediction", "DreamBoothPipeline", "sks", "True",
                       "dreambooth", "DreamBoothPipeline", "dreambooth_xl", "DreamBoothXLPipeline",
+                      "True",  # both repos carry the Inference Endpoints handler.py + requirements.txt
                       "True", "sks", "True", "zwx"]  # fmt: skip
     out = run_python(LOAD, hub=local_hub).splitlines()
     assert "loaded-without-trust" not in out

@@ -266,6 +266,17 @@ class DreamBoothMixin:
             written.append(target)
         return written
 
+    def _upload_folder(self, working_dir: str | os.PathLike, repo_id: str, **kwargs: Any):
+        # Overridden only to add an Inference Endpoints handler.py + requirements.txt to every push (both
+        # `push_to_hub` and `save_pretrained(push_to_hub=True)` upload through here) when hfvision is installed.
+        try:
+            from hfvision.hub.endpoints import write_endpoint_files
+        except ImportError:  # this file also runs as a Hub repo's own code, where hfvision may be absent
+            pass
+        else:
+            write_endpoint_files(working_dir, "pipeline")
+        return super()._upload_folder(working_dir, repo_id, **kwargs)
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
