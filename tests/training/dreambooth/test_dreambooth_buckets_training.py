@@ -1,0 +1,155 @@
+"""Aspect-ratio buckets in real tiny training runs (SD 1.x and SDXL): one shape per batch, SDXL's size/crop ids equal
+the crop each image received, class images cropped to their instance batch's bucket, and exact resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hfvision.training.dreambooth.checkpointing import list_checkpoints
+
+N = 2
+
+
+@pytest.fixture(scope="session")
+def shaped_dir(tmp_path_factory):
+    """Portrait, landscape and square photos (so computed buckets differ per image)."""
+    from hfvision.testing import sample_image
+
+    folder = tmp_path_factory.mktemp("shaped")
+    sample_image("astronaut").resize((48, 80)).save(folder / "portrait.png")  # w x h
+    sample_image("coffee").resize((80, 48)).save(folder / "landscape.png")
+    sample_image("rocket").resize((70, 70)).save(folder / "square.png")
+    sample_image("chelsea").resize((50, 90)).save(folder / "tall.png")
+    return folder
+
+
+class _Recorder:
+    """A trainer mixin that records every batch's pixel shapes, SDXL time ids and image ids."""
+
+    def compute_loss(self, batch):
+        from hfvision.training.dreambooth.sdxl import add_time_ids
+
+        ids = add_time_ids(batch["original_sizes"], batch["crop_top_left"], batch["target_sizes"])
+        self.seen.append({"shape": tuple(batch["pixel_values"].shape), "time_ids": ids,
+                          "image_ids": batch["image_ids"].tolist(), "num_instance": int(batch["num_instance"])})  # fmt: skip
+        return super().compute_loss(batch)
+
+
+def _train_recording(kwargs):
+    from hfvision.training import DreamBoothConfig, DreamBoothTrainer
+
+    cls = type("RecordingTrainer", (_Recorder, DreamBoothTrainer), {})
+    trainer = cls(DreamBoothConfig(**kwargs))
+    trainer.seen = []
+    return trainer, trainer.train()
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_every_batch_is_one_bucket_and_time_ids_match_the_crop(family, tiny_kwargs, shaped_dir):
+    kwargs = tiny_kwargs(family, instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True,
+                         bucket_reso_steps=16, min_bucket_reso=32, max_bucket_reso=96, max_train_steps=4,
+                         train_batch_size=2, random_flip=False)  # fmt: skip
+    trainer, result = _train_recording(kwargs)
+    assert result.global_step == 4 and len(trainer.seen) == 4
+    dataset = trainer.dataset
+    shapes = set()
+    for batch in trainer.seen:
+        n = batch["num_instance"]
+        height, width = batch["shape"][-2:]
+        shapes.add((height, width))
+        # instance and class halves: all the instance images' bucket
+        for image_id in batch["image_ids"][:n]:
+            assert dataset.buckets[dataset.bucket_of[image_id]] == (height, width)
+        assert batch["shape"][0] == 2 * n  # every instance image has its class image, same shape
+        for row, image_id in zip(batch["time_ids"].tolist(), batch["image_ids"]):
+            original = dataset.records[image_id].original_size
+            assert row[:2] == list(original)  # original_size: before any resize
+            assert row[4:] == [height, width]  # target_size: the bucket
+            top, left = row[2:4]
+            assert 0 <= top and 0 <= left
+    assert len(shapes) > 1  # the photos really went to different buckets
+    # the crop recorded for one item equals resize_and_crop's on the original photo with the same seed
+    import numpy as np
+
+    from hfvision.data import load_image
+    from hfvision.training.dreambooth.buckets import resize_and_crop
+
+    batch = next(iter(trainer.sampler.epoch_batches(0)))
+    index, _, seed = batch[0]
+    item = dataset[(index, None, seed)]["instance"]
+    bucket = dataset.buckets[dataset.bucket_of[index]]
+    _, info = resize_and_crop(load_image(dataset.records[index].path), bucket, np.random.default_rng(seed))
+    assert (tuple(item["original_size"]), tuple(item["crop_top_left"]), tuple(item["target_size"])) == (
+        info.original_size,
+        info.crops_coords_top_left,
+        info.target_size,
+    )
+
+
+def test_explicit_bucket_list_and_cached_latents(tiny_kwargs, shaped_dir):
+    """An explicit list; cache_latents keeps one latent per (image, bucket), and the run trains on their shapes."""
+    kwargs = tiny_kwargs(instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True,
+                         aspect_ratio_buckets="64,64;80,48;48,80", center_crop=True, cache_latents=True,
+                         max_train_steps=3)  # fmt: skip
+    trainer, result = _train_recording_latents(kwargs)
+    dataset = trainer.dataset
+    assert set(dataset.buckets) <= {(64, 64), (80, 48), (48, 80)} and len(dataset.buckets) >= 2
+    factor = 2 ** (len(trainer.vae.config.block_out_channels) - 1)
+    assert {b for _, b in dataset.latent_params} == set(range(len(dataset.buckets)))  # class images: every bucket
+    for (_, bucket), params in dataset.latent_params.items():
+        height, width = dataset.buckets[bucket]
+        assert params.shape[-2:] == (height // factor, width // factor)
+    assert result.global_step == 3
+
+
+def _train_recording_latents(kwargs):
+    from hfvision.training import DreamBoothConfig, DreamBoothTrainer
+
+    trainer = DreamBoothTrainer(DreamBoothConfig(**kwargs))
+    return trainer, trainer.train()
+
+
+def test_bucket_flags_are_checked_before_loading():
+    from hfvision.training import DreamBoothConfig
+
+    base = dict(pretrained_model_name_or_path="sd15", instance_data_dir="photos")
+    with pytest.raises(ValueError, match="needs --use_aspect_ratio_buckets"):
+        DreamBoothConfig(**base, aspect_ratio_buckets="512,512")
+    with pytest.raises(ValueError, match="multiples of 8"):
+        DreamBoothConfig(**base, use_aspect_ratio_buckets=True, aspect_ratio_buckets="512,500")
+    with pytest.raises(ValueError, match="bucket_reso_steps"):
+        DreamBoothConfig(**base, use_aspect_ratio_buckets=True, bucket_reso_steps=60)
+    config = DreamBoothConfig(**base, use_aspect_ratio_buckets=True)
+    assert config.bucket_settings() == (256, 1024, 64)  # kohya's defaults at 512 px
+
+
+def test_cli_flags(tmp_path):
+    from hfvision.training.dreambooth.args import parse_dreambooth_args
+
+    config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
+                                    "--use_aspect_ratio_buckets", "--aspect_ratio_buckets", "512,512;384,640",
+                                    "--repeats", "3", "--caption_dropout", "0.1"])  # fmt: skip
+    assert (config.aspect_ratio_buckets, config.repeats, config.caption_dropout) == ("512,512;384,640", 3, 0.1)
+
+
+@pytest.mark.slow
+def test_bucket_resume_is_bit_identical(tiny_kwargs, shaped_dir, run_training, tmp_path, load_weights,
+                                        assert_bit_identical):  # fmt: skip
+    """Straight 2N steps vs N steps, SIGKILL after step N+1, resume: same losses and bit-identical weights."""
+    import signal
+
+    kwargs = tiny_kwargs(instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True, bucket_reso_steps=16,
+                         min_bucket_reso=32, max_bucket_reso=96, max_train_steps=2 * N, checkpointing_steps=N,
+                         resolution=48, random_flip=True, caption_dropout=0.5)  # fmt: skip
+    _, straight, _ = run_training({**kwargs, "output_dir": str(tmp_path / "straight")})
+    killed = {**kwargs, "output_dir": str(tmp_path / "killed")}
+    code, killed_logs, _ = run_training(killed, kill_at=N + 1)
+    assert code == -signal.SIGKILL and [s for s, _ in list_checkpoints(tmp_path / "killed")] == [N]
+    _, resumed, _ = run_training({**killed, "resume_from_checkpoint": "latest"})
+    losses = {r["step"]: r["loss"] for r in straight if "step" in r}
+    assert [r["step"] for r in resumed if "step" in r] == list(range(N + 1, 2 * N + 1))
+    for r in killed_logs + [r for r in resumed if "step" in r]:
+        assert r["loss"] == losses[r["step"]]
+    assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
+    assert torch.isfinite(torch.tensor(list(losses.values()))).all()
