@@ -153,3 +153,72 @@ def test_bucket_resume_is_bit_identical(tiny_kwargs, shaped_dir, run_training, t
         assert r["loss"] == losses[r["step"]]
     assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
     assert torch.isfinite(torch.tensor(list(losses.values()))).all()
+
+
+# --- several subjects, repeats, caption dropout ----------------------------------------------------------------
+
+
+def test_concepts_repeats_and_caption_dropout_in_one_run(tiny_kwargs, instance_dir, shaped_dir, class_dir, tmp_path):
+    """Two subjects with prior preservation: each instance image is paired with its own subject's class images, the
+    photos are repeated, every instance caption is dropped (class captions are not), and the saved pipeline knows
+    both tokens (stock diffusers still loads it)."""
+    import json
+
+    from diffusers import DiffusionPipeline
+
+    from hfvision.pipelines.dreambooth import DreamBoothPipeline
+
+    other_class = tmp_path / "other-class"
+    other_class.mkdir()
+    from hfvision.testing import sample_image
+
+    sample_image("coffee").resize((64, 64)).save(other_class / "cup.png")
+    concepts = [
+        {"instance_prompt": "a photo of zwx person", "instance_data_dir": str(instance_dir), "instance_token": "zwx",
+         "class_prompt": "a photo of a person", "class_data_dir": str(class_dir), "num_class_images": 2},
+        {"instance_prompt": "a photo of ohwx cup", "instance_data_dir": str(shaped_dir), "instance_token": "ohwx",
+         "class_prompt": "a photo of a cup", "class_data_dir": str(other_class), "num_class_images": 1,
+         "repeats": 2},
+    ]  # fmt: skip
+    path = tmp_path / "concepts.json"
+    path.write_text(json.dumps(concepts))
+    kwargs = tiny_kwargs(instance_data_dir=None, class_prompt=None, class_data_dir=None, concepts_list=str(path),
+                         repeats=2, caption_dropout=1.0, train_batch_size=1, max_train_steps=6, resolution=32)  # fmt: skip
+    trainer, result = _train_recording(kwargs)
+    dataset = trainer.dataset
+    assert len(dataset.instance) == 2 * (3 + 2 * 4)  # --repeats 2 x (3 photos + 4 photos x repeats 2)
+    assert trainer.micro_batches_per_epoch == len(dataset.instance)
+    n_inst = len(dataset.instance)
+    for batch in trainer.seen:
+        (inst, cls), n = batch["image_ids"], batch["num_instance"]
+        assert n == 1
+        assert trainer.instance_groups[inst] == trainer.class_groups[cls - n_inst]  # same subject
+    captions = [dataset[(i, s)]["instance"]["caption"] for i, s in zip(range(4), range(4))]
+    assert captions == [""] * 4  # dropped with probability 1
+    assert dataset[(0, 1)]["class"]["caption"] == "a photo of a person"
+    index = json.loads((result.output_dir / "model_index.json").read_text())
+    assert index["instance_token"] == "zwx" and index["class_noun"] == "person"
+    assert index["concepts"] == [
+        {"token": "zwx", "class_noun": "person", "prompt": "a photo of zwx person"},
+        {"token": "ohwx", "class_noun": "cup", "prompt": "a photo of ohwx cup"},
+    ]
+    assert DreamBoothPipeline.from_pretrained(result.output_dir).config.instance_token == "zwx"
+    assert type(DiffusionPipeline.from_pretrained(result.output_dir)).__name__ == "StableDiffusionPipeline"
+
+
+def test_caption_dropout_is_seeded_and_leaves_crops_alone(instance_dir):
+    """Dropout draws from the item's seeded generator after its crop, so the crops equal a run without dropout and
+    the dropped set is a pure function of the seeds."""
+    from hfvision.training.dreambooth.data import DreamBoothDataset, list_images, load_records
+
+    paths = list_images(instance_dir)
+    records = load_records(paths, ["a photo of sks person"] * len(paths), 48)
+    plain = DreamBoothDataset(records, [], 48)
+    half = DreamBoothDataset(records, [], 48, caption_dropout=0.5)
+    keys = [(i % 3, seed) for i, seed in enumerate(range(100, 140))]
+    dropped = [half[k]["instance"]["caption"] == "" for k in keys]
+    assert dropped == [half[k]["instance"]["caption"] == "" for k in keys]  # reproducible
+    assert 0 < sum(dropped) < len(keys)
+    for k in keys:
+        assert half[k]["instance"]["crop_top_left"] == plain[k]["instance"]["crop_top_left"]
+        assert plain[k]["instance"]["caption"] == "a photo of sks person"

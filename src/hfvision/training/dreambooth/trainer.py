@@ -35,6 +35,7 @@ from .data import (
     class_image_specs,
     collate,
     concept_records,
+    concept_summary,
     list_images,
     load_records,
     pair_by_group,
@@ -497,4 +498,5 @@ class DreamBoothTrainer(TrainingLoop):
         return output_lib.save_output(
             self.config, self.base, self.output_dir, unet, self.trained_text_encoders(), self.build_pipeline,
             self.cast_frozen, getattr(self, "sample_images", None), self.global_step, self.text_encoders[0],
+            concept_summary(self.concepts, self.config.expand) if self.concepts else None,
         )  # fmt: skip
