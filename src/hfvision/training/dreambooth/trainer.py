@@ -48,7 +48,12 @@ from .lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, lo
 from .optim import build_lr_scheduler, build_optimizer
 from .runtime import check_runtime, derived_seed, free_memory, use_cpu
 from .sdxl import validate_time_embedding
-from .validation import log_to_trackers, render_validation, save_samples
+from .validation import (
+    QualityMixin,
+    log_to_trackers,
+    render_validation,
+    save_samples,
+)
 
 logger = get_logger(__name__)
 
@@ -65,7 +70,7 @@ class DreamBoothResult:
     lora_weights: Path | None = None
 
 
-class DreamBoothTrainer(TrainingLoop):
+class DreamBoothTrainer(QualityMixin, TrainingLoop):
     """Fine-tune a Stable Diffusion model on a few photos of one subject (full or LoRA, SD 1.x/2.x/XL).
 
     Args:
@@ -125,6 +130,8 @@ class DreamBoothTrainer(TrainingLoop):
         self.prepare_with_accelerator()
         # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
         self.resume()
+        # 7b. Quality metrics: embedders, and the base model's class images for the drift score
+        self.setup_quality()
 
     # ------------------------------------------------------------------------------------------------ 1. inputs
     def check_inputs(self) -> None:
@@ -455,9 +462,12 @@ class DreamBoothTrainer(TrainingLoop):
         modes = [m.training for m in models]
         for m in models:
             m.eval()
-        images = render_validation(self.build_pipeline(), prompts, config.num_validation_images, config.seed,
+        pipe = self.build_pipeline()
+        images = render_validation(pipe, prompts, config.num_validation_images, config.seed,
                                    config.resolution, config.validation_inference_steps,
                                    config.validation_guidance_scale, self.weight_dtype)  # fmt: skip
+        if getattr(self, "quality", None) is not None:
+            self.score_quality(pipe, images, prompts)
         for m, mode in zip(models, modes):
             m.train(mode)
         paths = save_samples(images, prompts, self.samples_dir / f"step-{self.global_step:06d}")
@@ -477,7 +487,9 @@ class DreamBoothTrainer(TrainingLoop):
             if config.validation_prompt and self.global_step % self.validation_interval:
                 self.validate()
             result.samples = list(self.samples)
+            best = self.keep_best_weights()
             result.lora_weights = self.save_output()
+            self.finish_quality(best)
             if self.session is not None:
                 self.session.on_train_end(self.output_dir, self.global_step)
             if config.push_to_hub:
