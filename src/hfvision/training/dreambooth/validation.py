@@ -185,7 +185,12 @@ class QualityMixin:
         best, folder = self.quality.best_step, self.output_dir / BEST_WEIGHTS_DIR
         if best != self.global_step:
             if not (folder / "step").is_file() or int((folder / "step").read_text()) != best:
-                raise RuntimeError(f"the weights of the best step {best} are missing from {folder}")
+                folder = self.checkpoints_dir / f"checkpoint-{best}"  # e.g. a resumed run: the checkpoint has them
+                if not folder.is_dir():
+                    raise RuntimeError(
+                        f"the weights of the best step {best} are in neither {self.output_dir / BEST_WEIGHTS_DIR} "
+                        f"nor {folder}; set --checkpointing_steps to a multiple of --validation_steps"
+                    )
             self.load_weights(folder)
         logger.info("keeping the weights of step %d (best %s of %s)", best, self.config.select_best_by,
                     ", ".join(str(s) for s in sorted(self.quality.history)))  # fmt: skip
