@@ -108,3 +108,31 @@ def test_quality_flags_are_checked():
         "openai/clip-vit-base-patch32",
         "facebook/dino-vits16",
     )
+
+
+@pytest.mark.slow
+def test_quality_metrics_survive_a_kill_and_resume(tiny_kwargs, embedder_dirs, run_training, tmp_path, load_weights,
+                                                   assert_bit_identical):  # fmt: skip
+    """Killed after step 3 (checkpoint and validation at 2), resumed: metrics.jsonl holds steps 2 and 4 once each,
+    with the same numbers as an uninterrupted run (drift reads the base class images back), and the kept weights
+    equal the uninterrupted run's."""
+    import signal
+
+    from hfvision.evaluation import read_metrics
+
+    kwargs = _quality_kwargs(tiny_kwargs, embedder_dirs, checkpointing_steps=2, select_best_by="dino")
+    run_training({**kwargs, "output_dir": str(tmp_path / "straight")})
+    killed = {**kwargs, "output_dir": str(tmp_path / "killed")}
+    code, _, _ = run_training(killed, kill_at=3)
+    assert code == -signal.SIGKILL
+    run_training({**killed, "resume_from_checkpoint": "latest"})
+    straight, resumed = (
+        read_metrics(tmp_path / "straight" / "metrics.jsonl"),
+        read_metrics(tmp_path / "killed" / "metrics.jsonl"),
+    )
+    assert sorted(resumed) == [2, 4]
+    for step in (2, 4):
+        for name in ("clip_i", "dino", "clip_t", "drift"):
+            assert resumed[step][name] == straight[step][name]
+    assert_bit_identical(load_weights(tmp_path / "straight" / "unet"), load_weights(tmp_path / "killed" / "unet"))
+    assert "<svg" in (tmp_path / "killed" / "report.html").read_text()
