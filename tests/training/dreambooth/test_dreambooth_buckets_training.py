@@ -129,8 +129,36 @@ def test_cli_flags(tmp_path):
 
     config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
                                     "--use_aspect_ratio_buckets", "--aspect_ratio_buckets", "512,512;384,640",
-                                    "--repeats", "3", "--caption_dropout", "0.1"])  # fmt: skip
+                                    "--repeats", "3", "--caption_dropout", "0.1", "--quality_metrics",
+                                    "--validation_prompt", "a photo of {token}", "--select_best_by", "clip_t",
+                                    "--quality_dino_model", "dino/"])  # fmt: skip
     assert (config.aspect_ratio_buckets, config.repeats, config.caption_dropout) == ("512,512;384,640", 3, 0.1)
+    assert (config.select_best_by, config.quality_dino_model, config.quality_metrics) == ("clip_t", "dino/", True)
+    with pytest.raises(SystemExit):
+        parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
+                               "--select_best_by", "fid"])  # fmt: skip
+
+
+def test_bucket_no_upscale_never_enlarges(shaped_dir):
+    """kohya's bucket_no_upscale: each photo's own shape, shrunk to about resolution**2 pixels, sides rounded down to
+    the step; the bucketed examples are exactly those shapes and record the untouched original size."""
+    from hfvision.training import DreamBoothConfig
+    from hfvision.training.dreambooth.data import build_bucketed_data, list_images, load_records
+
+    config = DreamBoothConfig(pretrained_model_name_or_path="sd15", instance_data_dir=str(shaped_dir), resolution=48,
+                              use_aspect_ratio_buckets=True, bucket_no_upscale=True, bucket_reso_steps=16,
+                              min_bucket_reso=32, max_bucket_reso=96)  # fmt: skip
+    paths = list_images(shaped_dir)
+    records = load_records(paths, ["x"] * len(paths), None)
+    sizes = [r.original_size for r in records]
+    dataset, sampler = build_bucketed_data(config, records, [])
+    for index, size in enumerate(sizes):
+        height, width = dataset.buckets[dataset.bucket_of[index]]
+        assert height <= size[0] and width <= size[1] and height % 16 == 0 and width % 16 == 0
+        assert height * width <= 48 * 48
+        example = dataset[(index, None, 7)]["instance"]
+        assert example["pixel_values"].shape[-2:] == (height, width) and example["original_size"] == size
+    assert sorted(i for batch in sampler.epoch_batches(0) for i, _, _ in batch) == list(range(len(sizes)))
 
 
 @pytest.mark.slow
