@@ -250,3 +250,31 @@ def test_caption_dropout_is_seeded_and_leaves_crops_alone(instance_dir):
     for k in keys:
         assert half[k]["instance"]["crop_top_left"] == plain[k]["instance"]["crop_top_left"]
         assert plain[k]["instance"]["caption"] == "a photo of sks person"
+
+
+@pytest.mark.slow
+def test_two_processes_train_with_buckets(tiny_kwargs, shaped_dir, tmp_path, subprocess_env):
+    """accelerate's BatchSamplerShard hands whole bucket batches to each of two CPU processes (gloo)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "train_dreambooth.py"
+    kwargs = tiny_kwargs(instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True, bucket_reso_steps=16,
+                         min_bucket_reso=32, max_bucket_reso=96, resolution=48, max_train_steps=2,
+                         checkpointing_steps=2)  # fmt: skip
+    flags = []
+    for key, value in kwargs.items():
+        if value is True:
+            flags.append(f"--{key}")
+        elif value not in (False, None):
+            flags += [f"--{key}", str(value)]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           str(example), *flags]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+
+    state = json.loads((Path(kwargs["output_dir"]) / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2 and state["global_step"] == 2
