@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...evaluation import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL  # plain strings (the package loads lazily)
+
 # The names diffusers.optimization.get_scheduler accepts (tests check this list against diffusers' SchedulerType).
 LR_SCHEDULERS = (
     "constant",
@@ -278,10 +280,10 @@ class DreamBoothConfig:
         metadata=_help("At each validation, score CLIP-I, DINO, CLIP-T and prior drift (metrics.jsonl, report.html)."),
     )
     quality_clip_model: str = field(
-        default="openai/clip-vit-base-patch32", metadata=_help("CLIP model (id or folder) of CLIP-I and CLIP-T.")
+        default=DEFAULT_CLIP_MODEL, metadata=_help("CLIP model (id or folder) of CLIP-I and CLIP-T.")
     )
     quality_dino_model: str = field(
-        default="facebook/dino-vits16", metadata=_help("DINO model (id or folder) of the DINO score (the paper's).")
+        default=DEFAULT_DINO_MODEL, metadata=_help("DINO model (id or folder) of the DINO score (the paper's).")
     )
     select_best_by: Literal[QUALITY_METRICS] | None = field(  # type: ignore[valid-type]
         default=None,
