@@ -242,10 +242,12 @@ def test_dataset_name_becomes_an_image_folder_with_captions(tmp_path, monkeypatc
         "--repeats",
         "2",
     ]
-    folder = Path(parse_dreambooth_args(argv).instance_data_dir)
+    config = parse_dreambooth_args(argv)
+    folder = Path(config.instance_data_dir)
     pngs = sorted(folder.glob("*.png"))
-    assert [read_caption(p, "unused") for p in pngs] == ["an astronaut", "an astronaut", "a rocket", "a rocket"]
-    assert np.array_equal(np.asarray(Image.open(pngs[2])), np.asarray(images[1].convert("RGB")))
+    # each image written once; --repeats is the trainer's (DreamBoothConfig.repeats), as for any image folder
+    assert [read_caption(p, "unused") for p in pngs] == ["an astronaut", "a rocket"] and config.repeats == 2
+    assert np.array_equal(np.asarray(Image.open(pngs[1])), np.asarray(images[1].convert("RGB")))
     assert Path(parse_dreambooth_args(argv).instance_data_dir) == folder  # written once, reused
     with pytest.raises(ValueError, match="has no column 'caption'; its columns are picture, text"):
         parse_dreambooth_args([*argv[:6], "--caption_column", "caption"])

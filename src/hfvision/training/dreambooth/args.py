@@ -76,7 +76,6 @@ class DiffusersScriptFlags:
     caption_column: str | None = field(
         default=None, metadata=_help("Caption column of --dataset_name (default: instance_prompt for every image).")
     )
-    repeats: int = field(default=1, metadata=_help("Use every --dataset_name image this many times per epoch."))
 
 
 _UNSUPPORTED = {
@@ -89,7 +88,7 @@ _UNSUPPORTED = {
     "do_edm_style_training": "EDM-style training is not implemented; drop the flag",
     "pretrained_vae_model_name_or_path": "use a base model folder whose vae/ is the VAE you want",
 }
-_DATASET_ONLY = ("dataset_config_name", "cache_dir", "image_column", "caption_column", "repeats")
+_DATASET_ONLY = ("dataset_config_name", "cache_dir", "image_column", "caption_column")
 
 
 def apply_diffusers_flags(flags: DiffusersScriptFlags, values: dict) -> dict:
@@ -109,7 +108,7 @@ def apply_diffusers_flags(flags: DiffusersScriptFlags, values: dict) -> dict:
                 flags.dataset_config_name,
                 flags.image_column,
                 flags.caption_column,
-                flags.repeats,
+                1,  # --repeats is a trainer option (DreamBoothConfig.repeats), applied to any image folder
                 flags.cache_dir,
             )
         )

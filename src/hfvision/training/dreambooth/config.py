@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...evaluation import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL  # plain strings (the package loads lazily)
+
 # The names diffusers.optimization.get_scheduler accepts (tests check this list against diffusers' SchedulerType).
 LR_SCHEDULERS = (
     "constant",
@@ -53,7 +55,22 @@ RESUME_INVARIANT_FIELDS = (
 )
 # What makes two runs "the same run" (with the resume-invariant options): an output folder or checkpoint whose run
 # identity differs belongs to another run, and is never overwritten or resumed from.
+# Data options of aspect-ratio buckets, several subjects, repeats and caption dropout: also resume-invariant. At
+# their defaults they are left out of the run identity, so checkpoints written before they existed still resume.
+DATA_INVARIANT_DEFAULTS = {
+    "use_aspect_ratio_buckets": False,
+    "aspect_ratio_buckets": None,
+    "bucket_reso_steps": 64,
+    "min_bucket_reso": None,
+    "max_bucket_reso": None,
+    "bucket_no_upscale": False,
+    "caption_dropout": 0.0,
+    "repeats": 1,
+    "concepts_list": None,
+}
+RESUME_INVARIANT_FIELDS = (*RESUME_INVARIANT_FIELDS, *DATA_INVARIANT_DEFAULTS)
 RUN_IDENTITY_FIELDS = (*RESUME_INVARIANT_FIELDS, "instance_token", "instance_prompt", "class_prompt")
+QUALITY_METRICS = ("clip_i", "dino", "clip_t", "drift")
 
 
 def _help(text: str, **extra) -> dict:
@@ -229,6 +246,50 @@ class DreamBoothConfig:
         default=False, metadata=_help("Encode every image once with the frozen VAE and keep the latents.")
     )
 
+    # --- Aspect-ratio buckets, several subjects, caption dropout, quality metrics --------------------------------
+    use_aspect_ratio_buckets: bool = field(
+        default=False,
+        metadata=_help("Train each photo at the bucket nearest its aspect ratio instead of a square crop."),
+    )
+    aspect_ratio_buckets: str | None = field(
+        default=None,
+        metadata=_help("Buckets as 'height,width;height,width;...' (needs --use_aspect_ratio_buckets; "
+                       "default: computed with --bucket_reso_steps/--min_bucket_reso/--max_bucket_reso)."),
+    )  # fmt: skip
+    bucket_reso_steps: int = field(default=64, metadata=_help("Computed buckets: side step in pixels (kohya's)."))
+    min_bucket_reso: int | None = field(
+        default=None, metadata=_help("Computed buckets: smallest side (default: resolution / 2).")
+    )
+    max_bucket_reso: int | None = field(
+        default=None, metadata=_help("Computed buckets: largest side (default: resolution * 2).")
+    )
+    bucket_no_upscale: bool = field(
+        default=False, metadata=_help("Buckets from each photo's own size, rounded down: never enlarge a photo.")
+    )
+    caption_dropout: float = field(
+        default=0.0, metadata=_help("Probability of training a subject photo with the empty caption (e.g. 0.1).")
+    )
+    repeats: int = field(default=1, metadata=_help("Use every subject photo this many times per epoch."))
+    concepts_list: str | None = field(
+        default=None,
+        metadata=_help("JSON list of subjects (instance_prompt, instance_data_dir, class_prompt, class_data_dir, "
+                       "num_class_images, instance_token, repeats) to train in one run."),
+    )  # fmt: skip
+    quality_metrics: bool = field(
+        default=False,
+        metadata=_help("At each validation, score CLIP-I, DINO, CLIP-T and prior drift (metrics.jsonl, report.html)."),
+    )
+    quality_clip_model: str = field(
+        default=DEFAULT_CLIP_MODEL, metadata=_help("CLIP model (id or folder) of CLIP-I and CLIP-T.")
+    )
+    quality_dino_model: str = field(
+        default=DEFAULT_DINO_MODEL, metadata=_help("DINO model (id or folder) of the DINO score (the paper's).")
+    )
+    select_best_by: Literal[QUALITY_METRICS] | None = field(  # type: ignore[valid-type]
+        default=None,
+        metadata=_help("Keep the validation step with the best clip_i, dino, clip_t or drift as the output."),
+    )
+
     # --- Checkpoints ------------------------------------------------------------------------------------------
     checkpointing_steps: int = field(default=500, metadata=_help("Save a resumable checkpoint every N steps."))
     checkpoints_total_limit: int | None = field(default=None, metadata=_help("Keep at most this many checkpoints."))
@@ -307,7 +368,7 @@ class DreamBoothConfig:
 
         if not self.pretrained_model_name_or_path:
             fail("pretrained_model_name_or_path is required: a Hub id, a local folder, a .safetensors file or sd15")
-        if not self.instance_data_dir and not self.session and not self.hub_session:
+        if not self.instance_data_dir and not self.session and not self.hub_session and not self.concepts_list:
             fail("instance_data_dir is required (a folder of subject photos), or pass --session NAME")
         if not isinstance(self.resolution, int) or self.resolution <= 0 or self.resolution % 8:
             lo, hi = max(8, self.resolution // 8 * 8), (self.resolution // 8 + 1) * 8
@@ -348,7 +409,7 @@ class DreamBoothConfig:
             fail("instance_token is empty but instance_prompt uses {token}; set e.g. --instance_token sks")
 
         # Prior preservation
-        if self.with_prior_preservation and not self.class_prompt:
+        if self.with_prior_preservation and not self.class_prompt and not self.concepts_list:
             fail("with_prior_preservation needs --class_prompt, e.g. 'a photo of dog'")
         if not self.with_prior_preservation:
             for name in ("class_prompt", "class_data_dir"):
@@ -357,6 +418,8 @@ class DreamBoothConfig:
                         f"{name}={getattr(self, name)!r} is set but prior preservation is off; "
                         f"add --with_prior_preservation or drop --{name}"
                     )
+
+        self._validate_data_and_quality()
 
         # Text encoder
         if self.text_encoder_steps is not None:
@@ -434,6 +497,58 @@ class DreamBoothConfig:
         token = self.instance_token.strip()
         return token if token and token in self.resolved_instance_prompt.split() else None
 
+    def _validate_data_and_quality(self) -> None:
+        from .concepts import check_caption_dropout
+
+        check_caption_dropout(self.caption_dropout)
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"repeats={self.repeats!r} must be an integer >= 1")
+        if self.aspect_ratio_buckets and not self.use_aspect_ratio_buckets:
+            raise ValueError("aspect_ratio_buckets needs --use_aspect_ratio_buckets (add it, or drop the list)")
+        if self.use_aspect_ratio_buckets:
+            from .buckets import parse_buckets
+
+            if self.aspect_ratio_buckets:
+                parse_buckets(self.aspect_ratio_buckets)
+            else:
+                self.bucket_settings()  # raises on bad kohya parameters
+            if self.cache_latents and self.random_flip:
+                raise ValueError("cache_latents keeps one latent per image and bucket; drop --random_flip")
+        if self.concepts_list and self.instance_data_dir:
+            raise ValueError("pass --concepts_list or --instance_data_dir, not both (the list names each folder)")
+        if self.concepts_list and (self.class_prompt or self.class_data_dir):
+            raise ValueError("with --concepts_list, set class_prompt / class_data_dir per subject in the list")
+        if self.select_best_by is not None:
+            if self.select_best_by not in QUALITY_METRICS:
+                raise ValueError(f"select_best_by={self.select_best_by!r} must be one of {', '.join(QUALITY_METRICS)}")
+            if not self.quality_metrics or not self.validation_prompt:
+                raise ValueError(
+                    "select_best_by needs --quality_metrics and --validation_prompt (it ranks their scores)"
+                )
+            if self.select_best_by == "drift" and not (self.class_prompt or self.concepts_list):
+                raise ValueError(
+                    "select_best_by='drift' needs class prompts: add --with_prior_preservation --class_prompt"
+                )
+        if self.quality_metrics and not self.validation_prompt:
+            raise ValueError("quality_metrics scores the validation images: add --validation_prompt")
+
+    def bucket_settings(self) -> tuple[int, int, int]:
+        """``(min_bucket_reso, max_bucket_reso, bucket_reso_steps)`` with the defaults filled in (kohya's 256/1024/64
+        at resolution 512, scaled with the resolution)."""
+        steps = self.bucket_reso_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0 or steps % 8:
+            raise ValueError(f"bucket_reso_steps={steps!r} must be a positive multiple of 8 (64 is typical)")
+        low = (
+            self.min_bucket_reso
+            if self.min_bucket_reso is not None
+            else max(steps, self.resolution // 2 // steps * steps)
+        )
+        high = self.max_bucket_reso if self.max_bucket_reso is not None else self.resolution * 2 // steps * steps
+        from .buckets import make_buckets
+
+        make_buckets(self.resolution, low, high, steps)
+        return low, high, steps
+
     def run_identity(self) -> str:
         """``"<config hash>-seed<seed>"``: equal for a run and its resumptions, different for another run."""
         return run_identity_of({k: getattr(self, k) for k in RUN_IDENTITY_FIELDS})
@@ -475,7 +590,9 @@ def run_identity_of(values: dict[str, Any]) -> str:
     import hashlib
     import json
 
-    blob = json.dumps({k: values.get(k) for k in RUN_IDENTITY_FIELDS}, sort_keys=True, default=str)
+    kept = {k: values.get(k) for k in RUN_IDENTITY_FIELDS}
+    kept = {k: v for k, v in kept.items() if k not in DATA_INVARIANT_DEFAULTS or v != DATA_INVARIANT_DEFAULTS[k]}
+    blob = json.dumps(kept, sort_keys=True, default=str)
     return f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}-seed{values.get('seed')}"
 
 

@@ -46,8 +46,11 @@ class ImageRecord:
     original_size: tuple[int, int]  # (height, width) before resizing
 
 
-def load_records(paths: list[Path], captions: list[str], resolution: int) -> list[ImageRecord]:
-    """Decode and resize every image once (DreamBooth sets are small); bad files raise naming the file."""
+def load_records(paths: list[Path], captions: list[str], resolution: int | None) -> list[ImageRecord]:
+    """Decode and resize every image once (DreamBooth sets are small); bad files raise naming the file.
+
+    ``resolution=None`` keeps every image at its own size (aspect-ratio buckets resize later, per bucket).
+    """
     from PIL import Image
 
     from ...data import load_image
@@ -56,7 +59,7 @@ def load_records(paths: list[Path], captions: list[str], resolution: int) -> lis
     for path, caption in zip(paths, captions):
         image = load_image(path)
         width, height = image.size
-        scale = resolution / min(width, height)
+        scale = 1 if resolution is None else resolution / min(width, height)
         if scale != 1:
             size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
             image = image.resize(size, Image.Resampling.LANCZOS)
@@ -99,14 +102,18 @@ class DreamBoothDataset(Dataset):
         resolution (`int`): square training size.
         center_crop (`bool`): centre crops instead of random ones.
         random_flip (`bool`): flip horizontally with probability 0.5.
+        caption_dropout (`float`, defaults to 0): probability of training an instance image with the empty caption
+            (drawn from the item's seeded generator after its crop and flip, so resume stays exact).
     """
 
     def __init__(self, instance: list[ImageRecord], class_records: list[ImageRecord], resolution: int,
-                 center_crop: bool = False, random_flip: bool = False):  # fmt: skip
+                 center_crop: bool = False, random_flip: bool = False, caption_dropout: float = 0.0):  # fmt: skip
         if not instance:
             raise ValueError("no instance images")
         self.instance, self.class_records = instance, class_records
         self.resolution, self.center_crop, self.random_flip = resolution, center_crop, random_flip
+        self.caption_dropout = caption_dropout
+        self.class_pairs: list[list[int]] | None = None  # several subjects: each instance image's own class images
         self.latent_params: dict[int, torch.Tensor] | None = None  # image id -> VAE distribution parameters
 
     def __len__(self) -> int:
@@ -126,13 +133,22 @@ class DreamBoothDataset(Dataset):
             return (height - self.resolution) // 2, (width - self.resolution) // 2
         return int(rng.integers(0, height - self.resolution + 1)), int(rng.integers(0, width - self.resolution + 1))
 
-    def example(self, image_id: int, rng: np.random.Generator | None) -> dict:
+    def drop(self, caption: str, rng: np.random.Generator | None) -> str:
+        """``caption``, or ``""`` with probability ``caption_dropout`` (no draw when it is 0: old runs unchanged)."""
+        from .concepts import drop_caption
+
+        if rng is None or not self.caption_dropout:
+            return caption
+        return drop_caption(caption, self.caption_dropout, rng)
+
+    def example(self, image_id: int, rng: np.random.Generator | None, dropout: bool = False) -> dict:
         """One image as a training example; ``rng=None`` gives the deterministic (centre, unflipped) view."""
         record = self.records[image_id]
         top, left = self.crop_box(record, rng)
         flip = bool(rng is not None and self.random_flip and rng.random() < 0.5)
-        example = {"image_id": image_id, "caption": record.caption, "original_size": record.original_size,
-                   "crop_top_left": (top, left)}  # fmt: skip
+        caption = self.drop(record.caption, rng) if dropout else record.caption
+        example = {"image_id": image_id, "caption": caption, "original_size": record.original_size,
+                   "crop_top_left": (top, left), "target_size": (self.resolution, self.resolution)}  # fmt: skip
         if self.latent_params is not None:
             example["latent_params"] = self.latent_params[image_id]
             return example
@@ -146,23 +162,196 @@ class DreamBoothDataset(Dataset):
     def __getitem__(self, key) -> dict:
         index, sample_seed = key if isinstance(key, tuple) else (key, None)
         rng = np.random.default_rng(sample_seed) if sample_seed is not None else None
-        item = {"instance": self.example(index % len(self.instance), rng)}
+        item = {"instance": self.example(index % len(self.instance), rng, dropout=True)}
         if self.class_records:
-            class_id = len(self.instance) + index % len(self.class_records)
+            pool = self.class_pairs[index % len(self.instance)] if self.class_pairs else None
+            local = pool[(index // len(self.instance)) % len(pool)] if pool else index % len(self.class_records)
+            class_id = len(self.instance) + local
             item["class"] = self.example(class_id, rng)
         return item
+
+
+def repeat_records(records: list[ImageRecord], repeats: int) -> list[ImageRecord]:
+    """Each record ``repeats`` times in a row (``--repeats``; decoded once, shared)."""
+    from .concepts import expand_repeats
+
+    return expand_repeats(records, repeats)
+
+
+def concept_records(concepts, caption_from_filename: bool, expand, resolution: int | None, repeats: int = 1):
+    """Instance records of a multi-subject run and each record's subject index: ``(records, groups)``.
+
+    Each photo is decoded once and repeated ``concept.repeats * repeats`` times.
+    """
+    from .concepts import concept_items
+
+    items = concept_items(concepts, caption_from_filename)
+    unique: dict[tuple[Path, str], ImageRecord] = {}
+    for item in items:
+        if (item.path, item.caption) not in unique:
+            unique[(item.path, item.caption)] = load_records([item.path], [expand(item.caption)], resolution)[0]
+    records = [unique[(it.path, it.caption)] for it in items for _ in range(repeats)]
+    groups = [it.concept for it in items for _ in range(repeats)]
+    return records, groups
+
+
+def class_image_specs(config, concepts, fallback_dir) -> list[tuple[Path, str, int]]:
+    """``(class_dir, class_prompt, num_class_images)`` per subject (one for a single-subject run)."""
+    if concepts is None:
+        return [(Path(config.class_data_dir or fallback_dir), config.expand(config.class_prompt),
+                 config.num_class_images)]  # fmt: skip
+    return [(Path(c.class_data_dir), c.class_prompt, c.num_class_images) for c in concepts if c.class_prompt]
+
+
+def pair_by_group(instance_groups: list[int], class_groups: list[int]) -> list[list[int]]:
+    """For each instance image, the class images of its own subject (all class images when it has none)."""
+    pools: dict[int, list[int]] = {}
+    for index, group in enumerate(class_groups):
+        pools.setdefault(group, []).append(index)
+    everyone = list(range(len(class_groups)))
+    return [pools.get(group, everyone) for group in instance_groups]
+
+
+def concept_summary(concepts, expand=lambda p: p) -> list[dict]:
+    """``[{token, class_noun, prompt}]`` per subject, for the saved pipeline's config."""
+    out = []
+    for concept in concepts:
+        prompt = expand(concept.instance_prompt)
+        words = prompt.replace(",", " ").split()
+        token = concept.instance_token
+        noun = words[words.index(token) + 1] if token in words and words.index(token) + 1 < len(words) else None
+        out.append({"token": token, "class_noun": noun, "prompt": prompt})
+    return out
+
+
+def build_bucketed_data(config, instance: list[ImageRecord], class_records: list[ImageRecord],
+                        instance_groups: list[int] | None = None, class_groups: list[int] | None = None):  # fmt: skip
+    """The bucketed dataset and its [`BucketBatchSampler`] for ``config``'s bucket options: ``(dataset, sampler)``.
+
+    Instance images go to their nearest bucket (or their own rounded-down size with ``bucket_no_upscale``); class
+    images to the nearest bucket in use. With several subjects, batches hold one subject and one bucket, so each
+    instance image is paired with a class image of its own subject and shape whenever there is one.
+    """
+    from .buckets import BucketBatchSampler, assign_buckets, class_buckets, resolve_buckets
+
+    low, high, steps = config.bucket_settings() if not config.aspect_ratio_buckets else (None, None, 64)
+    candidates = None
+    if not config.bucket_no_upscale:
+        candidates = resolve_buckets(True, config.aspect_ratio_buckets, config.resolution, low, high, steps)
+    sizes = [r.original_size for r in instance]
+    used, instance_bucket = assign_buckets(sizes, candidates, bucket_no_upscale=config.bucket_no_upscale,
+                                           resolution=config.resolution, bucket_reso_steps=steps)  # fmt: skip
+    class_bucket = class_buckets([r.original_size for r in class_records], used)
+    counts = {used[b]: instance_bucket.count(b) for b in sorted(set(instance_bucket))}
+    logger.info("aspect-ratio buckets (height x width: images): %s",
+                ", ".join(f"{h}x{w}: {n}" for (h, w), n in counts.items()))  # fmt: skip
+    dataset = BucketedDreamBoothDataset(instance, class_records, used, instance_bucket, class_bucket,
+                                        config.center_crop, config.random_flip, config.caption_dropout)  # fmt: skip
+    # the sampler groups by (bucket, subject): one shape and one subject per batch
+    instance_key = list(zip(instance_bucket, instance_groups or [0] * len(instance)))
+    class_key = list(zip(class_bucket, class_groups or [0] * len(class_records)))
+    ids = {key: i for i, key in enumerate(sorted(set(instance_key) | set(class_key)))}
+    sampler = BucketBatchSampler([ids[k] for k in instance_key], config.train_batch_size, config.seed,
+                                 [ids[k] for k in class_key])  # fmt: skip
+    return dataset, sampler
+
+
+class BucketedDreamBoothDataset(DreamBoothDataset):
+    """Instance (and class) images cropped to aspect-ratio buckets instead of one square.
+
+    Keys are ``(instance_index, class_index, sample_seed)`` items of a [`BucketBatchSampler`] batch: the class image
+    is cropped to the instance image's bucket, so a batch (instance and class halves) has one shape. Each image is
+    resized once, at load, to cover its own bucket; a class image lent to another bucket is resized again from that
+    copy. Examples record SDXL's ``original_size`` (before any resize), ``crops_coords_top_left`` (in the resized
+    image) and ``target_size`` (the bucket).
+
+    Args:
+        instance, class_records (`list[ImageRecord]`): images at their own size (``load_records(..., None)``).
+        buckets (`list[tuple[int, int]]`): the (height, width) buckets in use.
+        instance_bucket, class_bucket (`list[int]`): each record's bucket index.
+        center_crop, random_flip (`bool`): as in [`DreamBoothDataset`].
+        caption_dropout (`float`): probability of training an instance image with the empty caption.
+    """
+
+    def __init__(self, instance: list[ImageRecord], class_records: list[ImageRecord], buckets: list[tuple[int, int]],
+                 instance_bucket: list[int], class_bucket: list[int], center_crop: bool = False,
+                 random_flip: bool = False, caption_dropout: float = 0.0):  # fmt: skip
+        super().__init__(instance, class_records, 0, center_crop, random_flip, caption_dropout)
+        from .buckets import cover_size
+
+        self.buckets = [tuple(b) for b in buckets]
+        self.bucket_of = list(instance_bucket) + list(class_bucket)
+        for record, bucket in zip(self.records, self.bucket_of):
+            record.pixels = _resize(record.pixels, cover_size(record.pixels.shape[:2], self.buckets[bucket]))
+
+    def __len__(self) -> int:
+        return len(self.instance)
+
+    def has_random_crops(self) -> bool:
+        if self.center_crop:
+            return False
+        return any(r.pixels.shape[:2] != self.buckets[b] for r, b in zip(self.records, self.bucket_of))
+
+    def bucket_example(self, image_id: int, bucket: int, rng: np.random.Generator | None, dropout: bool) -> dict:
+        """One image cropped to ``buckets[bucket]``; ``rng=None`` gives the centre, unflipped view."""
+        from .buckets import cover_size, crop_box
+
+        record, target = self.records[image_id], self.buckets[bucket]
+        pixels = record.pixels
+        if bucket != self.bucket_of[image_id]:  # a class image lent to another bucket
+            pixels = _resize(pixels, cover_size(pixels.shape[:2], target))
+        top, left = crop_box(pixels.shape[:2], target, None if self.center_crop else rng)
+        flip = bool(rng is not None and self.random_flip and rng.random() < 0.5)
+        caption = self.drop(record.caption, rng) if dropout else record.caption
+        example = {"image_id": image_id, "caption": caption, "original_size": record.original_size,
+                   "crop_top_left": (top, left), "target_size": target}  # fmt: skip
+        if self.latent_params is not None:
+            example["latent_params"] = self.latent_params[(image_id, bucket)]
+            return example
+        pixels = pixels[top : top + target[0], left : left + target[1]]
+        if flip:
+            pixels = pixels[:, ::-1]
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
+        example["pixel_values"] = tensor / 127.5 - 1.0
+        return example
+
+    def cache_keys(self) -> list[tuple[int, int]]:
+        """``(image_id, bucket)`` pairs a run can draw (class images may serve every instance bucket)."""
+        keys = [(i, b) for i, b in enumerate(self.bucket_of[: len(self.instance)])]
+        used = sorted(set(self.bucket_of[: len(self.instance)]))
+        return keys + [(len(self.instance) + i, b) for i in range(len(self.class_records)) for b in used]
+
+    def __getitem__(self, key) -> dict:
+        index, class_index, sample_seed = key
+        rng = np.random.default_rng(sample_seed)
+        bucket = self.bucket_of[index]
+        item = {"instance": self.bucket_example(index, bucket, rng, dropout=True)}
+        if class_index is not None:
+            item["class"] = self.bucket_example(len(self.instance) + class_index, bucket, rng, dropout=False)
+        return item
+
+
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``pixels`` (uint8 HWC) at ``size`` (height, width), LANCZOS; unchanged when already that size."""
+    from PIL import Image
+
+    if tuple(pixels.shape[:2]) == tuple(size):
+        return pixels
+    image = Image.fromarray(pixels).resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def collate(items: list[dict]) -> dict:
     """Instance examples first, then class examples, in one batch (``num_instance`` tells them apart)."""
     examples = [it["instance"] for it in items] + [it["class"] for it in items if "class" in it]
+    key = "latent_params" if "latent_params" in examples[0] else "pixel_values"
     batch = {
         "captions": [e["caption"] for e in examples],
         "image_ids": torch.tensor([e["image_id"] for e in examples]),
         "original_sizes": torch.tensor([e["original_size"] for e in examples]),
         "crop_top_left": torch.tensor([e["crop_top_left"] for e in examples]),
+        "target_sizes": torch.tensor([e.get("target_size", e[key].shape[-2:]) for e in examples]),
         "num_instance": torch.tensor(len(items)),
     }
-    key = "latent_params" if "latent_params" in examples[0] else "pixel_values"
     batch[key] = torch.stack([e[key] for e in examples])
     return batch

@@ -97,7 +97,7 @@ class TrainingLoop:
         embeds, pooled = self.prompt_encoder(batch["captions"])
         added = None
         if self.base.family == "sdxl":
-            time_ids = add_time_ids(batch["original_sizes"], batch["crop_top_left"], config.resolution)
+            time_ids = add_time_ids(batch["original_sizes"], batch["crop_top_left"], batch["target_sizes"])
             added = {"text_embeds": pooled, "time_ids": time_ids.to(embeds.dtype)}
         pred = self.unet_p(noisy, timesteps, embeds, added_cond_kwargs=added).sample
         target = prediction_target(self.noise_scheduler, latents, noise, timesteps)

@@ -72,15 +72,26 @@ def save_pipeline(pipeline, output_dir: Path, stock_class_name: str | None = Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict | None = None):
-    """``pipe``'s components as hfvision's DreamBooth pipeline of ``family``, knowing the trained token and class."""
+def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict | None = None, concepts=None):
+    """``pipe``'s components as hfvision's DreamBooth pipeline of ``family``, knowing the trained token and class.
+
+    ``concepts`` (several subjects, ``[{token, class_noun, prompt}]``) is stored in the config as ``concepts``; the
+    first subject's token and class are ``instance_token`` and ``class_noun``.
+    """
     from ...pipelines.dreambooth import DreamBoothPipeline
     from ...pipelines.dreambooth_xl import DreamBoothXLPipeline
 
     cls = DreamBoothXLPipeline if family == "sdxl" else DreamBoothPipeline
-    return cls.from_components(
-        pipe, instance_token=config.trained_token, class_noun=config.resolved_class_noun, **(extra or {})
+    token, noun = (concepts[0]["token"], concepts[0]["class_noun"]) if concepts else (None, None)
+    pipeline = cls.from_components(
+        pipe,
+        instance_token=token or config.trained_token,
+        class_noun=noun or config.resolved_class_noun,
+        **(extra or {}),
     )
+    if concepts:
+        pipeline.register_to_config(concepts=list(concepts))
+    return pipeline
 
 
 def lora_modelspec(config: DreamBoothConfig, base, text_encoder) -> dict[str, str]:
@@ -180,7 +191,7 @@ def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True) -> 
 
 def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_encoders: list, build_pipeline,
                 cast_frozen: bool, sample_images: list | None, steps: int,
-                text_encoder=None) -> Path | None:  # fmt: skip
+                text_encoder=None, concepts: list[dict] | None = None) -> Path | None:  # fmt: skip
     """Everything the run leaves in ``output_dir``; returns the LoRA file for LoRA runs.
 
     Full fine-tunes write the stock diffusers pipeline. LoRA runs write ``pytorch_lora_weights.safetensors`` (and,
@@ -212,7 +223,7 @@ def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_enc
             for name, encoder in zip(FAMILIES[base.family].text_encoders, text_encoders):
                 setattr(pipe, name, encoder)
     if pipe is not None:
-        pipe = dreambooth_pipeline(pipe, config, base.family, load_safety_components(base))
+        pipe = dreambooth_pipeline(pipe, config, base.family, load_safety_components(base), concepts)
         save_pipeline(pipe, output_dir, stock_class_name=FAMILIES[base.family].pipeline_class)
     config.to_yaml(output_dir / CONFIG_NAME)
     grid = None

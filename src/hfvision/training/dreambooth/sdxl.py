@@ -17,9 +17,18 @@ def encode_prompt_sdxl(text_encoders, input_ids: list[torch.Tensor]) -> tuple[to
     return torch.cat(hidden, dim=-1), pooled
 
 
-def add_time_ids(original_sizes: torch.Tensor, crop_top_left: torch.Tensor, resolution: int) -> torch.Tensor:
-    """SDXL micro-conditioning per sample: ``(orig_h, orig_w, crop_top, crop_left, target_h, target_w)``."""
-    target = torch.tensor([resolution, resolution], device=original_sizes.device).expand(len(original_sizes), 2)
+def add_time_ids(
+    original_sizes: torch.Tensor, crop_top_left: torch.Tensor, resolution: int | torch.Tensor
+) -> torch.Tensor:
+    """SDXL micro-conditioning per sample: ``(orig_h, orig_w, crop_top, crop_left, target_h, target_w)``.
+
+    ``resolution`` is the square training size, or a ``(batch, 2)`` tensor of per-sample (height, width) targets
+    (aspect-ratio buckets: the batch's ``target_sizes``).
+    """
+    if isinstance(resolution, torch.Tensor):
+        target = resolution.to(original_sizes.device)
+    else:
+        target = torch.tensor([resolution, resolution], device=original_sizes.device).expand(len(original_sizes), 2)
     return torch.cat([original_sizes, crop_top_left, target], dim=1).float()
 
 

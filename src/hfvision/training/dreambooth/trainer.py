@@ -28,14 +28,32 @@ from .components import (
 )
 from .conditioning import PromptEncoder
 from .config import DEFAULT_OUTPUT_DIR, DreamBoothConfig
-from .data import DreamBoothDataset, EpochSampler, collate, list_images, load_records, read_caption
+from .data import (
+    DreamBoothDataset,
+    EpochSampler,
+    build_bucketed_data,
+    class_image_specs,
+    collate,
+    concept_records,
+    concept_summary,
+    list_images,
+    load_records,
+    pair_by_group,
+    read_caption,
+    repeat_records,
+)
 from .guard import plan_start
 from .loop import TrainingLoop
 from .lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, load_lora, save_lora
 from .optim import build_lr_scheduler, build_optimizer
 from .runtime import check_runtime, derived_seed, free_memory, use_cpu
 from .sdxl import validate_time_embedding
-from .validation import log_to_trackers, render_validation, save_samples
+from .validation import (
+    QualityMixin,
+    log_to_trackers,
+    render_validation,
+    save_samples,
+)
 
 logger = get_logger(__name__)
 
@@ -52,7 +70,7 @@ class DreamBoothResult:
     lora_weights: Path | None = None
 
 
-class DreamBoothTrainer(TrainingLoop):
+class DreamBoothTrainer(QualityMixin, TrainingLoop):
     """Fine-tune a Stable Diffusion model on a few photos of one subject (full or LoRA, SD 1.x/2.x/XL).
 
     Args:
@@ -112,6 +130,8 @@ class DreamBoothTrainer(TrainingLoop):
         self.prepare_with_accelerator()
         # 7. Resume (models, optimizer, schedule, RNGs, data position, text-encoder stage)
         self.resume()
+        # 7b. Quality metrics: embedders, and the base model's class images for the drift score
+        self.setup_quality()
 
     # ------------------------------------------------------------------------------------------------ 1. inputs
     def check_inputs(self) -> None:
@@ -131,8 +151,18 @@ class DreamBoothTrainer(TrainingLoop):
             state.wait_for_everyone()
             if not state.is_main_process:
                 self.session = open_session(config, prepare=False)
-        self.instance_dir = Path(self.session.instance_dir if self.session else config.instance_data_dir)
-        self.instance_paths = list_images(self.instance_dir)
+        self.concepts = None
+        if config.concepts_list:  # several subjects: every entry checked before a model loads
+            from .concepts import load_concepts_list
+
+            self.concepts = load_concepts_list(
+                config.concepts_list, config.with_prior_preservation, config.num_class_images
+            )
+            self.instance_dir = Path(config.concepts_list).parent
+            self.instance_paths = []
+        else:
+            self.instance_dir = Path(self.session.instance_dir if self.session else config.instance_data_dir)
+            self.instance_paths = list_images(self.instance_dir)
         in_session = self.session is not None and config.output_dir == DEFAULT_OUTPUT_DIR
         self.output_dir = Path(self.session.model_dir) if in_session else Path(config.output_dir)
         self.checkpoints_dir = Path(self.session.checkpoints_dir) if self.session else self.output_dir
@@ -182,41 +212,65 @@ class DreamBoothTrainer(TrainingLoop):
     # ------------------------------------------------------------------------------------------------ 3. images
     def load_instance_images(self) -> None:
         config = self.config
-        prompt = config.resolved_instance_prompt
-        captions = [config.expand(read_caption(p, prompt, config.caption_from_filename)) for p in self.instance_paths]
-        self.instance_records = load_records(self.instance_paths, captions, config.resolution)
+        size = None if config.use_aspect_ratio_buckets else config.resolution  # buckets resize per bucket later
+        self.instance_groups = None
+        if self.concepts is not None:
+            self.instance_records, self.instance_groups = concept_records(
+                self.concepts, config.caption_from_filename, config.expand, size, config.repeats
+            )
+        else:
+            prompt = config.resolved_instance_prompt
+            paths = self.instance_paths
+            captions = [config.expand(read_caption(p, prompt, config.caption_from_filename)) for p in paths]
+            self.instance_records = repeat_records(load_records(paths, captions, size), config.repeats)
         logger.info("%d instance images from %s", len(self.instance_records), self.instance_dir)
 
     # ------------------------------------------------------------------------------------------------ 4. base + class
     def load_base_model_and_class_images(self) -> None:
         config, acc = self.config, self.accelerator
-        self.class_records, missing = [], []
-        if config.with_prior_preservation:
-            self.class_dir = Path(
-                config.class_data_dir or (self.session.class_dir if self.session else default_class_dir())
-            )
-            key = class_image_key(self.base.source, self.base.revision, config.expand(config.class_prompt),
-                                  config.resolution, config.seed)  # fmt: skip
-            class_paths, missing = plan_class_images(self.class_dir, key, config.num_class_images)
+        self.class_records, self.class_groups, plans = [], None, []
+        if config.with_prior_preservation:  # one (folder, prompt, count) per subject
+            fallback = self.session.class_dir if self.session else default_class_dir()
+            for class_dir, prompt, count in class_image_specs(config, self.concepts, fallback):
+                key = class_image_key(self.base.source, self.base.revision, prompt, config.resolution, config.seed)
+                plans.append((Path(class_dir), prompt, key, *plan_class_images(Path(class_dir), key, count)))
+        missing = any(plan[-1] for plan in plans)
         generation_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(
             config.prior_generation_precision, torch.float16 if acc.device.type == "cuda" else torch.float32
         )
         if missing and generation_dtype != torch.float32:  # own low-precision copy, freed before training
-            self.generate_class_images(key, missing, lambda: load_base_pipeline(self.base, generation_dtype))
+            low = {}
+
+            def load_low():
+                low.setdefault("pipe", load_base_pipeline(self.base, generation_dtype))
+                return low["pipe"]
+
+            for class_dir, prompt, key, _, todo in plans:
+                if todo:
+                    self.class_dir = class_dir
+                    self.generate_class_images(key, todo, load_low, prompt)
+            low.clear()
             free_memory()
         pipe = load_base_pipeline(self.base, torch.float32, config.variant)
-        if missing and generation_dtype == torch.float32:
-            self.generate_class_images(key, missing, lambda: pipe)
-        if config.with_prior_preservation:
-            prompt = config.expand(config.class_prompt)
-            self.class_records = load_records(class_paths, [prompt] * len(class_paths), config.resolution)
+        size = None if config.use_aspect_ratio_buckets else config.resolution
+        groups = []
+        for group, (class_dir, prompt, key, class_paths, todo) in enumerate(plans):
+            if todo and generation_dtype == torch.float32:
+                self.class_dir = class_dir
+                self.generate_class_images(key, todo, lambda: pipe, prompt)
+            self.class_records += load_records(class_paths, [prompt] * len(class_paths), size)
+            groups += [group] * len(class_paths)
+        if self.concepts is not None and plans:
+            self.class_groups = groups
+        if plans:
+            self.class_dir = plans[0][0]
         self.components = dict(pipe.components)
 
-    def generate_class_images(self, key: str, missing: list[int], load) -> None:
+    def generate_class_images(self, key: str, missing: list[int], load, prompt: str) -> None:
         config, acc = self.config, self.accelerator
         logger.info("generating %d class images into %s", len(missing), self.class_dir)
         meta = {"base_model": self.base.source, "revision": self.base.revision, "seed": config.seed,
-                "class_prompt": config.expand(config.class_prompt), "resolution": config.resolution}  # fmt: skip
+                "class_prompt": prompt, "resolution": config.resolution}  # fmt: skip
         with acc.split_between_processes(missing) as mine:
             pipe = generate_class_images(
                 load, self.class_dir, key, list(mine), meta["class_prompt"], config.resolution, config.seed,
@@ -273,15 +327,27 @@ class DreamBoothTrainer(TrainingLoop):
     # ------------------------------------------------------------------------------------------------ 6. data/optim
     def create_dataloader(self) -> None:
         config = self.config
-        self.dataset = DreamBoothDataset(self.instance_records, self.class_records, config.resolution,
-                                         config.center_crop, config.random_flip)  # fmt: skip
-        if config.cache_latents:
-            self.cache_latents()
-        self.sampler = EpochSampler(len(self.dataset), config.seed)
-        self.train_dataloader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=config.train_batch_size, sampler=self.sampler, collate_fn=collate,
-            num_workers=config.dataloader_num_workers,
-        )  # fmt: skip
+        if config.use_aspect_ratio_buckets:  # batches of one shape; class images cropped to their batch's bucket
+            self.dataset, self.sampler = build_bucketed_data(
+                config, self.instance_records, self.class_records, self.instance_groups, self.class_groups
+            )
+            if config.cache_latents:
+                self.cache_latents()
+            self.train_dataloader = torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self.sampler, collate_fn=collate, num_workers=config.dataloader_num_workers
+            )
+        else:
+            self.dataset = DreamBoothDataset(self.instance_records, self.class_records, config.resolution,
+                                             config.center_crop, config.random_flip, config.caption_dropout)  # fmt: skip
+            if self.class_groups is not None:
+                self.dataset.class_pairs = pair_by_group(self.instance_groups, self.class_groups)
+            if config.cache_latents:
+                self.cache_latents()
+            self.sampler = EpochSampler(len(self.dataset), config.seed)
+            self.train_dataloader = torch.utils.data.DataLoader(
+                self.dataset, batch_size=config.train_batch_size, sampler=self.sampler, collate_fn=collate,
+                num_workers=config.dataloader_num_workers,
+            )  # fmt: skip
         if config.max_train_steps is None:  # --num_train_epochs without --max_train_steps, as in diffusers
             per_process = math.ceil(len(self.train_dataloader) / self.accelerator.num_processes)
             config.max_train_steps = config.num_train_epochs * math.ceil(
@@ -292,11 +358,16 @@ class DreamBoothTrainer(TrainingLoop):
         if self.dataset.has_random_crops():
             raise ValueError("cache_latents needs one crop per image: pass --center_crop or use square images")
         params = {}
+        bucketed = hasattr(self.dataset, "cache_keys")  # one latent per (image, bucket) it can be drawn at
+        keys = self.dataset.cache_keys() if bucketed else range(len(self.dataset.records))
         with torch.no_grad():
-            for image_id in range(len(self.dataset.records)):
-                pixels = self.dataset.example(image_id, rng=None)["pixel_values"][None]
+            for key in keys:
+                example = (
+                    self.dataset.bucket_example(*key, None, False) if bucketed else self.dataset.example(key, None)
+                )
+                pixels = example["pixel_values"][None]
                 encoded = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.parameters
-                params[image_id] = encoded[0].float().cpu()
+                params[key] = encoded[0].float().cpu()
         self.dataset.latent_params = params
 
     def create_optimizer(self) -> None:
@@ -391,9 +462,12 @@ class DreamBoothTrainer(TrainingLoop):
         modes = [m.training for m in models]
         for m in models:
             m.eval()
-        images = render_validation(self.build_pipeline(), prompts, config.num_validation_images, config.seed,
+        pipe = self.build_pipeline()
+        images = render_validation(pipe, prompts, config.num_validation_images, config.seed,
                                    config.resolution, config.validation_inference_steps,
                                    config.validation_guidance_scale, self.weight_dtype)  # fmt: skip
+        if getattr(self, "quality", None) is not None:
+            self.score_quality(pipe, images, prompts)
         for m, mode in zip(models, modes):
             m.train(mode)
         paths = save_samples(images, prompts, self.samples_dir / f"step-{self.global_step:06d}")
@@ -413,7 +487,9 @@ class DreamBoothTrainer(TrainingLoop):
             if config.validation_prompt and self.global_step % self.validation_interval:
                 self.validate()
             result.samples = list(self.samples)
+            best = self.keep_best_weights()
             result.lora_weights = self.save_output()
+            self.finish_quality(best)
             if self.session is not None:
                 self.session.on_train_end(self.output_dir, self.global_step)
             if config.push_to_hub:
@@ -434,4 +510,5 @@ class DreamBoothTrainer(TrainingLoop):
         return output_lib.save_output(
             self.config, self.base, self.output_dir, unet, self.trained_text_encoders(), self.build_pipeline,
             self.cast_frozen, getattr(self, "sample_images", None), self.global_step, self.text_encoders[0],
+            concept_summary(self.concepts, self.config.expand) if self.concepts else None,
         )  # fmt: skip

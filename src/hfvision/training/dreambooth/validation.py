@@ -87,3 +87,126 @@ def log_to_trackers(accelerator, images: list[list], prompts: list[str], step: i
                 {"validation": [wandb.Image(img, caption=prompts[p]) for p, row in enumerate(images) for img in row]},
                 step=step,
             )
+
+
+# --- quality metrics (CLIP-I, DINO, CLIP-T, drift) and the best step ---------------------------------------------
+
+BEST_WEIGHTS_DIR = ".best-weights"  # hidden: never pushed, removed once the output is written
+
+
+def build_quality_tracker(config, output_dir: Path, instance_images: list, prompts: list[str], identifiers,
+                          class_noun: str | None, class_prompts: list[str] | None, resume_step: int | None,
+                          device=None):  # fmt: skip
+    """A [`~hfvision.evaluation.QualityTracker`] for a run: embedders from ``--quality_clip_model`` /
+    ``--quality_dino_model``; class images for the drift score rendered like the validation images."""
+    from ...evaluation import ClipEmbedder, DinoEmbedder, QualityTracker
+
+    clip = ClipEmbedder.from_pretrained(config.quality_clip_model, device=device)
+    dino = DinoEmbedder.from_pretrained(config.quality_dino_model, device=device)
+    return QualityTracker(
+        output_dir, instance_images, prompts, clip=clip, dino=dino, class_prompts=class_prompts,
+        identifier=identifiers, class_noun=class_noun, select_best_by=config.select_best_by,
+        resume_step=resume_step, seed=config.seed, num_images_per_prompt=1,
+        num_inference_steps=config.validation_inference_steps, guidance_scale=config.validation_guidance_scale,
+        height=config.resolution, width=config.resolution,
+    )  # fmt: skip
+
+
+def log_quality(accelerator, metrics: dict, images: list[list], prompts: list[str], step: int) -> None:
+    """Metrics to every tracker (``quality/<name>``), and the prompts x images grid to TensorBoard."""
+    from ...evaluation import log_grids_to_tensorboard
+
+    accelerator.log({f"quality/{k}": v for k, v in metrics.items()}, step=step)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            log_grids_to_tensorboard(tracker.writer, {step: images}, prompts)
+
+
+def append_quality_to_card(readme: Path, metrics_by_step: dict, best_step: int | None, best_by: str | None) -> None:
+    """Add the metrics table (and the kept step) to the model card written by the output step."""
+    from ...evaluation import metrics_markdown
+
+    if not metrics_by_step or not readme.is_file():
+        return
+    section = ["", metrics_markdown(metrics_by_step, best_step, best_by), ""]
+    if best_step is not None:
+        section += [f"These weights are step {best_step}'s, the best by {best_by} (`--select_best_by`).", ""]
+    with open(readme, "a", encoding="utf-8") as f:
+        f.write("\n".join(section))
+
+
+class QualityMixin:
+    """The trainer's quality steps: a [`QualityTracker`] set up after resume, a score at each validation (the best
+    step's weights kept in a hidden folder with ``--select_best_by``), and at the end the best weights loaded back,
+    the model-card table and ``report.html``."""
+
+    def setup_quality(self) -> None:
+        config, acc = self.config, self.accelerator
+        self.quality = None
+        if not config.quality_metrics or not acc.is_main_process:
+            return
+        from PIL import Image
+
+        unique = {id(r): r for r in self.instance_records}.values()
+        from .data import concept_summary
+
+        tokens = [c["token"] for c in concept_summary(self.concepts)] if self.concepts else config.trained_token
+        if self.concepts:
+            class_prompts = [c.class_prompt for c in self.concepts if c.class_prompt] or None
+        else:
+            class_prompts = [config.expand(config.class_prompt)] if config.with_prior_preservation else None
+        self.quality = build_quality_tracker(
+            config, self.output_dir, [Image.fromarray(r.pixels) for r in unique],
+            [config.expand(p) for p in config.validation_prompt], tokens, config.resolved_class_noun, class_prompts,
+            self.global_step if self.resume_checkpoint is not None else None, acc.device,
+        )  # fmt: skip
+        self.quality.prepare(self.build_pipeline() if self.resume_checkpoint is None else None)
+
+    def score_quality(self, pipe, images: list[list], prompts: list[str]) -> None:
+        """Score this validation, log it, and keep the weights if this step is the best so far."""
+        config, step = self.config, self.global_step
+        metrics, is_best = self.quality.score(step, images, pipeline=pipe, loss=self.last_loss)
+        log_quality(self.accelerator, metrics, images, prompts, step)
+        logger.info("step %d quality: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if config.select_best_by and is_best:
+            import shutil
+
+            best, tmp = self.output_dir / BEST_WEIGHTS_DIR, self.output_dir / f"{BEST_WEIGHTS_DIR}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.save_weights(tmp)
+            shutil.rmtree(best, ignore_errors=True)
+            tmp.rename(best)
+            (best / "step").write_text(str(step))
+
+    def keep_best_weights(self) -> int | None:
+        """With ``--select_best_by``: load the best step's weights into the models (before the output is written)."""
+        if self.quality is None or self.quality.best_step is None:
+            return None
+        best, folder = self.quality.best_step, self.output_dir / BEST_WEIGHTS_DIR
+        if best != self.global_step:
+            if not (folder / "step").is_file() or int((folder / "step").read_text()) != best:
+                folder = self.checkpoints_dir / f"checkpoint-{best}"  # e.g. a resumed run: the checkpoint has them
+                if not folder.is_dir():
+                    raise RuntimeError(
+                        f"the weights of the best step {best} are in neither {self.output_dir / BEST_WEIGHTS_DIR} "
+                        f"nor {folder}; set --checkpointing_steps to a multiple of --validation_steps"
+                    )
+            self.load_weights(folder)
+        logger.info("keeping the weights of step %d (best %s of %s)", best, self.config.select_best_by,
+                    ", ".join(str(s) for s in sorted(self.quality.history)))  # fmt: skip
+        return best
+
+    def finish_quality(self, best: int | None) -> None:
+        """Model-card metrics, ``report.html``, and the best-weights folder removed."""
+        import shutil
+
+        from ...evaluation import write_run_report
+
+        config = self.config
+        if self.quality is not None:
+            append_quality_to_card(self.output_dir / "README.md", self.quality.history, best, config.select_best_by)
+            shutil.rmtree(self.output_dir / BEST_WEIGHTS_DIR, ignore_errors=True)
+        if config.validation_prompt and any(self.samples_dir.glob("step-*")):
+            path = write_run_report(self.output_dir, config.select_best_by if best is not None else None,
+                                    samples_dir=self.samples_dir, logging_dir=config.logging_dir)  # fmt: skip
+            logger.info("report: %s", path)
