@@ -72,7 +72,7 @@ def test_signature_is_the_parents_plus_control_arguments(ours, parent, mixins):
     # constructor: every parent component and setting, plus controlnet and the DreamBooth identity
     parent_init = [p for p in inspect.signature(parent.__init__).parameters if p != "self"]
     own_init = [p for p in inspect.signature(ours.__init__).parameters if p != "self"]
-    assert set(own_init) - set(parent_init) == {"controlnet", "instance_token", "class_noun", "family"}
+    assert set(own_init) - set(parent_init) == {"controlnet", "instance_token", "class_noun", "family", "concepts"}
     assert set(parent_init) <= set(own_init)
     assert set(parent._optional_components) | {"controlnet"} == set(ours._optional_components)
 
@@ -181,3 +181,21 @@ def test_controlnet_call_refuses_arguments_the_controlnet_pipeline_lacks():
         pipe.controlnet_pipeline(StableDiffusionXLControlNetPipeline), StableDiffusionXLControlNetPipeline
     )
     assert pipe.controlnet_pipeline(StableDiffusionXLControlNetPipeline).unet is pipe.unet
+
+
+def test_several_subjects_survive_save_and_load(tmp_path):
+    from hfvision.pipelines.dreambooth import DreamBoothPipeline
+    from hfvision.testing import tiny_sd_pipeline
+
+    concepts = [
+        {"token": "sks", "class_noun": "dog", "prompt": "a photo of sks dog"},
+        {"token": "zwx", "class_noun": "cat", "prompt": "a photo of zwx cat"},
+    ]
+    pipe = DreamBoothPipeline.from_components(
+        tiny_sd_pipeline("sd1"), instance_token="sks", class_noun="dog", concepts=concepts
+    )
+    pipe.save_pretrained(tmp_path)
+    loaded = DreamBoothPipeline.from_pretrained(tmp_path)
+    assert loaded.concepts == concepts and loaded.instance_token == "sks"
+    assert DreamBoothPipeline.from_components(loaded).concepts == concepts  # carried over like the token
+    assert DreamBoothPipeline.from_components(tiny_sd_pipeline("sd1")).concepts == []

@@ -56,6 +56,8 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
         instance_token (`str`, *optional*): the trained identifier (e.g. ``"sks"``) that ``{token}`` expands to.
         class_noun (`str`, *optional*): the subject's class (e.g. ``"dog"``) that ``{class}`` expands to.
         family (`str`, *optional*): base family, ``"sd1"`` or ``"sd2"`` (inferred from the UNet when omitted).
+        concepts (`list[dict]`, *optional*): every subject of a several-subject run (``{"token", "class_noun",
+            "prompt"}`` each); ``{token}`` / ``{class}`` expand to the first.
 
     A base model's safety checker is kept, as in diffusers; to drop it pass ``safety_checker=None,
     requires_safety_checker=False`` (to the constructor, `from_pretrained` or `from_components`).
@@ -83,6 +85,7 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
         instance_token: str | None = None,
         class_noun: str | None = None,
         family: str | None = None,
+        concepts: list[dict] | None = None,
     ):
         if unet is not None and infer_family(unet) == "sdxl":
             raise ValueError("this UNet is SDXL-shaped (text_time conditioning); use DreamBoothXLPipeline")
@@ -101,7 +104,10 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
         )
         self.register_modules(controlnet=controlnet)
         self.register_to_config(
-            instance_token=instance_token, class_noun=class_noun, family=family or infer_family(unet)
+            instance_token=instance_token,
+            class_noun=class_noun,
+            family=family or infer_family(unet),
+            concepts=concepts,
         )
 
     def encode_prompt(

@@ -114,6 +114,7 @@ class DreamBoothFluxPipeline(FlowDreamBoothMixin, FluxPipeline):
         instance_token: str | None = None,
         class_noun: str | None = None,
         family: str | None = None,
+        concepts: list[dict] | None = None,
     ):
         super().__init__(
             scheduler=scheduler,
@@ -126,7 +127,9 @@ class DreamBoothFluxPipeline(FlowDreamBoothMixin, FluxPipeline):
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
         )
-        self.register_to_config(instance_token=instance_token, class_noun=class_noun, family=family or "flux")
+        self.register_to_config(
+            instance_token=instance_token, class_noun=class_noun, family=family or "flux", concepts=concepts
+        )
 
     def __call__(
         self,

@@ -67,6 +67,7 @@ class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
         instance_token: str | None = None,
         class_noun: str | None = None,
         family: str | None = None,
+        concepts: list[dict] | None = None,
     ):
         super().__init__(
             transformer=transformer,
@@ -81,7 +82,9 @@ class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
         )
-        self.register_to_config(instance_token=instance_token, class_noun=class_noun, family=family or "sd3")
+        self.register_to_config(
+            instance_token=instance_token, class_noun=class_noun, family=family or "sd3", concepts=concepts
+        )
 
     def __call__(
         self,

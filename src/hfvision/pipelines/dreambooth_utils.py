@@ -100,6 +100,11 @@ class DreamBoothMixin:
     def class_noun(self) -> str | None:
         return self.config.get("class_noun")
 
+    @property
+    def concepts(self) -> list[dict]:
+        """Every trained subject of a several-subject run (``[{"token", "class_noun", "prompt"}]``), else ``[]``."""
+        return list(self.config.get("concepts") or [])
+
     def expand_prompt(self, prompt: str | list[str] | None):
         """Replace ``{token}`` / ``{class}`` with this pipeline's ``instance_token`` / ``class_noun``."""
         return expand_prompt(prompt, self.instance_token, self.class_noun)
@@ -135,8 +140,9 @@ class DreamBoothMixin:
         parameters = inspect.signature(cls.__init__).parameters
         accepted = set(parameters) - {"self"}
         # config values of the source (requires_safety_checker, force_zeros_for_empty_prompt, ...) carry over
-        own = {"instance_token", "class_noun", "family"}
-        settings = {k: source_config[k] for k in accepted - own - set(components) if k in source_config}
+        own = {"instance_token", "class_noun", "family", "concepts"}
+        modules, _ = cls._get_signature_keys(cls)  # component slots; the config holds (library, class) specs for them
+        settings = {k: source_config[k] for k in accepted - own - set(components) - set(modules) if k in source_config}
         components = {**settings, **components, **overrides}
         if "text_encoder_2" in components and "text_encoder_2" not in accepted:
             raise ValueError(
@@ -154,6 +160,8 @@ class DreamBoothMixin:
         kwargs["instance_token"] = instance_token or source_config.get("instance_token")
         kwargs["class_noun"] = class_noun or source_config.get("class_noun")
         kwargs["family"] = family or source_config.get("family")
+        if "concepts" in accepted:
+            kwargs["concepts"] = overrides.get("concepts", source_config.get("concepts"))
         return cls(**kwargs)
 
     @property

@@ -74,6 +74,7 @@ class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
         instance_token: str | None = None,
         class_noun: str | None = None,
         family: str | None = None,
+        concepts: list[dict] | None = None,
     ):
         super().__init__(
             vae=vae,
@@ -91,7 +92,9 @@ class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
         if controlnet is not None and unet is not None:
             check_controlnet_compatible(controlnet, unet)
         self.register_modules(controlnet=controlnet)
-        self.register_to_config(instance_token=instance_token, class_noun=class_noun, family=family or "sdxl")
+        self.register_to_config(
+            instance_token=instance_token, class_noun=class_noun, family=family or "sdxl", concepts=concepts
+        )
 
     def _controlnet_pipeline_kwargs(self) -> dict[str, Any]:
         return {"add_watermarker": self.watermark is not None}
