@@ -37,7 +37,7 @@ from ..utils.io import atomic_write
 from ..utils.logging import get_logger
 from .captions import CAPTION_SUFFIX, resolve_caption
 from .faces import FaceDetector, get_face_detector
-from .image_io import MAX_PIXELS, ImageLoadError, load_image
+from .image_io import IMAGE_EXTENSIONS, MAX_PIXELS, ImageLoadError, load_image
 from .report import PrepareEntry, PrepareReport
 from .smart_crop import CropDecision, center_box, crop_and_resize, resize_keep_aspect, smart_crop
 
@@ -48,7 +48,6 @@ logger = get_logger(__name__)
 
 CROP_MODES = ("smart", "center", "none")
 OUTPUT_FORMATS = ("png", "jpeg")
-IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .jpe .png .webp .bmp .gif .tif .tiff".split())
 MANIFEST_NAME = ".hfvision-prepared.json"
 REPORT_NAME = "prepare_report.json"
 #: Bumped when the crop/resize algorithm changes, so old outputs are re-prepared.

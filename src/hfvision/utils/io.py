@@ -6,10 +6,20 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: A trainer's checkpoint folder name (``checkpoint-<step>``, as transformers' Trainer and accelerate scripts write).
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """``.../checkpoint-1500`` -> 1500; ``None`` for any other name (``.checkpoint-1500.tmp``, ``checkpoint-x``)."""
+    match = _CHECKPOINT_RE.match(Path(path).name)
+    return int(match[1]) if match else None
 
 
 @functools.cache
