@@ -29,7 +29,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -346,8 +346,3 @@ def _prepare_one(path: Path, dst: Path, opts: PrepareOptions, detector: FaceDete
     fields_ = {k: record[k] for k in ("original_size", "faces", "crop_box", "crop_method", "output_size", "upscaled")}
     return PrepareEntry(name, "accepted", sha256=sha, note=decision.note, output=str(out), caption=caption,
                         caption_source=caption_source, **fields_)  # fmt: skip
-
-
-def option_fields() -> list:
-    """The dataclass fields of [`PrepareOptions`] (used to generate CLI flags)."""
-    return list(fields(PrepareOptions))
