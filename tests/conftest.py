@@ -103,6 +103,22 @@ def local_hub(tmp_path_factory):
     server.stop()
 
 
+def _assert_same_predictions(actual, expected, atol=1e-6):
+    """Same labels in the same order, scores equal within ``atol`` (float32 sums depend on the batch size)."""
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        if isinstance(e, list):
+            _assert_same_predictions(a, e, atol)
+        else:
+            assert a["label"] == e["label"] and abs(a["score"] - e["score"]) <= atol, (a, e)
+
+
+@pytest.fixture(scope="session")
+def same_predictions():
+    """``same_predictions(actual, expected, atol=1e-6)``: classifier outputs (nested lists of label/score) agree."""
+    return _assert_same_predictions
+
+
 @pytest.fixture
 def run_python(tmp_path):
     """Run Python code in a fresh interpreter; ``hub=server`` points it at the local Hub. Returns stdout."""
