@@ -67,11 +67,8 @@ def _classifier_task(folder: Path) -> str:
     """``gender-classification`` for a repo saved with that pipeline (``custom_pipelines``), else
     ``image-classification``."""
     config = folder / "config.json"
-    if config.is_file():
-        custom = json.loads(config.read_text(encoding="utf-8")).get("custom_pipelines") or {}
-        if any(saved_task(key) == "gender-classification" for key in custom):
-            return "gender-classification"
-    return "image-classification"
+    custom = (json.loads(config.read_text(encoding="utf-8")).get("custom_pipelines") or {}) if config.is_file() else {}
+    return "gender-classification" if "gender-classification" in map(saved_task, custom) else "image-classification"
 
 
 def endpoint_settings(
