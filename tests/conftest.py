@@ -103,6 +103,35 @@ def local_hub(tmp_path_factory):
     server.stop()
 
 
+def _assert_same_predictions(actual, expected, atol=1e-6):
+    """Same labels in the same order, scores equal within ``atol`` (float32 sums depend on the batch size)."""
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        if isinstance(e, list):
+            _assert_same_predictions(a, e, atol)
+        else:
+            assert a["label"] == e["label"] and abs(a["score"] - e["score"]) <= atol, (a, e)
+
+
+@pytest.fixture(scope="session")
+def same_predictions():
+    """``same_predictions(actual, expected, atol=1e-6)``: classifier outputs (nested lists of label/score) agree."""
+    return _assert_same_predictions
+
+
+@pytest.fixture(scope="session")
+def accelerate_launch():
+    """``accelerate_launch(*cli_args, port=N)``: the ``accelerate launch`` command running ``hfvision`` in two processes
+    (``--multi_gpu`` with no visible GPU gives two gloo CPU processes, MULTI_CPU)."""
+    options = "--multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no".split()
+
+    def command(*cli_args: str, port: int) -> list[str]:
+        accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+        return [accelerate, "launch", *options, "--main_process_port", str(port), "-m", "hfvision.cli.main", *cli_args]
+
+    return command
+
+
 @pytest.fixture
 def run_python(tmp_path):
     """Run Python code in a fresh interpreter; ``hub=server`` points it at the local Hub. Returns stdout."""

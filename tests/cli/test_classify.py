@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -74,9 +73,8 @@ def test_classify_rejects_bad_arguments(tiny_model_dir, photos, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_launch_matches_a_single_process(tiny_model_dir, photos, tmp_path):
+def test_two_process_accelerate_launch_matches_a_single_process(tiny_model_dir, photos, tmp_path, accelerate_launch):
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine: two gloo processes (MULTI_CPU)."""
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     model = str(tiny_model_dir("vit"))
     common = ["classify", "--model", model, "--input", str(photos), "--batch-size", "2", "--no-progress", "--verbose"]
     single, double = tmp_path / "single.jsonl", tmp_path / "double.jsonl"
@@ -88,26 +86,7 @@ def test_two_process_accelerate_launch_matches_a_single_process(tiny_model_dir, 
         capture_output=True,
     )
     launched = subprocess.run(
-        [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "29517",
-            "-m",
-            "hfvision.cli.main",
-            *common,
-            "--output",
-            str(double),
-        ],
+        accelerate_launch(*common, "--output", str(double), port=29517),
         env=env,
         capture_output=True,
         text=True,

@@ -178,6 +178,11 @@ def test_write_endpoint_files_settings_and_errors(tmp_path, tiny_model_dir):
 
     vit = tiny_model_dir("vit")
     assert endpoint_settings(vit, "classifier") == {"kind": "classifier", "task": "image-classification"}
+    for key in ("hfvision-gender-classification", "gender-classification"):  # as saved now, and by older versions
+        gender = tmp_path / key
+        gender.mkdir()
+        (gender / "config.json").write_text(json.dumps({"custom_pipelines": {key: {}}}))
+        assert endpoint_settings(gender, "classifier")["task"] == "gender-classification"
     lora = tmp_path / "lora"
     lora.mkdir()
     write_endpoint_files(

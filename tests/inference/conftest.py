@@ -32,18 +32,3 @@ def photo_dir(tmp_path_factory):
     (root / "g_notes.jpg").write_text("not an image")
     (root / "readme.txt").write_text("ignored: not an image suffix")
     return root
-
-
-def _assert_same_predictions(actual, expected, atol=1e-6):
-    """Same labels in the same order, scores equal within ``atol`` (float32 sums depend on the batch size)."""
-    assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
-        if isinstance(e, list):
-            _assert_same_predictions(a, e, atol)
-        else:
-            assert a["label"] == e["label"] and abs(a["score"] - e["score"]) <= atol, (a, e)
-
-
-@pytest.fixture(scope="session")
-def same_predictions():
-    return _assert_same_predictions

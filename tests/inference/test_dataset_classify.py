@@ -8,7 +8,6 @@ processes under ``accelerate launch``, SIGKILLs one mid-run, resumes and compare
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -138,31 +137,8 @@ def test_cli_dataset_flags(tiny_model_dir, photo_dir, tmp_path, capsys):
     assert main(["classify", "--model", "m"]) == 2 and "pass --input FILES and --output" in capsys.readouterr().err
 
 
-def _launch(args, env, **kwargs):
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    cmd = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29531",
-        "-m",
-        "hfvision.cli.main",
-        *args,
-    ]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
 @pytest.mark.slow
-def test_two_processes_killed_and_resumed_match_one_process(tiny_model_dir, tmp_path):
+def test_two_processes_killed_and_resumed_match_one_process(tiny_model_dir, tmp_path, accelerate_launch):
     """`accelerate launch` (2 CPU processes): SIGKILL one worker mid-run, rerun, compare with a 1-process run."""
     import psutil
 
@@ -197,7 +173,8 @@ def test_two_processes_killed_and_resumed_match_one_process(tiny_model_dir, tmp_
         capture_output=True,
     )
     out = tmp_path / "double"
-    launcher = _launch([*common, "--output-dir", str(out)], env)
+    command = accelerate_launch(*common, "--output-dir", str(out), port=29531)
+    launcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not list(out.glob("part-*.parquet")):  # kill as soon as the first shard lands
         assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[1][-3000:]
@@ -213,7 +190,7 @@ def test_two_processes_killed_and_resumed_match_one_process(tiny_model_dir, tmp_
     assert launcher.returncode != 0
     killed = _shards(out)
     assert 0 < len(killed) < 40, sorted(killed)
-    resumed = _launch([*common, "--output-dir", str(out)], env)
+    resumed = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
     after = _shards(out)

@@ -7,24 +7,39 @@ import json
 import pytest
 
 
-def test_shards_are_contiguous_balanced_and_cover_everything():
-    from hfvision.inference.distributed import merge_shards, shard, shard_bounds
+def _as_process(monkeypatch, state, index: int, count: int) -> None:
+    """Make the (shared) accelerate state look like process ``index`` of ``count``; undone after the test."""
+    monkeypatch.setattr(state, "num_processes", count)
+    monkeypatch.setattr(state, "process_index", index)
 
+
+def test_split_is_contiguous_balanced_and_covers_everything(monkeypatch):
+    from accelerate import PartialState
+
+    state = PartialState(cpu=True)
     for n in range(10):
+        items = list(enumerate(f"x{i}" for i in range(n)))
         for k in range(1, 5):
-            bounds = [shard_bounds(n, i, k) for i in range(k)]
-            assert bounds[0][0] == 0 and bounds[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # contiguous, in order
-            sizes = [stop - start for start, stop in bounds]
+            parts = []
+            for i in range(k):
+                _as_process(monkeypatch, state, i, k)
+                with state.split_between_processes(items) as mine:
+                    parts.append(list(mine))
+            assert [pair for part in parts for pair in part] == items  # in process order = input order, once each
+            sizes = [len(part) for part in parts]
             assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
-            items = [f"x{i}" for i in range(n)]
-            assert merge_shards([shard(items, i, k) for i in reversed(range(k))], n) == items
-    with pytest.raises(RuntimeError, match="duplicated"):
-        merge_shards([[(0, "a")], [(0, "a")]], 1)
-    with pytest.raises(RuntimeError, match="1 input"):
-        merge_shards([[(0, "a")]], 2)
-    with pytest.raises(ValueError, match="shard index 2"):
-        shard_bounds(3, 2, 2)
+
+
+def test_a_lost_shard_is_an_error_not_a_short_file(vit_pipe, photo_dir, monkeypatch):
+    import accelerate.utils
+    from accelerate import PartialState
+
+    from hfvision.inference import classify_files
+
+    _as_process(monkeypatch, PartialState(cpu=True), 0, 2)
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda pairs: pairs)  # the other process's pairs never come
+    with pytest.raises(RuntimeError, match="did not return each of the 7 inputs once"):
+        classify_files(photo_dir, pipe=vit_pipe, batch_size=2, progress=False)
 
 
 def test_collect_inputs(photo_dir):
@@ -42,9 +57,13 @@ def test_collect_inputs(photo_dir):
         collect_inputs(f"{photo_dir}/*.gif")
 
 
-def test_sharded_runs_merge_to_the_single_process_records(vit_pipe, photo_dir, tmp_path, same_predictions):
+def test_sharded_runs_merge_to_the_single_process_records(
+    vit_pipe, photo_dir, tmp_path, same_predictions, monkeypatch
+):
+    from accelerate import PartialState
+
     from hfvision.data import load_image
-    from hfvision.inference import classify_files, collect_inputs, merge_shards, shard
+    from hfvision.inference import classify_files, collect_inputs
     from hfvision.inference.classify import _classify_shard
 
     out = tmp_path / "preds.jsonl"
@@ -57,8 +76,12 @@ def test_sharded_runs_merge_to_the_single_process_records(vit_pipe, photo_dir, t
     for record in single:
         if "predictions" in record:  # same as classifying the loaded image directly (EXIF rotation included)
             assert record["predictions"] == vit_pipe(load_image(record["file"]))
+    state = PartialState(cpu=True)
     for count in (2, 3):
-        parts = [_classify_shard(vit_pipe, shard(files, i, count), 2, {}, False) for i in range(count)]
-        merged = merge_shards(parts, len(files))
+        merged = []  # what gather_object hands every process: the shards' pairs in process order
+        for i in range(count):
+            _as_process(monkeypatch, state, i, count)
+            with state.split_between_processes(list(enumerate(files))) as mine:
+                merged += [record for _, record in _classify_shard(vit_pipe, mine, 2, {}, False)]
         assert [r["file"] for r in merged] == files and [set(r) for r in merged] == [set(r) for r in single]
         same_predictions([r.get("predictions", []) for r in merged], [r.get("predictions", []) for r in single])

@@ -38,19 +38,3 @@ def stock_vit(vit_dir):
     pipe = pipeline("image-classification", model=str(vit_dir), device="cpu", dtype="float32")
     assert type(pipe) is ImageClassificationPipeline
     return pipe
-
-
-def assert_same_predictions(actual, expected, atol=1e-6):
-    """Same labels in the same order, scores equal within ``atol`` (float32 sums depend on the batch size)."""
-    assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
-        if isinstance(e, list):
-            assert_same_predictions(a, e, atol)
-            continue
-        assert a["label"] == e["label"]
-        assert abs(a["score"] - e["score"]) <= atol, (a, e)
-
-
-@pytest.fixture(scope="session")
-def same_predictions():
-    return assert_same_predictions

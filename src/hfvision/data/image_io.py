@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
+#: File suffixes taken as images when a folder is scanned (lower case; explicit files and globs are taken as given).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+
 #: Default pixel budget (width x height): 64 MP, well above any camera photo, far below a bomb.
 MAX_PIXELS = 64_000_000
 

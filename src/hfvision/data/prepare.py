@@ -29,7 +29,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from ..utils.io import atomic_write
 from ..utils.logging import get_logger
 from .captions import CAPTION_SUFFIX, resolve_caption
 from .faces import FaceDetector, get_face_detector
-from .image_io import MAX_PIXELS, ImageLoadError, load_image
+from .image_io import IMAGE_EXTENSIONS, MAX_PIXELS, ImageLoadError, load_image
 from .report import PrepareEntry, PrepareReport
 from .smart_crop import CropDecision, center_box, crop_and_resize, resize_keep_aspect, smart_crop
 
@@ -48,7 +48,6 @@ logger = get_logger(__name__)
 
 CROP_MODES = ("smart", "center", "none")
 OUTPUT_FORMATS = ("png", "jpeg")
-IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .jpe .png .webp .bmp .gif .tif .tiff".split())
 MANIFEST_NAME = ".hfvision-prepared.json"
 REPORT_NAME = "prepare_report.json"
 #: Bumped when the crop/resize algorithm changes, so old outputs are re-prepared.
@@ -347,8 +346,3 @@ def _prepare_one(path: Path, dst: Path, opts: PrepareOptions, detector: FaceDete
     fields_ = {k: record[k] for k in ("original_size", "faces", "crop_box", "crop_method", "output_size", "upscaled")}
     return PrepareEntry(name, "accepted", sha256=sha, note=decision.note, output=str(out), caption=caption,
                         caption_source=caption_source, **fields_)  # fmt: skip
-
-
-def option_fields() -> list:
-    """The dataclass fields of [`PrepareOptions`] (used to generate CLI flags)."""
-    return list(fields(PrepareOptions))

@@ -42,9 +42,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, checkpoint_step
 from ..utils.logging import get_logger
-from .prepare import IMAGE_EXTENSIONS, _load_manifest
+from .image_io import IMAGE_EXTENSIONS
+from .prepare import _load_manifest
 
 logger = get_logger(__name__)
 
@@ -55,7 +56,6 @@ DEFAULT_ROOT = "sessions"
 SUBDIRS = {"raw_dir": "raw", "instance_dir": "instance_images", "class_dir": "class_images",
            "checkpoints_dir": "checkpoints", "samples_dir": "samples"}  # fmt: skip
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def _now() -> str:
@@ -67,12 +67,6 @@ def _check_json(value: Any, what: str) -> None:
         json.dumps(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{what} must be JSON-serialisable (str, numbers, lists, dicts): {err}") from err
-
-
-def checkpoint_step(path: str | os.PathLike) -> int | None:
-    """``.../checkpoint-1500`` -> 1500; ``None`` for any other name."""
-    match = _CHECKPOINT_RE.match(Path(path).name)
-    return int(match[1]) if match else None
 
 
 @dataclass

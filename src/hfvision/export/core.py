@@ -18,7 +18,6 @@ from .errors import ExportError, OpsetError
 logger = get_logger(__name__)
 
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's hard limit: larger models keep their weights in model.onnx_data
-REPORT_FILE = "export_report.json"
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..utils.io import atomic_dir, atomic_write
 from ..utils.logging import get_logger
 from .configs import EXPORTER, register_with_optimum
 from .errors import UnsupportedModelError, ValidationFailedError
-from .runtime import ONNX_FILE, OrtModel, resolve_model_dir
+from .runtime import ONNX_FILE, REPORT_FILE, OrtModel, resolve_model_dir
 
 logger = get_logger(__name__)
 
@@ -146,7 +146,6 @@ def export_diffusion_onnx(
 
     from .core import (
         EXTERNAL_DATA_THRESHOLD,
-        REPORT_FILE,
         ExportResult,
         build_report,
         check_opset,

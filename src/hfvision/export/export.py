@@ -19,7 +19,6 @@ from ..utils.logging import get_logger
 from .configs import DIFFUSION_TASKS, TASK_TO_OPTIMUM, describe_supported, get_export_config
 from .core import (
     EXTERNAL_DATA_THRESHOLD,
-    REPORT_FILE,
     ExportResult,
     build_report,
     check_opset,
@@ -27,7 +26,7 @@ from .core import (
     export_to_onnx,
 )
 from .errors import UnsupportedModelError
-from .runtime import ONNX_FILE, resolve_model_dir
+from .runtime import ONNX_FILE, REPORT_FILE, resolve_model_dir
 
 logger = get_logger(__name__)
 

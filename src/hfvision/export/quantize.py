@@ -29,7 +29,7 @@ from typing import Any
 from ..utils.io import atomic_write, sha256_file
 from ..utils.logging import get_logger
 from .errors import QuantizationRefusedError
-from .runtime import ONNX_FILE, QUANTIZED_FILE
+from .runtime import ONNX_FILE, QUANTIZED_FILE, REPORT_FILE
 
 logger = get_logger(__name__)
 
@@ -221,7 +221,7 @@ def quantize_onnx(
     from .validate import make_session
 
     export_dir = Path(export_dir)
-    report_path = export_dir / "export_report.json"
+    report_path = export_dir / REPORT_FILE
     if not (export_dir / file_name).is_file():
         raise FileNotFoundError(f"{export_dir / file_name}: no such ONNX file")
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}

@@ -29,6 +29,7 @@ ORT_TO_NUMPY = {
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 ONNX_FILE = "model.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"
+REPORT_FILE = "export_report.json"
 ORT_TASKS = ("image-classification", "gender-classification", "image-feature-pyramid", "text-to-image")
 
 
@@ -253,7 +254,7 @@ class OrtModelForFeaturePyramid(OrtModel):
 
 def export_task(model_dir: Path) -> str | None:
     """The task an export was made for (its ``export_report.json``), or `None`."""
-    report = Path(model_dir) / "export_report.json"
+    report = Path(model_dir) / REPORT_FILE
     if report.is_file():
         try:
             return json.loads(report.read_text()).get("task")

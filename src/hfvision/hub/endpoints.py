@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..utils.custom_pipelines import saved_task
 from ..utils.io import atomic_write
 from ..utils.logging import get_logger
 
@@ -65,14 +66,9 @@ def _hfvision_version() -> str:
 def _classifier_task(folder: Path) -> str:
     """``gender-classification`` for a repo saved with that pipeline (``custom_pipelines``), else
     ``image-classification``."""
-    from ..pipelines.registry import task_of_saved_key
-
     config = folder / "config.json"
-    if config.is_file():
-        custom = json.loads(config.read_text(encoding="utf-8")).get("custom_pipelines") or {}
-        if any(task_of_saved_key(key) == "gender-classification" for key in custom):
-            return "gender-classification"
-    return "image-classification"
+    custom = (json.loads(config.read_text(encoding="utf-8")).get("custom_pipelines") or {}) if config.is_file() else {}
+    return "gender-classification" if "gender-classification" in map(saved_task, custom) else "image-classification"
 
 
 def endpoint_settings(

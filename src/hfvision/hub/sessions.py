@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.sessions import DEFAULT_ROOT, SESSION_FILE, Session, checkpoint_step
+from ..data.sessions import DEFAULT_ROOT, SESSION_FILE, Session
+from ..utils.io import checkpoint_step
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)

@@ -9,9 +9,6 @@ _LAZY = {
     "classify_files": "classify",
     "write_jsonl": "classify",
     "collect_inputs": "inputs",
-    "shard": "distributed",
-    "shard_bounds": "distributed",
-    "merge_shards": "distributed",
     "classify_dataset": "dataset",
     "read_predictions": "dataset",
 }

@@ -1,8 +1,9 @@
 """``classify_files``: classify image files with a progress bar, report bad files, write JSONL.
 
 Under ``accelerate launch --num_processes K`` (CPU with gloo, or GPUs) each process classifies a contiguous
-shard of the inputs; the records are gathered to every process and the main process writes the output file,
-which holds every input exactly once, in input order.
+shard of the inputs (accelerate's ``PartialState.split_between_processes``); the records are gathered to every
+process in process order, and the main process writes the output file, which holds every input exactly once, in
+input order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 from ..data.image_io import ImageLoadError, load_image
 from ..utils.io import atomic_write
 from ..utils.logging import get_logger
-from .distributed import merge_shards, shard
 from .inputs import collect_inputs
 
 logger = get_logger(__name__)
@@ -134,7 +134,7 @@ def classify_files(
     files = collect_inputs(inputs)
     # CPU processes (gloo) when asked, or when there is no accelerator: accelerate only picks MULTI_CPU with cpu=True
     state = PartialState(cpu=_wants_cpu(device))
-    index, count = state.process_index, state.num_processes
+    count = state.num_processes
     if pipe is None:
         from ..pipelines.factory import pipeline
 
@@ -144,14 +144,18 @@ def classify_files(
             pipe = pipeline(task, model, device=device, **pipeline_kwargs)
     call_kwargs = {"top_k": top_k, "face_margin": face_margin, "faces": faces or None}
     call_kwargs = {k: v for k, v in call_kwargs.items() if v is not None}
-    mine = shard(files, index, count)
-    logger.info("process %d/%d: %d of %d files", index + 1, count, len(mine), len(files))
-    pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process, strict)
+    with state.split_between_processes(list(enumerate(files))) as mine:  # contiguous (position, file) pairs
+        logger.info("process %d/%d: %d of %d files", state.process_index + 1, count, len(mine), len(files))
+        pairs = _classify_shard(pipe, mine, batch_size, call_kwargs, progress and state.is_local_main_process, strict)
     if count > 1:
         from accelerate.utils import gather_object
 
-        pairs = gather_object(pairs)  # every process's (position, record) pairs, on every process
-    records = merge_shards([pairs], len(files))
+        pairs = gather_object(pairs)  # every process's pairs, on every process, in process (= input) order
+    if [position for position, _ in pairs] != list(range(len(files))):
+        raise RuntimeError(
+            f"data-parallel merge: the {count} process(es) did not return each of the {len(files)} inputs once, in order"
+        )
+    records = [record for _, record in pairs]
     if output is not None:
         if state.is_main_process:
             write_jsonl(records, output)

@@ -7,14 +7,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-#: files picked up when a folder is given (globs and explicit files are taken as they are)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+from ..data.image_io import IMAGE_EXTENSIONS
 
 
 def _expand(source: str) -> list[str]:
     path = Path(source)
     if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if path.is_file():
         return [str(path)]
     if glob.has_magic(source):
@@ -43,6 +42,6 @@ def collect_inputs(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> 
             files.setdefault(f, None)
     if not files:
         raise ValueError(
-            f"no image files found in {', '.join(map(str, sources))} (suffixes {', '.join(IMAGE_SUFFIXES)})"
+            f"no image files found in {', '.join(map(str, sources))} (suffixes {', '.join(IMAGE_EXTENSIONS)})"
         )
     return list(files)

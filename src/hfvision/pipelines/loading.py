@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..export.runtime import ONNX_FILE, QUANTIZED_FILE
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -26,7 +27,7 @@ _WEIGHT_SUFFIXES = (".safetensors", *_PICKLE_SUFFIXES)
 HFVISION_OPT_IN = "allow_pickle=True (CLI --allow-pickle)"
 TRANSFORMERS_OPT_IN = "model_kwargs={'allow_pickle': True} to transformers.pipeline"
 #: ONNX files hfvision's runtime loads, in order of preference (fp32 export, then its int8 version)
-ONNX_FILES = ("model.onnx", "model_quantized.onnx")
+ONNX_FILES = (ONNX_FILE, QUANTIZED_FILE)
 
 
 class ChecksumMismatchError(ValueError):

@@ -3,7 +3,7 @@
 ``import hfvision`` calls :func:`install_registration_hook`: if ``transformers.pipelines`` is already imported the
 tasks are registered at once, otherwise a one-shot import hook registers them right after ``transformers.pipelines``
 finishes importing. Either way ``transformers.pipeline("gender-classification", ...)`` works after ``import hfvision``,
-and ``import hfvision`` itself stays light (this module imports only the standard library).
+and ``import hfvision`` itself stays light (this module imports only the standard library and a small utils module).
 
 Entries use dotted-path ``impl`` strings, the form transformers (>= 5) uses for its own tasks (resolved lazily by
 ``transformers.pipelines._resolve_impl``), so registering imports none of hfvision's pipeline classes (only the
@@ -29,6 +29,8 @@ import sys
 import threading
 from typing import Any
 
+from ..utils.custom_pipelines import SAVED_TASK_PREFIX, saved_task
+
 # Default checkpoint of "gender-classification": ViTForImageClassification (ViT-base/16, labels female/male).
 # Revision taken from the project's reference notes (main when last seen); confirm it when the Hub is reachable.
 # classification.py repeats these two values (it must stay importable without hfvision); a test keeps them equal.
@@ -39,8 +41,6 @@ GENDER_DEFAULT_REVISION = "380b17658cc037b246aab0b62a20deb7dd607e65"
 DEFAULT_TASK = "gender-classification"
 
 _AUTO_MODELS = "hfvision.pipelines.auto_models"
-#: prefix of the ``custom_pipelines`` key a saved hfvision pipeline declares its code under
-SAVED_TASK_PREFIX = "hfvision-"
 
 #: task -> registry entry; "pt" names the model classes (dotted paths), "impl" the pipeline class.
 TASKS: dict[str, dict[str, Any]] = {
@@ -85,7 +85,7 @@ def task_of_saved_key(key: str) -> str | None:
     >>> task_of_saved_key("hfvision-gender-classification")
     'gender-classification'
     """
-    task = key[len(SAVED_TASK_PREFIX) :] if key.startswith(SAVED_TASK_PREFIX) else key
+    task = saved_task(key)
     return task if task in TASKS else None
 
 

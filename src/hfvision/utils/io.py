@@ -6,10 +6,20 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: A trainer's checkpoint folder name (``checkpoint-<step>``, as transformers' Trainer and accelerate scripts write).
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """``.../checkpoint-1500`` -> 1500; ``None`` for any other name (``.checkpoint-1500.tmp``, ``checkpoint-x``)."""
+    match = _CHECKPOINT_RE.match(Path(path).name)
+    return int(match[1]) if match else None
 
 
 @functools.cache
@@ -21,26 +31,38 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
-    """Open a temporary file next to ``path``; on success it replaces ``path`` atomically.
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for a writer that needs a file name; on success the file is synced
+    to disk and replaces ``path`` atomically, on error it is removed.
 
-    >>> with atomic_write("out.json", "w") as f:
-    ...     f.write("{}")
+    >>> with atomic_path("model.safetensors") as tmp:
+    ...     safetensors.torch.save_file(state_dict, tmp)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the mode a plain open() would
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
+    """Open a temporary file next to ``path``; on success it replaces ``path`` atomically (see `atomic_path`).
+
+    >>> with atomic_write("out.json", "w") as f:
+    ...     f.write("{}")
+    """
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 @contextlib.contextmanager

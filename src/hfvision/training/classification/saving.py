@@ -17,12 +17,12 @@ import hashlib
 import importlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ...utils.io import checkpoint_step
 from ...utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -38,7 +38,6 @@ RUN_IDENTITY_FIELDS = (
 )  # fmt: skip
 #: What in an output directory is a run's work: a saved model (or adapter) and Trainer checkpoints.
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def pipeline_class_for_task(task: str):
@@ -151,8 +150,8 @@ def checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     folder = Path(output_dir)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
-    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
+    found = [p for p in folder.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(found, key=checkpoint_step)
 
 
 def existing_work(output_dir: str | os.PathLike) -> list[str]:
