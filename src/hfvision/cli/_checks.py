@@ -19,7 +19,6 @@ from pathlib import Path
 USAGE, FAILURE = 2, 1
 #: weights files a model folder may hold; pickles are loaded only with --allow-pickle
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "model.onnx")
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
 #: tasks ``classify`` and ``serve`` accept (hfvision's vision tasks, not transformers' ~30 text/audio ones)
 CLASSIFY_TASKS = ("gender-classification", "image-classification")
 
@@ -71,7 +70,6 @@ def _number(kind, minimum=None, strict=False, multiple=None):
 
 positive_int = _number(int, 0, strict=True)
 non_negative_int = _number(int, 0)
-positive_float = _number(float, 0, strict=True)
 non_negative_float = _number(float, 0)
 pixel_size = _number(int, 0, strict=True, multiple=8)
 
@@ -124,16 +122,6 @@ def output_folder(value: str, flag: str, overwrite: bool) -> Path:
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise CLIError(f"{flag} {value} exists and is not empty; choose another folder or add --overwrite")
     return path
-
-
-def pickle_output(value: str, flag: str, allow_pickle: bool) -> None:
-    """Refuse to write a pickle (``.bin``, ``.ckpt``, ``.pt``, ``.pth``) unless ``--allow-pickle``."""
-    if Path(value).suffix.lower() in (".bin", ".ckpt", ".pt", ".pth") and not allow_pickle:
-        raise CLIError(
-            f"{flag} {value} would be a pickle, which can run code when loaded; write .safetensors, or add "
-            "--allow-pickle if a legacy tool needs it",
-            USAGE,
-        )
 
 
 # --- weights and model folders -----------------------------------------------------------------------------------------
@@ -363,7 +351,6 @@ def model_source(value: str, flag: str, kind: str, allow_pickle: bool = False, r
 
 _PYTHON_WORDS = [
     (re.compile(r"pass model=<([^>]*)>"), r"pass --model <\1>"),
-    (re.compile(r"set it with pipe\.register_to_config\((\w+)=\.\.\.\)"), lambda m: f"pass --{_flag(m[1])}"),
     (
         re.compile(r"\b(?:pass )?(overwrite|allow_pickle|trust_remote_code|verify)=True\b( \(--[\w-]+\))?"),
         lambda m: f"add --{_flag(m[1])}",

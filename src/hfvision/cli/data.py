@@ -74,8 +74,7 @@ def _strict_scan(src, options) -> None:
     import os
     from pathlib import Path
 
-    from ..data.image_io import ImageLoadError, load_image
-    from ..data.prepare import IMAGE_EXTENSIONS
+    from ..data.image_io import IMAGE_EXTENSIONS, ImageLoadError, load_image
 
     for name in sorted(os.listdir(src)):
         path = Path(src) / name

@@ -42,7 +42,7 @@ def _check_embedder(flag: str, value: str) -> None:
 
 def validate(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     """Check every argument without loading a model: returns (instance image paths, prompts)."""
-    from ..data.prepare import IMAGE_EXTENSIONS
+    from ..data.image_io import IMAGE_EXTENSIONS
 
     _check_model("MODEL", args.model)
     folder = Path(args.instance_data_dir)

@@ -334,7 +334,7 @@ def write_lora_file(path: str | os.PathLike, state_dict: Mapping, metadata: Mapp
     """Write ``state_dict`` with header ``metadata`` atomically (``format: pt`` as diffusers writes it)."""
     from safetensors.torch import save_file
 
-    from .single_file import atomic_path
+    from ..utils.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

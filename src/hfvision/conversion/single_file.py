@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..utils.io import atomic_path
 from ..utils.logging import get_logger
 from .configs import MODEL_COMPONENTS, TOKENIZERS, normalize_prediction_type, tokenizer_entry
 from .keys import LAYOUTS
@@ -32,24 +32,6 @@ _KNOWN_METADATA = {
     "author": ("modelspec.author",),
     "license": ("modelspec.license",),
 }
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` for writers that need a file name; renamed into place on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def load_component_weights(directory: str | os.PathLike) -> dict:

@@ -22,7 +22,6 @@ from ..utils.logging import get_logger
 logger = get_logger(__name__)
 
 NO_CONTROLNET = "none"
-FAMILY_TRAITS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}  # text-embedding width of the real checkpoints
 
 
 def model_family(source: str | None) -> str | None:

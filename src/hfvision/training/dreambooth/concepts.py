@@ -150,7 +150,7 @@ def concept_items(concepts: Sequence[Concept], caption_from_filename: bool = Fal
     each photo appears ``concept.repeats`` times. A subject folder without images is an error naming it.
     """
     from ...data.captions import read_caption
-    from ...data.prepare import IMAGE_EXTENSIONS
+    from ...data.image_io import IMAGE_EXTENSIONS
 
     items: list[ConceptItem] = []
     for index, concept in enumerate(concepts):
