@@ -103,13 +103,15 @@ def main() -> None:
             bench_model("resnet18 (timm)", str(resnet), images, args.repeats, clock),
         ]
 
-    print(f"\nimages/s ({args.clock} clock), batch {args.images}, 224 x 224, CPU, {torch.get_num_threads()} thread(s), "
-          f"best of {args.repeats}")  # fmt: skip
-    print(f"{'model':<20}{'stock':>10}{'hfvision':>10}{'raw fwd':>10}{'hfv prep':>10}"
-          f"{'hfv/stock':>11}{'hfv/raw':>9}")  # fmt: skip
+    print(
+        f"\nimages/s ({args.clock} clock), batch {args.images}, 224 x 224, CPU, {torch.get_num_threads()} thread(s), "
+        f"best of {args.repeats}"
+    )
+    print(f"{'model':<20}{'stock':>10}{'hfvision':>10}{'raw fwd':>10}{'hfv prep':>10}{'hfv/stock':>11}{'hfv/raw':>9}")
     for r in results:
-        s, h, f, p = (r[k]["best"] for k in ("stock pipeline", "hfvision pipeline", "raw forward",
-                                                "hfvision preprocess"))  # fmt: skip
+        s, h, f, p = (
+            r[k]["best"] for k in ("stock pipeline", "hfvision pipeline", "raw forward", "hfvision preprocess")
+        )
         print(f"{r['model']:<20}{s:>10.0f}{h:>10.0f}{f:>10.0f}{p:>10.0f}{h / s:>10.2f}x{h / f:>8.2f}x")
     print("\nmedians:", {r["model"]: {k: round(v["median"]) for k, v in r.items() if k != "model"} for r in results})
     print("targets: hfvision >= 2x stock on the tiny ViT; hfvision >= 0.9x raw forward on resnet18")

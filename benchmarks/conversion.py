@@ -86,12 +86,25 @@ def save_synthetic_sd1(out_dir: Path) -> Path:
         layers_per_block=2,
         latent_channels=4,
     )
-    text = CLIPTextModel(tiny_text_config(hidden_size=256, intermediate_size=1024, num_hidden_layers=6,
-                                          num_attention_heads=8, hidden_act="quick_gelu"))  # fmt: skip
+    text = CLIPTextModel(
+        tiny_text_config(
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=6,
+            num_attention_heads=8,
+            hidden_act="quick_gelu",
+        )
+    )
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text, tokenizer=clip_tokenizer(), unet=unet, scheduler=tiny_scheduler("sd1"),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
+        vae=vae,
+        text_encoder=text,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=tiny_scheduler("sd1"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(out_dir)
     return out_dir
 
@@ -116,8 +129,10 @@ def main() -> None:
             mb = r["MB"]
             print(f"{name} ({mb:.1f} MB fp32), best of {args.repeats}, wall clock:")
             for label, baseline in (("to_single_file", "raw copy"), ("from_single_file", "from_pretrained")):
-                print(f"  {label:<17} {r[label]:6.2f} s  {r[label] / mb * 1000:7.1f} ms/MB   vs {baseline:<16} "
-                      f"{r[baseline]:6.2f} s  ratio {r[label] / r[baseline]:5.2f}")  # fmt: skip
+                print(
+                    f"  {label:<17} {r[label]:6.2f} s  {r[label] / mb * 1000:7.1f} ms/MB   vs {baseline:<16} "
+                    f"{r[baseline]:6.2f} s  ratio {r[label] / r[baseline]:5.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,22 @@ def run_trainer(base, photos, classes, resolution, steps, warmup, out):
     from hfvision.training import DreamBoothConfig, DreamBoothTrainer
 
     config = DreamBoothConfig(
-        pretrained_model_name_or_path=str(base), instance_data_dir=str(photos), instance_prompt="a photo of sks",
-        with_prior_preservation=True, class_data_dir=str(classes), class_prompt="a photo of a thing",
-        num_class_images=2, resolution=resolution, train_batch_size=2, max_train_steps=warmup + steps,
-        train_text_encoder=True, learning_rate=1e-5, checkpointing_steps=10**6, report_to="none", output_dir=str(out),
-    )  # fmt: skip
+        pretrained_model_name_or_path=str(base),
+        instance_data_dir=str(photos),
+        instance_prompt="a photo of sks",
+        with_prior_preservation=True,
+        class_data_dir=str(classes),
+        class_prompt="a photo of a thing",
+        num_class_images=2,
+        resolution=resolution,
+        train_batch_size=2,
+        max_train_steps=warmup + steps,
+        train_text_encoder=True,
+        learning_rate=1e-5,
+        checkpointing_steps=10**6,
+        report_to="none",
+        output_dir=str(out),
+    )
     trainer = DreamBoothTrainer(config)
     trainer.setup()
     parts = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
@@ -130,8 +141,13 @@ def run_bare(base, photos, classes, resolution, steps, warmup):
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
     pixels = torch.cat([load(photos), load(classes)])  # 2 instance + 2 class
-    ids = tokenizer(["a photo of sks"] * 2 + ["a photo of a thing"] * 2, padding="max_length",
-                    max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids  # fmt: skip
+    ids = tokenizer(
+        ["a photo of sks"] * 2 + ["a photo of a thing"] * 2,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
     g = torch.Generator().manual_seed(0)
     parts = {"data+loop": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     with PeakRSS() as rss:
@@ -188,18 +204,24 @@ def main() -> None:
                     out = work / f"out-{resolution}-{r}"
                     ours.append(run_trainer(base, photos, classes, resolution, args.steps, args.warmup, out))
         rows = {"bare loop": bare, "DreamBoothTrainer": ours}
-        print(f"\n== {resolution}x{resolution}, 2 instance + 2 class images/step, UNet + text encoder, "
-              f"{args.steps} steps x {args.rounds} rounds (median)")  # fmt: skip
-        print(f"{'':18} {'steps/s':>8} {'s/step':>8} {'data+loop':>10} {'forward':>8} {'backward':>9} "
-              f"{'optimizer':>9} {'peak RSS +MB':>12}")  # fmt: skip
+        print(
+            f"\n== {resolution}x{resolution}, 2 instance + 2 class images/step, UNet + text encoder, "
+            f"{args.steps} steps x {args.rounds} rounds (median)"
+        )
+        print(
+            f"{'':18} {'steps/s':>8} {'s/step':>8} {'data+loop':>10} {'forward':>8} {'backward':>9} "
+            f"{'optimizer':>9} {'peak RSS +MB':>12}"
+        )
         medians = {}
         for name, runs in rows.items():
             step = statistics.median(r[0] for r in runs)
             parts = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
             rss = statistics.median(r[2] for r in runs)
             medians[name] = step
-            print(f"{name:18} {1 / step:8.2f} {step:8.3f} {parts['data+loop']:10.3f} {parts['forward']:8.3f} "
-                  f"{parts['backward']:9.3f} {parts['optimizer']:9.3f} {rss:12.0f}")  # fmt: skip
+            print(
+                f"{name:18} {1 / step:8.2f} {step:8.3f} {parts['data+loop']:10.3f} {parts['forward']:8.3f} "
+                f"{parts['backward']:9.3f} {parts['optimizer']:9.3f} {rss:12.0f}"
+            )
         print(f"time ratio trainer/bare: {medians['DreamBoothTrainer'] / medians['bare loop']:.3f} (target <= 1.05)")
 
 

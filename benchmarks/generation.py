@@ -37,11 +37,23 @@ def bench_pipelines(repeats: int, steps: int, size: int, family: str = "sd1") ->
     ours = cls.from_components(reference, instance_token="sks", class_noun="dog")
     runs = {"diffusers": [], "hfvision": []}
     calls = {
-        "diffusers": lambda: reference("a photo of sks dog", num_inference_steps=steps, height=size, width=size,
-                                       generator=torch.Generator().manual_seed(0), output_type="np"),
-        "hfvision": lambda: ours("a photo of {token} {class}", num_inference_steps=steps, height=size, width=size,
-                                 generator=torch.Generator().manual_seed(0), output_type="np"),
-    }  # fmt: skip
+        "diffusers": lambda: reference(
+            "a photo of sks dog",
+            num_inference_steps=steps,
+            height=size,
+            width=size,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ),
+        "hfvision": lambda: ours(
+            "a photo of {token} {class}",
+            num_inference_steps=steps,
+            height=size,
+            width=size,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ),
+    }
     for pipe in (reference, ours):
         pipe.set_progress_bar_config(disable=True)
     for name in calls:  # warm-up
@@ -79,13 +91,17 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    names = {"sd1": ("StableDiffusionPipeline", "DreamBoothPipeline"),
-             "sdxl": ("StableDiffusionXLPipeline", "DreamBoothXLPipeline")}  # fmt: skip
+    names = {
+        "sd1": ("StableDiffusionPipeline", "DreamBoothPipeline"),
+        "sdxl": ("StableDiffusionXLPipeline", "DreamBoothXLPipeline"),
+    }
     for family, (theirs, ours) in names.items():
         result = bench_pipelines(args.repeats, args.steps, args.size, family)
         m = result["medians"]
-        print(f"generation, tiny {family}, {args.size}x{args.size}, {args.steps} steps, CPU time, median of "
-              f"{args.repeats}:")  # fmt: skip
+        print(
+            f"generation, tiny {family}, {args.size}x{args.size}, {args.steps} steps, CPU time, median of "
+            f"{args.repeats}:"
+        )
         print(f"  diffusers {theirs:<26} {m['diffusers'] * 1000:8.1f} ms")
         print(f"  hfvision {ours:<27} {m['hfvision'] * 1000:8.1f} ms")
         print(f"  ratio hfvision/diffusers           {result['ratio']:8.3f}  (target <= 1.0)")
@@ -94,8 +110,10 @@ def main() -> None:
         if conv is None:
             print("single-file conversion: hfvision.conversion not available")
             break
-        print(f"single-file conversion, tiny {family} ({conv['MB']:.1f} MB): to_single_file "
-              f"{conv['to_single_file']:.2f} s, from_single_file {conv['from_single_file']:.2f} s")  # fmt: skip
+        print(
+            f"single-file conversion, tiny {family} ({conv['MB']:.1f} MB): to_single_file "
+            f"{conv['to_single_file']:.2f} s, from_single_file {conv['from_single_file']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -135,26 +135,35 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="hfvision-bench-onnx-") as work:
         for name, model, processor in models:
-            rows.append(bench(name.split()[0], model, processor, Path(work), args.batch_size, args.runs,
-                              args.threads))  # fmt: skip
-    print(f"\nimages/s, batch {args.batch_size}, {args.threads} threads, median of {args.runs} interleaved runs "
-          "(random weights)")  # fmt: skip
+            rows.append(bench(name.split()[0], model, processor, Path(work), args.batch_size, args.runs, args.threads))
+    print(
+        f"\nimages/s, batch {args.batch_size}, {args.threads} threads, median of {args.runs} interleaved runs "
+        "(random weights)"
+    )
     header = f"{'model':<14}{'torch':>9}{'ORT fp32':>10}{'ORT int8':>10}{'fp32/torch':>12}{'int8/torch':>12}"
     print(header + f"{'int8 mode':>11}{'top-1 int8=fp32':>17}{'max |diff|':>12}")
     for r in rows:
-        print(f"{r['model']:<14}{r['torch']:>9.1f}{r['ort_fp32']:>10.1f}{r['ort_int8']:>10.1f}"
-              f"{r['ort_fp32'] / r['torch']:>11.2f}x{r['ort_int8'] / r['torch']:>11.2f}x{r['int8_mode']:>11}"
-              f"{r['top1_int8_vs_fp32']:>9.1%} of {r['agreement_images']:<3}{r['validation_max_abs_diff']:>12.1e}")  # fmt: skip
+        print(
+            f"{r['model']:<14}{r['torch']:>9.1f}{r['ort_fp32']:>10.1f}{r['ort_int8']:>10.1f}"
+            f"{r['ort_fp32'] / r['torch']:>11.2f}x{r['ort_int8'] / r['torch']:>11.2f}x{r['int8_mode']:>11}"
+            f"{r['top1_int8_vs_fp32']:>9.1%} of {r['agreement_images']:<3}{r['validation_max_abs_diff']:>12.1e}"
+        )
     for r in rows:
-        print(f"{r['model']:<14}int8 max |logit - fp32 logit| {r['int8_max_logit_diff']:.3f}; fp32 median top-2 "
-              f"margin {r['fp32_margin']:.3f}")  # fmt: skip
-    print("\nfp32 GFLOP/s vs a 2048x2048 torch matmul (GEMM reference), measured in the same rounds; 2x torch would "
-          "need ORT at twice torch's share:")  # fmt: skip
+        print(
+            f"{r['model']:<14}int8 max |logit - fp32 logit| {r['int8_max_logit_diff']:.3f}; fp32 median top-2 "
+            f"margin {r['fp32_margin']:.3f}"
+        )
+    print(
+        "\nfp32 GFLOP/s vs a 2048x2048 torch matmul (GEMM reference), measured in the same rounds; 2x torch would "
+        "need ORT at twice torch's share:"
+    )
     for r in rows:
         peak, torch_rate, ort_rate = r["peak_gflops"], r["torch"] * r["gflop"], r["ort_fp32"] * r["gflop"]
-        print(f"{r['model']:<14}{r['gflop']:.2f} GFLOP/image, matmul {peak:.0f}: torch {torch_rate:.0f} "
-              f"({torch_rate / peak:.0%}), ORT fp32 {ort_rate:.0f} ({ort_rate / peak:.0%}); 2x torch = "
-              f"{2 * torch_rate / peak:.0%} of the matmul")  # fmt: skip
+        print(
+            f"{r['model']:<14}{r['gflop']:.2f} GFLOP/image, matmul {peak:.0f}: torch {torch_rate:.0f} "
+            f"({torch_rate / peak:.0%}), ORT fp32 {ort_rate:.0f} ({ort_rate / peak:.0%}); 2x torch = "
+            f"{2 * torch_rate / peak:.0%} of the matmul"
+        )
     print("targets: fp32 >= 2x torch, int8 >= 3x torch with >= 99% top-1 agreement")
 
 

@@ -61,8 +61,13 @@ def measure(url: str, payloads: list[bytes], clients: int, seconds: float) -> di
 
     asyncio.run(run_load(url, payloads, clients, seconds=1.0))  # warm-up (connections, first batches)
     result = asyncio.run(run_load(url, payloads, clients, seconds=seconds, content_type="image/jpeg"))
-    return {"rps": result.throughput, "p50": result.percentile(50), "p99": result.percentile(99),
-            "n": result.count, "errors": result.errors}  # fmt: skip
+    return {
+        "rps": result.throughput,
+        "p50": result.percentile(50),
+        "p99": result.percentile(99),
+        "n": result.count,
+        "errors": result.errors,
+    }
 
 
 def _rates(runs: list[dict]) -> str:
@@ -93,9 +98,11 @@ def main() -> None:
         sample_image(name).resize((args.size, args.size)).save(buffer, format="JPEG", quality=90)
         payloads.append(buffer.getvalue())
     levels = [int(c) for c in args.clients.split(",")]
-    print(f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}; server torch threads: "
-          f"{args.threads}; max_wait_ms {args.max_wait_ms}; median of {args.repeats} x {args.seconds:g} s per point; "
-          f"{args.size}x{args.size} JPEG bodies")  # fmt: skip
+    print(
+        f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}; server torch threads: "
+        f"{args.threads}; max_wait_ms {args.max_wait_ms}; median of {args.repeats} x {args.seconds:g} s per point; "
+        f"{args.size}x{args.size} JPEG bodies"
+    )
     ctx = mp.get_context("spawn")
     rows = []
     for model in args.models.split(","):
@@ -115,11 +122,13 @@ def main() -> None:
                             runs[label].append(measure(url[label], payloads, clients, args.seconds))
                     off, on = (median_run(runs[label]) for label in ("off", "on"))
                     rows.append((model, clients, off, on))
-                    print(f"{model:>9} {clients:>3} clients | off {off['rps']:7.1f} req/s p50 {off['p50']:7.1f} ms "
-                          f"p99 {off['p99']:7.1f} ms | on {on['rps']:7.1f} req/s p50 {on['p50']:7.1f} ms p99 "
-                          f"{on['p99']:7.1f} ms | x{on['rps'] / off['rps']:.2f} (runs: off {_rates(runs['off'])}; "
-                          f"on {_rates(runs['on'])}) | errors {off['errors'] + on['errors']}",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"{model:>9} {clients:>3} clients | off {off['rps']:7.1f} req/s p50 {off['p50']:7.1f} ms "
+                        f"p99 {off['p99']:7.1f} ms | on {on['rps']:7.1f} req/s p50 {on['p50']:7.1f} ms p99 "
+                        f"{on['p99']:7.1f} ms | x{on['rps'] / off['rps']:.2f} (runs: off {_rates(runs['off'])}; "
+                        f"on {_rates(runs['on'])}) | errors {off['errors'] + on['errors']}",
+                        flush=True,
+                    )
             finally:
                 stop.set()
                 child.join(60)

@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         (config,) = parser.parse_args_into_dataclasses(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     result = train_classifier(config)  # train, evaluate, save the pipeline repo, push when --push_to_hub
-    print(f"validation accuracy {result.report['accuracy']:.4f}, macro F1 {result.report['f1_macro']:.4f}; "
-          f"pipeline repo in {result.output_dir}" + (f", pushed to {result.repo_id}" if result.repo_id else ""))  # fmt: skip
+    print(
+        f"validation accuracy {result.report['accuracy']:.4f}, macro F1 {result.report['f1_macro']:.4f}; "
+        f"pipeline repo in {result.output_dir}" + (f", pushed to {result.repo_id}" if result.repo_id else "")
+    )
     return 0
 
 

@@ -146,10 +146,13 @@ def test_transformers5_flat_clip_keys_get_the_text_model_prefix():
     assert normalize_clip_keys(nested) == nested
 
 
-@pytest.mark.parametrize("base, scheduler, prediction, pads", [
-    ("sd21-base", "DDIMScheduler", "epsilon", {"tokenizer": "!"}),
-    ("sdxl", "EulerDiscreteScheduler", "epsilon", {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "base, scheduler, prediction, pads",
+    [
+        ("sd21-base", "DDIMScheduler", "epsilon", {"tokenizer": "!"}),
+        ("sdxl", "EulerDiscreteScheduler", "epsilon", {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}),
+    ],
+)
 def test_bundled_config_dir_loads_offline(base, scheduler, prediction, pads, tmp_path):
     """The directory handed to diffusers' from_single_file: pipeline index, scheduler and CLIP tokenizers."""
     import diffusers

@@ -102,8 +102,11 @@ def test_ckpt_format_and_out_dir(tiny_model_dir, single_file, tmp_path):
 
     out = from_single_file(path, tmp_path / "diffusers")
     assert out == tmp_path / "diffusers" and not list(tmp_path.glob(".diffusers*"))
-    for component, weights in [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
-                               ("text_encoder", "model")]:  # fmt: skip
+    for component, weights in [
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    ]:
         written = load_file(out / component / f"{weights}.safetensors")
         original = load_file(tiny_model_dir("sd1") / component / f"{weights}.safetensors")
         assert written.keys() == original.keys()

@@ -14,8 +14,18 @@ from hfvision.cli.main import main
 def test_cli_half_precision_round_trip_with_verification(tiny_model_dir, tmp_path, capsys):
     """--half stores float16; --verify proves the only change is fp16 rounding; loading gives float32 back."""
     out = tmp_path / "model.safetensors"
-    argv = ["convert", "to-single-file", str(tiny_model_dir("sd2")), str(out), "--half", "--verify",
-            "--trigger-word", "sks", "--metadata", "author=me"]  # fmt: skip
+    argv = [
+        "convert",
+        "to-single-file",
+        str(tiny_model_dir("sd2")),
+        str(out),
+        "--half",
+        "--verify",
+        "--trigger-word",
+        "sks",
+        "--metadata",
+        "author=me",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "verification passed" in printed and "max |diff| 0" in printed

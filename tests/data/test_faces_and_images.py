@@ -22,8 +22,11 @@ def test_haar_finds_exactly_the_astronauts_face_and_no_cat_face():
 def test_pipeline_detector_adapter_filters_labels_and_merges_overlaps():
     def fake(image, threshold):
         box = {"xmin": 10, "ymin": 10, "xmax": 50, "ymax": 50}
-        return [{"label": "face", "score": 0.9, "box": box}, {"label": "Face", "score": 0.8, "box": box},
-                {"label": "cat", "score": 0.99, "box": {"xmin": 0, "ymin": 0, "xmax": 5, "ymax": 5}}]  # fmt: skip
+        return [
+            {"label": "face", "score": 0.9, "box": box},
+            {"label": "Face", "score": 0.8, "box": box},
+            {"label": "cat", "score": 0.99, "box": {"xmin": 0, "ymin": 0, "xmax": 5, "ymax": 5}},
+        ]
 
     assert PipelineFaceDetector(fake)(Image.new("RGB", (64, 64))) == [FaceBox(10, 10, 50, 50, 0.9)]
 

@@ -22,8 +22,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def bomb_png(width=100_000, height=100_000) -> bytes:
     """A 60-byte PNG whose header declares width x height RGB pixels (10 gigapixels by default)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
-        _png_chunk(b"IEND", b"")  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def encode(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -101,8 +105,9 @@ EXPECTED = {
 }
 
 
-def test_hostile_corpus_gets_a_result_or_a_clear_rejection_and_the_source_is_untouched(tmp_path, tree_digest,
-                                                                                        no_faces):  # fmt: skip
+def test_hostile_corpus_gets_a_result_or_a_clear_rejection_and_the_source_is_untouched(
+    tmp_path, tree_digest, no_faces
+):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     build_corpus(src)

@@ -47,8 +47,9 @@ def test_outputs_are_the_reported_crop_resized_and_captioned(photos, tmp_path, n
 
 def test_faces_and_crop_box_are_reported_in_source_coordinates(photos, tmp_path):
     face = FaceBox(500, 10, 620, 130, 0.8)  # near the right border of the 640x427 rocket
-    report = prepare_instance_images(photos, tmp_path / "out", size=64, face_detector=lambda im: [face],
-                                     detect_max_side=None)  # fmt: skip
+    report = prepare_instance_images(
+        photos, tmp_path / "out", size=64, face_detector=lambda im: [face], detect_max_side=None
+    )
     entry = report.entry("rocket.png")
     assert entry.crop_method == "faces" and entry.faces == [{**face.as_box(), "score": 0.8}]
     x0, y0, x1, y1 = entry.crop_box
@@ -73,8 +74,11 @@ def test_rerun_is_idempotent_and_settings_changes_reprepare_under_the_same_names
     # switching to JPEG replaces the PNGs instead of leaving both for the trainer to find
     fourth = prepare_instance_images(photos, dst, size=72, face_detector=no_faces, output_format="jpeg")
     assert sorted(p.suffix for p in dst.iterdir() if not p.name.startswith(".") and p.suffix != ".json") == [
-        ".jpg", ".jpg", ".jpg", ".txt"
-    ]  # fmt: skip
+        ".jpg",
+        ".jpg",
+        ".jpg",
+        ".txt",
+    ]
     assert Image.open(fourth.entries[0].output).format == "JPEG"
 
 
@@ -97,8 +101,9 @@ def test_duplicates_renames_caption_edits_and_prune(photos, tmp_path, no_faces):
     report = prepare_instance_images(photos, dst, size=64, face_detector=no_faces, prune=True)
     assert not (dst / renamed.output).with_suffix(".txt").exists()  # caption gone with its sidecar
     assert len(report.removed) == 1 and "cat_1" in report.removed[0]
-    assert sorted(p.name for p in dst.glob("*.png")) == sorted(e.output.rsplit("/", 1)[-1] for e in report.entries
-                                                               if e.output)  # fmt: skip
+    assert sorted(p.name for p in dst.glob("*.png")) == sorted(
+        e.output.rsplit("/", 1)[-1] for e in report.entries if e.output
+    )
 
 
 def test_upscaling_can_be_refused_and_crop_none_keeps_the_aspect_ratio(photos, tmp_path, no_faces):
@@ -155,5 +160,7 @@ def test_a_detector_failing_on_one_photo_falls_back_to_saliency_and_says_so(phot
 
     report = prepare_instance_images(photos, tmp_path / "out", size=64, face_detector=flaky)
     assert [e.status for e in report.entries] == ["accepted"] * 3
-    assert all(e.note == "face detection failed: model exploded" and e.crop_method in ("saliency", "center")
-               for e in report.entries)  # fmt: skip
+    assert all(
+        e.note == "face detection failed: model exploded" and e.crop_method in ("saliency", "center")
+        for e in report.entries
+    )

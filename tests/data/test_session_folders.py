@@ -50,8 +50,14 @@ def test_open_errors_name_the_file_and_the_fix(tmp_path):
 
 def test_latest_checkpoint_is_the_highest_step_and_ignores_other_names(tmp_path):
     s = Session.create("dog", root=tmp_path)
-    for name in ("checkpoint-5", "checkpoint-40", "checkpoint-300", "checkpoint-abc", ".checkpoint-999.tmp",
-                 "checkpoint-1000.old"):  # fmt: skip
+    for name in (
+        "checkpoint-5",
+        "checkpoint-40",
+        "checkpoint-300",
+        "checkpoint-abc",
+        ".checkpoint-999.tmp",
+        "checkpoint-1000.old",
+    ):
         (s.checkpoints_dir / name).mkdir()
     (s.checkpoints_dir / "checkpoint-5000").write_text("a file, not a folder")
     assert s.latest_checkpoint() == s.checkpoints_dir / "checkpoint-300"
@@ -85,8 +91,10 @@ def test_prepare_handles_only_new_raw_photos_and_prunes_removed_ones(tmp_path):
     assert [p.name for p in s.pending_raw_images()] == ["rocket.jpg"]
     report = s.prepare(64, crop="center")
     assert {e.source: e.status for e in report.entries} == {
-        "coffee.jpg": "skipped", "rocket.jpg": "accepted", "sks cat (1).jpg": "skipped"
-    }  # fmt: skip
+        "coffee.jpg": "skipped",
+        "rocket.jpg": "accepted",
+        "sks cat (1).jpg": "skipped",
+    }
     (s.raw_dir / "coffee.jpg").unlink()
     report = s.prepare(64, crop="center")
     assert len(report.removed) == 1 and len(s.instance_images()) == 2

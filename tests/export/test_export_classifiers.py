@@ -19,8 +19,12 @@ def _json(path):
 def test_vit_export_layout_report_and_round_trip(vit_export, tiny_model_dir):
     src, out = tiny_model_dir("vit"), vit_export.output_dir
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "export_report.json", "model.onnx", "model_quantized.onnx", "preprocessor_config.json"
-    ]  # fmt: skip
+        "config.json",
+        "export_report.json",
+        "model.onnx",
+        "model_quantized.onnx",
+        "preprocessor_config.json",
+    ]
     report = _json(out / "export_report.json")
     assert report["task"] == "gender-classification" and report["opset"] == 17
     [onnx_file] = report["components"]["model"]["files"]
@@ -89,8 +93,11 @@ def test_timm_export_has_dynamic_size_beyond_the_validated_ones(timm_export, tin
     validation = _json(out / "export_report.json")["validation"]
     assert {tuple(c["size"]) for c in validation["cases"]} == {(224, 224), (160, 160)}
     assert {(c["inputs"], c["batch_size"]) for c in validation["cases"]} == {
-        ("dummy", 1), ("dummy", 3), ("images", 1), ("images", 3)
-    }  # fmt: skip
+        ("dummy", 1),
+        ("dummy", 3),
+        ("images", 1),
+        ("images", 3),
+    }
     # timm's own loader on the source weights vs ONNX Runtime at the test size (288), never seen at export
     model = timm.create_model(f"local-dir:{tiny_model_dir('timm-resnet')}", pretrained=True).eval()
     x = torch.rand(2, 3, 288, 288)

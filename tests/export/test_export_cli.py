@@ -16,8 +16,18 @@ def test_cli_task_choices_match_the_library():
 
 def test_export_onnx_with_int8(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["export", "onnx", str(tiny_model_dir("vit")), str(out), "--task", "gender-classification",
-                 "--quantize", "int8"])  # fmt: skip
+    code = main(
+        [
+            "export",
+            "onnx",
+            str(tiny_model_dir("vit")),
+            str(out),
+            "--task",
+            "gender-classification",
+            "--quantize",
+            "int8",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0
     report = json.loads((out / "export_report.json").read_text())

@@ -42,8 +42,15 @@ def test_ort_pipeline_generates_the_torch_image_from_the_same_seed(sd1_export, t
     torch_pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir("sd1"))
     ort_pipe = load_ort_pipeline("text-to-image", sd1_export.output_dir)
     assert isinstance(ort_pipe, StableDiffusionPipeline)  # diffusers' own __call__ on ORT components
-    kwargs = dict(prompt="a photo of sks dog on the beach", negative_prompt="blurry", num_inference_steps=3,
-                  num_images_per_prompt=2, height=48, width=64, output_type="np")  # fmt: skip
+    kwargs = dict(
+        prompt="a photo of sks dog on the beach",
+        negative_prompt="blurry",
+        num_inference_steps=3,
+        num_images_per_prompt=2,
+        height=48,
+        width=64,
+        output_type="np",
+    )
     for pipe in (torch_pipe, ort_pipe):
         pipe.set_progress_bar_config(disable=True)
     expected = torch_pipe(**kwargs, generator=torch.Generator().manual_seed(42)).images

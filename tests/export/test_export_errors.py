@@ -52,8 +52,12 @@ def test_non_empty_output_dir_is_refused_unless_overwrite(tiny_model_dir, tmp_pa
         export_onnx(tiny_model_dir("vit"), out, validate=False)
     assert (out / "keep.txt").read_text() == "user data"
     result = export_onnx(tiny_model_dir("vit"), out, validate=False, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "export_report.json", "model.onnx",
-                                                     "preprocessor_config.json"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "export_report.json",
+        "model.onnx",
+        "preprocessor_config.json",
+    ]
     assert result.report["validation"] == {"passed": None, "skipped": True}
 
 
@@ -140,10 +144,15 @@ def test_classifier_head_lookup(tmp_path, caplog):
             helper.make_node(last, ["mm", "b"], ["logits"]),
         ]
         graph = helper.make_graph(
-            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
-                         helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2])],
-            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], [weight],
-        )  # fmt: skip
+            nodes,
+            "g",
+            [
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2]),
+            ],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
+            [weight],
+        )
         path = tmp_path / f"{name or 'unnamed'}-{last}.onnx"
         onnx.save(helper.make_model(graph), str(path))
         return path
@@ -167,11 +176,20 @@ def test_stray_file_cleanup_removes_only_the_dump_it_caused(tmp_path):
     with _no_stray_files(tmp_path):
         # what ORT's symbolic shape inference does on failure: a model dump with external data next to it
         tensor = numpy_helper.from_array(np.zeros((64, 64), np.float32), "w")
-        graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [tensor])  # fmt: skip
-        onnx.save_model(helper.make_model(graph), str(tmp_path / "sym_shape_infer_temp.onnx"),
-                        save_as_external_data=True, location="aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee.data",
-                        size_threshold=0)  # fmt: skip
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["w"], ["y"])],
+            "g",
+            [],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])],
+            [tensor],
+        )
+        onnx.save_model(
+            helper.make_model(graph),
+            str(tmp_path / "sym_shape_infer_temp.onnx"),
+            save_as_external_data=True,
+            location="aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee.data",
+            size_threshold=0,
+        )
         assert (tmp_path / "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee.data").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name]
     assert unrelated.read_bytes() == b"user data"

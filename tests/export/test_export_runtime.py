@@ -23,14 +23,16 @@ def assert_same_predictions(actual, expected, atol=1e-4):
 
 def test_provider_selection_and_session_options(vit_export):
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    assert select_providers() == (["CUDAExecutionProvider", "CPUExecutionProvider"] if has_cuda
-                                  else ["CPUExecutionProvider"])  # fmt: skip
+    assert select_providers() == (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"] if has_cuda else ["CPUExecutionProvider"]
+    )
     assert select_providers("cpu") == ["CPUExecutionProvider"]
     if not has_cuda:
         with pytest.raises(ValueError, match="CUDAExecutionProvider.*not available.*available:"):
             select_providers("cuda")
-    model = OrtModelForImageClassification.from_pretrained(vit_export.output_dir, provider="cpu",
-                                                           intra_op_num_threads=1)  # fmt: skip
+    model = OrtModelForImageClassification.from_pretrained(
+        vit_export.output_dir, provider="cpu", intra_op_num_threads=1
+    )
     options = model.session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -56,8 +58,9 @@ def test_stock_transformers_pipeline_runs_on_the_ort_model(vit_export, tiny_mode
 
     stock = pipeline("image-classification", model=str(tiny_model_dir("vit")), device="cpu", dtype="float32")
     ort_model = OrtModelForImageClassification.from_pretrained(vit_export.output_dir)
-    ours = ImageClassificationPipeline(model=ort_model, device=-1,
-                                       image_processor=AutoImageProcessor.from_pretrained(vit_export.output_dir))  # fmt: skip
+    ours = ImageClassificationPipeline(
+        model=ort_model, device=-1, image_processor=AutoImageProcessor.from_pretrained(vit_export.output_dir)
+    )
     assert_same_predictions(ours(photos), stock(photos))
 
 

@@ -78,8 +78,13 @@ def test_session_round_trip_through_the_hub_is_byte_identical(local_hub, run_pyt
     assert up["labels"] == ["session files", "checkpoint-10", "checkpoint-20"] and up["dropped"] == []
     assert up["private"] is True and up["session_json_matches"] and not up["staging_left"]
     # one commit per checkpoint: each commit adds exactly that checkpoint's files, nothing else is missing
-    ck = {step: [f"checkpoints/checkpoint-{step}/{n}" for n in ("optimizer.bin", "trainer_state.json",
-          "unet/diffusion_pytorch_model.safetensors")] for step in (10, 20)}  # fmt: skip
+    ck = {
+        step: [
+            f"checkpoints/checkpoint-{step}/{n}"
+            for n in ("optimizer.bin", "trainer_state.json", "unet/diffusion_pytorch_model.safetensors")
+        ]
+        for step in (10, 20)
+    }
     files = up["files"]
     assert sorted(set(files["checkpoint-10"]) - set(files["session files"])) == ck[10]
     assert sorted(set(files["checkpoint-20"]) - set(files["checkpoint-10"])) == ck[20]
@@ -87,8 +92,12 @@ def test_session_round_trip_through_the_hub_is_byte_identical(local_hub, run_pyt
 
     down = json.loads(run_python(RESTORE, hub=local_hub).splitlines()[-1])
     a, b, c = tmp_path / "A" / "dog", tmp_path / "B" / "dog", tmp_path / "C" / "dog"
-    assert down == {"latest": str(Path("B/dog/checkpoints/checkpoint-20")), "all": ["checkpoint-10", "checkpoint-20"],
-                    "hub_repo": "user/dog-session", "instance_images": 1}  # fmt: skip
+    assert down == {
+        "latest": str(Path("B/dog/checkpoints/checkpoint-20")),
+        "all": ["checkpoint-10", "checkpoint-20"],
+        "hub_repo": "user/dog-session",
+        "instance_images": 1,
+    }
     original = files_under(a)
     assert files_under(b) == original  # checkpoint-10 was deleted locally in A and only the latest is restored
     assert "instance_images/.hfvision-prepared.json" in original and "raw/mug.txt" in original
@@ -183,8 +192,10 @@ def test_newer_checkpoints_supersede_waiting_ones_and_staging_survives_deletion(
     gate.set()
     mirror.close()
     assert [label for label, _ in uploaded] == ["checkpoint-1", "checkpoint-3"]
-    assert uploaded[1][1] == {"checkpoints/checkpoint-3/w.bin": b"\x03" * 10, "session.json": session.session_file
-                              .read_bytes()}  # fmt: skip
+    assert uploaded[1][1] == {
+        "checkpoints/checkpoint-3/w.bin": b"\x03" * 10,
+        "session.json": session.session_file.read_bytes(),
+    }
     assert not (session.path / ".hub-staging").exists()
 
 

@@ -46,8 +46,15 @@ def test_collect_inputs(photo_dir):
     from hfvision.inference import collect_inputs
 
     names = [p.replace(str(photo_dir) + "/", "") for p in collect_inputs(photo_dir)]
-    assert names == ["a_astronaut.jpg", "b_chelsea.png", "d_rocket.jpg", "e_camera.bmp", "f_empty.png",
-                     "g_notes.jpg", "sub/c_coffee.webp"]  # fmt: skip
+    assert names == [
+        "a_astronaut.jpg",
+        "b_chelsea.png",
+        "d_rocket.jpg",
+        "e_camera.bmp",
+        "f_empty.png",
+        "g_notes.jpg",
+        "sub/c_coffee.webp",
+    ]
     assert collect_inputs(f"{photo_dir}/*.txt") == [str(photo_dir / "readme.txt")]  # globs take what they match
     both = collect_inputs([photo_dir / "b_chelsea.png", f"{photo_dir}/[ab]_*", photo_dir / "b_chelsea.png"])
     assert both == [str(photo_dir / "b_chelsea.png"), str(photo_dir / "a_astronaut.jpg")]

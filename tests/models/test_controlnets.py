@@ -11,8 +11,13 @@ import torch
 from hfvision.models import check_controlnet_compatibility, controlnet_family, load_controlnet
 from hfvision.testing import tiny_controlnet, tiny_unet
 
-REAL_SD2_CONFIG = {"_class_name": "ControlNetModel", "cross_attention_dim": 1024, "in_channels": 4,
-                   "block_out_channels": [320, 640, 1280, 1280], "addition_embed_type": None}  # fmt: skip
+REAL_SD2_CONFIG = {
+    "_class_name": "ControlNetModel",
+    "cross_attention_dim": 1024,
+    "in_channels": 4,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "addition_embed_type": None,
+}
 
 
 def test_loads_a_matching_local_controlnet(tiny_model_dir):

@@ -34,15 +34,22 @@ def tiny_safety_parts():
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-                  patch_size=8, projection_dim=32)  # fmt: skip
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
     torch.manual_seed(0)
     checker = StableDiffusionSafetyChecker(
         CLIPConfig(
             text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4),
             vision_config=vision,
             projection_dim=32,
-        )  # fmt: skip
+        )
     ).eval()
     encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision)).eval()
     extractor = CLIPImageProcessor(crop_size=32, size=32)
@@ -52,12 +59,18 @@ def tiny_safety_parts():
 @pytest.mark.parametrize(
     ("ours", "parent", "mixins"),
     [
-        (DreamBoothPipeline, StableDiffusionPipeline,
-         (StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin, IPAdapterMixin, FromSingleFileMixin)),
-        (DreamBoothXLPipeline, StableDiffusionXLPipeline,
-         (StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin, IPAdapterMixin, FromSingleFileMixin)),
+        (
+            DreamBoothPipeline,
+            StableDiffusionPipeline,
+            (StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin, IPAdapterMixin, FromSingleFileMixin),
+        ),
+        (
+            DreamBoothXLPipeline,
+            StableDiffusionXLPipeline,
+            (StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin, IPAdapterMixin, FromSingleFileMixin),
+        ),
     ],
-)  # fmt: skip
+)
 def test_signature_is_the_parents_plus_control_arguments(ours, parent, mixins):
     assert issubclass(ours, parent) and all(issubclass(ours, m) for m in mixins)
 
@@ -66,8 +79,10 @@ def test_signature_is_the_parents_plus_control_arguments(ours, parent, mixins):
 
     theirs, mine = described(parent), described(ours)
     assert theirs[-1][1] is inspect.Parameter.VAR_KEYWORD  # legacy callback / callback_steps travel in **kwargs
-    added = [(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default) for name, default in
-             zip(CONTROL_ARGUMENTS, (None, 1.0, 0.0, 1.0))]  # fmt: skip
+    added = [
+        (name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default)
+        for name, default in zip(CONTROL_ARGUMENTS, (None, 1.0, 0.0, 1.0))
+    ]
     assert mine == theirs[:-1] + added + theirs[-1:]
     # constructor: every parent component and setting, plus controlnet and the DreamBooth identity
     parent_init = [p for p in inspect.signature(parent.__init__).parameters if p != "self"]
@@ -79,8 +94,12 @@ def test_signature_is_the_parents_plus_control_arguments(ours, parent, mixins):
 
 def test_full_component_set_and_safety_checker_kept():
     checker, extractor, encoder = tiny_safety_parts()
-    components = {**tiny_sd_components("sd1"), "safety_checker": checker, "feature_extractor": extractor,
-                  "image_encoder": encoder}  # fmt: skip
+    components = {
+        **tiny_sd_components("sd1"),
+        "safety_checker": checker,
+        "feature_extractor": extractor,
+        "image_encoder": encoder,
+    }
     ref = StableDiffusionPipeline(**components)
     pipe = DreamBoothPipeline(**components, instance_token="sks", class_noun="dog")
     assert pipe.safety_checker is checker and pipe.feature_extractor is extractor and pipe.image_encoder is encoder
@@ -106,8 +125,14 @@ def test_legacy_callback_and_step_end_callback_like_diffusers():
     seen = {"ref": [], "ours": []}
     for name, p, prompt in (("ref", ref, "sks"), ("ours", pipe, "{token}")):
         p.set_progress_bar_config(disable=True)
-        p(prompt, num_inference_steps=3, output_type="latent", generator=gen(1), callback_steps=1,
-          callback=lambda i, t, latents, name=name: seen[name].append((i, int(t), latents.clone())))  # fmt: skip
+        p(
+            prompt,
+            num_inference_steps=3,
+            output_type="latent",
+            generator=gen(1),
+            callback_steps=1,
+            callback=lambda i, t, latents, name=name: seen[name].append((i, int(t), latents.clone())),
+        )
     assert [s[:2] for s in seen["ours"]] == [s[:2] for s in seen["ref"]] and len(seen["ours"]) == 3
     assert all(torch.equal(a[2], b[2]) for a, b in zip(seen["ours"], seen["ref"]))
 
@@ -167,8 +192,9 @@ def test_clip_skip_uses_the_penultimate_hidden_state_with_final_layer_norm():
     stock.set_progress_bar_config(disable=True)
     image = control_photo()
     expected_images = stock(prompt_embeds=skipped, image=image, generator=gen(3), **kwargs).images
-    actual_images = controlled("a photo of {token} {class}", control_image=image, clip_skip=1, generator=gen(3),
-                               **kwargs).images  # fmt: skip
+    actual_images = controlled(
+        "a photo of {token} {class}", control_image=image, clip_skip=1, generator=gen(3), **kwargs
+    ).images
     assert torch.equal(expected_images, actual_images)
 
 

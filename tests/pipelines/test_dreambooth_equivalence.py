@@ -41,11 +41,14 @@ SCHEDULERS = {
 # (name, prompt, call arguments): guidance with negatives and a generator list; no guidance, latent output;
 # guidance rescale
 CALLS = [
-    ("cfg-negative-list", ["{token} {class}", "a {token} on a beach"],
-     dict(negative_prompt=["blurry", "dark"], num_images_per_prompt=2, guidance_scale=6.0)),
+    (
+        "cfg-negative-list",
+        ["{token} {class}", "a {token} on a beach"],
+        dict(negative_prompt=["blurry", "dark"], num_images_per_prompt=2, guidance_scale=6.0),
+    ),
     ("no-cfg-latent", "a photo of {token} {class}", dict(guidance_scale=1.0, output_type="latent")),
     ("rescale", "{token} {class}", dict(guidance_scale=5.0, guidance_rescale=0.7)),
-]  # fmt: skip
+]
 
 
 def expand(prompt):
@@ -72,13 +75,19 @@ def pair(family, scheduler_name, dtype=torch.float32):
     components = components_for(family, dtype)
     if family == "sdxl":
         ref = StableDiffusionXLPipeline(**{**components, "scheduler": scheduler(scheduler_name)})
-        ours = DreamBoothXLPipeline(**{**components, "scheduler": scheduler(scheduler_name)}, instance_token="sks",
-                                    class_noun="dog")  # fmt: skip
+        ours = DreamBoothXLPipeline(
+            **{**components, "scheduler": scheduler(scheduler_name)}, instance_token="sks", class_noun="dog"
+        )
     else:
-        ref = StableDiffusionPipeline(**{**components, "scheduler": scheduler(scheduler_name)},
-                                      requires_safety_checker=False)  # fmt: skip
-        ours = DreamBoothPipeline(**{**components, "scheduler": scheduler(scheduler_name)},
-                                  requires_safety_checker=False, instance_token="sks", class_noun="dog")  # fmt: skip
+        ref = StableDiffusionPipeline(
+            **{**components, "scheduler": scheduler(scheduler_name)}, requires_safety_checker=False
+        )
+        ours = DreamBoothPipeline(
+            **{**components, "scheduler": scheduler(scheduler_name)},
+            requires_safety_checker=False,
+            instance_token="sks",
+            class_noun="dog",
+        )
     for pipe in (ref, ours):
         pipe.set_progress_bar_config(disable=True)
     return ref, ours

@@ -50,8 +50,9 @@ def test_images_equal_stable_diffusion_pipeline(reference, family):
     assert np.abs(expected - actual).max() <= 1e-5
     batch = dict(guidance_scale=5.0, guidance_rescale=0.5, num_images_per_prompt=2, **common)
     expected = ref(["sks dog", "a sks dog on a beach"], negative_prompt=["blurry", "dark"], generator=gen(1), **batch)
-    actual = pipe(["{token} {class}", "a {token} dog on a beach"], negative_prompt=["blurry", "dark"],
-                  generator=gen(1), **batch)  # fmt: skip
+    actual = pipe(
+        ["{token} {class}", "a {token} dog on a beach"], negative_prompt=["blurry", "dark"], generator=gen(1), **batch
+    )
     assert expected.images.shape == (4, 64, 64, 3)
     assert np.abs(expected.images - actual.images).max() <= 1e-5
     assert actual.nsfw_content_detected is None
@@ -62,18 +63,31 @@ def test_controlnet_images_equal_diffusers_controlnet_pipeline(reference, family
     from diffusers import StableDiffusionControlNetPipeline
 
     ref, controlnet = reference(family), active_controlnet(family)
-    expected_pipe = StableDiffusionControlNetPipeline(**ref.components, controlnet=controlnet,
-                                                      requires_safety_checker=False)  # fmt: skip
+    expected_pipe = StableDiffusionControlNetPipeline(
+        **ref.components, controlnet=controlnet, requires_safety_checker=False
+    )
     expected_pipe.set_progress_bar_config(disable=True)
     pipe = dreambooth(ref, controlnet=controlnet)
     image = control_photo()
-    kwargs = dict(num_inference_steps=STEPS, output_type="np", guidance_scale=5.0, controlnet_conditioning_scale=0.7,
-                  control_guidance_end=0.7)  # fmt: skip
+    kwargs = dict(
+        num_inference_steps=STEPS,
+        output_type="np",
+        guidance_scale=5.0,
+        controlnet_conditioning_scale=0.7,
+        control_guidance_end=0.7,
+    )
     expected = expected_pipe("sks dog", image=image, generator=gen(2), **kwargs).images
     actual = pipe("{token} {class}", control_image=image, generator=gen(2), **kwargs).images
     assert np.abs(expected - actual).max() <= 1e-5
-    without = dreambooth(ref)("{token} {class}", generator=gen(2), num_inference_steps=STEPS, guidance_scale=5.0,
-                              output_type="np", height=64, width=64).images  # fmt: skip
+    without = dreambooth(ref)(
+        "{token} {class}",
+        generator=gen(2),
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        output_type="np",
+        height=64,
+        width=64,
+    ).images
     assert np.abs(without - actual).max() > 1e-3  # the ControlNet did change the result
 
 
@@ -108,8 +122,13 @@ def test_prompt_embeds_and_callback_interrupt(reference):
     calls = []
     handle = pipe.unet.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
-        pipe("{token}", num_inference_steps=5, output_type="latent", callback_on_step_end=stop_after_two,
-             callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])  # fmt: skip
+        pipe(
+            "{token}",
+            num_inference_steps=5,
+            output_type="latent",
+            callback_on_step_end=stop_after_two,
+            callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
+        )
     finally:
         handle.remove()
     assert len(calls) == 2 and [s[0] for s in seen] == [0, 1]
@@ -135,15 +154,16 @@ def test_placeholders_and_long_prompts(reference):
         assert len(messages) == 1 and "truncated because CLIP can only handle sequences up to 77" in messages[0]
         assert records[0].name == "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion"
     actual = pipe(long_prompt, num_inference_steps=2, output_type="np", generator=gen(4)).images
-    expected = ref(long_prompt.replace("{token}", "sks"), num_inference_steps=2, output_type="np",
-                   generator=gen(4)).images  # fmt: skip
+    expected = ref(
+        long_prompt.replace("{token}", "sks"), num_inference_steps=2, output_type="np", generator=gen(4)
+    ).images
     assert np.abs(expected - actual).max() <= 1e-5
 
 
 @pytest.mark.parametrize(
-    ("size", "message"), [(dict(height=500), "height=500 must be a positive multiple of 8; try 496 or 504"),
-                          (dict(width=-8), "width=-8")]
-)  # fmt: skip
+    ("size", "message"),
+    [(dict(height=500), "height=500 must be a positive multiple of 8; try 496 or 504"), (dict(width=-8), "width=-8")],
+)
 def test_bad_sizes_suggest_valid_ones(reference, size, message):
     with pytest.raises(ValueError, match=message):
         dreambooth(reference("sd1"))("{token}", num_inference_steps=1, **size)
@@ -189,8 +209,9 @@ def test_save_pretrained_round_trip(reference, tmp_path):
     assert type(loaded) is DreamBoothPipeline and loaded.controlnet is not None
     assert (loaded.config.instance_token, loaded.config.class_noun, loaded.config.family) == ("sks", "dog", "sd2")
     kwargs = dict(control_image=control_photo(), num_inference_steps=2, output_type="np")
-    np.testing.assert_array_equal(pipe("{token}", generator=gen(5), **kwargs).images,
-                                  loaded("{token}", generator=gen(5), **kwargs).images)  # fmt: skip
+    np.testing.assert_array_equal(
+        pipe("{token}", generator=gen(5), **kwargs).images, loaded("{token}", generator=gen(5), **kwargs).images
+    )
     # model_index.json names the shipped module for diffusers' remote-code loading ...
     index = json.loads((tmp_path / "out" / "model_index.json").read_text())
     assert index["_class_name"] == ["dreambooth", "DreamBoothPipeline"] and index["instance_token"] == "sks"
@@ -230,8 +251,9 @@ def test_lora_weights_load_like_diffusers(tmp_path):
 
     donor = tiny_sd_pipeline("sd1")
     torch.manual_seed(0)
-    donor.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                      init_lora_weights=False))  # fmt: skip
+    donor.unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
     type(donor).save_lora_weights(tmp_path, unet_lora_layers=get_peft_model_state_dict(donor.unet))
     ref, pipe = tiny_sd_pipeline("sd1"), dreambooth(tiny_sd_pipeline("sd1"))
     for p in (ref, pipe):
@@ -241,6 +263,7 @@ def test_lora_weights_load_like_diffusers(tmp_path):
     expected = ref("sks dog", generator=gen(8), **kwargs).images
     actual = pipe("{token} {class}", generator=gen(8), **kwargs).images
     assert np.abs(expected - actual).max() <= 1e-5
-    plain = dreambooth(tiny_sd_pipeline("sd1"))("{token} {class}", generator=gen(8), num_inference_steps=STEPS,
-                                                output_type="np").images  # fmt: skip
+    plain = dreambooth(tiny_sd_pipeline("sd1"))(
+        "{token} {class}", generator=gen(8), num_inference_steps=STEPS, output_type="np"
+    ).images
     assert np.abs(plain - actual).max() > 1e-3  # the LoRA is active

@@ -112,10 +112,22 @@ def test_push_and_load_without_hfvision(local_hub, run_python, tmp_path):
     helpers = str(Path(__file__).parent)
     pythonpath = os.pathsep.join(p for p in (helpers, os.environ.get("PYTHONPATH")) if p)
     pushed = run_python(PUSH, hub=local_hub, env={"PYTHONPATH": pythonpath}).split()
-    assert pushed == ["StableDiffusionPipeline", "v_prediction", "DreamBoothPipeline", "sks", "True",
-                      "dreambooth", "DreamBoothPipeline", "dreambooth_xl", "DreamBoothXLPipeline",
-                      "True",  # both repos carry the Inference Endpoints handler.py + requirements.txt
-                      "True", "sks", "True", "zwx"]  # fmt: skip
+    assert pushed == [
+        "StableDiffusionPipeline",
+        "v_prediction",
+        "DreamBoothPipeline",
+        "sks",
+        "True",
+        "dreambooth",
+        "DreamBoothPipeline",
+        "dreambooth_xl",
+        "DreamBoothXLPipeline",
+        "True",  # both repos carry the Inference Endpoints handler.py + requirements.txt
+        "True",
+        "sks",
+        "True",
+        "zwx",
+    ]
     out = run_python(LOAD, hub=local_hub).splitlines()
     assert "loaded-without-trust" not in out
     assert out[0].split()[:2] == ["sd", "DreamBoothPipeline"] and out[0].split()[2].startswith("diffusers_modules.")

@@ -24,10 +24,18 @@ def test_images_equal_sdxl_pipeline(ref):
     pipe = DreamBoothXLPipeline.from_components(ref, instance_token="sks", class_noun="cat")
     pipe.set_progress_bar_config(disable=True)
     assert pipe.config.family == "sdxl" and pipe.instance_token == "sks"
-    expected = ref("sks cat", prompt_2="sks cat, photo", negative_prompt="blurry", height=64, width=64,
-                   generator=gen(0), **KWARGS).images  # fmt: skip
-    actual = pipe("{token} {class}", prompt_2="{token} {class}, photo", negative_prompt="blurry", height=64, width=64,
-                  generator=gen(0), **KWARGS).images  # fmt: skip
+    expected = ref(
+        "sks cat", prompt_2="sks cat, photo", negative_prompt="blurry", height=64, width=64, generator=gen(0), **KWARGS
+    ).images
+    actual = pipe(
+        "{token} {class}",
+        prompt_2="{token} {class}, photo",
+        negative_prompt="blurry",
+        height=64,
+        width=64,
+        generator=gen(0),
+        **KWARGS,
+    ).images
     assert expected.shape == (1, 64, 64, 3)
     assert np.abs(expected - actual).max() <= 1e-5
 

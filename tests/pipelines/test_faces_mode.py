@@ -23,8 +23,9 @@ def test_astronaut_has_exactly_one_face_classified_like_its_crop(gender_pipe, im
     # labels: the pipeline run on the crop with the default 25% margin
     w, h = box["xmax"] - box["xmin"], box["ymax"] - box["ymin"]
     dx, dy = round(w * 0.25), round(h * 0.25)
-    crop = images[0].crop((max(0, box["xmin"] - dx), max(0, box["ymin"] - dy), min(512, box["xmax"] + dx),
-                           min(512, box["ymax"] + dy)))  # fmt: skip
+    crop = images[0].crop(
+        (max(0, box["xmin"] - dx), max(0, box["ymin"] - dy), min(512, box["xmax"] + dx), min(512, box["ymax"] + dy))
+    )
     assert face["labels"] == gender_pipe(crop)
 
 
@@ -47,8 +48,10 @@ def test_pluggable_detectors_and_margin(gender_pipe, images, same_predictions):
         task = "object-detection"
 
         def __call__(self, image, threshold=0.5):
-            return [{"label": "face", "score": 0.97, "box": {"xmin": 5, "ymin": 6, "xmax": 50, "ymax": 60}},
-                    {"label": "hand", "score": 0.99, "box": {"xmin": 0, "ymin": 0, "xmax": 9, "ymax": 9}}]  # fmt: skip
+            return [
+                {"label": "face", "score": 0.97, "box": {"xmin": 5, "ymin": 6, "xmax": 50, "ymax": 60}},
+                {"label": "hand", "score": 0.99, "box": {"xmin": 0, "ymin": 0, "xmax": 9, "ymax": 9}},
+            ]
 
     faces = gender_pipe(images[2], faces=True, face_detector=FakeDetectionPipeline())
     assert [(f["box"], f["score_face"]) for f in faces] == [({"xmin": 5, "ymin": 6, "xmax": 50, "ymax": 60}, 0.97)]

@@ -44,8 +44,10 @@ def test_feature_maps_equal_timm_features_only(fpn, timm_dir, images):
 def test_requested_levels_in_requested_order(fpn, timm_dir, images):
     levels = fpn(images[1], out_indices=(4, 0, -3), return_tensors=True)
     assert [(lvl["index"], lvl["module"], lvl["stride"]) for lvl in levels] == [
-        (4, "layer4", 32), (0, "act1", 2), (2, "layer2", 8),
-    ]  # fmt: skip
+        (4, "layer4", 32),
+        (0, "act1", 2),
+        (2, "layer2", 8),
+    ]
     expected, _ = _timm_features(timm_dir, images[1:2], (0, 2, 4))
     for lvl, ref in zip(levels, (expected[2], expected[0], expected[1])):
         assert isinstance(lvl["feature_map"], torch.Tensor)
@@ -54,9 +56,14 @@ def test_requested_levels_in_requested_order(fpn, timm_dir, images):
 
 @pytest.mark.parametrize(
     "out_indices, message",
-    [((1, 5), "5 is out of range for 5 levels"), ((2, -3), "repeats a level"), ((), "out_indices is empty"),
-     ((1.0,), "is not an integer level"), ((-6,), "out of range")],
-)  # fmt: skip
+    [
+        ((1, 5), "5 is out of range for 5 levels"),
+        ((2, -3), "repeats a level"),
+        ((), "out_indices is empty"),
+        ((1.0,), "is not an integer level"),
+        ((-6,), "out of range"),
+    ],
+)
 def test_invalid_out_indices_raise_clear_errors(fpn, images, out_indices, message):
     with pytest.raises(ValueError, match=message) as info:
         fpn(images[0], out_indices=out_indices)

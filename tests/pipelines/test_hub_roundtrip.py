@@ -28,7 +28,8 @@ def test_push_then_load_with_trust_remote_code_and_no_hfvision(local_hub, run_py
 
     sample_image("astronaut").save(tmp_path / "astronaut.png")
     expected = gender_pipe(str(tmp_path / "astronaut.png"))
-    pushed = run_python(f"""
+    pushed = run_python(
+        f"""
         import json, os, sys
         import hfvision
         assert "transformers" not in sys.modules and "torch" not in sys.modules  # import hfvision stays light...
@@ -58,13 +59,17 @@ def test_push_then_load_with_trust_remote_code_and_no_hfvision(local_hub, run_py
             pipeline("gender-classification", model="user/tiny-gender", model_kwargs={{"verify": True}})
         except LoadRefusedError as err:
             print("stock refused:", type(err.__cause__).__name__, err)
-    """, hub=local_hub)  # fmt: skip
+    """,
+        hub=local_hub,
+    )
     lines = pushed.strip().splitlines()
     assert json.loads(lines[0]) == expected
     assert lines[1].startswith("refused: user/tiny-gender@") and "model.safetensors (sha256 expected" in lines[1]
     assert lines[2].startswith("stock refused: ChecksumMismatchError user/tiny-gender@")
 
-    loaded = run_python(BLOCK_HFVISION + f"""
+    loaded = run_python(
+        BLOCK_HFVISION
+        + f"""
 import json, sys
 from transformers import pipeline
 
@@ -72,7 +77,10 @@ pipe = pipeline(model="user/tiny-gender", trust_remote_code=True, device="cpu")
 assert not any(m.split(".")[0] == "hfvision" for m in sys.modules)
 print(type(pipe).__name__, type(pipe).__module__.split(".")[0])
 print(json.dumps(pipe({str(tmp_path / "astronaut.png")!r})))
-""", hub=local_hub, env={"HF_HOME": str(tmp_path / "fresh_hf_home")})  # fmt: skip
+""",
+        hub=local_hub,
+        env={"HF_HOME": str(tmp_path / "fresh_hf_home")},
+    )
     name_line, result_line = loaded.strip().splitlines()[-2:]
     assert name_line == "GenderClassificationPipeline transformers_modules"
     assert json.loads(result_line) == expected

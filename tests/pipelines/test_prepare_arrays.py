@@ -66,8 +66,9 @@ def test_prepare_of_decoded_jpegs_equals_prepare_of_load_image(pipe, jpegs):
         assert torch.equal(pipe.prepare(array)["pixel_values"], pipe.prepare(load_image(data))["pixel_values"])
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"top_k": 2}, {"function_to_apply": "none", "top_k": 1}, {"function_to_apply": "sigmoid"}],
-                         ids=str)  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"top_k": 2}, {"function_to_apply": "none", "top_k": 1}, {"function_to_apply": "sigmoid"}], ids=str
+)
 def test_run_prepared_on_arrays_equals_one_batched_call(pipe, images, jpegs, kwargs):
     arrays = [np.asarray(image) for image in images]
     expected = pipe(images, batch_size=len(images), **kwargs)
@@ -91,8 +92,9 @@ def test_run_prepared_rows_equal_postprocess_row_by_row(pipe, images):
     assert pipe.run_prepared(prepared[:1])[0] == pipe(images[0])
 
 
-@pytest.mark.parametrize("size", [(40, 2), (2, 40), (1, 40), (3, 40), (40, 1), (40, 3), (1, 1), (3, 3)],
-                         ids=lambda s: f"{s[0]}x{s[1]}")  # fmt: skip
+@pytest.mark.parametrize(
+    "size", [(40, 2), (2, 40), (1, 40), (3, 40), (40, 1), (40, 3), (1, 1), (3, 3)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
 def test_thin_decoded_jpegs_equal_their_pil_image(pipe, size):
     """Thin decoded JPEGs prepare like their PIL image, except arrays 1 or 3 px high on transformers processors:
     those read as channels-first there (transformers' array convention), so the server decodes them with PIL."""

@@ -34,10 +34,21 @@ def _train(base, data, out):
     from hfvision.training.classification import ImageClassificationConfig, train_classifier
 
     config = ImageClassificationConfig(
-        model_name_or_path=str(base), data=str(data), output_dir=str(out), task="gender-classification",
-        num_train_epochs=1, learning_rate=1e-3, per_device_train_batch_size=8, seed=0, disable_tqdm=True,
-        dataloader_pin_memory=False, use_cpu=True, save_strategy="no", eval_strategy="no", report_to="none",
-    )  # fmt: skip
+        model_name_or_path=str(base),
+        data=str(data),
+        output_dir=str(out),
+        task="gender-classification",
+        num_train_epochs=1,
+        learning_rate=1e-3,
+        per_device_train_batch_size=8,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+    )
     train_classifier(config)
     return out
 
@@ -246,8 +257,9 @@ try:
 except LoadRefusedError as err:
     print(type(err).__name__, type(err.__cause__).__name__)
 """
-    with_hfvision = run_python(push + _with_hfvision(sources, photo) + checks, hub=local_hub,
-                               env={"HF_HOME": str(tmp_path / "with-hfvision")})  # fmt: skip
+    with_hfvision = run_python(
+        push + _with_hfvision(sources, photo) + checks, hub=local_hub, env={"HF_HOME": str(tmp_path / "with-hfvision")}
+    )
     *_, loaded, verified_vit, verified_onnx, stock_pickle, ours_pickle, tampered = with_hfvision.strip().splitlines()
     _check(json.loads(loaded), expected, same_predictions, hfvision=True)
     same_predictions(json.loads(verified_vit), expected["vit"])
@@ -319,8 +331,9 @@ def test_pickle_refusal_holds_on_every_path(pickle_only, vit_dir, images, monkey
 
     # the opt-ins load it, with the safetensors model's scores
     reference = pipeline("gender-classification", model=str(vit_dir), device="cpu")(images[0])
-    opted_in = pipeline("gender-classification", model=str(pickle_only), device="cpu",
-                        model_kwargs={"allow_pickle": True})  # fmt: skip
+    opted_in = pipeline(
+        "gender-classification", model=str(pickle_only), device="cpu", model_kwargs={"allow_pickle": True}
+    )
     assert opted_in(images[0]) == reference
     assert hfvision.pipeline("gender-classification", model=pickle_only, allow_pickle=True)(images[0]) == reference
     assert len(unpickled) == 2

@@ -198,7 +198,10 @@ def test_close_without_drain_fails_queued_requests():
 
 
 def test_invalid_settings():
-    for kwargs, message in [({"max_batch_size": 0}, "max_batch_size"), ({"max_wait_ms": -1}, "max_wait_ms"),
-                            ({"max_queue": 0}, "max_queue")]:  # fmt: skip
+    for kwargs, message in [
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_wait_ms": -1}, "max_wait_ms"),
+        ({"max_queue": 0}, "max_queue"),
+    ]:
         with pytest.raises(ValueError, match=message):
             MicroBatcher(FakeModel(), **kwargs)

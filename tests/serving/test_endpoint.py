@@ -290,8 +290,10 @@ def test_one_wake_up_per_loop_with_failures_and_timed_out_requests_in_the_batch(
 
     for _ in range(8):
         batcher.expect()
-    threads = [threading.Thread(target=client, args=("a", ["a1", "bad", "a2"], False)),
-               threading.Thread(target=client, args=("b", ["b1", "b2", "b3", "b4"], True))]  # fmt: skip
+    threads = [
+        threading.Thread(target=client, args=("a", ["a1", "bad", "a2"], False)),
+        threading.Thread(target=client, args=("b", ["b1", "b2", "b3", "b4"], True)),
+    ]
     for t in threads:
         t.start()
     try:

@@ -75,23 +75,32 @@ def test_text_to_image(sd_pipe, serve, online_client):
 
     prompts = [("a red rocket", 1), ("a cat on a sofa", 2)]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(client.text_to_image, p, seed=s, num_inference_steps=2, width=32, height=32)
-                   for p, s in prompts]  # fmt: skip
+        futures = [
+            pool.submit(client.text_to_image, p, seed=s, num_inference_steps=2, width=32, height=32)
+            for p, s in prompts
+        ]
         images = [f.result() for f in futures]
     for (prompt, seed), image in zip(prompts, images):
-        single = sd_pipe(prompt, generator=torch.Generator().manual_seed(seed), num_inference_steps=2, width=32,
-                         height=32).images[0]  # fmt: skip
+        single = sd_pipe(
+            prompt, generator=torch.Generator().manual_seed(seed), num_inference_steps=2, width=32, height=32
+        ).images[0]
         diff = np.abs(np.asarray(image, dtype=int) - np.asarray(single, dtype=int))
         assert diff.max() <= 1  # the batched UNet call may round differently in the last bit
 
     # the raw wire format: PNG bytes with the seed used in a header
-    response = httpx.post(server.url + "/", json={"inputs": "x", "parameters": {"num_inference_steps": 1,
-                          "width": 32, "height": 32}}, timeout=60)  # fmt: skip
+    response = httpx.post(
+        server.url + "/",
+        json={"inputs": "x", "parameters": {"num_inference_steps": 1, "width": 32, "height": 32}},
+        timeout=60,
+    )
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).format == "PNG"
     seed = int(response.headers["x-seed"])
-    again = httpx.post(server.url + "/", json={"inputs": "x", "parameters": {"num_inference_steps": 1, "width": 32,
-                       "height": 32, "seed": seed}}, timeout=60)  # fmt: skip
+    again = httpx.post(
+        server.url + "/",
+        json={"inputs": "x", "parameters": {"num_inference_steps": 1, "width": 32, "height": 32, "seed": seed}},
+        timeout=60,
+    )
     assert again.content == response.content
     response = httpx.post(server.url + "/", json={"inputs": "x", "parameters": {"width": 30}}, timeout=60)
     assert response.status_code == 400 and "multiple of 8" in response.json()["error"]

@@ -24,8 +24,9 @@ def test_32_concurrent_clients(vit_pipe, photo_bytes, serve, assert_same_labels)
     config = ServeConfig(task="image-classification", model="vit", max_batch_size=32, max_wait_ms=5, num_threads=1)
     app = create_app(config, pipe=vit_pipe)
     server = serve(app)
-    result = asyncio.run(run_load(server.url + "/models/vit", payloads, CLIENTS, requests=REQUESTS,
-                                  keep_responses=True))  # fmt: skip
+    result = asyncio.run(
+        run_load(server.url + "/models/vit", payloads, CLIENTS, requests=REQUESTS, keep_responses=True)
+    )
     assert result.errors == 0 and result.statuses[200] == REQUESTS, result.statuses
     assert sorted(result.responses) == list(range(REQUESTS))
     for i, (_, body) in result.responses.items():

@@ -25,8 +25,9 @@ def test_gender_classification_face_first(tiny_model_dir, photo_bytes, serve):
     image = load_image(photo_bytes["astronaut-png"])
     want = pipe(image, faces=True, top_k=1)
     assert len(want) == 1 and set(want[0]) == {"box", "score_face", "labels"}  # the astronaut's one face
-    response = httpx.post(server.url + "/", json=_json_request(photo_bytes["astronaut-png"], {"faces": True,
-                          "top_k": 1}), timeout=60)  # fmt: skip
+    response = httpx.post(
+        server.url + "/", json=_json_request(photo_bytes["astronaut-png"], {"faces": True, "top_k": 1}), timeout=60
+    )
     assert response.status_code == 200, response.text
     assert response.json() == want
     # no face (a cat): an empty list, not an error
@@ -70,8 +71,9 @@ def test_feature_pyramid(tiny_model_dir, photo_bytes, serve):
     pipe = hfvision.pipeline("image-feature-pyramid", model=str(tiny_model_dir("timm-resnet")))
     server = serve(create_app(ServeConfig(task="image-feature-pyramid", model="fpn"), pipe=pipe))
     want = pipe(load_image(photo_bytes["coffee"]), out_indices=(3, 4))
-    response = httpx.post(server.url + "/", json=_json_request(photo_bytes["coffee"], {"out_indices": [3, -1]}),
-                          timeout=60)  # fmt: skip
+    response = httpx.post(
+        server.url + "/", json=_json_request(photo_bytes["coffee"], {"out_indices": [3, -1]}), timeout=60
+    )
     assert response.status_code == 200, response.text
     got = response.json()
     assert [(g["index"], g["module"], g["channels"], g["stride"]) for g in got] == [

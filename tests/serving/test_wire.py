@@ -79,8 +79,14 @@ def test_parameters_given_as_null_are_ignored_and_faces_only_for_gender():
 
 def test_text_to_image_parameters():
     accepted = text_to_image_params(max_steps=10, max_side=256)
-    params = {"negative_prompt": "blurry", "num_inference_steps": 2, "guidance_scale": 5, "width": 64,
-              "height": 128, "seed": 3}  # fmt: skip
+    params = {
+        "negative_prompt": "blurry",
+        "num_inference_steps": 2,
+        "guidance_scale": 5,
+        "width": 64,
+        "height": 128,
+        "seed": 3,
+    }
     body = json.dumps({"inputs": "a photo of sks dog", "parameters": params}).encode()
     prompt, got = parse_text_request(body, "application/json", accepted)
     assert prompt == "a photo of sks dog" and got == {**params, "guidance_scale": 5.0}

@@ -94,8 +94,9 @@ def test_tiny_controlnet_runs_with_tiny_unet_and_reloads(tmp_path):
     components.pop("image_encoder")
     pipe = StableDiffusionControlNetPipeline(**components, controlnet=controlnet, requires_safety_checker=False)
     control = t.sample_image("astronaut").resize((64, 64))
-    out = pipe("a photo", image=control, num_inference_steps=2, output_type="np",
-               generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    out = pipe(
+        "a photo", image=control, num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)
+    ).images
     assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
 
 

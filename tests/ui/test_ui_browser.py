@@ -46,8 +46,14 @@ def test_generate_and_classify_in_the_browser(browser, ui_app, tmp_path, request
     backend = demo.hfvision_backends[0]
     saved = np.asarray(Image.open(f"{config.output_dir}/hfvision-3-0.png"))
     pipe = backend.pipeline(config.model)
-    want = pipe("a photo of sks dog on the beach", num_inference_steps=2, guidance_scale=7.5, width=64, height=64,
-                generator=torch.Generator().manual_seed(3)).images[0]  # fmt: skip
+    want = pipe(
+        "a photo of sks dog on the beach",
+        num_inference_steps=2,
+        guidance_scale=7.5,
+        width=64,
+        height=64,
+        generator=torch.Generator().manual_seed(3),
+    ).images[0]
     np.testing.assert_array_equal(saved, np.asarray(want))
 
     # Classify tab: upload the astronaut, face-first; the face's label appears and matches the pipeline

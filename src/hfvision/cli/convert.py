@@ -62,16 +62,19 @@ def _to_single_file(args: argparse.Namespace) -> int:
     if args.base_model:
         metadata["base_model"] = args.base_model
     start = time.perf_counter()
-    out = to_single_file(args.pipeline_dir, args.out, half=args.half, format=args.format, metadata=metadata,
-                         overwrite=args.overwrite)  # fmt: skip
+    out = to_single_file(
+        args.pipeline_dir, args.out, half=args.half, format=args.format, metadata=metadata, overwrite=args.overwrite
+    )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
     if args.verify:
         from ..conversion import verify_single_file
 
         results = verify_single_file(out, args.pipeline_dir)
         for name, r in results.items():
-            print(f"  {name:<15} {r.num_tensors} tensors, missing {len(r.missing)}, unexpected {len(r.unexpected)}, "
-                  f"max |diff| {r.max_abs_diff:.3g}")  # fmt: skip
+            print(
+                f"  {name:<15} {r.num_tensors} tensors, missing {len(r.missing)}, unexpected {len(r.unexpected)}, "
+                f"max |diff| {r.max_abs_diff:.3g}"
+            )
         if not all(r.exact for r in results.values()):
             print("verification FAILED")
             return 1
@@ -85,8 +88,14 @@ def _from_single_file(args: argparse.Namespace) -> int:
     family, prediction_type = detect_family(args.file)
     print(f"{args.file}: family {family}, prediction type {prediction_type or 'not stated'}")
     start = time.perf_counter()
-    out = from_single_file(args.file, args.out_dir, base=args.base, prediction_type=args.prediction_type,
-                           config=args.config, overwrite=args.overwrite)  # fmt: skip
+    out = from_single_file(
+        args.file,
+        args.out_dir,
+        base=args.base,
+        prediction_type=args.prediction_type,
+        config=args.config,
+        overwrite=args.overwrite,
+    )
     print(f"wrote diffusers directory {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -161,8 +170,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pipeline_dir", help="diffusers Stable Diffusion / SDXL pipeline directory")
     p.add_argument("out", help="output file (.safetensors, or .ckpt with --format ckpt)")
     p.add_argument("--half", action="store_true", help="store weights as float16")
-    p.add_argument("--format", choices=["safetensors", "ckpt"], default=None,
-                   help="file format (default: from the suffix); ckpt is a pickle: needs --allow-pickle")  # fmt: skip
+    p.add_argument(
+        "--format",
+        choices=["safetensors", "ckpt"],
+        default=None,
+        help="file format (default: from the suffix); ckpt is a pickle: needs --allow-pickle",
+    )
     p.add_argument("--trigger-word", help="trigger word recorded in the header (modelspec.trigger_phrase)")
     p.add_argument("--base-model", help="base model recorded in the header, e.g. sd15")
     p.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="extra header entry (repeatable)")
@@ -174,11 +187,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = conv.add_parser("from-single-file", help="single-file checkpoint -> diffusers directory (offline)")
     p.add_argument("file", help=".safetensors or .ckpt (pickles load only with weights_only=True)")
     p.add_argument("out_dir", help="diffusers directory to create")
-    p.add_argument("--base", choices=["sd15", "sd21", "sd21-base", "sdxl"],
-                   help="use this base model's bundled configs (default: configs stored in the file, else the "
-                        "detected family's base)")  # fmt: skip
-    p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "v"],
-                   help="override the scheduler's prediction type")  # fmt: skip
+    p.add_argument(
+        "--base",
+        choices=["sd15", "sd21", "sd21-base", "sdxl"],
+        help="use this base model's bundled configs (default: configs stored in the file, else the "
+        "detected family's base)",
+    )
+    p.add_argument(
+        "--prediction-type", choices=["epsilon", "v_prediction", "v"], help="override the scheduler's prediction type"
+    )
     p.add_argument("--config", help="a local diffusers directory whose configs and tokenizers to use")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=_from_single_file, check=_check_from_single_file)

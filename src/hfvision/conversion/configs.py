@@ -60,7 +60,7 @@ BASES: dict[str, BaseConfig] = {
             "unet": {"sample_size": 64, "upcast_attention": False},
             "vae": {"sample_size": 512},
             "scheduler": {"prediction_type": "epsilon"},
-        },  # fmt: skip
+        },
     ),
     "sdxl": BaseConfig("sdxl", "sdxl", "Stable Diffusion XL base 1.0 (1024, epsilon)"),
 }

@@ -169,9 +169,13 @@ def _sdxl_text_encoder_2(path: Path, config_dir: Path, dtype):
     checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
     checkpoint = {k: v for k, v in checkpoint.items() if k.startswith("conditioner.embedders.1.")}
     return create_diffusers_clip_model_from_ldm(
-        CLIPTextModelWithProjection, checkpoint, subfolder="text_encoder_2", config=str(config_dir),
-        torch_dtype=dtype, local_files_only=True,
-    )  # fmt: skip
+        CLIPTextModelWithProjection,
+        checkpoint,
+        subfolder="text_encoder_2",
+        config=str(config_dir),
+        torch_dtype=dtype,
+        local_files_only=True,
+    )
 
 
 def _check_loaded(pipe, path: Path) -> None:
@@ -200,8 +204,11 @@ def _prepare_config_dir(
         if base is None:
             base = "sd21-base" if family == "sd2" and stated == "epsilon" else DEFAULT_BASE[family]
             if family == "sd2" and not (stated or prediction_type):
-                logger.warning("%s states no prediction type; assuming SD 2.x 768 v_prediction (base='sd21'). "
-                               "Pass prediction_type='epsilon' or base='sd21-base' for 512 models.", info.path)  # fmt: skip
+                logger.warning(
+                    "%s states no prediction type; assuming SD 2.x 768 v_prediction (base='sd21'). "
+                    "Pass prediction_type='epsilon' or base='sd21-base' for 512 models.",
+                    info.path,
+                )
         source = f"bundled {base}"
         write_config_dir(bundled_configs(base), family, config_dir)
     # an explicit prediction type wins; a stated one corrects bundled defaults (stored/given configs already agree)
@@ -255,8 +262,9 @@ def from_single_file(
             raise ValueError(f"base={base!r} is not one of {sorted(BASES)}")
         if BASES[base].family != family:
             suggestion = [k for k, b in BASES.items() if b.family == family]
-            raise ValueError(f"{path} is an {family} checkpoint but base={base!r} is {BASES[base].family}; "
-                             f"use one of {suggestion}")  # fmt: skip
+            raise ValueError(
+                f"{path} is an {family} checkpoint but base={base!r} is {BASES[base].family}; use one of {suggestion}"
+            )
     prediction_type = normalize_prediction_type(prediction_type) if prediction_type else None
     if out_dir is not None and Path(out_dir).exists() and any(Path(out_dir).iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another directory or pass overwrite=True")
@@ -270,8 +278,10 @@ def from_single_file(
         _check_shapes(info, config_dir, source)
         logger.info("loading %s (%s) with %s configs", path, family, source)
         if family == "sdxl" and "text_encoder_2" not in kwargs:
-            widths = [json.loads((config_dir / n / "config.json").read_text())["hidden_size"]
-                      for n in ("text_encoder", "text_encoder_2")]  # fmt: skip
+            widths = [
+                json.loads((config_dir / n / "config.json").read_text())["hidden_size"]
+                for n in ("text_encoder", "text_encoder_2")
+            ]
             if widths[0] == widths[1]:
                 kwargs["text_encoder_2"] = _sdxl_text_encoder_2(path, config_dir, dtype)
         pipe = pipeline_class.from_single_file(

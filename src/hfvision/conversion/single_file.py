@@ -211,10 +211,13 @@ def to_single_file(
     else:
         configs, state_dicts = _read_pipeline_object(pipeline)
     skipped = sorted(
-        name for name, value in configs["model_index"].items()
-        if isinstance(value, (list, tuple)) and value and value[0] is not None
+        name
+        for name, value in configs["model_index"].items()
+        if isinstance(value, (list, tuple))
+        and value
+        and value[0] is not None
         and name not in (*MODEL_COMPONENTS, *TOKENIZERS, "scheduler")
-    )  # fmt: skip
+    )
     if skipped:
         logger.warning("%s are not part of the original single-file layout and are not written", ", ".join(skipped))
     family = family or infer_family(configs)

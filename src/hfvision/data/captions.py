@@ -66,8 +66,9 @@ def read_sidecar(image_path: str | os.PathLike) -> str | None:
     return text or None
 
 
-def resolve_caption(image_path: str | os.PathLike, instance_prompt: str | None,
-                    caption_from_filename: bool = False) -> tuple[str | None, str]:  # fmt: skip
+def resolve_caption(
+    image_path: str | os.PathLike, instance_prompt: str | None, caption_from_filename: bool = False
+) -> tuple[str | None, str]:
     """Like [`read_caption`] but also says where the caption came from: ``"sidecar"``, ``"filename"``,
     ``"instance prompt"`` or ``"none"`` (no caption and no instance prompt: ``(None, "none")``)."""
     text = read_sidecar(image_path)
@@ -82,8 +83,9 @@ def resolve_caption(image_path: str | os.PathLike, instance_prompt: str | None,
     return None, "none"
 
 
-def read_caption(image_path: str | os.PathLike, instance_prompt: str | None,
-                 caption_from_filename: bool = False) -> str:  # fmt: skip
+def read_caption(
+    image_path: str | os.PathLike, instance_prompt: str | None, caption_from_filename: bool = False
+) -> str:
     """The caption of one image: sidecar ``.txt`` > file name (if ``caption_from_filename``) > ``instance_prompt``.
 
     Args:

@@ -41,8 +41,13 @@ class FaceBox:
     def expand(self, margin: float, width: int, height: int) -> FaceBox:
         """Grow the box by ``margin`` x its size on each side, clipped to the image."""
         dx, dy = round(self.width * margin), round(self.height * margin)
-        return FaceBox(max(0, self.xmin - dx), max(0, self.ymin - dy), min(width, self.xmax + dx),
-                       min(height, self.ymax + dy), self.score)  # fmt: skip
+        return FaceBox(
+            max(0, self.xmin - dx),
+            max(0, self.ymin - dy),
+            min(width, self.xmax + dx),
+            min(height, self.ymax + dy),
+            self.score,
+        )
 
 
 @runtime_checkable
@@ -75,8 +80,9 @@ class HaarFaceDetector:
     CASCADES = ("haarcascade_frontalface_default.xml",)
     PROFILE = "haarcascade_profileface.xml"
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.05,
-                 profiles: bool = True):  # fmt: skip
+    def __init__(
+        self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.05, profiles: bool = True
+    ):
         import cv2
 
         if not hasattr(cv2, "CascadeClassifier"):
@@ -92,9 +98,12 @@ class HaarFaceDetector:
         side = max(20, int(min(h, w) * self.min_size_fraction))
         img = cv2.flip(gray, 1) if mirrored else gray
         boxes, _, weights = self._cascades[name].detectMultiScale3(
-            img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
+            img,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(side, side),
             outputRejectLevels=True,
-        )  # fmt: skip
+        )
         out = []
         for (x, y, bw, bh), weight in zip(boxes, list(weights)):
             if mirrored:

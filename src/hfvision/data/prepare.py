@@ -99,8 +99,16 @@ class PrepareOptions:
 
     def fingerprint(self, detector_name: str) -> str:
         """Hash of every setting that changes output pixels (captions and limits excluded)."""
-        keys = ("size", "crop", "output_format", "jpeg_quality", "allow_upscale", "face_margin", "detect_max_side",
-                "bucket_multiple")  # fmt: skip
+        keys = (
+            "size",
+            "crop",
+            "output_format",
+            "jpeg_quality",
+            "allow_upscale",
+            "face_margin",
+            "detect_max_side",
+            "bucket_multiple",
+        )
         payload = {k: getattr(self, k) for k in keys}
         payload.update(detector=detector_name if self.crop == "smart" else None, algorithm=ALGORITHM_VERSION)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -112,8 +120,11 @@ def _read_source(path: Path, max_bytes: int) -> bytes:
     try:
         st = path.stat()
     except OSError as err:
-        why = {errno.ELOOP: "symlink loop", errno.ENOENT: "broken symlink or file vanished",
-               errno.EACCES: "permission denied"}.get(err.errno, err.strerror or str(err))  # fmt: skip
+        why = {
+            errno.ELOOP: "symlink loop",
+            errno.ENOENT: "broken symlink or file vanished",
+            errno.EACCES: "permission denied",
+        }.get(err.errno, err.strerror or str(err))
         raise ImageLoadError(name, "unreadable", why) from err
     if stat.S_ISDIR(st.st_mode):
         raise ImageLoadError(name, "not a file", "it is a directory")
@@ -212,9 +223,17 @@ def _detector_name(detector: Any) -> str:
     return getattr(detector, "__qualname__", None) or type(detector).__qualname__
 
 
-def prepare_instance_images(src: str | os.PathLike, dst: str | os.PathLike, size: int = 512, crop: str = "smart", *,
-                            face_detector: FaceDetector | str | None = None, save_report: bool = True,
-                            progress: bool = True, **options: Any) -> PrepareReport:  # fmt: skip
+def prepare_instance_images(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    size: int = 512,
+    crop: str = "smart",
+    *,
+    face_detector: FaceDetector | str | None = None,
+    save_report: bool = True,
+    progress: bool = True,
+    **options: Any,
+) -> PrepareReport:
     """Prepare every photo in ``src`` for DreamBooth into ``dst`` and report what happened to each file.
 
     Args:
@@ -280,8 +299,15 @@ def prepare_instance_images(src: str | os.PathLike, dst: str | os.PathLike, size
     return report
 
 
-def _prepare_one(path: Path, dst: Path, opts: PrepareOptions, detector: FaceDetector | None, fingerprint: str,
-                 manifest: dict[str, dict], seen: dict[str, str]) -> PrepareEntry | None:  # fmt: skip
+def _prepare_one(
+    path: Path,
+    dst: Path,
+    opts: PrepareOptions,
+    detector: FaceDetector | None,
+    fingerprint: str,
+    manifest: dict[str, dict],
+    seen: dict[str, str],
+) -> PrepareEntry | None:
     name = path.name
     suffix = path.suffix.lower()
     if suffix == CAPTION_SUFFIX:
@@ -310,8 +336,16 @@ def _prepare_one(path: Path, dst: Path, opts: PrepareOptions, detector: FaceDete
         _sync_caption(out, caption, caption_source)
         prev.update(source=name, caption=caption, caption_source=caption_source)
         keep = ("original_size", "faces", "crop_box", "crop_method", "output_size", "upscaled")
-        return PrepareEntry(name, "skipped", sha256=sha, note="unchanged since the last run", output=str(out),
-                            caption=caption, caption_source=caption_source, **{k: prev.get(k) for k in keep})  # fmt: skip
+        return PrepareEntry(
+            name,
+            "skipped",
+            sha256=sha,
+            note="unchanged since the last run",
+            output=str(out),
+            caption=caption,
+            caption_source=caption_source,
+            **{k: prev.get(k) for k in keep},
+        )
     try:
         image, decision, upscaled, original_size = _process(data, opts, detector)
     except ImageLoadError as err:
@@ -320,8 +354,9 @@ def _prepare_one(path: Path, dst: Path, opts: PrepareOptions, detector: FaceDete
         logger.debug("decoding %s failed", path, exc_info=True)
         return PrepareEntry(name, "rejected", "corrupt", f"{type(err).__name__}: {err}", sha256=sha)
     if upscaled and not opts.allow_upscale:
-        return PrepareEntry(name, "rejected", "too small", f"smaller than size={opts.size} and allow_upscale=False",
-                            sha256=sha)  # fmt: skip
+        return PrepareEntry(
+            name, "rejected", "too small", f"smaller than size={opts.size} and allow_upscale=False", sha256=sha
+        )
     out = dst / _output_name(name, sha, opts.output_format)
     _save_image(image, out, opts)
     if prev and prev.get("output") and prev["output"] != out.name:  # e.g. the output format changed
@@ -344,5 +379,13 @@ def _prepare_one(path: Path, dst: Path, opts: PrepareOptions, detector: FaceDete
     }
     manifest[sha] = record
     fields_ = {k: record[k] for k in ("original_size", "faces", "crop_box", "crop_method", "output_size", "upscaled")}
-    return PrepareEntry(name, "accepted", sha256=sha, note=decision.note, output=str(out), caption=caption,
-                        caption_source=caption_source, **fields_)  # fmt: skip
+    return PrepareEntry(
+        name,
+        "accepted",
+        sha256=sha,
+        note=decision.note,
+        output=str(out),
+        caption=caption,
+        caption_source=caption_source,
+        **fields_,
+    )

@@ -153,8 +153,18 @@ class PrepareReport:
             out = Path(e.output).name if e.output else (f"= {e.duplicate_of}" if e.duplicate_of else "")
             why = ": ".join(p for p in (e.reason, e.detail) if p) or e.note
             caption = "" if e.caption_source in (None, "none") else short(f"[{e.caption_source[0]}] {e.caption}", 32)
-            rows.append((short(e.source, max_name), e.status, size, crop, str(len(e.faces)) if e.faces else "",
-                         short(out, 32), caption, short(why, 60)))  # fmt: skip
+            rows.append(
+                (
+                    short(e.source, max_name),
+                    e.status,
+                    size,
+                    crop,
+                    str(len(e.faces)) if e.faces else "",
+                    short(out, 32),
+                    caption,
+                    short(why, 60),
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))

@@ -53,8 +53,13 @@ SESSION_FILE = "session.json"
 SESSION_FORMAT = "hfvision-session"
 SESSION_VERSION = 1
 DEFAULT_ROOT = "sessions"
-SUBDIRS = {"raw_dir": "raw", "instance_dir": "instance_images", "class_dir": "class_images",
-           "checkpoints_dir": "checkpoints", "samples_dir": "samples"}  # fmt: skip
+SUBDIRS = {
+    "raw_dir": "raw",
+    "instance_dir": "instance_images",
+    "class_dir": "class_images",
+    "checkpoints_dir": "checkpoints",
+    "samples_dir": "samples",
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -113,8 +118,9 @@ class Session:
 
     # -- create / open / save -------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, root: str | os.PathLike = DEFAULT_ROOT, *, exist_ok: bool = False,
-               **settings: Any) -> Session:  # fmt: skip
+    def create(
+        cls, name: str, root: str | os.PathLike = DEFAULT_ROOT, *, exist_ok: bool = False, **settings: Any
+    ) -> Session:
         """Make ``<root>/<name>/`` with its sub-folders and ``session.json``.
 
         Args:
@@ -222,8 +228,13 @@ class Session:
         kwargs.setdefault("prune", True)
         self.ensure_dirs()
         report = prepare_instance_images(self.raw_dir, self.instance_dir, size, crop, **kwargs)
-        self.last_prepare = {"at": _now(), "size": size, "crop": crop, **report.counts(),
-                             "images": len(self.instance_images())}  # fmt: skip
+        self.last_prepare = {
+            "at": _now(),
+            "size": size,
+            "crop": crop,
+            **report.counts(),
+            "images": len(self.instance_images()),
+        }
         if self.status == "created":
             self.status = "prepared"
         self.save()

@@ -87,8 +87,9 @@ def square_containing(width: int, height: int, box: FaceBox | Box) -> Box | None
 
 
 def _union(boxes: list[FaceBox]) -> FaceBox:
-    return FaceBox(min(b.xmin for b in boxes), min(b.ymin for b in boxes), max(b.xmax for b in boxes),
-                   max(b.ymax for b in boxes))  # fmt: skip
+    return FaceBox(
+        min(b.xmin for b in boxes), min(b.ymin for b in boxes), max(b.xmax for b in boxes), max(b.ymax for b in boxes)
+    )
 
 
 def face_crop(width: int, height: int, faces: list[FaceBox], margin: float = 0.35) -> CropDecision:
@@ -155,8 +156,9 @@ def saliency_crop(image: Image.Image, saliency_gain: float = 1.1, analysis_side:
     return (offset, 0, offset + side, side) if horizontal else (0, offset, side, offset + side)
 
 
-def detect_faces(image: Image.Image, detector: FaceDetector | str | None = None,
-                 max_side: int | None = DETECT_MAX_SIDE) -> list[FaceBox]:  # fmt: skip
+def detect_faces(
+    image: Image.Image, detector: FaceDetector | str | None = None, max_side: int | None = DETECT_MAX_SIDE
+) -> list[FaceBox]:
     """Run ``detector`` on a copy downscaled to ``max_side`` and return boxes in ``image`` coordinates."""
     from PIL import Image
 
@@ -176,9 +178,14 @@ def detect_faces(image: Image.Image, detector: FaceDetector | str | None = None,
     return boxes
 
 
-def smart_crop(image: Image.Image, detector: FaceDetector | str | None = None, margin: float = 0.35,
-               detect_max_side: int | None = DETECT_MAX_SIDE, saliency_gain: float = 1.1,
-               faces: list[FaceBox] | None = None) -> CropDecision:  # fmt: skip
+def smart_crop(
+    image: Image.Image,
+    detector: FaceDetector | str | None = None,
+    margin: float = 0.35,
+    detect_max_side: int | None = DETECT_MAX_SIDE,
+    saliency_gain: float = 1.1,
+    faces: list[FaceBox] | None = None,
+) -> CropDecision:
     """Choose the square crop of ``image``: faces, else saliency, else centre.
 
     Args:

@@ -78,8 +78,12 @@ def discover_steps() -> list:
     return sorted((m for m in modules if hasattr(m, "run")), key=lambda m: m.ORDER)
 
 
-def run_demo(output_dir: str | os.PathLike, work_dir: str | os.PathLike, hub_endpoint: str | None = None,
-             only: list[str] | None = None) -> Path:  # fmt: skip
+def run_demo(
+    output_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    hub_endpoint: str | None = None,
+    only: list[str] | None = None,
+) -> Path:
     """Run every demo step, write ``output_dir/report.html`` and ``summary.json``; returns the report path."""
     ctx = DemoContext(Path(output_dir), Path(work_dir), hub_endpoint)
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +143,8 @@ def render_html(sections: list[Section], root: Path) -> str:
             elif kind == "image":
                 path, caption = value
                 rel = os.path.relpath(path, root)
-                parts.append(f"<figure><img src='{html.escape(rel)}'><figcaption>{html.escape(caption)}"
-                             "</figcaption></figure>")  # fmt: skip
+                parts.append(
+                    f"<figure><img src='{html.escape(rel)}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -92,8 +92,9 @@ class OnnxExportConfig(ExporterConfig):
     MODEL_KWARGS: dict[str, Any] = {}
     ATOL_FOR_VALIDATION = 1e-4
 
-    def __init__(self, config, task: str = "feature-extraction", int_dtype: str = "int64", float_dtype: str = "fp32",
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self, config, task: str = "feature-extraction", int_dtype: str = "int64", float_dtype: str = "fp32", **kwargs
+    ):
         super().__init__(config, task=task, int_dtype=int_dtype, float_dtype=float_dtype)
 
     # ---- model I/O -------------------------------------------------------------------------------------------
@@ -333,9 +334,12 @@ class UNetOnnxConfig(_DiffusersConfigMixin, OnnxExportConfig):
     """
 
     NORMALIZED_CONFIG_CLASS = NormalizedConfig.with_args(
-        image_size="sample_size", num_channels="in_channels", hidden_size="cross_attention_dim",
-        vocab_size="norm_num_groups", allow_new=True,
-    )  # fmt: skip
+        image_size="sample_size",
+        num_channels="in_channels",
+        hidden_size="cross_attention_dim",
+        vocab_size="norm_num_groups",
+        allow_new=True,
+    )
     DUMMY_INPUT_GENERATOR_CLASSES = (
         VisionInputGenerator,
         TimestepInputGenerator,

@@ -34,13 +34,17 @@ def check_opset(opset: int | None, export_config=None, name: str = "the model") 
     """The opset to use; raises :class:`OpsetError` when it is outside what torch or the model's ops support."""
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset > MAX_OPSET:
-        raise OpsetError(f"opset={opset} is above {MAX_OPSET}, the highest torch's TorchScript ONNX exporter "
-                         f"writes; use --opset {DEFAULT_OPSET} (default) or lower")  # fmt: skip
+        raise OpsetError(
+            f"opset={opset} is above {MAX_OPSET}, the highest torch's TorchScript ONNX exporter "
+            f"writes; use --opset {DEFAULT_OPSET} (default) or lower"
+        )
     minimum = export_config.MIN_OPSET if export_config is not None else 7
     if opset < minimum:
         reason = f" ({export_config.MIN_OPSET_REASON})" if export_config is not None else ""
-        raise OpsetError(f"opset={opset} is too low for {name}: its ops need opset >= {minimum}{reason}; "
-                         f"use --opset {max(minimum, DEFAULT_OPSET)} or omit --opset")  # fmt: skip
+        raise OpsetError(
+            f"opset={opset} is too low for {name}: its ops need opset >= {minimum}{reason}; "
+            f"use --opset {max(minimum, DEFAULT_OPSET)} or omit --opset"
+        )
     return opset
 
 
@@ -48,8 +52,9 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir} is a file; choose a directory for the ONNX export")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty; choose another directory or pass "
-                              "overwrite=True (--overwrite)")  # fmt: skip
+        raise FileExistsError(
+            f"{output_dir} exists and is not empty; choose another directory or pass overwrite=True (--overwrite)"
+        )
 
 
 def export_adapter(model, export_config):
@@ -70,9 +75,15 @@ def export_adapter(model, export_config):
     return ExportAdapter().eval()
 
 
-def export_to_onnx(model, export_config, path: str | os.PathLike, opset: int | None = None,
-                   dynamic_axes: bool = True, batch_size: int = 2,
-                   external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:  # fmt: skip
+def export_to_onnx(
+    model,
+    export_config,
+    path: str | os.PathLike,
+    opset: int | None = None,
+    dynamic_axes: bool = True,
+    batch_size: int = 2,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+) -> list[Path]:
     """Trace ``model`` with ``torch.onnx.export`` (TorchScript exporter, no onnxscript needed) into ``path``.
 
     Inputs, outputs, axes and dummy inputs come from ``export_config``. Weights go to ``<path>_data`` when the
@@ -101,21 +112,34 @@ def export_to_onnx(model, export_config, path: str | os.PathLike, opset: int | N
             warnings.filterwarnings("ignore", category=UserWarning, module="torch.onnx")
             try:
                 torch.onnx.export(
-                    export_adapter(model, export_config), tuple(dummy[n] for n in input_names),
-                    str(scratch / path.name), input_names=input_names, output_names=output_names,
+                    export_adapter(model, export_config),
+                    tuple(dummy[n] for n in input_names),
+                    str(scratch / path.name),
+                    input_names=input_names,
+                    output_names=output_names,
                     dynamic_axes=export_config.dynamic_axes() if dynamic_axes else None,
-                    opset_version=opset, do_constant_folding=True, dynamo=False,
-                )  # fmt: skip
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
             except torch.onnx.errors.UnsupportedOperatorError as err:
-                raise OpsetError(f"{name} cannot be exported at opset {opset}: {str(err).splitlines()[0]}; "
-                                 f"try a higher --opset (default {DEFAULT_OPSET}, max {MAX_OPSET})") from err  # fmt: skip
+                raise OpsetError(
+                    f"{name} cannot be exported at opset {opset}: {str(err).splitlines()[0]}; "
+                    f"try a higher --opset (default {DEFAULT_OPSET}, max {MAX_OPSET})"
+                ) from err
             except (RuntimeError, torch.onnx.errors.OnnxExporterError) as err:
                 raise ExportError(f"torch.onnx.export failed for {name}: {str(err).splitlines()[0]}") from err
         proto = onnx.load(str(scratch / path.name), load_external_data=True)
         weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
         if weight_bytes > external_data_threshold:
-            onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{path.name}_data", size_threshold=1024)  # fmt: skip
+            onnx.save_model(
+                proto,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=f"{path.name}_data",
+                size_threshold=1024,
+            )
             files = [path, path.with_name(f"{path.name}_data")]
         else:
             del proto
@@ -128,14 +152,25 @@ def export_to_onnx(model, export_config, path: str | os.PathLike, opset: int | N
     except onnx.checker.ValidationError as err:
         first = str(err).splitlines()[0]
         error = OpsetError if "domain_version" in first else ExportError
-        raise error(f"the exported graph of {name} is invalid at opset {opset}: {first}; "
-                    f"try a higher --opset (default {DEFAULT_OPSET})") from err  # fmt: skip
+        raise error(
+            f"the exported graph of {name} is invalid at opset {opset}: {first}; "
+            f"try a higher --opset (default {DEFAULT_OPSET})"
+        ) from err
     logger.info("exported %s to %s (opset %d, %.1f MB)", name, path, opset, sum(f.stat().st_size for f in files) / 1e6)
     return files
 
 
-def build_report(task: str, name: str, library: str, export_config, opset: int, dynamic_axes: bool,
-                 files: dict[str, list[Path]], root: Path, validation) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    task: str,
+    name: str,
+    library: str,
+    export_config,
+    opset: int,
+    dynamic_axes: bool,
+    files: dict[str, list[Path]],
+    root: Path,
+    validation,
+) -> dict[str, Any]:
     """The ``export_report.json`` content (files are listed relative to ``root`` with size and sha256)."""
     import importlib.metadata as md
 
@@ -168,13 +203,13 @@ def build_report(task: str, name: str, library: str, export_config, opset: int, 
                 ],
             }
             for key, cfg in configs.items()
-        },  # fmt: skip
+        },
         "validation": (
             validation.to_dict()
             if hasattr(validation, "to_dict")
             else validation
             if validation is not None
             else {"passed": None, "skipped": True}
-        ),  # fmt: skip
+        ),
         "versions": versions,
     }

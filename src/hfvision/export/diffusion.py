@@ -49,8 +49,9 @@ def _component_real_inputs(name: str, pipe, export_config):
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
 
     def photos(batch_size, size):
-        images = [sample_image(VALIDATION_PHOTOS[i % len(VALIDATION_PHOTOS)]).resize(size[::-1])
-                  for i in range(batch_size)]  # fmt: skip
+        images = [
+            sample_image(VALIDATION_PHOTOS[i % len(VALIDATION_PHOTOS)]).resize(size[::-1]) for i in range(batch_size)
+        ]
         array = np.stack([np.asarray(im, dtype=np.float32) / 127.5 - 1.0 for im in images])
         return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
@@ -61,8 +62,9 @@ def _component_real_inputs(name: str, pipe, export_config):
     def make(batch_size: int, size) -> dict:
         if name.startswith("text_encoder"):
             tokenizer = pipe.tokenizer_2 if name == "text_encoder_2" else pipe.tokenizer
-            ids = tokenizer(prompts(batch_size), padding="max_length", max_length=size[0], truncation=True,
-                            return_tensors="pt").input_ids  # fmt: skip
+            ids = tokenizer(
+                prompts(batch_size), padding="max_length", max_length=size[0], truncation=True, return_tensors="pt"
+            ).input_ids
             return {"input_ids": ids}
         if name == "vae_encoder":
             return {"sample": photos(batch_size, size)}
@@ -72,8 +74,9 @@ def _component_real_inputs(name: str, pipe, export_config):
         # unet: noised photo latents at t=500, real prompt embeddings (and SDXL's pooled text + size ids)
         t = torch.tensor(500)
         noisy = pipe.scheduler.add_noise(latents * pipe.vae.config.scaling_factor, torch.randn_like(latents), t)
-        encoded = pipe.encode_prompt(prompts(batch_size), device="cpu", num_images_per_prompt=1,
-                                     do_classifier_free_guidance=False)  # fmt: skip
+        encoded = pipe.encode_prompt(
+            prompts(batch_size), device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
         inputs = {"sample": noisy, "timestep": t.float(), "encoder_hidden_states": encoded[0]}
         if "text_embeds" in export_config.inputs:
             h, w = (s * factor for s in size)
@@ -93,8 +96,14 @@ def _check_same_images(pipe, export_dir: Path, atol: float) -> dict[str, Any]:
     ort_pipe.set_progress_bar_config(disable=True)
     factor = ort_pipe.vae_scale_factor
     size = factor * 16
-    kwargs = dict(prompt=VALIDATION_PROMPTS[0], num_inference_steps=2, guidance_scale=7.5, height=size, width=size,
-                  output_type="np")  # fmt: skip
+    kwargs = dict(
+        prompt=VALIDATION_PROMPTS[0],
+        num_inference_steps=2,
+        guidance_scale=7.5,
+        height=size,
+        width=size,
+        output_type="np",
+    )
     saved = getattr(pipe, "_progress_bar_config", None)
     pipe.set_progress_bar_config(disable=True)
     try:
@@ -106,9 +115,16 @@ def _check_same_images(pipe, export_dir: Path, atol: float) -> dict[str, Any]:
             pipe._progress_bar_config = saved
     out = ort_pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(0)).images
     diff = np.abs(np.asarray(ref, dtype=np.float64) - np.asarray(out, dtype=np.float64))
-    return {"prompt": kwargs["prompt"], "seed": 0, "steps": 2, "size": [size, size], "atol": atol,
-            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-            "passed": bool(diff.max() <= atol)}  # fmt: skip
+    return {
+        "prompt": kwargs["prompt"],
+        "seed": 0,
+        "steps": 2,
+        "size": [size, size],
+        "atol": atol,
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "passed": bool(diff.max() <= atol),
+    }
 
 
 def export_diffusion_onnx(
@@ -158,13 +174,16 @@ def export_diffusion_onnx(
     check_output_dir(output_dir, overwrite)
     if isinstance(pipeline_or_dir, (str, os.PathLike)):
         name = str(pipeline_or_dir)
-        pipe = DiffusionPipeline.from_pretrained(resolve_model_dir(pipeline_or_dir, revision, token),
-                                                 dtype=torch.float32)  # fmt: skip
+        pipe = DiffusionPipeline.from_pretrained(
+            resolve_model_dir(pipeline_or_dir, revision, token), dtype=torch.float32
+        )
     else:
         pipe, name = pipeline_or_dir, type(pipeline_or_dir).__name__
     if type(pipe).__name__ not in SUPPORTED_PIPELINES:
-        raise UnsupportedModelError(f"{type(pipe).__name__} is not supported for ONNX export; supported "
-                                    f"pipelines: {', '.join(SUPPORTED_PIPELINES)}")  # fmt: skip
+        raise UnsupportedModelError(
+            f"{type(pipe).__name__} is not supported for ONNX export; supported "
+            f"pipelines: {', '.join(SUPPORTED_PIPELINES)}"
+        )
     register_with_optimum()
     components = get_diffusion_models_for_export(pipe, exporter=EXPORTER)
     opset = max(check_opset(opset, cfg, key) for key, (_, cfg) in components.items())
@@ -179,9 +198,15 @@ def export_diffusion_onnx(
             else:  # transformers text encoders
                 model.config.save_pretrained(tmp / key)
             if validate:
-                reports[key] = validate_onnx(model, cfg, tmp / key / ONNX_FILE, atol=atol, name=key,
-                                             real_inputs=_component_real_inputs(key, pipe, cfg),
-                                             real_inputs_name="prompts" if key.startswith("text") else "photos")  # fmt: skip
+                reports[key] = validate_onnx(
+                    model,
+                    cfg,
+                    tmp / key / ONNX_FILE,
+                    atol=atol,
+                    name=key,
+                    real_inputs=_component_real_inputs(key, pipe, cfg),
+                    real_inputs_name="prompts" if key.startswith("text") else "photos",
+                )
         for key in ("tokenizer", "tokenizer_2", "scheduler"):
             if getattr(pipe, key, None) is not None:
                 getattr(pipe, key).save_pretrained(tmp / key)
@@ -191,23 +216,43 @@ def export_diffusion_onnx(
             failing = [r for r in reports.values() if not r.passed]
             if failing:
                 details = "\n".join(f"[{r.model}]\n{r.summary(only_failures=True)}" for r in failing)
-                raise ValidationFailedError(f"ONNX validation FAILED for {name}: {len(failing)} component(s) differ "
-                                            f"from PyTorch; nothing was written.\n{details}", report=reports)  # fmt: skip
+                raise ValidationFailedError(
+                    f"ONNX validation FAILED for {name}: {len(failing)} component(s) differ "
+                    f"from PyTorch; nothing was written.\n{details}",
+                    report=reports,
+                )
             images = _check_same_images(pipe, tmp, pipeline_atol)
-            validation = {"passed": images["passed"], "components": {k: r.to_dict() for k, r in reports.items()},
-                          "pipeline": images}  # fmt: skip
+            validation = {
+                "passed": images["passed"],
+                "components": {k: r.to_dict() for k, r in reports.items()},
+                "pipeline": images,
+            }
             if not images["passed"]:
                 raise ValidationFailedError(
                     f"ONNX validation FAILED for {name}: same-seed images differ from PyTorch by "
-                    f"{images['max_abs_diff']:.2e} > {pipeline_atol:g}; nothing was written.", report=validation,
-                )  # fmt: skip
-        report = build_report("text-to-image", name, "diffusers", {k: c for k, (_, c) in components.items()}, opset,
-                              True, files, tmp, validation)  # fmt: skip
+                    f"{images['max_abs_diff']:.2e} > {pipeline_atol:g}; nothing was written.",
+                    report=validation,
+                )
+        report = build_report(
+            "text-to-image",
+            name,
+            "diffusers",
+            {k: c for k, (_, c) in components.items()},
+            opset,
+            True,
+            files,
+            tmp,
+            validation,
+        )
         report["pipeline_class"] = type(pipe).__name__
         with atomic_write(tmp / REPORT_FILE, "w") as f:
             json.dump(report, f, indent=2)
-    logger.info("ONNX export of %s written to %s%s", name, output_dir,
-                " (validation passed)" if validate else " (NOT validated)")  # fmt: skip
+    logger.info(
+        "ONNX export of %s written to %s%s",
+        name,
+        output_dir,
+        " (validation passed)" if validate else " (NOT validated)",
+    )
     onnx_files = [output_dir / f.relative_to(tmp) for fs in files.values() for f in fs]
     return ExportResult(output_dir, report, validation or None, onnx_files)
 
@@ -224,8 +269,14 @@ class OrtCLIPTextModel(OrtModel):
 
     main_input_name = "input_ids"
 
-    def forward(self, input_ids, attention_mask=None, output_hidden_states: bool | None = None,
-                return_dict: bool = True, **kwargs):  # fmt: skip
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool = True,
+        **kwargs,
+    ):
         import torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
         from transformers.models.clip.modeling_clip import CLIPTextModelOutput
@@ -237,11 +288,13 @@ class OrtCLIPTextModel(OrtModel):
         if output_hidden_states:
             hidden = tuple(out[n] for n in self.output_names if n.startswith("hidden_states."))
         if "text_embeds" in out:
-            result = CLIPTextModelOutput(text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"],
-                                         hidden_states=hidden)  # fmt: skip
+            result = CLIPTextModelOutput(
+                text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"], hidden_states=hidden
+            )
         else:
-            result = BaseModelOutputWithPooling(last_hidden_state=out["last_hidden_state"],
-                                                pooler_output=out["pooler_output"], hidden_states=hidden)  # fmt: skip
+            result = BaseModelOutputWithPooling(
+                last_hidden_state=out["last_hidden_state"], pooler_output=out["pooler_output"], hidden_states=hidden
+            )
         return result if return_dict else result.to_tuple()
 
 
@@ -258,8 +311,17 @@ class OrtUNet(OrtModel):
         # SDXL's pipeline checks unet.add_embedding.linear_1.in_features against the size-id embedding width
         self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(in_features=dim))
 
-    def forward(self, sample, timestep, encoder_hidden_states, timestep_cond=None, added_cond_kwargs=None,
-                cross_attention_kwargs=None, return_dict: bool = True, **kwargs):  # fmt: skip
+    def forward(
+        self,
+        sample,
+        timestep,
+        encoder_hidden_states,
+        timestep_cond=None,
+        added_cond_kwargs=None,
+        cross_attention_kwargs=None,
+        return_dict: bool = True,
+        **kwargs,
+    ):
         import torch
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
@@ -317,8 +379,9 @@ class OrtAutoencoderKL:
         return DecoderOutput(sample=sample) if return_dict else (sample,)
 
 
-def load_ort_components(model_dir: str | os.PathLike, provider=None, session_options=None,
-                        intra_op_num_threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+def load_ort_components(
+    model_dir: str | os.PathLike, provider=None, session_options=None, intra_op_num_threads: int | None = None
+) -> dict[str, Any]:
     """The ONNX Runtime components (+ tokenizers, scheduler) of an export, keyed like the diffusers pipeline."""
     from diffusers import SchedulerMixin
     from transformers import AutoConfig, CLIPTokenizer
@@ -329,8 +392,9 @@ def load_ort_components(model_dir: str | os.PathLike, provider=None, session_opt
     components: dict[str, Any] = {}
     for key in ("text_encoder", "text_encoder_2"):
         if (model_dir / key / ONNX_FILE).is_file():
-            components[key] = OrtCLIPTextModel(model_dir / key / ONNX_FILE, AutoConfig.from_pretrained(model_dir / key),
-                                               **kw)  # fmt: skip
+            components[key] = OrtCLIPTextModel(
+                model_dir / key / ONNX_FILE, AutoConfig.from_pretrained(model_dir / key), **kw
+            )
     for key in ("tokenizer", "tokenizer_2"):
         if (model_dir / key).is_dir():
             components[key] = CLIPTokenizer.from_pretrained(model_dir / key)
@@ -358,8 +422,9 @@ class OrtStableDiffusionPipeline(StableDiffusionPipeline):
     """
 
     @classmethod
-    def from_pretrained(cls, model, provider=None, session_options=None, intra_op_num_threads=None,
-                        revision=None, token=None, **kwargs):  # fmt: skip
+    def from_pretrained(
+        cls, model, provider=None, session_options=None, intra_op_num_threads=None, revision=None, token=None, **kwargs
+    ):
         model_dir = resolve_model_dir(model, revision=revision, token=token)
         parts = load_ort_components(model_dir, provider, session_options, intra_op_num_threads)
         return cls(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -374,13 +439,17 @@ class OrtStableDiffusionXLPipeline(StableDiffusionXLPipeline):
     """diffusers' ``StableDiffusionXLPipeline`` running on ONNX Runtime components (diffusers' own ``__call__``)."""
 
     @classmethod
-    def from_pretrained(cls, model, provider=None, session_options=None, intra_op_num_threads=None,
-                        revision=None, token=None, **kwargs):  # fmt: skip
+    def from_pretrained(
+        cls, model, provider=None, session_options=None, intra_op_num_threads=None, revision=None, token=None, **kwargs
+    ):
         model_dir = resolve_model_dir(model, revision=revision, token=token)
         parts = load_ort_components(model_dir, provider, session_options, intra_op_num_threads)
         index = json.loads((model_dir / "model_index.json").read_text())
-        return cls(**parts, force_zeros_for_empty_prompt=index.get("force_zeros_for_empty_prompt", True),
-                   add_watermarker=False)  # fmt: skip
+        return cls(
+            **parts,
+            force_zeros_for_empty_prompt=index.get("force_zeros_for_empty_prompt", True),
+            add_watermarker=False,
+        )
 
     def __call__(self, *args, clip_skip: int | None = None, **kwargs):
         if clip_skip:

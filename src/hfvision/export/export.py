@@ -52,8 +52,15 @@ def _normalize_task(task: str | None) -> str:
     return task
 
 
-def _load_source(model_or_dir, task: str, processor=None, revision=None, token=None,
-                 trust_remote_code: bool = False, allow_pickle: bool = False) -> _Source | Path:  # fmt: skip
+def _load_source(
+    model_or_dir,
+    task: str,
+    processor=None,
+    revision=None,
+    token=None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> _Source | Path:
     """The torch model to export (or, for a diffusion pipeline directory, the directory). A directory or repo whose
     weights are pickle files only is refused unless ``allow_pickle`` (hfvision's safetensors-only rule)."""
     import torch
@@ -65,8 +72,10 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
 
         if isinstance(model_or_dir, DiffusionPipeline):
             return model_or_dir
-        raise TypeError(f"expected a torch model, a diffusers pipeline, a directory or a Hub repo id, "
-                        f"got {type(model_or_dir).__name__}")  # fmt: skip
+        raise TypeError(
+            f"expected a torch model, a diffusers pipeline, a directory or a Hub repo id, "
+            f"got {type(model_or_dir).__name__}"
+        )
     from optimum.exporters.tasks import TasksManager
 
     from ..pipelines.loading import check_local_weights
@@ -93,24 +102,34 @@ def _load_source(model_or_dir, task: str, processor=None, revision=None, token=N
         features = task == "image-feature-pyramid"
         kwargs = {"features_only": True} if features else {}
         model = timm.create_model(f"local-dir:{model_dir}", pretrained=True, exportable=True, **kwargs)
-        return _timm_source(model, "image-classification" if task == "auto" else task, name, processor,
-                            config_src=model_dir / "config.json")  # fmt: skip
+        return _timm_source(
+            model,
+            "image-classification" if task == "auto" else task,
+            name,
+            processor,
+            config_src=model_dir / "config.json",
+        )
     if library != "transformers":
-        raise UnsupportedModelError(f"{model_or_dir}: {library} models are not supported; supported: "
-                                    f"{describe_supported()}")  # fmt: skip
+        raise UnsupportedModelError(
+            f"{model_or_dir}: {library} models are not supported; supported: {describe_supported()}"
+        )
     from transformers import AutoConfig, AutoImageProcessor
 
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     if task == "auto":
         if not any(a.endswith("ForImageClassification") for a in config.architectures or []):
-            raise UnsupportedModelError(f"cannot infer the task of {model_or_dir} (architectures "
-                                        f"{config.architectures}); pass --task. Supported: {describe_supported()}")  # fmt: skip
+            raise UnsupportedModelError(
+                f"cannot infer the task of {model_or_dir} (architectures "
+                f"{config.architectures}); pass --task. Supported: {describe_supported()}"
+            )
         task = "image-classification"
     if task == "image-feature-pyramid":
-        raise UnsupportedModelError(f"image-feature-pyramid export needs a timm model; {model_or_dir} is "
-                                    f"transformers {config.model_type}")  # fmt: skip
-    model_class = TasksManager.get_model_class_for_task(TASK_TO_OPTIMUM[task], framework="pt",
-                                                        model_type=config.model_type, library="transformers")  # fmt: skip
+        raise UnsupportedModelError(
+            f"image-feature-pyramid export needs a timm model; {model_or_dir} is transformers {config.model_type}"
+        )
+    model_class = TasksManager.get_model_class_for_task(
+        TASK_TO_OPTIMUM[task], framework="pt", model_type=config.model_type, library="transformers"
+    )
     safetensors_only = None if allow_pickle else True
     model = model_class.from_pretrained(
         model_dir, dtype=torch.float32, trust_remote_code=trust_remote_code, use_safetensors=safetensors_only
@@ -146,34 +165,42 @@ def _drop_pipeline_code(config_file: Path) -> None:
 def _source_from_module(model, task: str, processor) -> _Source:
     module = type(model).__module__
     if module.startswith("timm"):
-        return _timm_source(model, "image-classification" if task == "auto" else task, type(model).__name__,
-                            processor)  # fmt: skip
+        return _timm_source(model, "image-classification" if task == "auto" else task, type(model).__name__, processor)
     if getattr(getattr(model, "config", None), "model_type", None) == "timm_wrapper":
         if task == "image-feature-pyramid":
-            raise ValueError("image-feature-pyramid export of a TimmWrapper object is not supported; "
-                             "pass the model directory instead")  # fmt: skip
+            raise ValueError(
+                "image-feature-pyramid export of a TimmWrapper object is not supported; "
+                "pass the model directory instead"
+            )
         wrapper_config = model.config
-        return _timm_source(model.timm_model, "image-classification" if task == "auto" else task,
-                            type(model).__name__, processor, save_config=wrapper_config.save_pretrained)  # fmt: skip
+        return _timm_source(
+            model.timm_model,
+            "image-classification" if task == "auto" else task,
+            type(model).__name__,
+            processor,
+            save_config=wrapper_config.save_pretrained,
+        )
     from transformers import PreTrainedModel
 
     if isinstance(model, PreTrainedModel):
         if task == "auto":
             task = "image-classification"
-        return _Source(model, "transformers", task, type(model).__name__, processor, None,
-                       model.config.save_pretrained)  # fmt: skip
-    raise UnsupportedModelError(f"{type(model).__name__} ({module}) is not supported; supported: "
-                                f"{describe_supported()}")  # fmt: skip
+        return _Source(
+            model, "transformers", task, type(model).__name__, processor, None, model.config.save_pretrained
+        )
+    raise UnsupportedModelError(
+        f"{type(model).__name__} ({module}) is not supported; supported: {describe_supported()}"
+    )
 
 
-def _timm_source(model, task: str, name: str, processor, config_src: Path | None = None,
-                 save_config=None) -> _Source:  # fmt: skip
+def _timm_source(model, task: str, name: str, processor, config_src: Path | None = None, save_config=None) -> _Source:
     from optimum.exporters.tasks import TasksManager
 
     features = hasattr(model, "feature_info") and type(model).__name__.startswith("Feature")
     if task == "image-feature-pyramid" and not features:
-        raise ValueError(f"{name} is not a timm features_only model; create it with features_only=True or "
-                         "pass the model directory")  # fmt: skip
+        raise ValueError(
+            f"{name} is not a timm features_only model; create it with features_only=True or pass the model directory"
+        )
     if task != "image-feature-pyramid" and features:
         raise ValueError(f"{name} is a timm features_only model; export it with task image-feature-pyramid")
     TasksManager.standardize_model_attributes(model, library_name="timm")  # model.config <- pretrained_cfg
@@ -181,8 +208,10 @@ def _timm_source(model, task: str, name: str, processor, config_src: Path | None
     if features:
         levels = tuple(model.feature_info.out_indices)
         if levels != tuple(range(len(levels))):
-            raise UnsupportedModelError(f"{name}: features_only levels {levels} are not 0..{len(levels) - 1}; create "
-                                        "the timm model with out_indices covering every level")  # fmt: skip
+            raise UnsupportedModelError(
+                f"{name}: features_only levels {levels} are not 0..{len(levels) - 1}; create "
+                "the timm model with out_indices covering every level"
+            )
         info = model.feature_info.get_dicts(keys=("num_chs", "reduction", "module"))
         model.config.feature_channels = [level["num_chs"] for level in info]
         # read back by hfvision.export.runtime.OrtModelForFeaturePyramid (the pipeline's feature levels)
@@ -275,23 +304,43 @@ def export_onnx(
             raise ValueError("int8 quantization is offered for classifiers, not diffusion pipelines")
         from .diffusion import export_diffusion_onnx
 
-        return export_diffusion_onnx(source, output_dir, opset=opset, validate=validate, atol=atol,
-                                     overwrite=overwrite, external_data_threshold=external_data_threshold)  # fmt: skip
+        return export_diffusion_onnx(
+            source,
+            output_dir,
+            opset=opset,
+            validate=validate,
+            atol=atol,
+            overwrite=overwrite,
+            external_data_threshold=external_data_threshold,
+        )
 
     export_config = get_export_config(source.model, source.task, source.library)
     opset = check_opset(opset, export_config, source.name)
     static_shape = None if dynamic_axes else (1, export_config.validation_sizes()[0])
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
-        files = export_to_onnx(source.model, export_config, tmp / ONNX_FILE, opset, dynamic_axes,
-                               batch_size=2 if dynamic_axes else 1,
-                               external_data_threshold=external_data_threshold)  # fmt: skip
+        files = export_to_onnx(
+            source.model,
+            export_config,
+            tmp / ONNX_FILE,
+            opset,
+            dynamic_axes,
+            batch_size=2 if dynamic_axes else 1,
+            external_data_threshold=external_data_threshold,
+        )
         validation = None
         if validate:
             from .validate import image_inputs, validate_onnx
 
             real = image_inputs(source.processor) if source.processor is not None else None
-            validation = validate_onnx(source.model, export_config, tmp / ONNX_FILE, atol=atol, real_inputs=real,
-                                       static_shape=static_shape, name=source.name)  # fmt: skip
+            validation = validate_onnx(
+                source.model,
+                export_config,
+                tmp / ONNX_FILE,
+                atol=atol,
+                real_inputs=real,
+                static_shape=static_shape,
+                name=source.name,
+            )
             if real is None:
                 validation.notes.append("no image processor: validated on dummy inputs only")
             validation.raise_for_failure()
@@ -299,12 +348,25 @@ def export_onnx(
         _drop_pipeline_code(tmp / "config.json")
         if source.processor is not None and source.library != "timm":
             source.processor.save_pretrained(tmp)
-        report = build_report(source.task, source.name, source.library, export_config, opset, dynamic_axes,
-                              {"model": files}, tmp, validation)  # fmt: skip
+        report = build_report(
+            source.task,
+            source.name,
+            source.library,
+            export_config,
+            opset,
+            dynamic_axes,
+            {"model": files},
+            tmp,
+            validation,
+        )
         with atomic_write(tmp / REPORT_FILE, "w") as f:
             json.dump(report, f, indent=2)
-    logger.info("ONNX export of %s written to %s%s", source.name, output_dir,
-                " (validation passed)" if validation is not None else " (NOT validated)")  # fmt: skip
+    logger.info(
+        "ONNX export of %s written to %s%s",
+        source.name,
+        output_dir,
+        " (validation passed)" if validation is not None else " (NOT validated)",
+    )
     result = ExportResult(output_dir, report, validation, [output_dir / f.name for f in files])
     if quantize:
         from .quantize import quantize_onnx
@@ -318,9 +380,14 @@ def export_onnx(
     return result
 
 
-def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | bool | None = None,
-                     private: bool | None = None, commit_message: str | None = None,
-                     endpoint_handler: bool = True) -> str:  # fmt: skip
+def push_onnx_to_hub(
+    export_dir: str | os.PathLike,
+    repo_id: str,
+    token: str | bool | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    endpoint_handler: bool = True,
+) -> str:
     """Upload an export directory to the Hub (creating the repo); returns the commit URL.
 
     With ``endpoint_handler`` (default) the export gets a ``handler.py`` and ``requirements.txt`` first, so Hugging
@@ -340,7 +407,8 @@ def push_onnx_to_hub(export_dir: str | os.PathLike, repo_id: str, token: str | b
         write_endpoint_files(export_dir, "onnx", task=export_task(export_dir))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(export_dir), repo_id=repo_id,
-                             commit_message=commit_message or "Upload ONNX export (hfvision)")  # fmt: skip
+    info = api.upload_folder(
+        folder_path=str(export_dir), repo_id=repo_id, commit_message=commit_message or "Upload ONNX export (hfvision)"
+    )
     logger.info("pushed %s to %s", export_dir, repo_id)
     return str(getattr(info, "commit_url", info))

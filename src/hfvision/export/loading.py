@@ -46,10 +46,18 @@ def _pipeline_class(task: str):
     return impl
 
 
-def load_ort_pipeline(task: str | None, model: str | os.PathLike, *, file_name: str | None = None,
-                      provider: str | list[str] | None = None, session_options=None,
-                      intra_op_num_threads: int | None = None, revision: str | None = None,
-                      token: str | bool | None = None, **pipeline_kwargs):  # fmt: skip
+def load_ort_pipeline(
+    task: str | None,
+    model: str | os.PathLike,
+    *,
+    file_name: str | None = None,
+    provider: str | list[str] | None = None,
+    session_options=None,
+    intra_op_num_threads: int | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    **pipeline_kwargs,
+):
     """A pipeline for ``task`` that runs the ONNX export in ``model`` on ONNX Runtime.
 
     The pipeline is the same class as the PyTorch one (transformers' or hfvision's), with the same output
@@ -72,8 +80,9 @@ def load_ort_pipeline(task: str | None, model: str | os.PathLike, *, file_name: 
     [{'label': 'female', 'score': 0.51}, {'label': 'male', 'score': 0.49}]
     """
     model_dir = resolve_model_dir(model, revision=revision, token=token)
-    session_kwargs = dict(provider=provider, session_options=session_options,
-                          intra_op_num_threads=intra_op_num_threads)  # fmt: skip
+    session_kwargs = dict(
+        provider=provider, session_options=session_options, intra_op_num_threads=intra_op_num_threads
+    )
     saved_task = export_task(model_dir)
     task = task or saved_task
     if task is None:

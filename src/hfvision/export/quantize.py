@@ -52,11 +52,15 @@ def photo_views(names: tuple[str, ...]) -> list:
         cw, ch = int(w * 0.8), int(h * 0.8)
         sw, sh = int(w * 0.7), int(h * 0.7)
         views += [
-            img, ImageOps.mirror(img), img.transpose(Image.Transpose.ROTATE_90),
+            img,
+            ImageOps.mirror(img),
+            img.transpose(Image.Transpose.ROTATE_90),
             ImageOps.grayscale(img).convert("RGB"),
-            img.crop(((w - cw) // 2, (h - ch) // 2, (w + cw) // 2, (h + ch) // 2)), img.crop((0, 0, cw, ch)),
-            img.crop((w - cw, h - ch, w, h)), img.crop((w - sw, 0, w, sh)),
-        ]  # fmt: skip
+            img.crop(((w - cw) // 2, (h - ch) // 2, (w + cw) // 2, (h + ch) // 2)),
+            img.crop((0, 0, cw, ch)),
+            img.crop((w - cw, h - ch, w, h)),
+            img.crop((w - sw, 0, w, sh)),
+        ]
     return views
 
 
@@ -110,8 +114,9 @@ def classifier_head_nodes(model_path: str | os.PathLike, output: str = "logits")
         elif node.op_type in ("Add", "Reshape", "Flatten", "Identity", "Squeeze", "Transpose"):
             todo.extend(i for i in node.input if i in producer)
     if not heads:
-        logger.warning("%s: no named Gemm/MatMul/Conv produces %r; the classifier head is quantized too",
-                       model_path, output)  # fmt: skip
+        logger.warning(
+            "%s: no named Gemm/MatMul/Conv produces %r; the classifier head is quantized too", model_path, output
+        )
     return heads
 
 
@@ -169,18 +174,32 @@ def quantize_model(src: str | os.PathLike, dst: str | os.PathLike, mode: str, ca
             # per-channel weights: on AVX2-only CPUs (u8 x s8 products can saturate) it keeps top-1 far closer to
             # fp32. The dynamic quantizer first rewrites Gemm as "<name>_MatMul" + "<name>_Add": exclude both names.
             exclude = keep_fp32 + [f"{name}_MatMul" for name in keep_fp32]
-            quantize_dynamic(str(pre), str(dst), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude)  # fmt: skip
+            quantize_dynamic(
+                str(pre),
+                str(dst),
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+            )
         elif mode == "static":
             if calibration is None or not len(calibration):
                 raise ValueError("static quantization needs calibration images")
             # reduce_range (7-bit weights): ONNX Runtime's advice against u8 x s8 saturation on CPUs without
             # VNNI; measured on resnet18 it halves the logit error at no speed cost. Always on: the file may run
             # on any CPU, and on VNNI CPUs it costs one bit of weight precision.
-            quantize_static(str(pre), str(dst), _CalibrationReader(calibration), quant_format=QuantFormat.QOperator,
-                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=keep_fp32)  # fmt: skip
+            quantize_static(
+                str(pre),
+                str(dst),
+                _CalibrationReader(calibration),
+                quant_format=QuantFormat.QOperator,
+                per_channel=True,
+                reduce_range=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=keep_fp32,
+            )
         else:
             raise ValueError(f"mode={mode!r}; choose 'dynamic' or 'static'")
     return keep_fp32
@@ -227,8 +246,10 @@ def quantize_onnx(
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     component = report.get("components", {}).get("model", {})
     if "logits" not in component.get("outputs", {"logits": None}):
-        raise ValueError(f"{export_dir}: int8 quantization is offered for classifiers (top-1 agreement with fp32 "
-                         "is its acceptance test); this export has no logits output")  # fmt: skip
+        raise ValueError(
+            f"{export_dir}: int8 quantization is offered for classifiers (top-1 agreement with fp32 "
+            "is its acceptance test); this export has no logits output"
+        )
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; choose one of {MODES}")
     if mode == "auto":
@@ -283,8 +304,14 @@ def quantize_onnx(
             report["quantization"] = quant
             with atomic_write(report_path, "w") as f:
                 json.dump(report, f, indent=2)
-    logger.info("int8 (%s): top-1 agreement %.1f%% on %d photo views, %.2fx fp32 speed%s", mode, 100 * agreement,
-                len(eval_pixels), quant["speedup"], "" if accepted else " - NOT written")  # fmt: skip
+    logger.info(
+        "int8 (%s): top-1 agreement %.1f%% on %d photo views, %.2fx fp32 speed%s",
+        mode,
+        100 * agreement,
+        len(eval_pixels),
+        quant["speedup"],
+        "" if accepted else " - NOT written",
+    )
     if not accepted:
         raise QuantizationRefusedError(
             f"int8 model NOT written: top-1 agreement with fp32 is {agreement:.1%} on {len(eval_pixels)} photo views, "

@@ -55,8 +55,9 @@ def select_providers(provider: str | list[str] | None = None) -> list[str]:
     return names if "CPUExecutionProvider" in names else [*names, "CPUExecutionProvider"]
 
 
-def make_session_options(intra_op_num_threads: int | None = None, inter_op_num_threads: int | None = None,
-                         session_options=None):  # fmt: skip
+def make_session_options(
+    intra_op_num_threads: int | None = None, inter_op_num_threads: int | None = None, session_options=None
+):
     """``onnxruntime.SessionOptions`` with full graph optimisation and the thread counts given."""
     import onnxruntime as ort
 
@@ -69,8 +70,12 @@ def make_session_options(intra_op_num_threads: int | None = None, inter_op_num_t
     return options
 
 
-def resolve_model_dir(model: str | os.PathLike, revision: str | None = None, token: str | bool | None = None,
-                      subfolder: str | None = None) -> Path:  # fmt: skip
+def resolve_model_dir(
+    model: str | os.PathLike,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    subfolder: str | None = None,
+) -> Path:
     """A local directory for ``model``: itself when it is one, else a snapshot of the Hub repo ``model``."""
     path = Path(model)
     if path.is_dir():
@@ -116,8 +121,14 @@ class OrtModel:
 
     main_input_name = "pixel_values"
 
-    def __init__(self, path: str | os.PathLike, config=None, provider: str | list[str] | None = None,
-                 session_options=None, intra_op_num_threads: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        config=None,
+        provider: str | list[str] | None = None,
+        session_options=None,
+        intra_op_num_threads: int | None = None,
+    ):
         import onnxruntime as ort
         import torch
 
@@ -185,16 +196,24 @@ class OrtModelForImageClassification(OrtModel):
     """
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike, file_name: str = ONNX_FILE, revision: str | None = None,
-                        token: str | bool | None = None, **kwargs) -> OrtModelForImageClassification:  # fmt: skip
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        file_name: str = ONNX_FILE,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **kwargs,
+    ) -> OrtModelForImageClassification:
         from transformers import AutoConfig
 
         model_dir = resolve_model_dir(model, revision=revision, token=token)
         config = AutoConfig.from_pretrained(model_dir)
         loaded = cls(model_dir / file_name, config=config, **kwargs)
         if "logits" not in loaded.output_names:
-            raise ValueError(f"{loaded.path} is not a classifier export (outputs {loaded.output_names}, no logits); "
-                             f"it was exported for {export_task(model_dir)!r}")  # fmt: skip
+            raise ValueError(
+                f"{loaded.path} is not a classifier export (outputs {loaded.output_names}, no logits); "
+                f"it was exported for {export_task(model_dir)!r}"
+            )
         return loaded
 
     def forward(self, pixel_values=None, **kwargs):
@@ -216,8 +235,14 @@ class OrtModelForFeaturePyramid(OrtModel):
     """
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike, file_name: str = ONNX_FILE, revision: str | None = None,
-                        token: str | bool | None = None, **kwargs) -> OrtModelForFeaturePyramid:  # fmt: skip
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        file_name: str = ONNX_FILE,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **kwargs,
+    ) -> OrtModelForFeaturePyramid:
         from transformers import AutoConfig
 
         model_dir = resolve_model_dir(model, revision=revision, token=token)
@@ -229,8 +254,10 @@ class OrtModelForFeaturePyramid(OrtModel):
         super().__init__(path, config=config, **kwargs)
         info = (getattr(config, "onnx_export", None) or {}).get("feature_info")
         if not info or len(info) != len(self.output_names):
-            raise ValueError(f"{self.path}: not a feature-pyramid export (config.json has no onnx_export.feature_info "
-                             "matching the model outputs)")  # fmt: skip
+            raise ValueError(
+                f"{self.path}: not a feature-pyramid export (config.json has no onnx_export.feature_info "
+                "matching the model outputs)"
+            )
         self.timm_model = SimpleNamespace(feature_info=[dict(level) for level in info])
 
     @property

@@ -76,16 +76,36 @@ class ValidationReport:
         for c in self.cases:
             size = "x".join(map(str, c.size)) if c.size else "-"
             if c.error:
-                rows.append({"model": self.model, "inputs": c.inputs, "batch": c.batch_size, "size": size,
-                             "output": "-", "max abs diff": "-", "mean abs diff": "-", "top-1": "-",
-                             "result": f"FAIL: {c.error}"})  # fmt: skip
+                rows.append(
+                    {
+                        "model": self.model,
+                        "inputs": c.inputs,
+                        "batch": c.batch_size,
+                        "size": size,
+                        "output": "-",
+                        "max abs diff": "-",
+                        "mean abs diff": "-",
+                        "top-1": "-",
+                        "result": f"FAIL: {c.error}",
+                    }
+                )
             for o in c.outputs:
                 top1 = "-" if c.top1_agreement is None or o.name != c.outputs[0].name else f"{c.top1_agreement:.0%}"
-                rows.append({"model": self.model, "inputs": c.inputs, "batch": c.batch_size, "size": size,
-                             "output": o.name, "max abs diff": f"{o.max_abs_diff:.2e}",
-                             "mean abs diff": f"{o.mean_abs_diff:.2e}", "top-1": top1,
-                             "result": "ok" if o.ok and (c.top1_flips == 0 or top1 == "-")
-                             else f"FAIL: {o.problem or f'{c.top1_flips} top-1 flip(s)'}"})  # fmt: skip
+                rows.append(
+                    {
+                        "model": self.model,
+                        "inputs": c.inputs,
+                        "batch": c.batch_size,
+                        "size": size,
+                        "output": o.name,
+                        "max abs diff": f"{o.max_abs_diff:.2e}",
+                        "mean abs diff": f"{o.mean_abs_diff:.2e}",
+                        "top-1": top1,
+                        "result": "ok"
+                        if o.ok and (c.top1_flips == 0 or top1 == "-")
+                        else f"FAIL: {o.problem or f'{c.top1_flips} top-1 flip(s)'}",
+                    }
+                )
         return rows
 
     def summary(self, only_failures: bool = False) -> str:
@@ -100,9 +120,15 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "atol": self.atol, "passed": self.passed, "max_abs_diff": self.max_abs_diff,
-                "top1_agreement": self.top1_agreement, "notes": self.notes,
-                "cases": [{**asdict(c), "passed": c.passed} for c in self.cases]}  # fmt: skip
+        return {
+            "model": self.model,
+            "atol": self.atol,
+            "passed": self.passed,
+            "max_abs_diff": self.max_abs_diff,
+            "top1_agreement": self.top1_agreement,
+            "notes": self.notes,
+            "cases": [{**asdict(c), "passed": c.passed} for c in self.cases],
+        }
 
     def raise_for_failure(self) -> None:
         """Raise :class:`ValidationFailedError` (with the failing rows) unless every case passed."""
@@ -146,8 +172,10 @@ def _compare(model, export_config, session, inputs: dict, kind: str, batch_size:
 
     case = ValidationCase(inputs=kind, batch_size=batch_size, size=tuple(size) if size else None)
     with torch.no_grad():
-        reference = [t.detach().float().cpu().numpy() for t in export_config.flatten_outputs(
-            export_config.call_model(model, inputs))]  # fmt: skip
+        reference = [
+            t.detach().float().cpu().numpy()
+            for t in export_config.flatten_outputs(export_config.call_model(model, inputs))
+        ]
     try:
         actual = run_session(session, inputs)
     except Exception as err:  # noqa: BLE001 - an ONNX Runtime failure is a validation failure, reported per case
@@ -165,8 +193,11 @@ def _compare(model, export_config, session, inputs: dict, kind: str, batch_size:
         max_diff = float(diff.max()) if diff.size else 0.0
         if problem is None and not max_diff <= atol:
             problem = f"max abs diff {max_diff:.2e} > atol {atol:g}"
-        case.outputs.append(OutputDiff(name, list(out.shape), max_diff, float(diff.mean()) if diff.size else 0.0,
-                                       problem is None, problem))  # fmt: skip
+        case.outputs.append(
+            OutputDiff(
+                name, list(out.shape), max_diff, float(diff.mean()) if diff.size else 0.0, problem is None, problem
+            )
+        )
         if name in export_config.TOP1_OUTPUTS and problem is None:
             ref2, out2 = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
             agree = ref2.argmax(-1) == out2.argmax(-1)
@@ -227,8 +258,14 @@ def validate_onnx(
                 report.cases.append(
                     _compare(model, export_config, session, real, real_inputs_name, batch_size, size, atol)
                 )
-    logger.info("validated %s: %d cases, max abs diff %.2e (atol %g): %s", report.model, len(report.cases),
-                report.max_abs_diff, atol, "passed" if report.passed else "FAILED")  # fmt: skip
+    logger.info(
+        "validated %s: %d cases, max abs diff %.2e (atol %g): %s",
+        report.model,
+        len(report.cases),
+        report.max_abs_diff,
+        atol,
+        "passed" if report.passed else "FAILED",
+    )
     return report
 
 

@@ -100,9 +100,19 @@ class HubSessionMirror:
         retry_wait (`float`, *optional*, defaults to 2.0): first back-off in seconds (doubles each attempt).
     """
 
-    def __init__(self, repo_id: str, session: Session | str | os.PathLike, token: str | None = None, *,
-                 root: str | os.PathLike = DEFAULT_ROOT, revision: str = "main", private: bool = True,
-                 max_pending: int = 2, retries: int = 3, retry_wait: float = 2.0):  # fmt: skip
+    def __init__(
+        self,
+        repo_id: str,
+        session: Session | str | os.PathLike,
+        token: str | None = None,
+        *,
+        root: str | os.PathLike = DEFAULT_ROOT,
+        revision: str = "main",
+        private: bool = True,
+        max_pending: int = 2,
+        retries: int = 3,
+        retry_wait: float = 2.0,
+    ):
         if not isinstance(repo_id, str) or repo_id.count("/") != 1:
             raise ValueError(f"repo_id={repo_id!r} must look like 'user/name'")
         if max_pending < 1:
@@ -171,23 +181,31 @@ class HubSessionMirror:
         self._ensure_repo()
         api = self._api()
         sha = api.repo_info(self.repo_id, revision=self.revision).sha
-        remote = {f.path: f for f in api.list_repo_tree(self.repo_id, revision=sha, recursive=True)
-                  if hasattr(f, "blob_id")}  # fmt: skip
+        remote = {
+            f.path: f for f in api.list_repo_tree(self.repo_id, revision=sha, recursive=True) if hasattr(f, "blob_id")
+        }
         if SESSION_FILE not in remote:
             logger.info("Hub repo %s holds no session yet; nothing to restore", self.repo_id)
             if (self.path / SESSION_FILE).is_file():
                 return self.session
             self._session = Session.create(self.path.name, root=self.path.parent)
             return self.session
-        names = sorted({p.split("/")[1] for p in remote if p.startswith(f"{CHECKPOINTS}/") and p.count("/") >= 2},
-                       key=lambda n: (checkpoint_step(n) is None, checkpoint_step(n) or 0))  # fmt: skip
+        names = sorted(
+            {p.split("/")[1] for p in remote if p.startswith(f"{CHECKPOINTS}/") and p.count("/") >= 2},
+            key=lambda n: (checkpoint_step(n) is None, checkpoint_step(n) or 0),
+        )
         valid = [n for n in names if checkpoint_step(n) is not None]
         chosen = set(valid if checkpoints == "all" else valid[-1:] if checkpoints == "latest" else [])
         wanted = [p for p in remote if not p.startswith(f"{CHECKPOINTS}/") or p.split("/")[1] in chosen]
         tmp = self.path.parent / f".{self.path.name}.restore-{uuid.uuid4().hex[:8]}"
         try:
-            snapshot_download(self.repo_id, revision=sha, local_dir=tmp, token=self.token,
-                              allow_patterns=[glob.escape(p) for p in wanted])  # fmt: skip
+            snapshot_download(
+                self.repo_id,
+                revision=sha,
+                local_dir=tmp,
+                token=self.token,
+                allow_patterns=[glob.escape(p) for p in wanted],
+            )
             shutil.rmtree(tmp / ".cache", ignore_errors=True)
             for rel in wanted:
                 self._verify(tmp / rel, remote[rel])
@@ -195,8 +213,14 @@ class HubSessionMirror:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self._session = Session.open(self.path)
-        logger.info("restored session %s from %s@%s (%d files, checkpoints: %s)", self.path, self.repo_id, sha[:8],
-                    len(wanted), ", ".join(sorted(chosen, key=checkpoint_step)) or "none")  # fmt: skip
+        logger.info(
+            "restored session %s from %s@%s (%d files, checkpoints: %s)",
+            self.path,
+            self.repo_id,
+            sha[:8],
+            len(wanted),
+            ", ".join(sorted(chosen, key=checkpoint_step)) or "none",
+        )
         return self.session
 
     @staticmethod
@@ -240,8 +264,11 @@ class HubSessionMirror:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(file, target)
         if kept:
-            logger.warning("restore kept the local version of %d path(s) that differ on the Hub: %s", len(kept),
-                           ", ".join(kept[:10]))  # fmt: skip
+            logger.warning(
+                "restore kept the local version of %d path(s) that differ on the Hub: %s",
+                len(kept),
+                ", ".join(kept[:10]),
+            )
 
     # -- uploads --------------------------------------------------------------------------------------------------
     def upload_checkpoint(self, path: str | os.PathLike, prune: bool = False) -> None:
@@ -283,8 +310,9 @@ class HubSessionMirror:
                     self._queue.remove(old)
                     shutil.rmtree(old.staged, ignore_errors=True)
                     self.dropped.append(old.label)
-                    logger.warning("not uploading %s: %s arrived while uploads were still pending", old.label,
-                                   job.label)  # fmt: skip
+                    logger.warning(
+                        "not uploading %s: %s arrived while uploads were still pending", old.label, job.label
+                    )
             self._queue.append(job)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._run, name=f"hub-mirror-{self.repo_id}", daemon=False)
@@ -338,16 +366,24 @@ class HubSessionMirror:
             ops.append(CommitOperationAdd(path_in_repo=file.relative_to(job.staged).as_posix(), path_or_fileobj=file))
         if job.keep is not None:
             remote = api.list_repo_files(self.repo_id, revision=self.revision)
-            gone = sorted({p.split("/")[1] for p in remote if p.startswith(f"{CHECKPOINTS}/") and p.count("/") >= 2}
-                          - set(job.keep))  # fmt: skip
+            gone = sorted(
+                {p.split("/")[1] for p in remote if p.startswith(f"{CHECKPOINTS}/") and p.count("/") >= 2}
+                - set(job.keep)
+            )
             ops += [CommitOperationDelete(path_in_repo=f"{CHECKPOINTS}/{name}/", is_folder=True) for name in gone]
-        info = api.create_commit(self.repo_id, operations=ops, commit_message=f"Upload {job.label}",
-                                 revision=self.revision)  # fmt: skip
+        info = api.create_commit(
+            self.repo_id, operations=ops, commit_message=f"Upload {job.label}", revision=self.revision
+        )
         return info.oid
 
     def _upload_session(self, job: _Job) -> str:
-        info = self._api().upload_folder(repo_id=self.repo_id, folder_path=self.path, revision=self.revision,
-                                         commit_message="Update session files", ignore_patterns=SESSION_IGNORE)  # fmt: skip
+        info = self._api().upload_folder(
+            repo_id=self.repo_id,
+            folder_path=self.path,
+            revision=self.revision,
+            commit_message="Update session files",
+            ignore_patterns=SESSION_IGNORE,
+        )
         return info.oid
 
     # -- waiting --------------------------------------------------------------------------------------------------

@@ -69,15 +69,32 @@ _ENTRIES = (
     _sd21("hed", "HED soft edges"),
     _sd21("openpose", "openpose"),
     _sd21("scribble", "scribble"),
-    ControlNetEntry("canny", "sdxl", "diffusers/controlnet-canny-sdxl-1.0", preprocessor="canny", pipeline_class=_SDXL_PIPE),
-    ControlNetEntry("depth", "sdxl", "diffusers/controlnet-depth-sdxl-1.0", preprocessor="depth", pipeline_class=_SDXL_PIPE),
-    ControlNetEntry("openpose", "sdxl", "thibaud/controlnet-openpose-sdxl-1.0", preprocessor="openpose",
-                    pipeline_class=_SDXL_PIPE),
-    ControlNetEntry("union", "sdxl", "xinsir/controlnet-union-sdxl-1.0", model_class="ControlNetUnionModel",
-                    preprocessor="any of 12 control types", pipeline_class="StableDiffusionXLControlNetUnionPipeline"),
-    ControlNetEntry("canny", "flux", "InstantX/FLUX.1-dev-controlnet-canny", model_class="FluxControlNetModel",
-                    preprocessor="canny", pipeline_class="FluxControlNetPipeline"),
-)  # fmt: skip
+    ControlNetEntry(
+        "canny", "sdxl", "diffusers/controlnet-canny-sdxl-1.0", preprocessor="canny", pipeline_class=_SDXL_PIPE
+    ),
+    ControlNetEntry(
+        "depth", "sdxl", "diffusers/controlnet-depth-sdxl-1.0", preprocessor="depth", pipeline_class=_SDXL_PIPE
+    ),
+    ControlNetEntry(
+        "openpose", "sdxl", "thibaud/controlnet-openpose-sdxl-1.0", preprocessor="openpose", pipeline_class=_SDXL_PIPE
+    ),
+    ControlNetEntry(
+        "union",
+        "sdxl",
+        "xinsir/controlnet-union-sdxl-1.0",
+        model_class="ControlNetUnionModel",
+        preprocessor="any of 12 control types",
+        pipeline_class="StableDiffusionXLControlNetUnionPipeline",
+    ),
+    ControlNetEntry(
+        "canny",
+        "flux",
+        "InstantX/FLUX.1-dev-controlnet-canny",
+        model_class="FluxControlNetModel",
+        preprocessor="canny",
+        pipeline_class="FluxControlNetPipeline",
+    ),
+)
 CONTROLNETS: dict[str, dict[str, ControlNetEntry]] = {
     f: {e.name: e for e in _ENTRIES if e.family == f} for f in FAMILIES
 }

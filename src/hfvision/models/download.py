@@ -165,9 +165,10 @@ def _transfer(client, url: str, partial: Path, max_bytes: int | None, headers: d
                         hasher.update(block)
                 logger.info("resuming %s at byte %d", url, start)
             received = start
-            with open(partial, "ab" if appending else "wb") as out, tqdm(
-                total=total, initial=start, unit="B", unit_scale=True, desc=name
-            ) as bar:  # fmt: skip
+            with (
+                open(partial, "ab" if appending else "wb") as out,
+                tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=name) as bar,
+            ):
                 for chunk in response.iter_bytes():  # as received, so a broken transfer keeps what arrived
                     received += len(chunk)
                     _check_cap(url, received, max_bytes, partial, out)

@@ -248,8 +248,13 @@ class FastImageClassificationPipeline(ImageClassificationPipeline):
         per_image, how = measure_bytes_per_image(self.model, forward, trial)
         budget = memory_budget if memory_budget is not None else default_memory_budget(self.device)
         size = pick_batch_size(per_image, budget, max_batch_size)
-        logger.info("batch_size='auto': %d (%.1f MB/image measured by %s, budget %.0f MB)", size, per_image / 1e6,
-                    how, budget / 1e6)  # fmt: skip
+        logger.info(
+            "batch_size='auto': %d (%.1f MB/image measured by %s, budget %.0f MB)",
+            size,
+            per_image / 1e6,
+            how,
+            budget / 1e6,
+        )
         if memory_budget is None:
             self._auto_batch_size = size
         return size

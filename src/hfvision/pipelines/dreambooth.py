@@ -182,8 +182,14 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
             lora_scale=lora_scale,
             clip_skip=args["clip_skip"],
         )
-        return {**args, "prompt": None, "negative_prompt": None, "clip_skip": None,
-                "prompt_embeds": embeds, "negative_prompt_embeds": negative}  # fmt: skip
+        return {
+            **args,
+            "prompt": None,
+            "negative_prompt": None,
+            "clip_skip": None,
+            "prompt_embeds": embeds,
+            "negative_prompt_embeds": negative,
+        }
 
     @torch.no_grad()
     def __call__(

@@ -155,8 +155,10 @@ class DreamBoothMixin:
         required = [n for n, p in parameters.items() if p.default is p.empty][1:]
         missing = [n for n in required if n not in kwargs]
         if missing:
-            raise ValueError(f"{cls.__name__}.from_components: missing {', '.join(missing)} (an SD 1.x/2.x pipeline goes "
-                             "to DreamBoothPipeline, an SDXL one to DreamBoothXLPipeline)")  # fmt: skip
+            raise ValueError(
+                f"{cls.__name__}.from_components: missing {', '.join(missing)} (an SD 1.x/2.x pipeline goes "
+                "to DreamBoothPipeline, an SDXL one to DreamBoothXLPipeline)"
+            )
         kwargs["instance_token"] = instance_token or source_config.get("instance_token")
         kwargs["class_noun"] = class_noun or source_config.get("class_noun")
         kwargs["family"] = family or source_config.get("family")

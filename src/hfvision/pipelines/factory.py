@@ -150,9 +150,16 @@ def pipeline(
         model_kwargs.setdefault("use_onnx", False)  # ONNX exports returned above (or backend="torch" was asked)
     try:
         return transformers.pipeline(
-            task, model=model, revision=revision, device=device, dtype=dtype, token=token,
-            trust_remote_code=trust_remote_code, model_kwargs=model_kwargs, **kwargs,
-        )  # fmt: skip
+            task,
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            token=token,
+            trust_remote_code=trust_remote_code,
+            model_kwargs=model_kwargs,
+            **kwargs,
+        )
     except LoadRefusedError as err:  # raised by the task's model class; say it with this function's opt-in
         if isinstance(err.__cause__, PickleRefusedError) and isinstance(model, str):
             raise pickle_refusal(model, err.__cause__.files) from err

@@ -114,8 +114,15 @@ class ImageFeaturePyramidPipeline(Pipeline):
         for key, tensor in model_outputs.items():
             index = int(key.rsplit("_", 1)[1])
             feature_map = tensor[0] if return_tensors else tensor[0].to(torch.float32).numpy()
-            results.append({"index": index, "module": info[index]["module"], "channels": int(tensor.shape[1]),
-                            "stride": int(info[index]["reduction"]), "feature_map": feature_map})  # fmt: skip
+            results.append(
+                {
+                    "index": index,
+                    "module": info[index]["module"],
+                    "channels": int(tensor.shape[1]),
+                    "stride": int(info[index]["reduction"]),
+                    "feature_map": feature_map,
+                }
+            )
         return results
 
     def get_inference_context(self):

@@ -74,8 +74,13 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
         # per-request work (parse, decode, preprocess, encode) on a plain thread pool: see .threads
         app.state.prepare_pool = RequestThreads(config.prepare_threads)
         batcher.start()
-        logger.info("serving %s (%s): max_batch_size=%d, max_wait_ms=%g", config.model_name, config.task,
-                    config.max_batch_size, config.max_wait_ms)  # fmt: skip
+        logger.info(
+            "serving %s (%s): max_batch_size=%d, max_wait_ms=%g",
+            config.model_name,
+            config.task,
+            config.max_batch_size,
+            config.max_wait_ms,
+        )
         try:
             yield
         finally:
@@ -101,9 +106,14 @@ def create_app(config: ServeConfig, runner: Any = None, pipe: Any = None, metric
 
     @app.get("/health")
     async def health() -> Response:
-        info = {"status": "draining" if batcher.closed else "ok", "task": config.task, "model": config.model_name,
-                "queue_depth": batcher.depth, "max_batch_size": config.max_batch_size,
-                "worker_pid": os.getpid()}  # fmt: skip
+        info = {
+            "status": "draining" if batcher.closed else "ok",
+            "task": config.task,
+            "model": config.model_name,
+            "queue_depth": batcher.depth,
+            "max_batch_size": config.max_batch_size,
+            "worker_pid": os.getpid(),
+        }
         return Response(
             json.dumps(info).encode(), status_code=503 if batcher.closed else 200, media_type="application/json"
         )
@@ -149,14 +159,22 @@ class BackgroundServer:
     ...     requests.post(server.url + "/", data=image_bytes)
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, shutdown_timeout: float = 30.0,
-                 **uvicorn_kwargs: Any):  # fmt: skip
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, shutdown_timeout: float = 30.0, **uvicorn_kwargs: Any
+    ):
         require("uvicorn", "hfvision serve")
         import uvicorn
 
         uvicorn_kwargs.setdefault("access_log", False)  # warning level: no per-request access lines
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=shutdown_timeout, **uvicorn_kwargs)  # fmt: skip
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=shutdown_timeout,
+            **uvicorn_kwargs,
+        )
         self.server = uvicorn.Server(config)  # on a non-main thread uvicorn leaves signal handlers alone
         self._thread = None
         self._port: int | None = None

@@ -311,6 +311,10 @@ class MicroBatcher:
             if single or len(payloads) == 1:
                 logger.debug("request failed: %s", err, exc_info=True)
                 return [(False, err)] * len(payloads)
-            logger.warning("a batch of %d failed (%s: %s); retrying its requests one by one", len(payloads),
-                           type(err).__name__, err)  # fmt: skip
+            logger.warning(
+                "a batch of %d failed (%s: %s); retrying its requests one by one",
+                len(payloads),
+                type(err).__name__,
+                err,
+            )
             return None

@@ -65,7 +65,7 @@ class ServeConfig:
         metadata={
             "help": "threads parsing, decoding and preprocessing requests (and encoding large responses) in "
             "parallel; bounds decode memory too"
-        },  # fmt: skip
+        },
     )
     shutdown_timeout: float = field(
         default=30.0, metadata={"help": "seconds to let in-flight requests finish on shutdown"}
@@ -75,7 +75,7 @@ class ServeConfig:
         metadata={
             "help": "server processes (uvicorn workers) sharing the port, each with its own model copy, batcher and "
             "/metrics; more than 1 helps when request handling, not the model, is the bottleneck"
-        },  # fmt: skip
+        },
     )
 
     def __post_init__(self):

@@ -96,8 +96,7 @@ class InferenceEndpoint:
             (the app's ``state``; a :class:`~.threads.RequestThreads` created with the running app).
     """
 
-    def __init__(self, *, config: ServeConfig, runner: Any, batcher: MicroBatcher, metrics: ServerMetrics,
-                 state: Any):  # fmt: skip
+    def __init__(self, *, config: ServeConfig, runner: Any, batcher: MicroBatcher, metrics: ServerMetrics, state: Any):
         self.config, self.runner, self.batcher, self.metrics, self.state = config, runner, batcher, metrics, state
         self.served_names = {config.model_name, str(config.model)} if config.model else {config.model_name}
 

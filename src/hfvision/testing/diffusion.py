@@ -188,8 +188,13 @@ def tiny_controlnet(family: str = "sd1", seed: int = 0):
         conditioning_embedding_out_channels=(16, 32),
         norm_num_groups=32,
     )
-    for key in ("use_linear_projection", "transformer_layers_per_block", "addition_embed_type",
-                "addition_time_embed_dim", "projection_class_embeddings_input_dim"):  # fmt: skip
+    for key in (
+        "use_linear_projection",
+        "transformer_layers_per_block",
+        "addition_embed_type",
+        "addition_time_embed_dim",
+        "projection_class_embeddings_input_dim",
+    ):
         if key in unet_cfg:
             kwargs[key] = unet_cfg[key]
     return ControlNetModel(**kwargs).eval()

@@ -11,15 +11,23 @@ def build_classify_tab(gr: Any, backend: ClassifyBackend) -> None:
     """Add the Classify tab's components and events to the current ``gr.Blocks``."""
     with gr.Row():
         with gr.Column():
-            model = gr.Textbox(value=backend.model or "", label=f"Classifier ({backend.task})",
-                               info="Hub id or local folder (an ONNX export runs on ONNX Runtime)")  # fmt: skip
+            model = gr.Textbox(
+                value=backend.model or "",
+                label=f"Classifier ({backend.task})",
+                info="Hub id or local folder (an ONNX export runs on ONNX Runtime)",
+            )
             photo = gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard"], elem_id="hfv-photo")
             faces = gr.Checkbox(value=True, label="Face-first: find faces, classify each one")
             top_k = gr.Slider(1, 10, value=2, step=1, label="Labels to show")
             run = gr.Button("Classify", variant="primary", elem_id="hfv-classify")
         with gr.Column():
-            annotated = gr.Image(label="Result", type="pil", interactive=False, buttons=["download", "fullscreen"],
-                                 elem_id="hfv-annotated")  # fmt: skip
+            annotated = gr.Image(
+                label="Result",
+                type="pil",
+                interactive=False,
+                buttons=["download", "fullscreen"],
+                elem_id="hfv-annotated",
+            )
             labels = gr.Label(label="Labels (whole photo, or the first face)", elem_id="hfv-labels")
             details = gr.JSON(label="All results")
 
@@ -28,8 +36,9 @@ def build_classify_tab(gr: Any, backend: ClassifyBackend) -> None:
             raise gr.Error("upload a photo first")
         try:
             progress(0, desc="Loading the classifier")
-            image, top, results = backend.classify(photo_v, faces=bool(faces_v), top_k=int(top_k_v),
-                                                   model=model_v or None)  # fmt: skip
+            image, top, results = backend.classify(
+                photo_v, faces=bool(faces_v), top_k=int(top_k_v), model=model_v or None
+            )
         except (ValueError, FileNotFoundError, ImportError, OSError) as err:
             raise gr.Error(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
         if faces_v and not results:

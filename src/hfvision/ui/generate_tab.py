@@ -15,8 +15,9 @@ def _model_choices(models: list[str]) -> list[str]:
     return list(dict.fromkeys([*models, *list_base_models()]))
 
 
-def build_generate_tab(gr: Any, backend: GenerateBackend, models: list[str], controlnets: list[str],
-                       defaults: dict[str, Any]) -> None:  # fmt: skip
+def build_generate_tab(
+    gr: Any, backend: GenerateBackend, models: list[str], controlnets: list[str], defaults: dict[str, Any]
+) -> None:
     """Add the Generate tab's components and events to the current ``gr.Blocks``.
 
     Args:
@@ -31,15 +32,19 @@ def build_generate_tab(gr: Any, backend: GenerateBackend, models: list[str], con
     with gr.Row():
         with gr.Column(scale=3):
             model = gr.Dropdown(
-                _model_choices(models), value=first_model, label="Model", allow_custom_value=True,
+                _model_choices(models),
+                value=first_model,
+                label="Model",
+                allow_custom_value=True,
                 info="registry key, local folder / .safetensors file, or http(s) URL",
-            )  # fmt: skip
+            )
             with gr.Row():
                 token = gr.Textbox(label="Subject token", placeholder="sks", scale=1)
                 noun = gr.Textbox(label="Class", placeholder="dog", scale=1)
                 insert = gr.Button("Insert subject", scale=1, size="sm")
-            prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a photo of {token} {class} on the beach",
-                                elem_id="hfv-prompt")  # fmt: skip
+            prompt = gr.Textbox(
+                label="Prompt", lines=2, placeholder="a photo of {token} {class} on the beach", elem_id="hfv-prompt"
+            )
             negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, low quality")
             with gr.Row():
                 steps = gr.Slider(1, 150, value=defaults.get("steps", 25), step=1, label="Steps", elem_id="hfv-steps")
@@ -51,9 +56,13 @@ def build_generate_tab(gr: Any, backend: GenerateBackend, models: list[str], con
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
                 count = gr.Slider(1, 8, value=1, step=1, label="Number of images")
             with gr.Accordion("ControlNet", open=False):
-                controlnet = gr.Dropdown(controlnet_choices(first_model, controlnets), value=NO_CONTROLNET,
-                                         label="ControlNet", allow_custom_value=True,
-                                         info="compatible with the model's family; or a local folder / Hub id")  # fmt: skip
+                controlnet = gr.Dropdown(
+                    controlnet_choices(first_model, controlnets),
+                    value=NO_CONTROLNET,
+                    label="ControlNet",
+                    allow_custom_value=True,
+                    info="compatible with the model's family; or a local folder / Hub id",
+                )
                 scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Conditioning scale")
                 with gr.Row():
                     control_image = gr.Image(label="Control photo", type="pil", sources=["upload", "clipboard"])
@@ -63,8 +72,9 @@ def build_generate_tab(gr: Any, backend: GenerateBackend, models: list[str], con
                     high = gr.Slider(0, 255, value=200, step=1, label="Canny high threshold")
             run = gr.Button("Generate", variant="primary", elem_id="hfv-generate")
         with gr.Column(scale=2):
-            gallery = gr.Gallery(label="Images", columns=2, buttons=["download", "download_all", "fullscreen"],
-                                 elem_id="hfv-gallery")  # fmt: skip
+            gallery = gr.Gallery(
+                label="Images", columns=2, buttons=["download", "download_all", "fullscreen"], elem_id="hfv-gallery"
+            )
             info = gr.Markdown(elem_id="hfv-generate-info")
             files = gr.File(label="Download PNGs", file_count="multiple", interactive=False)
 
@@ -75,18 +85,45 @@ def build_generate_tab(gr: Any, backend: GenerateBackend, models: list[str], con
     def on_model_change(source):
         return gr.Dropdown(choices=controlnet_choices(source, controlnets), value=NO_CONTROLNET)
 
-    def generate(model_v, prompt_v, negative_v, steps_v, guidance_v, seed_v, width_v, height_v, count_v, token_v,
-                 noun_v, controlnet_v, scale_v, control_v, low_v, high_v, progress=gr.Progress()):  # fmt: skip
+    def generate(
+        model_v,
+        prompt_v,
+        negative_v,
+        steps_v,
+        guidance_v,
+        seed_v,
+        width_v,
+        height_v,
+        count_v,
+        token_v,
+        noun_v,
+        controlnet_v,
+        scale_v,
+        control_v,
+        low_v,
+        high_v,
+        progress=gr.Progress(),
+    ):
         try:
             condition = (
                 canny_preview(control_v, low_v, high_v) if controlnet_v not in (None, "", NO_CONTROLNET) else None
             )
             request = GenerateRequest(
-                model=model_v, prompt=prompt_v, negative_prompt=negative_v or "", num_inference_steps=int(steps_v),
-                guidance_scale=float(guidance_v), seed=int(seed_v if seed_v is not None else -1), width=int(width_v),
-                height=int(height_v), num_images=int(count_v), token=token_v or "", class_noun=noun_v or "",
-                controlnet=controlnet_v or NO_CONTROLNET, control_image=condition, controlnet_scale=float(scale_v),
-            )  # fmt: skip
+                model=model_v,
+                prompt=prompt_v,
+                negative_prompt=negative_v or "",
+                num_inference_steps=int(steps_v),
+                guidance_scale=float(guidance_v),
+                seed=int(seed_v if seed_v is not None else -1),
+                width=int(width_v),
+                height=int(height_v),
+                num_images=int(count_v),
+                token=token_v or "",
+                class_noun=noun_v or "",
+                controlnet=controlnet_v or NO_CONTROLNET,
+                control_image=condition,
+                controlnet_scale=float(scale_v),
+            )
             progress(0, desc=f"Loading {model_v}")
             images, paths, used_seed = backend.generate(
                 request, progress=lambda step, total: progress((step, total), desc="Denoising", unit="steps")
@@ -96,15 +133,34 @@ def build_generate_tab(gr: Any, backend: GenerateBackend, models: list[str], con
         token_used, noun_used = backend.subject()
         note = f" · trained subject: `{token_used} {noun_used}`" if token_used else ""
         caption = f"seed {used_seed}"
-        return ([(img, f"{caption} #{i}") for i, img in enumerate(images)],
-                f"{len(images)} image(s), seed **{used_seed}**, {request.width}x{request.height}, "
-                f"{request.num_inference_steps} steps{note}", paths)  # fmt: skip
+        return (
+            [(img, f"{caption} #{i}") for i, img in enumerate(images)],
+            f"{len(images)} image(s), seed **{used_seed}**, {request.width}x{request.height}, "
+            f"{request.num_inference_steps} steps{note}",
+            paths,
+        )
 
     insert.click(insert_subject, [prompt, token, noun], prompt)
     model.change(on_model_change, model, controlnet)
     for trigger in (control_image.change, low.release, high.release):
         trigger(canny_preview, [control_image, low, high], edges)
-    inputs = [model, prompt, negative, steps, guidance, seed, width, height, count, token, noun, controlnet, scale,
-              control_image, low, high]  # fmt: skip
+    inputs = [
+        model,
+        prompt,
+        negative,
+        steps,
+        guidance,
+        seed,
+        width,
+        height,
+        count,
+        token,
+        noun,
+        controlnet,
+        scale,
+        control_image,
+        low,
+        high,
+    ]
     run.click(generate, inputs, [gallery, info, files])
     prompt.submit(generate, inputs, [gallery, info, files])

@@ -58,8 +58,21 @@ def test_another_run_into_the_same_output_dir_is_refused_and_changes_nothing(fin
     assert "overwrite_output_dir=True (--overwrite_output_dir)" in message
 
     args = config(seed=1)
-    argv = ["train", "classifier", "--model", args.model_name_or_path, "--data", args.data, "--output_dir", str(out),
-            "--seed", "1", "--use_cpu", "--report_to", "none"]  # fmt: skip
+    argv = [
+        "train",
+        "classifier",
+        "--model",
+        args.model_name_or_path,
+        "--data",
+        args.data,
+        "--output_dir",
+        str(out),
+        "--seed",
+        "1",
+        "--use_cpu",
+        "--report_to",
+        "none",
+    ]
     assert main(argv) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "--resume_from_checkpoint" in error and "--overwrite_output_dir" in error

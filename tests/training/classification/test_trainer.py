@@ -133,8 +133,15 @@ def test_lora_adapter_loads_with_peft_and_matches_the_merged_model(
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     out = tmp_path / "out"
-    config = make_config(tiny_model_dir("vit"), two_class_folder, out, lora=True, learning_rate=5e-3,
-                         num_train_epochs=2, save_strategy="no")  # fmt: skip
+    config = make_config(
+        tiny_model_dir("vit"),
+        two_class_folder,
+        out,
+        lora=True,
+        learning_rate=5e-3,
+        num_train_epochs=2,
+        save_strategy="no",
+    )
     trainer = ImageClassificationTrainer(config)
     trainer.train()
     trainer.save_pipeline()
@@ -160,8 +167,9 @@ def test_lora_adapter_loads_with_peft_and_matches_the_merged_model(
     files = {p.name for p in (tmp_path / "adapter-only").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "preprocessor_config.json", "README.md"} <= files
     assert not files & {"model.safetensors", "config.json", "adapter"}
-    again = PeftModel.from_pretrained(AutoModelForImageClassification.from_pretrained(tiny_model_dir("vit")),
-                                      tmp_path / "adapter-only").eval()  # fmt: skip
+    again = PeftModel.from_pretrained(
+        AutoModelForImageClassification.from_pretrained(tiny_model_dir("vit")), tmp_path / "adapter-only"
+    ).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(pixel_values=pixels).logits, trained, rtol=0, atol=1e-5)
     trainer.args.lora_save = "merged"
@@ -199,9 +207,15 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
 
     def config(out, **kw):
         return make_config(
-            tiny_model_dir("vit"), data, out, num_train_epochs=2, per_device_train_batch_size=4, lora=lora,
-            eval_strategy="no", **kw,
-        )  # fmt: skip
+            tiny_model_dir("vit"),
+            data,
+            out,
+            num_train_epochs=2,
+            per_device_train_batch_size=4,
+            lora=lora,
+            eval_strategy="no",
+            **kw,
+        )
 
     uninterrupted = ImageClassificationTrainer(config(tmp_path / "a"))
     uninterrupted.train()

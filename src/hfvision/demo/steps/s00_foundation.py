@@ -30,8 +30,14 @@ def run(ctx) -> None:
         start = time.perf_counter()
         d = ctx.model_dir(name, build)
         size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        rows.append({"model": name, "saved to": str(d), "MB on disk": round(size / 1e6, 2),
-                     "build+save s": round(time.perf_counter() - start, 2)})  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "saved to": str(d),
+                "MB on disk": round(size / 1e6, 2),
+                "build+save s": round(time.perf_counter() - start, 2),
+            }
+        )
     sec.table(rows, "Tiny components (random weights)")
 
     if ctx.hub_endpoint:
@@ -42,7 +48,9 @@ def run(ctx) -> None:
         model.push_to_hub("demo/tiny-vit")
         back = AutoModelForImageClassification.from_pretrained("demo/tiny-vit", force_download=True)
         same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values()))
-        sec.text(f"Pushed the tiny ViT to the local Hub at {ctx.hub_endpoint} and pulled it back: "
-                 f"weights identical = {same} ({time.perf_counter() - start:.2f} s)")  # fmt: skip
+        sec.text(
+            f"Pushed the tiny ViT to the local Hub at {ctx.hub_endpoint} and pulled it back: "
+            f"weights identical = {same} ({time.perf_counter() - start:.2f} s)"
+        )
         if not same:
             raise RuntimeError("local Hub round trip changed the weights")

@@ -58,19 +58,35 @@ def run(ctx) -> None:
     (raw / "cut.png").write_bytes((ctx.work_dir / "s05" / "raw" / "chelsea.jpg").read_bytes()[:500])
 
     start = time.perf_counter()
-    report = prepare_instance_images(raw, ctx.work_dir / "s05" / "prepared", size=256, crop="smart",
-                                     instance_prompt="a photo of sks", caption_from_filename=True)  # fmt: skip
+    report = prepare_instance_images(
+        raw,
+        ctx.work_dir / "s05" / "prepared",
+        size=256,
+        crop="smart",
+        instance_prompt="a photo of sks",
+        caption_from_filename=True,
+    )
     seconds = time.perf_counter() - start
-    sec.text(f"prepare_instance_images on {len(report.entries)} files in {seconds:.2f} s: {report.summary()}. "
-             "Source files are only read; faces come from OpenCV's Haar cascades (red boxes), the green square "
-             "is the crop (faces > saliency > centre).")  # fmt: skip
+    sec.text(
+        f"prepare_instance_images on {len(report.entries)} files in {seconds:.2f} s: {report.summary()}. "
+        "Source files are only read; faces come from OpenCV's Haar cascades (red boxes), the green square "
+        "is the crop (faces > saliency > centre)."
+    )
     sec.table(
-        [{"file": e.source, "status": e.status, "size": "x".join(map(str, e.original_size or ())),
-          "crop": e.crop_method or "", "faces": len(e.faces), "caption": f"{e.caption} ({e.caption_source})"
-          if e.caption else "", "reason": ": ".join(p for p in (e.reason, e.detail) if p) or e.note}
-         for e in report.entries],
+        [
+            {
+                "file": e.source,
+                "status": e.status,
+                "size": "x".join(map(str, e.original_size or ())),
+                "crop": e.crop_method or "",
+                "faces": len(e.faces),
+                "caption": f"{e.caption} ({e.caption_source})" if e.caption else "",
+                "reason": ": ".join(p for p in (e.reason, e.detail) if p) or e.note,
+            }
+            for e in report.entries
+        ],
         "PrepareReport",
-    )  # fmt: skip
+    )
     for e in report.accepted:
         stem = e.source.rsplit(".", 1)[0].replace(" ", "_")
         before = ctx.path(f"s05/before_{stem}.png")
@@ -79,8 +95,14 @@ def run(ctx) -> None:
         shutil.copy(e.output, after)
         sec.image(before, f"{e.source}: {e.crop_method}" + (f", {len(e.faces)} face(s)" if e.faces else ""))
         sec.image(after, f"prepared {Image.open(after).size[0]} px" + (" (upscaled)" if e.upscaled else ""))
-    again = prepare_instance_images(raw, ctx.work_dir / "s05" / "prepared", size=256, crop="smart",
-                                    instance_prompt="a photo of sks", caption_from_filename=True)  # fmt: skip
+    again = prepare_instance_images(
+        raw,
+        ctx.work_dir / "s05" / "prepared",
+        size=256,
+        crop="smart",
+        instance_prompt="a photo of sks",
+        caption_from_filename=True,
+    )
     sec.text(f"Second run (idempotence by content hash): {again.summary()}")
 
     if not ctx.hub_endpoint:
@@ -88,8 +110,13 @@ def run(ctx) -> None:
         return
     from ...hub import HubSessionMirror
 
-    session = Session.create("demo-subject", root=ctx.work_dir / "s05" / "sessions", exist_ok=True,
-                             instance_prompt="a photo of sks", base_model="tiny-sd1")  # fmt: skip
+    session = Session.create(
+        "demo-subject",
+        root=ctx.work_dir / "s05" / "sessions",
+        exist_ok=True,
+        instance_prompt="a photo of sks",
+        base_model="tiny-sd1",
+    )
     for name in ("astronaut wide.jpg", "rocket.jpg", "rocket.txt"):
         shutil.copy(raw / name, session.raw_dir / name)
     session.prepare(256)
@@ -103,11 +130,16 @@ def run(ctx) -> None:
         mirror.upload_checkpoint(ckpt)
     restored = HubSessionMirror("demo/dreambooth-session", ctx.work_dir / "s05" / "fresh-machine" / "demo-subject")
     fresh = restored.restore()
-    same = all((fresh.path / p.relative_to(session.path)).read_bytes() == p.read_bytes()
-               for p in session.path.rglob("*") if p.is_file())  # fmt: skip
-    sec.text(f"Session mirrored to the private Hub repo demo/dreambooth-session ({len(mirror.commits)} commits: "
-             f"{', '.join(label for label, _ in mirror.commits)}) and restored into an empty folder in "
-             f"{time.perf_counter() - start:.2f} s: every file byte-identical = {same}; latest checkpoint after "
-             f"restore = {fresh.latest_checkpoint().name if fresh.latest_checkpoint() else None}.")  # fmt: skip
+    same = all(
+        (fresh.path / p.relative_to(session.path)).read_bytes() == p.read_bytes()
+        for p in session.path.rglob("*")
+        if p.is_file()
+    )
+    sec.text(
+        f"Session mirrored to the private Hub repo demo/dreambooth-session ({len(mirror.commits)} commits: "
+        f"{', '.join(label for label, _ in mirror.commits)}) and restored into an empty folder in "
+        f"{time.perf_counter() - start:.2f} s: every file byte-identical = {same}; latest checkpoint after "
+        f"restore = {fresh.latest_checkpoint().name if fresh.latest_checkpoint() else None}."
+    )
     if not same:
         raise RuntimeError("the restored session differs from the original")

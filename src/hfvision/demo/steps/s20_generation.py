@@ -50,15 +50,19 @@ def _run(ctx) -> None:
     kwargs = dict(num_inference_steps=4, guidance_scale=6.0, height=64, width=64, output_type="np")
 
     start = time.perf_counter()
-    ours = pipe("a photo of {token} {class}", num_images_per_prompt=3, generator=torch.Generator().manual_seed(0),
-                **kwargs).images  # fmt: skip
+    ours = pipe(
+        "a photo of {token} {class}", num_images_per_prompt=3, generator=torch.Generator().manual_seed(0), **kwargs
+    ).images
     seconds = time.perf_counter() - start
-    theirs = reference("a photo of sks dog", num_images_per_prompt=3, generator=torch.Generator().manual_seed(0),
-                       **kwargs).images  # fmt: skip
+    theirs = reference(
+        "a photo of sks dog", num_images_per_prompt=3, generator=torch.Generator().manual_seed(0), **kwargs
+    ).images
     diff = float(np.abs(ours - theirs).max())
-    sec.text(f"DreamBoothPipeline(instance_token='sks', class_noun='dog') expanded 'a photo of {{token}} {{class}}' "
-             f"and generated 3 images ({seconds:.2f} s); diffusers' StableDiffusionPipeline on the same components "
-             f"and seed: max |pixel diff| = {diff:.2g}.")  # fmt: skip
+    sec.text(
+        f"DreamBoothPipeline(instance_token='sks', class_noun='dog') expanded 'a photo of {{token}} {{class}}' "
+        f"and generated 3 images ({seconds:.2f} s); diffusers' StableDiffusionPipeline on the same components "
+        f"and seed: max |pixel diff| = {diff:.2g}."
+    )
     sec.image(
         _save(ours, ctx.path("generation/dreambooth.png")),
         "DreamBoothPipeline, 3 images per prompt (tiny random weights)",
@@ -79,22 +83,29 @@ def _run(ctx) -> None:
     controlled = DreamBoothPipeline.from_components(pipe, controlnet=controlnet)
     controlled.set_progress_bar_config(disable=True)
     cn_kwargs = {k: v for k, v in kwargs.items() if k not in ("height", "width")}
-    with_cn = controlled("a photo of {token} {class}", control_image=edges, generator=torch.Generator().manual_seed(0),
-                         **cn_kwargs).images  # fmt: skip
-    diffusers_cn = StableDiffusionControlNetPipeline(**reference.components, controlnet=controlnet,
-                                                     requires_safety_checker=False)  # fmt: skip
+    with_cn = controlled(
+        "a photo of {token} {class}", control_image=edges, generator=torch.Generator().manual_seed(0), **cn_kwargs
+    ).images
+    diffusers_cn = StableDiffusionControlNetPipeline(
+        **reference.components, controlnet=controlnet, requires_safety_checker=False
+    )
     diffusers_cn.set_progress_bar_config(disable=True)
-    expected = diffusers_cn("a photo of sks dog", image=edges, generator=torch.Generator().manual_seed(0),
-                            **cn_kwargs).images  # fmt: skip
+    expected = diffusers_cn(
+        "a photo of sks dog", image=edges, generator=torch.Generator().manual_seed(0), **cn_kwargs
+    ).images
     cn_diff = float(np.abs(with_cn - expected).max())
     photo.save(ctx.path("generation/photo.png"))
     edges.resize((256, 256), Image.NEAREST).save(ctx.path("generation/canny.png"))
     sec.image(ctx.path("generation/photo.png"), "input photo (64 px)")
     sec.image(ctx.path("generation/canny.png"), "canny_image(photo): the ControlNet condition")
-    sec.image(_save(np.concatenate([ours[:1], with_cn]), ctx.path("generation/controlnet.png")),
-              "same seed without / with the ControlNet")  # fmt: skip
-    sec.text(f"ControlNet run vs diffusers' StableDiffusionControlNetPipeline: max |pixel diff| = {cn_diff:.2g}; "
-             f"change caused by the condition: {float(np.abs(with_cn - ours[:1]).max()):.3f}.")  # fmt: skip
+    sec.image(
+        _save(np.concatenate([ours[:1], with_cn]), ctx.path("generation/controlnet.png")),
+        "same seed without / with the ControlNet",
+    )
+    sec.text(
+        f"ControlNet run vs diffusers' StableDiffusionControlNetPipeline: max |pixel diff| = {cn_diff:.2g}; "
+        f"change caused by the condition: {float(np.abs(with_cn - ours[:1]).max()):.3f}."
+    )
     try:
         DreamBoothPipeline.from_components(pipe, controlnet=t.tiny_controlnet("sdxl"))
         refused = "NOT refused (bug)"
@@ -104,9 +115,19 @@ def _run(ctx) -> None:
     if cn_diff > 1e-5:
         raise RuntimeError(f"ControlNet generation differs from diffusers by {cn_diff}")
 
-    rows = [{"key": m.key, "family": m.family, "native px": m.resolution, "train px": ", ".join(map(str, m.training_resolutions)),
-             "prediction": m.prediction_type, "repo": m.repo_id, "revision": m.revision[:12],
-             "ControlNets": ", ".join(list_controlnets(m.key))} for m in BASE_MODELS.values()]  # fmt: skip
+    rows = [
+        {
+            "key": m.key,
+            "family": m.family,
+            "native px": m.resolution,
+            "train px": ", ".join(map(str, m.training_resolutions)),
+            "prediction": m.prediction_type,
+            "repo": m.repo_id,
+            "revision": m.revision[:12],
+            "ControlNets": ", ".join(list_controlnets(m.key)),
+        }
+        for m in BASE_MODELS.values()
+    ]
     sec.table(rows, "Base-model registry (revisions: see hfvision/models/registry.py for their provenance)")
 
     # Save as a DreamBooth model and reload it: the config remembers the subject, the code ships with the weights.
@@ -116,6 +137,8 @@ def _run(ctx) -> None:
     shipped = sorted(p.name for p in out.glob("*.py"))
     if type(again) is not DreamBoothPipeline:
         raise RuntimeError(f"load_pipeline returned {type(again).__name__} for a saved DreamBoothPipeline")
-    sec.text(f"save_pretrained wrote {shipped} next to the weights; load_pipeline gave {type(again).__name__} with "
-             f"instance_token={again.instance_token!r}, class_noun={again.class_noun!r}, family={again.config.family!r}. "
-             "Elsewhere: DiffusionPipeline.from_pretrained(repo, custom_pipeline='dreambooth', trust_remote_code=True).")  # fmt: skip
+    sec.text(
+        f"save_pretrained wrote {shipped} next to the weights; load_pipeline gave {type(again).__name__} with "
+        f"instance_token={again.instance_token!r}, class_noun={again.class_noun!r}, family={again.config.family!r}. "
+        "Elsewhere: DiffusionPipeline.from_pretrained(repo, custom_pipeline='dreambooth', trust_remote_code=True)."
+    )

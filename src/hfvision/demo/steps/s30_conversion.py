@@ -32,12 +32,16 @@ def run(ctx) -> None:
     for key in keys:
         prefix = ".".join(key.split(".")[:2]) if key.startswith("model.") else key.split(".")[0]
         prefixes[prefix] = prefixes.get(prefix, 0) + 1
-    sec.text(f"Wrote {path.name} ({path.stat().st_size / 1e6:.2f} MB, {len(keys)} tensors) in {to_seconds:.2f} s; "
-             f"detected family {family!r}, prediction type {prediction_type!r}; header trigger phrase "
-             f"{meta.get('modelspec.trigger_phrase')!r}, architecture {meta.get('modelspec.architecture')!r}.")  # fmt: skip
+    sec.text(
+        f"Wrote {path.name} ({path.stat().st_size / 1e6:.2f} MB, {len(keys)} tensors) in {to_seconds:.2f} s; "
+        f"detected family {family!r}, prediction type {prediction_type!r}; header trigger phrase "
+        f"{meta.get('modelspec.trigger_phrase')!r}, architecture {meta.get('modelspec.architecture')!r}."
+    )
     sec.table([{"original prefix": p, "tensors": n} for p, n in sorted(prefixes.items())], "Keys by original prefix")
-    sec.table([{"example original key": k} for k in keys if ".mid.attn_1.q." in k or "input_blocks.1.1.proj_in" in k],
-              "Examples (VAE attention as 1x1 convs, UNet SpatialTransformer)")  # fmt: skip
+    sec.table(
+        [{"example original key": k} for k in keys if ".mid.attn_1.q." in k or "input_blocks.1.1.proj_in" in k],
+        "Examples (VAE attention as 1x1 convs, UNet SpatialTransformer)",
+    )
 
     start = time.perf_counter()
     loaded = from_single_file(path)
@@ -45,10 +49,20 @@ def run(ctx) -> None:
     original = DiffusionPipeline.from_pretrained(model_dir)
     rows = []
     for name, result in compare_pipelines(original, loaded).items():
-        rows.append({"component": name, "tensors": result.num_tensors, "missing": len(result.missing),
-                     "unexpected": len(result.unexpected), "max |diff|": result.max_abs_diff})  # fmt: skip
-    sec.table(rows, f"diffusers -> single file ({to_seconds:.2f} s) -> diffusers via diffusers' from_single_file "
-                    f"with the configs stored in the header, offline ({from_seconds:.2f} s)")  # fmt: skip
+        rows.append(
+            {
+                "component": name,
+                "tensors": result.num_tensors,
+                "missing": len(result.missing),
+                "unexpected": len(result.unexpected),
+                "max |diff|": result.max_abs_diff,
+            }
+        )
+    sec.table(
+        rows,
+        f"diffusers -> single file ({to_seconds:.2f} s) -> diffusers via diffusers' from_single_file "
+        f"with the configs stored in the header, offline ({from_seconds:.2f} s)",
+    )
 
     images = []
     threads = torch.get_num_threads()
@@ -61,8 +75,9 @@ def run(ctx) -> None:
                     for tensor in [*module.parameters(), *module.buffers()]:
                         tensor.data = tensor.data.clone()
             generator = torch.Generator().manual_seed(0)
-            out = pipe("a photo of sks dog", num_inference_steps=4, height=64, width=64, output_type="np",
-                       generator=generator)  # fmt: skip
+            out = pipe(
+                "a photo of sks dog", num_inference_steps=4, height=64, width=64, output_type="np", generator=generator
+            )
             images.append(out.images[0])
     finally:
         torch.set_num_threads(threads)
@@ -71,7 +86,9 @@ def run(ctx) -> None:
         png = ctx.path(f"conversion/{label}.png")
         Image.fromarray((image * 255).round().astype("uint8")).save(png)
         sec.image(png, f"{label} pipeline, seed 0")
-    sec.text(f"Same seed, same prompt: images identical = {identical} "
-             f"(max pixel diff {float(np.abs(images[0] - images[1]).max())}).")  # fmt: skip
+    sec.text(
+        f"Same seed, same prompt: images identical = {identical} "
+        f"(max pixel diff {float(np.abs(images[0] - images[1]).max())})."
+    )
     if not identical or not all(r["missing"] == r["unexpected"] == 0 and r["max |diff|"] == 0 for r in rows):
         raise RuntimeError("single-file round trip changed the model")

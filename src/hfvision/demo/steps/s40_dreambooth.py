@@ -33,13 +33,29 @@ def run(ctx) -> None:
     out = ctx.output_dir / "dreambooth"
     shutil.rmtree(out, ignore_errors=True)
     config = DreamBoothConfig(
-        pretrained_model_name_or_path=str(base), instance_data_dir=str(photos), instance_prompt="a photo of {token} person",
-        with_prior_preservation=True, class_prompt="a photo of a person", num_class_images=2, class_inference_steps=2,
-        class_data_dir=str(ctx.work_dir / "s40" / "class_images"), resolution=64, train_batch_size=2,
-        max_train_steps=4, learning_rate=1e-3, train_text_encoder=True, text_encoder_steps=2, checkpointing_steps=2,
-        validation_prompt=["a photo of {token} person on the moon"], validation_steps=2, num_validation_images=2,
-        validation_inference_steps=4, report_to="none", output_dir=str(out), seed=0,
-    )  # fmt: skip
+        pretrained_model_name_or_path=str(base),
+        instance_data_dir=str(photos),
+        instance_prompt="a photo of {token} person",
+        with_prior_preservation=True,
+        class_prompt="a photo of a person",
+        num_class_images=2,
+        class_inference_steps=2,
+        class_data_dir=str(ctx.work_dir / "s40" / "class_images"),
+        resolution=64,
+        train_batch_size=2,
+        max_train_steps=4,
+        learning_rate=1e-3,
+        train_text_encoder=True,
+        text_encoder_steps=2,
+        checkpointing_steps=2,
+        validation_prompt=["a photo of {token} person on the moon"],
+        validation_steps=2,
+        num_validation_images=2,
+        validation_inference_steps=4,
+        report_to="none",
+        output_dir=str(out),
+        seed=0,
+    )
     sec.text(
         f"Base: tiny random SD1 ({base}); 2 instance photos + 2 generated class images per step at 64 px; "
         "UNet and text encoder trained, the text encoder frozen and dropped from the optimizer after step 2."
@@ -68,8 +84,9 @@ def run(ctx) -> None:
         sec.image(copy, "generated class image")
 
     # resume: a second trainer continues from checkpoint-2 and must reach the same weights
-    again = DreamBoothConfig(**{**config.to_dict(), "output_dir": str(ctx.work_dir / "s40" / "resumed"),
-                                "validation_prompt": None})  # fmt: skip
+    again = DreamBoothConfig(
+        **{**config.to_dict(), "output_dir": str(ctx.work_dir / "s40" / "resumed"), "validation_prompt": None}
+    )
     (ctx.work_dir / "s40" / "resumed").mkdir(parents=True)
     shutil.copytree(out / "checkpoint-2", ctx.work_dir / "s40" / "resumed" / "checkpoint-2")
     _reset_accelerate()
@@ -85,9 +102,12 @@ def run(ctx) -> None:
     same = all(torch.equal(a[k], b[k]) for k in a)
     files = sorted(p.name for p in out.iterdir())
     sec.table(
-        [{"output": ", ".join(files)}, {"output": f"final loss {result.final_loss:.4f} after {result.global_step} steps"},
-         {"output": f"resumed from checkpoint-2 in a new trainer: final UNet bit-identical = {same}"}],
+        [
+            {"output": ", ".join(files)},
+            {"output": f"final loss {result.final_loss:.4f} after {result.global_step} steps"},
+            {"output": f"resumed from checkpoint-2 in a new trainer: final UNet bit-identical = {same}"},
+        ],
         "Output folder (a stock diffusers StableDiffusionPipeline + training_config.yaml + model card)",
-    )  # fmt: skip
+    )
     if not same:
         raise RuntimeError("resuming from checkpoint-2 did not reproduce the uninterrupted run")

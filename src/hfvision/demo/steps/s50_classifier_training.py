@@ -60,25 +60,43 @@ def run(ctx) -> None:
     report = trainer.report
 
     epochs = [
-        {"epoch": int(h["epoch"]), "eval loss": round(h["eval_loss"], 4), "eval accuracy": h["eval_accuracy"],
-         "eval macro F1": round(h["eval_f1_macro"], 4)}
-        for h in trainer.state.log_history if "eval_accuracy" in h
-    ]  # fmt: skip
+        {
+            "epoch": int(h["epoch"]),
+            "eval loss": round(h["eval_loss"], 4),
+            "eval accuracy": h["eval_accuracy"],
+            "eval macro F1": round(h["eval_f1_macro"], 4),
+        }
+        for h in trainer.state.log_history
+        if "eval_accuracy" in h
+    ]
     sec.table(epochs, f"Validation after each epoch ({trainer.state.global_step} steps, {train_seconds:.1f} s)")
     rows = [
-        {"label": name, "precision": round(s["precision"], 4), "recall": round(s["recall"], 4),
-         "F1": round(s["f1"], 4), "support": s["support"]}
+        {
+            "label": name,
+            "precision": round(s["precision"], 4),
+            "recall": round(s["recall"], 4),
+            "F1": round(s["f1"], 4),
+            "support": s["support"],
+        }
         for name, s in report["per_class"].items()
-    ]  # fmt: skip
-    rows.append({"label": "(overall)", "precision": round(report["precision_macro"], 4),
-                 "recall": round(report["recall_macro"], 4), "F1": round(report["f1_macro"], 4),
-                 "support": report["num_samples"]})  # fmt: skip
+    ]
+    rows.append(
+        {
+            "label": "(overall)",
+            "precision": round(report["precision_macro"], 4),
+            "recall": round(report["recall_macro"], 4),
+            "F1": round(report["f1_macro"], 4),
+            "support": report["num_samples"],
+        }
+    )
     sec.table(rows, f"metrics.json: accuracy {report['accuracy']:.4f} on {report['num_samples']} validation images")
     sec.table(
-        [{"group": g, "images": s["num_samples"], "accuracy": round(s["accuracy"], 4)}
-         for g, s in report["per_group"].items()],
+        [
+            {"group": g, "images": s["num_samples"], "accuracy": round(s["accuracy"], 4)}
+            for g, s in report["per_group"].items()
+        ],
         "Per-group report (from the dataset's group column)",
-    )  # fmt: skip
+    )
     png = ctx.path("s50/confusion_matrix.png")
     shutil.copyfile(out / "confusion_matrix.png", png)
     sec.image(png, "confusion_matrix.png written next to the model")
@@ -94,8 +112,14 @@ def run(ctx) -> None:
         images = [trainer.data.validation[i][trainer.data.image_column]["path"] for i in (0, 1)]
         predictions = classifier(images)
         sec.table(
-            [{"image": path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1], "top label": p[0]["label"],
-              "score": round(p[0]["score"], 4)} for path, p in zip(images, predictions)],
+            [
+                {
+                    "image": path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1],
+                    "top label": p[0]["label"],
+                    "score": round(p[0]["score"], 4),
+                }
+                for path, p in zip(images, predictions)
+            ],
             f"Pushed to the local Hub as {trainer.hub_model_id} and loaded back with hfvision.pipeline("
             f"'gender-classification') ({type(classifier).__name__}, {time.perf_counter() - start:.2f} s)",
-        )  # fmt: skip
+        )

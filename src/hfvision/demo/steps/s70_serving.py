@@ -40,10 +40,18 @@ def _throughput(pipe, payloads) -> list[dict]:
             result = asyncio.run(run_load(server.url, payloads, 32, seconds=2.0))
         sizes = app.state.metrics.batch_size
         calls = sizes.count()
-        rows.append({"batching": label, "clients": 32, "requests": result.count, "errors": result.errors,
-                     "req/s": round(result.throughput, 1), "p50 ms": round(result.percentile(50), 1),
-                     "p99 ms": round(result.percentile(99), 1),
-                     "mean batch": round(app.state.metrics.requests.value(code="200") / max(calls, 1), 1)})  # fmt: skip
+        rows.append(
+            {
+                "batching": label,
+                "clients": 32,
+                "requests": result.count,
+                "errors": result.errors,
+                "req/s": round(result.throughput, 1),
+                "p50 ms": round(result.percentile(50), 1),
+                "p99 ms": round(result.percentile(99), 1),
+                "mean batch": round(app.state.metrics.requests.value(code="200") / max(calls, 1), 1),
+            }
+        )
     return rows
 
 
@@ -60,14 +68,31 @@ def _ui_screenshot(ctx, sd_dir, vit_dir) -> str | None:
     with socket.socket() as sock:  # a free loopback port
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = UIConfig(model=str(sd_dir), classifier=str(vit_dir), port=port, steps=2, size=64,
-                      output_dir=str(ctx.work_dir / "ui-out"))  # fmt: skip
+    config = UIConfig(
+        model=str(sd_dir),
+        classifier=str(vit_dir),
+        port=port,
+        steps=2,
+        size=64,
+        output_dir=str(ctx.work_dir / "ui-out"),
+    )
     demo = launch(config)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])  # fmt: skip
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                headless=True,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(90_000)
             page.goto(demo.local_url)
@@ -109,13 +134,18 @@ def run(ctx) -> None:
         got = client.image_classification(astronaut)
         seconds = time.perf_counter() - start
         exposition = httpx.get(server.url + "/metrics").text
-    metrics = [line for line in exposition.splitlines()
-               if line.startswith(("hfvision_requests_total", "hfvision_batch_size_count"))]  # fmt: skip
+    metrics = [
+        line
+        for line in exposition.splitlines()
+        if line.startswith(("hfvision_requests_total", "hfvision_batch_size_count"))
+    ]
     direct = pipe(t.sample_image("astronaut"))
     same = [(e.label, e.score) for e in got] == [(r["label"], r["score"]) for r in direct]
-    sec.text(f"hfvision serve (gender-classification, tiny ViT) on {server.url}; "
-             f"InferenceClient(base_url=...).image_classification(astronaut PNG) in {seconds * 1000:.0f} ms; "
-             f"equal to calling the pipeline directly: {same}")  # fmt: skip
+    sec.text(
+        f"hfvision serve (gender-classification, tiny ViT) on {server.url}; "
+        f"InferenceClient(base_url=...).image_classification(astronaut PNG) in {seconds * 1000:.0f} ms; "
+        f"equal to calling the pipeline directly: {same}"
+    )
     sec.table([{"label": e.label, "score": round(e.score, 4)} for e in got], "InferenceClient result (random model)")
     sec.text("GET /metrics (excerpt): " + " | ".join(metrics))
     if not same:
@@ -129,8 +159,10 @@ def run(ctx) -> None:
         payloads.append(buffer.getvalue())
     rows = _throughput(pipe, payloads)
     torch.set_num_threads(threads)
-    sec.table(rows, "Tiny ViT, 32 concurrent clients, 2 s each (numbers depend on this machine's load; "
-                    "see benchmarks/serving.py)")  # fmt: skip
+    sec.table(
+        rows,
+        "Tiny ViT, 32 concurrent clients, 2 s each (numbers depend on this machine's load; see benchmarks/serving.py)",
+    )
     if any(r["errors"] for r in rows):
         raise RuntimeError("requests failed under load")
 
@@ -141,6 +173,9 @@ def run(ctx) -> None:
     if skipped:
         sec.text(f"Web UI screenshot {skipped}.")
     else:
-        sec.image(ctx.path("serving/ui-generate.png"), f"hfvision ui: Generate tab after one 2-step generation with "
-                  f"the tiny SD1 pipeline ({time.perf_counter() - start:.1f} s incl. starting Gradio and Chromium)")  # fmt: skip
+        sec.image(
+            ctx.path("serving/ui-generate.png"),
+            f"hfvision ui: Generate tab after one 2-step generation with "
+            f"the tiny SD1 pipeline ({time.perf_counter() - start:.1f} s incl. starting Gradio and Chromium)",
+        )
     shutil.rmtree(ctx.work_dir / "ui-out", ignore_errors=True)

@@ -60,9 +60,16 @@ class ClassificationData:
         train = self.train.align_labels_with_mapping(label2id, self.label_column)
         validation = self.validation.align_labels_with_mapping(label2id, self.label_column)
         return ClassificationData(
-            train, validation, order, self.image_column, self.label_column, self.group_column,
-            self.source, self.hub_dataset, self.skipped,
-        )  # fmt: skip
+            train,
+            validation,
+            order,
+            self.image_column,
+            self.label_column,
+            self.group_column,
+            self.source,
+            self.hub_dataset,
+            self.skipped,
+        )
 
 
 def load_classification_data(
@@ -211,9 +218,10 @@ def scan_imagefolder(root: str | os.PathLike) -> dict[str, dict[str, int]]:
     if not top:
         loose = n_images(root)
         raise ValueError(
-            f"{root} has no class subfolders" + (f" ({loose} images lie directly in it)" if loose else "")
+            f"{root} has no class subfolders"
+            + (f" ({loose} images lie directly in it)" if loose else "")
             + "; arrange images as <root>/<class name>/<image> with one folder per class"
-        )  # fmt: skip
+        )
     is_split_layout = all(d.name.lower() in SPLIT_DIR_NAMES for d in top)
     layout = {d.name: subdirs(d) for d in top} if is_split_layout else {"train": top}
     result = {}
@@ -297,8 +305,10 @@ def _drop_unreadable(ds, column: str, split: str, strict: bool):
                 load_image(read_image_source(value))
             except (ImageLoadError, ValueError) as err:
                 if strict:
-                    raise ValueError(f"unreadable image {name}: {getattr(err, 'reason', err)}; fix or remove it "
-                                     "(or pass bad_images='skip')") from err  # fmt: skip
+                    raise ValueError(
+                        f"unreadable image {name}: {getattr(err, 'reason', err)}; fix or remove it "
+                        "(or pass bad_images='skip')"
+                    ) from err
                 bad_rows.append(start + offset)
                 bad.append((name, getattr(err, "reason", str(err))))
     if not bad_rows:
@@ -350,6 +360,11 @@ def _stratified_split(ds, column, labels, size, seed, source):
             f"at least one image per class ({len(labels)}) on each side; change validation_size or add images"
         )
     parts = ds.train_test_split(test_size=test_size, stratify_by_column=column, seed=seed)
-    logger.info("split %s: %d train / %d validation (stratified, seed %d)", source, len(parts["train"]),
-                len(parts["test"]), seed)  # fmt: skip
+    logger.info(
+        "split %s: %d train / %d validation (stratified, seed %d)",
+        source,
+        len(parts["train"]),
+        len(parts["test"]),
+        seed,
+    )
     return parts["train"], parts["test"]

@@ -170,8 +170,9 @@ def render_confusion_matrix(matrix: list[list[int]], labels: list[str]):
             fraction = matrix[i][j] / total if total else 0.0
             draw.rectangle(box, fill=cell_colour(fraction), outline=(160, 160, 160))
             text_colour = "white" if fraction > 0.5 else "black"
-            draw.text((box[0] + CELL // 2, box[1] + CELL // 2), str(matrix[i][j]), fill=text_colour, font=font,
-                      anchor="mm")  # fmt: skip
+            draw.text(
+                (box[0] + CELL // 2, box[1] + CELL // 2), str(matrix[i][j]), fill=text_colour, font=font, anchor="mm"
+            )
     accuracy = sum(matrix[i][i] for i in range(n)) / max(1, sum(map(sum, matrix)))
     draw.text((MARGIN_LEFT, MARGIN_TOP + n * CELL + 12), f"accuracy {accuracy:.3f}", fill="black", font=font)
     return image

@@ -167,13 +167,22 @@ def _metrics_section(info: CardInfo) -> list[str]:
     for name, s in r["per_class"].items():
         text.append(f"| {name} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |")
     matrix = r["confusion_matrix"]["matrix"]
-    text += ["", "Confusion matrix (rows: true label, columns: predicted):", "", "| | " + " | ".join(info.labels) + " |",
-             "|---" * (len(info.labels) + 1) + "|"]  # fmt: skip
+    text += [
+        "",
+        "Confusion matrix (rows: true label, columns: predicted):",
+        "",
+        "| | " + " | ".join(info.labels) + " |",
+        "|---" * (len(info.labels) + 1) + "|",
+    ]
     text += [f"| **{name}** | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(info.labels, matrix)]
     text += ["", "![confusion matrix](confusion_matrix.png)", ""]
     if "per_group" in r:
-        text += ["Per group (from the dataset's group column):", "", "| group | images | accuracy | macro F1 |",
-                 "|---|---|---|---|"]  # fmt: skip
+        text += [
+            "Per group (from the dataset's group column):",
+            "",
+            "| group | images | accuracy | macro F1 |",
+            "|---|---|---|---|",
+        ]
         for group, g in r["per_group"].items():
             text.append(f"| {group} | {g['num_samples']} | {g['accuracy']:.4f} | {g['f1_macro']:.4f} |")
         text += ["", f"Largest accuracy gap between groups: {_pct(r['group_accuracy_gap'])}.", ""]

@@ -110,8 +110,12 @@ def load_classifier(
         shown = ", ".join(base_labels[:6]) + (", ..." if len(base_labels) > 6 else "")
         logger.info(
             "labels [%s] differ from %s's head (%d labels: %s): the classifier head is re-initialised for %d labels",
-            ", ".join(ordered), model_name_or_path, len(base_labels), shown or "none", len(ordered),
-        )  # fmt: skip
+            ", ".join(ordered),
+            model_name_or_path,
+            len(base_labels),
+            shown or "none",
+            len(ordered),
+        )
         if len(base_labels) == len(ordered):  # same shape: from_pretrained kept the old head, reset it explicitly
             with torch.no_grad():
                 for module in head_modules(model).values():
@@ -157,8 +161,10 @@ def head_modules(model) -> dict[str, Any]:
     names = spec.head_modules if spec else ("classifier", "head", "fc")
     found = {name: named[name] for name in names if name in named}
     if not found:
-        raise ValueError(f"cannot find the classifier head of {type(model).__name__} (looked for modules named "
-                         f"{', '.join(names)}); it needs one to be fine-tuned here")  # fmt: skip
+        raise ValueError(
+            f"cannot find the classifier head of {type(model).__name__} (looked for modules named "
+            f"{', '.join(names)}); it needs one to be fine-tuned here"
+        )
     return dict(list(found.items())[:1]) if not spec else found
 
 
@@ -185,8 +191,12 @@ def architecture_spec(model) -> ArchitectureSpec:
             if found:
                 break
         targets = tuple(sorted(found))
-        logger.info("no LoRA table entry for %s: adapting every %s layer outside the head (%s)",
-                    type(model).__name__, kind.__name__, ", ".join(targets))  # fmt: skip
+        logger.info(
+            "no LoRA table entry for %s: adapting every %s layer outside the head (%s)",
+            type(model).__name__,
+            kind.__name__,
+            ", ".join(targets),
+        )
     return ArchitectureSpec(targets, heads)
 
 
@@ -205,8 +215,15 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_mo
     )
     peft_model = get_peft_model(model, config)
     trainable, total = peft_model.get_nb_trainable_parameters()
-    logger.info("LoRA on %s (r=%d), head %s trained in full: %d of %d parameters trainable (%.2f%%)",
-                ", ".join(targets), r, ", ".join(spec.head_modules), trainable, total, 100 * trainable / total)  # fmt: skip
+    logger.info(
+        "LoRA on %s (r=%d), head %s trained in full: %d of %d parameters trainable (%.2f%%)",
+        ", ".join(targets),
+        r,
+        ", ".join(spec.head_modules),
+        trainable,
+        total,
+        100 * trainable / total,
+    )
     return peft_model
 
 
@@ -220,10 +237,12 @@ def frozen_batch_norms(peft_model) -> list:
 
     trained = [name for name, m in peft_model.named_modules() if type(m).__name__ == "ModulesToSaveWrapper"]
     norms = [
-        m for name, m in peft_model.named_modules()
+        m
+        for name, m in peft_model.named_modules()
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(name.startswith(t) for t in trained)
-    ]  # fmt: skip
+    ]
     if norms:
-        logger.info("LoRA: keeping the running statistics of %d BatchNorm layers frozen (part of the base model)",
-                    len(norms))  # fmt: skip
+        logger.info(
+            "LoRA: keeping the running statistics of %d BatchNorm layers frozen (part of the base model)", len(norms)
+        )
     return norms

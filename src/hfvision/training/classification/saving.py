@@ -32,10 +32,24 @@ RUN_FILE = "hfvision_run.json"
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "_*", ".*", "*.bin", "*.pt", "*.pth", "trainer_state.json", RUN_FILE]
 #: The options that make a different run (changing the others, e.g. num_train_epochs, may continue the same run).
 RUN_IDENTITY_FIELDS = (
-    "model_name_or_path", "model_revision", "data", "data_revision", "task", "train_split", "validation_split",
-    "validation_size", "image_column", "label_column", "max_train_samples", "lora", "lora_r", "lora_alpha",
-    "lora_target_modules", "seed", "data_seed",
-)  # fmt: skip
+    "model_name_or_path",
+    "model_revision",
+    "data",
+    "data_revision",
+    "task",
+    "train_split",
+    "validation_split",
+    "validation_size",
+    "image_column",
+    "label_column",
+    "max_train_samples",
+    "lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_target_modules",
+    "seed",
+    "data_seed",
+)
 #: What in an output directory is a run's work: a saved model (or adapter) and Trainer checkpoints.
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
 
@@ -52,9 +66,10 @@ def pipeline_class_for_task(task: str):
     register_pipelines()
     entry = PIPELINE_REGISTRY.supported_tasks.get(task)
     image_tasks = sorted(
-        t for t, e in PIPELINE_REGISTRY.supported_tasks.items() if e.get("type") in ("image", "multimodal")
-        and "classification" in t
-    )  # fmt: skip
+        t
+        for t, e in PIPELINE_REGISTRY.supported_tasks.items()
+        if e.get("type") in ("image", "multimodal") and "classification" in t
+    )
     if entry is None:
         raise ValueError(f"task={task!r} is not a registered pipeline task; use one of {', '.join(image_tasks)}")
     from transformers import AutoModelForImageClassification
@@ -196,8 +211,9 @@ def resolve_resume_checkpoint(config, identity: dict[str, Any], requested: str |
     if requested is not True:
         recorded = read_run_file(requested)
         if recorded is not None and recorded.get("run_id") != identity["run_id"]:
-            logger.warning("resuming %s, written by a run with other options: %s", requested,
-                           _differences(recorded, identity))  # fmt: skip
+            logger.warning(
+                "resuming %s, written by a run with other options: %s", requested, _differences(recorded, identity)
+            )
         return requested
     found = checkpoints(config.output_dir)
     if not found:
@@ -221,6 +237,7 @@ def remove_checkpoints(output_dir: str | os.PathLike) -> list[str]:
         shutil.rmtree(checkpoint)
         removed.append(checkpoint.name)
     if removed:
-        logger.warning("overwrite_output_dir: removed %d checkpoint(s) of the replaced run: %s", len(removed),
-                       ", ".join(removed))  # fmt: skip
+        logger.warning(
+            "overwrite_output_dir: removed %d checkpoint(s) of the replaced run: %s", len(removed), ", ".join(removed)
+        )
     return removed

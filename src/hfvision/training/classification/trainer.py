@@ -69,8 +69,10 @@ class ImageClassificationTrainer(Trainer):
     def __init__(self, args: ImageClassificationConfig, data: ClassificationData | None = None, **trainer_kwargs):
         clashing = [k for k in _OWN_ARGUMENTS if k in trainer_kwargs]
         if clashing:
-            raise TypeError(f"ImageClassificationTrainer builds {', '.join(clashing)} from its config; use "
-                            "transformers.Trainer to pass your own")  # fmt: skip
+            raise TypeError(
+                f"ImageClassificationTrainer builds {', '.join(clashing)} from its config; use "
+                "transformers.Trainer to pass your own"
+            )
         if not isinstance(args, ImageClassificationConfig):
             raise TypeError(f"args must be an ImageClassificationConfig, got {type(args).__name__}")
         # 1. Check the task and the output directory first: fail before minutes of loading and training
@@ -142,8 +144,9 @@ class ImageClassificationTrainer(Trainer):
             resume_from_checkpoint = True if value.lower() in ("latest", "last", "true", "1", "yes") else value
         if resume_from_checkpoint:
             resume_from_checkpoint = resolve_resume_checkpoint(self.args, self.run_identity, resume_from_checkpoint)
-            logger.info("resuming from %s", "the last checkpoint" if resume_from_checkpoint is True
-                        else resume_from_checkpoint)  # fmt: skip
+            logger.info(
+                "resuming from %s", "the last checkpoint" if resume_from_checkpoint is True else resume_from_checkpoint
+            )
         elif self.args.overwrite_output_dir and self.is_world_process_zero():
             remove_checkpoints(self.args.output_dir)
         if self.args.should_save:  # the output directory records which run it belongs to
@@ -208,8 +211,12 @@ class ImageClassificationTrainer(Trainer):
         if not self.is_world_process_zero():  # predict() is collective; only the main process writes
             return report
         save_report(report, out_dir or self.args.output_dir)
-        logger.info("validation accuracy %.4f, macro F1 %.4f (%d images)", report["accuracy"], report["f1_macro"],
-                    report["num_samples"])  # fmt: skip
+        logger.info(
+            "validation accuracy %.4f, macro F1 %.4f (%d images)",
+            report["accuracy"],
+            report["f1_macro"],
+            report["num_samples"],
+        )
         return report
 
     def final_model(self):
