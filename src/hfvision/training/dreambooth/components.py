@@ -202,6 +202,9 @@ def _resolve_hub(name: str, revision: str | None) -> BaseModel:
 
 
 def _check_prediction(base: BaseModel) -> None:
+    if base.family is not None and FAMILIES[base.family].flow:
+        base.prediction_type = None  # flow matching: the velocity (the registry says "flow_matching")
+        return
     if base.prediction_type is not None and base.prediction_type not in PREDICTION_TYPES:
         raise ValueError(
             f"base model {base.name!r} predicts {base.prediction_type!r}; the trainer supports {PREDICTION_TYPES}"

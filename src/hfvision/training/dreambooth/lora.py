@@ -106,12 +106,14 @@ def modelspec_family(family: str, text_encoder=None) -> str:
     return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
 
 
-def lora_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter weights of ``model`` with diffusers' key names."""
+def lora_layers(model: torch.nn.Module, peft_keys: bool = False) -> dict[str, torch.Tensor]:
+    """The adapter weights of ``model`` with diffusers' key names (PEFT's ``lora_A``/``lora_B`` names, as diffusers
+    writes them for transformers, with ``peft_keys=True``)."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+    state_dict = get_peft_model_state_dict(model)
+    return state_dict if peft_keys else convert_state_dict_to_diffusers(state_dict)
 
 
 def lora_metadata(model: torch.nn.Module) -> dict:
@@ -153,7 +155,11 @@ def save_lora(
     from .components import FAMILIES, pipeline_class
 
     denoiser = FAMILIES[family].denoiser
-    kwargs = {f"{denoiser}_lora_layers": lora_layers(unet), f"{denoiser}_lora_adapter_metadata": lora_metadata(unet)}
+    flow = FAMILIES[family].flow
+    kwargs = {
+        f"{denoiser}_lora_layers": lora_layers(unet, peft_keys=flow),
+        f"{denoiser}_lora_adapter_metadata": lora_metadata(unet),
+    }
     names = ("text_encoder", "text_encoder_2")
     for name, encoder in zip(names, text_encoders or []):
         kwargs[f"{name}_lora_layers"] = lora_layers(encoder)
