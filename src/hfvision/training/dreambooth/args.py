@@ -1,11 +1,12 @@
 """Command-line parsing for the DreamBooth trainer: one flag per [`DreamBoothConfig`] field, ``--config run.yaml``,
 and the flags of diffusers' DreamBooth scripts that have no option of their own here.
 
-diffusers' ``train_dreambooth.py``, ``train_dreambooth_lora.py`` and ``train_dreambooth_lora_sdxl.py`` command lines
-run unchanged: a flag whose meaning hfvision shares maps to its option (``--offset_noise`` is ``--noise_offset 0.1``),
-a flag that only tunes something hfvision already does is accepted and logged, ``--dataset_name`` is written once to
-an image folder with caption files (see ``hub_dataset.py``), and a flag for a feature the trainer does not have
-(DeepFloyd IF, EDM, Prodigy, ...) is refused in one line that says what to do instead.
+diffusers' ``train_dreambooth.py``, ``train_dreambooth_lora.py``, ``train_dreambooth_lora_sdxl.py`` and the Flux/SD3
+scripts' (``train_dreambooth[_lora]_flux.py``, ``train_dreambooth[_lora]_sd3.py``) command lines run unchanged: a flag
+whose meaning hfvision shares maps to its option (``--offset_noise`` is ``--noise_offset 0.1``), a flag that only tunes
+something hfvision already does is accepted and logged, ``--dataset_name`` is written once to an image folder with
+caption files (see ``hub_dataset.py``), and a flag for a feature the trainer does not have (DeepFloyd IF, EDM, Prodigy,
+...) is refused in one line that says what to do instead.
 
 >>> config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
 ...                                 "--offset_noise"])
@@ -46,6 +47,9 @@ class DiffusersScriptFlags:
         default=False, metadata=_help("Ignored: PyTorch's SDPA attention (the default) is already memory-efficient.")
     )
     set_grads_to_none: bool = field(default=False, metadata=_help("Ignored: gradients are always set to None."))
+    upcast_before_saving: bool = field(
+        default=False, metadata=_help("Ignored (Flux/SD3 LoRA scripts): trained weights are always kept in float32.")
+    )
     validation_scheduler: str | None = field(
         default=None, metadata=_help("Ignored: validation images use the base model's own scheduler.")
     )
