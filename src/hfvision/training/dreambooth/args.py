@@ -85,9 +85,9 @@ class DiffusersScriptFlags:
 
 _UNSUPPORTED = {
     "tokenizer_name": "the base model's own tokenizer is always used; drop the flag",
-    "tokenizer_max_length": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
-    "text_encoder_use_attention_mask": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
-    "class_labels_conditioning": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
+    "tokenizer_max_length": "it is for DeepFloyd IF, which the trainer does not train",
+    "text_encoder_use_attention_mask": "it is for DeepFloyd IF, which the trainer does not train",
+    "class_labels_conditioning": "it is for DeepFloyd IF, which the trainer does not train",
     "validation_images": "it is for DeepFloyd IF upscalers, which the trainer does not train",
     "skip_save_text_encoder": "the saved pipeline always includes its text encoder; drop the flag",
     "do_edm_style_training": "EDM-style training is not implemented; drop the flag",

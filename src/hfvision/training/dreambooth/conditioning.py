@@ -31,8 +31,16 @@ class PromptEncoder:
         max_sequence_length (`int`, *optional*): T5 prompt length (Flux, SD3).
     """
 
-    def __init__(self, family, tokenizers, text_encoders, frozen_encoders, device, cache: bool = False,
-                 max_sequence_length: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        family,
+        tokenizers,
+        text_encoders,
+        frozen_encoders,
+        device,
+        cache: bool = False,
+        max_sequence_length: int | None = None,
+    ):
         self.family, self.tokenizers = family, tokenizers
         self.text_encoders, self.frozen_encoders = text_encoders, frozen_encoders
         self.device, self.cache_enabled = device, cache
@@ -77,8 +85,13 @@ class PromptEncoder:
 
         spec = FAMILIES[self.family]
         unwrapped = [getattr(e, "module", e) for e in encoders]  # the pipeline reads .dtype of its encoders
-        parts = {"scheduler": None, "vae": None, "transformer": None, **dict(zip(spec.text_encoders, unwrapped)),
-                 **dict(zip(spec.tokenizers, self.tokenizers))}  # fmt: skip
+        parts = {
+            "scheduler": None,
+            "vae": None,
+            "transformer": None,
+            **dict(zip(spec.text_encoders, unwrapped)),
+            **dict(zip(spec.tokenizers, self.tokenizers)),
+        }
         pipe = pipeline_class(self.family)(**parts)
         kwargs = dict(device=self.device, max_sequence_length=self.max_sequence_length)
         if self.family == "flux":

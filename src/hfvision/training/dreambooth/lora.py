@@ -1,7 +1,7 @@
 """LoRA (or DoRA) through PEFT: adapters on the UNet attention projections (and optionally the text encoders), saved as
-diffusers' ``pytorch_lora_weights.safetensors`` (Flux/SD3: on the transformer's attention projections) with the adapter config and ModelSpec entries in its header, so
-``pipe.load_lora_weights(folder)`` restores exactly the trained model; optionally also in the kohya/AUTOMATIC1111
-layout (``pytorch_lora_weights_kohya.safetensors``).
+diffusers' ``pytorch_lora_weights.safetensors`` (Flux/SD3: adapters on the transformer's attention projections) with
+the adapter config and ModelSpec entries in its header, so ``pipe.load_lora_weights(folder)`` restores exactly the
+trained model; optionally also in the kohya/AUTOMATIC1111 layout (``pytorch_lora_weights_kohya.safetensors``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ TEXT_ENCODER_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
 # The transformer modules diffusers' train_dreambooth_lora_flux.py / _sd3.py adapt by default (joint attention:
 # the image stream's and the text stream's projections).
 TRANSFORMER_TARGET_MODULES = (
-    "attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0",
-    "attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out",
-)  # fmt: skip
+    "attn.to_k",
+    "attn.to_q",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_k_proj",
+    "attn.add_q_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+)
 
 
 def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_blocks: str | None = None) -> list[str]:

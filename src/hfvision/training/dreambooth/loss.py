@@ -69,8 +69,16 @@ def dreambooth_loss(model_pred, target, num_instance: int, prior_loss_weight: fl
     return loss
 
 
-def flow_matching_prediction(family: str, transformer, latents: torch.Tensor, embeds: torch.Tensor,
-                             pooled: torch.Tensor, scheduler, generator: torch.Generator, options) -> tuple:  # fmt: skip
+def flow_matching_prediction(
+    family: str,
+    transformer,
+    latents: torch.Tensor,
+    embeds: torch.Tensor,
+    pooled: torch.Tensor,
+    scheduler,
+    generator: torch.Generator,
+    options,
+) -> tuple:
     """One flow-matching forward pass (Flux.1 or SD3): draw noise and σ, mix, predict.
 
     Noise is drawn first, then the timesteps, both from ``generator`` (checkpointed, so a resumed run draws the same).
@@ -100,8 +108,16 @@ def flow_matching_prediction(family: str, transformer, latents: torch.Tensor, em
 
     scheme = options.weighting_scheme or "none"
     noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device)
-    timesteps, sigmas = sample_timesteps(scheduler, latents.shape[0], scheme, options.logit_mean, options.logit_std,
-                                         options.mode_scale, generator=generator, device=latents.device)  # fmt: skip
+    timesteps, sigmas = sample_timesteps(
+        scheduler,
+        latents.shape[0],
+        scheme,
+        options.logit_mean,
+        options.logit_std,
+        options.mode_scale,
+        generator=generator,
+        device=latents.device,
+    )
     noisy = noisy_latents(latents, noise, sigmas)
     if family == "flux":
         text_ids = torch.zeros(embeds.shape[1], 3, device=embeds.device, dtype=embeds.dtype)

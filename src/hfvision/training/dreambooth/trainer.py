@@ -54,7 +54,7 @@ class DreamBoothResult:
 
 
 class DreamBoothTrainer(TrainingLoop):
-    """Fine-tune a Stable Diffusion model on a few photos of one subject (full or LoRA, SD 1.x/2.x/XL).
+    """Fine-tune a text-to-image model on a few photos of one subject (full or LoRA; SD 1.x/2.x/XL, Flux.1, SD3).
 
     Args:
         config ([`DreamBoothConfig`]): every option of the run.
@@ -320,9 +320,15 @@ class DreamBoothTrainer(TrainingLoop):
         n = len(trained_encoders)
         self.text_encoders_p, (self.optimizer, self.train_dataloader, self.lr_scheduler) = rest[:n], rest[n:]
         self.text_encoder_active = config.train_text_encoder
-        self.prompt_encoder = PromptEncoder(self.base.family, self.tokenizers, self.text_encoders_p + self.text_encoders[n:],
-                                            self.text_encoders, acc.device, cache=config.pre_compute_text_embeddings,
-                                            max_sequence_length=config.max_sequence_length)  # fmt: skip
+        self.prompt_encoder = PromptEncoder(
+            self.base.family,
+            self.tokenizers,
+            self.text_encoders_p + self.text_encoders[n:],
+            self.text_encoders,
+            acc.device,
+            cache=config.pre_compute_text_embeddings,
+            max_sequence_length=config.max_sequence_length,
+        )
         self.prompt_encoder.set_trainable(self.text_encoder_active)
         self.prompt_encoder.warn_if_truncated([r.caption for r in self.dataset.records])
         self.checkpoints = CheckpointManager(acc, self.checkpoints_dir, config.checkpoints_total_limit,
