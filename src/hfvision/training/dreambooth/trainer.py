@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ...utils.logging import get_logger
@@ -293,12 +294,14 @@ class DreamBoothTrainer(TrainingLoop):
             )
 
     def cache_latents(self) -> None:
-        if self.dataset.has_random_crops():
+        fixed_crops = FAMILIES[self.base.family].flow  # diffusers' Flux/SD3 scripts: one random crop per image
+        if self.dataset.has_random_crops() and not fixed_crops:
             raise ValueError("cache_latents needs one crop per image: pass --center_crop or use square images")
         params = {}
         with torch.no_grad():
             for image_id in range(len(self.dataset.records)):
-                pixels = self.dataset.example(image_id, rng=None)["pixel_values"][None]
+                rng = np.random.default_rng([self.config.seed, image_id]) if fixed_crops else None
+                pixels = self.dataset.example(image_id, rng=rng)["pixel_values"][None]
                 encoded = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.parameters
                 params[image_id] = encoded[0].float().cpu()
         self.dataset.latent_params = params
