@@ -35,8 +35,12 @@ def flow_model_dir(tmp_path_factory):
 @pytest.fixture
 def flow_kwargs(flow_model_dir, tiny_kwargs):
     def make(name: str = "flux-dev", **overrides):
-        kwargs = tiny_kwargs(pretrained_model_name_or_path=str(flow_model_dir(name)), resolution=32,
-                             train_batch_size=1, max_train_steps=N)  # fmt: skip
+        kwargs = tiny_kwargs(
+            pretrained_model_name_or_path=str(flow_model_dir(name)),
+            resolution=32,
+            train_batch_size=1,
+            max_train_steps=N,
+        )
         kwargs.update(overrides)
         return kwargs
 
@@ -45,8 +49,9 @@ def flow_kwargs(flow_model_dir, tiny_kwargs):
 
 def _render(pipe, seed: int = 0) -> np.ndarray:
     generator = torch.Generator("cpu").manual_seed(seed)
-    out = pipe("a photo of sks person", height=32, width=32, num_inference_steps=2, generator=generator,
-               output_type="np")  # fmt: skip
+    out = pipe(
+        "a photo of sks person", height=32, width=32, num_inference_steps=2, generator=generator, output_type="np"
+    )
     return out.images[0]
 
 
@@ -74,16 +79,27 @@ def test_lora_output_loads_in_stock_pipeline_and_matches(name, flow_kwargs, trai
 
 
 def test_flux_lora_text_encoder_and_layers(flow_kwargs, train_in_process):
-    """``--train_text_encoder`` adapts the CLIP encoder only (T5 stays frozen); ``--lora_layers`` picks modules."""
+    """``--train_text_encoder`` adapts the CLIP encoder only (T5 stays frozen); ``--lora_layers`` picks modules;
+    ``--cache_latents`` without ``--center_crop`` caches one crop of the non-square photo (as diffusers' script)."""
     from safetensors.torch import load_file
 
-    kwargs = flow_kwargs("flux-dev", use_lora=True, rank=2, train_text_encoder=True, lora_layers="attn.to_k",
-                         with_prior_preservation=False, class_prompt=None, class_data_dir=None)  # fmt: skip
+    kwargs = flow_kwargs(
+        "flux-dev",
+        use_lora=True,
+        rank=2,
+        train_text_encoder=True,
+        lora_layers="attn.to_k",
+        with_prior_preservation=False,
+        class_prompt=None,
+        class_data_dir=None,
+        cache_latents=True,
+    )
     trainer, result = train_in_process(kwargs)
     keys = list(load_file(result.lora_weights))
     assert {k.split(".")[0] for k in keys} == {"transformer", "text_encoder"}
     assert all(".to_k." in k for k in keys if k.startswith("transformer."))
     assert not any(p.requires_grad for p in trainer.text_encoders[1].parameters())  # T5
+    assert trainer.dataset.has_random_crops() and trainer.dataset.latent_params is not None
 
 
 def test_flow_defaults_follow_diffusers_scripts(flow_kwargs, monkeypatch):
@@ -165,23 +181,39 @@ def _straight_killed_resumed(run_training, kwargs, tmp_path):
 
 
 @pytest.mark.slow  # three fresh processes: ~2 min on the shared test machine
-def test_flux_lora_sigkill_and_resume_is_bit_identical(flow_kwargs, run_training, tmp_path, load_weights,
-                                                       assert_bit_identical):  # fmt: skip
+def test_flux_lora_sigkill_and_resume_is_bit_identical(
+    flow_kwargs, run_training, tmp_path, load_weights, assert_bit_identical
+):
     """Flux-dev LoRA with prior preservation and CLIP LoRA: killed after step N+1, resumed from checkpoint N, ends
     bit-identical to the uninterrupted run (fresh processes)."""
-    kwargs = flow_kwargs("flux-dev", use_lora=True, rank=4, train_text_encoder=True, max_train_steps=2 * N,
-                         checkpointing_steps=N, weighting_scheme="logit_normal")  # fmt: skip
+    kwargs = flow_kwargs(
+        "flux-dev",
+        use_lora=True,
+        rank=4,
+        train_text_encoder=True,
+        max_train_steps=2 * N,
+        checkpointing_steps=N,
+        weighting_scheme="logit_normal",
+    )
     _straight_killed_resumed(run_training, kwargs, tmp_path)
     assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
 
 
 @pytest.mark.slow  # ~80 s
-def test_sd3_full_sigkill_and_resume_is_bit_identical(flow_kwargs, run_training, tmp_path, load_weights,
-                                                      assert_bit_identical):  # fmt: skip
+def test_sd3_full_sigkill_and_resume_is_bit_identical(
+    flow_kwargs, run_training, tmp_path, load_weights, assert_bit_identical
+):
     """SD3 full fine-tune (transformer + both CLIP encoders), cached latents, mode weighting, preconditioned outputs."""
-    kwargs = flow_kwargs("sd3", max_train_steps=2 * N, checkpointing_steps=N, train_text_encoder=True,
-                         weighting_scheme="mode", precondition_outputs=True, cache_latents=True,
-                         center_crop=True)  # fmt: skip
+    kwargs = flow_kwargs(
+        "sd3",
+        max_train_steps=2 * N,
+        checkpointing_steps=N,
+        train_text_encoder=True,
+        weighting_scheme="mode",
+        precondition_outputs=True,
+        cache_latents=True,
+        center_crop=True,
+    )
     _straight_killed_resumed(run_training, kwargs, tmp_path)
     assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
 
@@ -195,8 +227,9 @@ def test_full_finetune_saves_stock_pipeline(name, flow_kwargs, train_in_process,
     from hfvision.pipelines.dreambooth_flux import DreamBoothFluxPipeline
     from hfvision.pipelines.dreambooth_sd3 import DreamBoothSD3Pipeline
 
-    trainer, result = train_in_process(flow_kwargs(name, cache_latents=True, center_crop=True,
-                                                   pre_compute_text_embeddings=True))  # fmt: skip
+    trainer, result = train_in_process(
+        flow_kwargs(name, cache_latents=True, center_crop=True, pre_compute_text_embeddings=True)
+    )
     loaded = DiffusionPipeline.from_pretrained(result.output_dir)
     base = DiffusionPipeline.from_pretrained(flow_model_dir(name))
     assert type(loaded) is type(base)
@@ -214,6 +247,14 @@ def test_full_finetune_saves_stock_pipeline(name, flow_kwargs, train_in_process,
 def test_cached_embeddings_match_uncached(flow_kwargs, train_in_process, tmp_path):
     """Text-embedding caching (and cached latents) changes the compute, not the result."""
     _, plain = train_in_process(flow_kwargs("sd3", use_lora=True, center_crop=True, output_dir=str(tmp_path / "a")))
-    _, cached = train_in_process(flow_kwargs("sd3", use_lora=True, center_crop=True, output_dir=str(tmp_path / "b"),
-                                             cache_latents=True, pre_compute_text_embeddings=True))  # fmt: skip
+    _, cached = train_in_process(
+        flow_kwargs(
+            "sd3",
+            use_lora=True,
+            center_crop=True,
+            output_dir=str(tmp_path / "b"),
+            cache_latents=True,
+            pre_compute_text_embeddings=True,
+        )
+    )
     assert cached.final_loss == pytest.approx(plain.final_loss, rel=1e-5)
