@@ -1,11 +1,12 @@
 """Command-line parsing for the DreamBooth trainer: one flag per [`DreamBoothConfig`] field, ``--config run.yaml``,
 and the flags of diffusers' DreamBooth scripts that have no option of their own here.
 
-diffusers' ``train_dreambooth.py``, ``train_dreambooth_lora.py`` and ``train_dreambooth_lora_sdxl.py`` command lines
-run unchanged: a flag whose meaning hfvision shares maps to its option (``--offset_noise`` is ``--noise_offset 0.1``),
-a flag that only tunes something hfvision already does is accepted and logged, ``--dataset_name`` is written once to
-an image folder with caption files (see ``hub_dataset.py``), and a flag for a feature the trainer does not have
-(DeepFloyd IF, EDM, Prodigy, ...) is refused in one line that says what to do instead.
+diffusers' ``train_dreambooth.py``, ``train_dreambooth_lora.py``, ``train_dreambooth_lora_sdxl.py`` and the Flux/SD3
+scripts' (``train_dreambooth[_lora]_flux.py``, ``train_dreambooth[_lora]_sd3.py``) command lines run unchanged: a flag
+whose meaning hfvision shares maps to its option (``--offset_noise`` is ``--noise_offset 0.1``), a flag that only tunes
+something hfvision already does is accepted and logged, ``--dataset_name`` is written once to an image folder with
+caption files (see ``hub_dataset.py``), and a flag for a feature the trainer does not have (DeepFloyd IF, EDM, Prodigy,
+...) is refused in one line that says what to do instead.
 
 >>> config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
 ...                                 "--offset_noise"])
@@ -46,6 +47,9 @@ class DiffusersScriptFlags:
         default=False, metadata=_help("Ignored: PyTorch's SDPA attention (the default) is already memory-efficient.")
     )
     set_grads_to_none: bool = field(default=False, metadata=_help("Ignored: gradients are always set to None."))
+    upcast_before_saving: bool = field(
+        default=False, metadata=_help("Ignored (Flux/SD3 LoRA scripts): trained weights are always kept in float32.")
+    )
     validation_scheduler: str | None = field(
         default=None, metadata=_help("Ignored: validation images use the base model's own scheduler.")
     )
@@ -80,9 +84,9 @@ class DiffusersScriptFlags:
 
 _UNSUPPORTED = {
     "tokenizer_name": "the base model's own tokenizer is always used; drop the flag",
-    "tokenizer_max_length": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
-    "text_encoder_use_attention_mask": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
-    "class_labels_conditioning": "it is for DeepFloyd IF, which the trainer does not train (SD 1.x/2.x/XL only)",
+    "tokenizer_max_length": "it is for DeepFloyd IF, which the trainer does not train",
+    "text_encoder_use_attention_mask": "it is for DeepFloyd IF, which the trainer does not train",
+    "class_labels_conditioning": "it is for DeepFloyd IF, which the trainer does not train",
     "validation_images": "it is for DeepFloyd IF upscalers, which the trainer does not train",
     "skip_save_text_encoder": "the saved pipeline always includes its text encoder; drop the flag",
     "do_edm_style_training": "EDM-style training is not implemented; drop the flag",

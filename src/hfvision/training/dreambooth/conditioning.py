@@ -3,6 +3,9 @@
 While the text encoder is trained, every step encodes its captions with gradients. While it is frozen and
 ``pre_compute_text_embeddings`` is on, each distinct caption is encoded once, alone (batch of one, so the result
 does not depend on which captions shared its batch), and reused.
+
+Flux and SD3 prompts are encoded by their stock pipelines' own ``encode_prompt`` (CLIP pooled + T5 sequence for
+Flux; two CLIPs + T5 for SD3), run on a text-only instance of the pipeline that holds the training modules.
 """
 
 from __future__ import annotations
@@ -19,18 +22,29 @@ class PromptEncoder:
     """Turns a list of captions into UNet conditioning.
 
     Args:
-        family (`str`): ``"sd"`` or ``"sdxl"``.
+        family (`str`): ``"sd"``, ``"sdxl"``, ``"flux"`` or ``"sd3"``.
         tokenizers (`list`): one CLIP tokenizer per text encoder.
         text_encoders (`list[torch.nn.Module]`): modules to call while training (possibly DDP-wrapped).
         frozen_encoders (`list[torch.nn.Module]`): the same modules unwrapped, called without gradients.
         device (`torch.device`): where ids go.
         cache (`bool`): cache embeddings per caption while frozen.
+        max_sequence_length (`int`, *optional*): T5 prompt length (Flux, SD3).
     """
 
-    def __init__(self, family, tokenizers, text_encoders, frozen_encoders, device, cache: bool = False):
+    def __init__(
+        self,
+        family,
+        tokenizers,
+        text_encoders,
+        frozen_encoders,
+        device,
+        cache: bool = False,
+        max_sequence_length: int | None = None,
+    ):
         self.family, self.tokenizers = family, tokenizers
         self.text_encoders, self.frozen_encoders = text_encoders, frozen_encoders
         self.device, self.cache_enabled = device, cache
+        self.max_sequence_length = max_sequence_length
         self.trainable = False
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
@@ -59,10 +73,34 @@ class PromptEncoder:
         ]
 
     def _encode(self, encoders, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.family in ("flux", "sd3"):
+            return self._encode_flow(encoders, captions)
         ids = self.tokenize(captions)
         if self.family == "sdxl":
             return encode_prompt_sdxl(encoders, ids)
         return encoders[0](ids[0])[0], None
+
+    def _encode_flow(self, encoders, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from .components import FAMILIES, pipeline_class
+
+        spec = FAMILIES[self.family]
+        unwrapped = [getattr(e, "module", e) for e in encoders]  # the pipeline reads .dtype of its encoders
+        parts = {
+            "scheduler": None,
+            "vae": None,
+            "transformer": None,
+            **dict(zip(spec.text_encoders, unwrapped)),
+            **dict(zip(spec.tokenizers, self.tokenizers)),
+        }
+        pipe = pipeline_class(self.family)(**parts)
+        kwargs = dict(device=self.device, max_sequence_length=self.max_sequence_length)
+        if self.family == "flux":
+            embeds, pooled, _ = pipe.encode_prompt(captions, prompt_2=None, **kwargs)
+        else:
+            embeds, _, pooled, _ = pipe.encode_prompt(
+                captions, None, None, do_classifier_free_guidance=False, **kwargs
+            )
+        return embeds, pooled
 
     def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.trainable:
@@ -75,5 +113,5 @@ class PromptEncoder:
                 with torch.no_grad():
                     self._cache[caption] = self._encode(self.frozen_encoders, [caption])
         embeds = torch.cat([self._cache[c][0] for c in captions])
-        pooled = None if self.family != "sdxl" else torch.cat([self._cache[c][1] for c in captions])
+        pooled = None if self.family == "sd" else torch.cat([self._cache[c][1] for c in captions])
         return embeds, pooled

@@ -32,6 +32,8 @@ REPORT_TO = ("tensorboard", "wandb", "all", "none")
 DEFAULT_OUTPUT_DIR = "dreambooth-model"
 DEFAULT_MAX_TRAIN_STEPS = 400
 MIXED_PRECISION = ("no", "fp16", "bf16")
+# flow_matching.WEIGHTING_SCHEMES, repeated here so that this module stays free of torch (a test keeps them equal)
+FLOW_WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none")
 
 # Options that decide which samples, noise and parameters a run uses: a resumed run must keep them unchanged.
 RESUME_INVARIANT_FIELDS = (
@@ -343,6 +345,41 @@ class DreamBoothConfig:
         metadata=_help("Mirror the session to this private Hub repo (user/repo); resumes from it on a new machine."),
     )
 
+    # --- Flow matching (Flux.1, SD3 / SD3.5) -----------------------------------------------------------------
+    weighting_scheme: Literal[FLOW_WEIGHTING_SCHEMES] | None = field(  # type: ignore[valid-type]
+        default=None,
+        metadata=_help(
+            "Flux/SD3: timestep density and loss weighting (sigma_sqrt, logit_normal, mode, cosmap, none). "
+            "Default: none for Flux, logit_normal for SD3 (diffusers' scripts)."
+        ),
+    )
+    logit_mean: float = field(default=0.0, metadata=_help("Flux/SD3: mean of the logit_normal density."))
+    logit_std: float = field(default=1.0, metadata=_help("Flux/SD3: standard deviation of the logit_normal density."))
+    mode_scale: float = field(default=1.29, metadata=_help("Flux/SD3: scale of the mode density."))
+    guidance_scale: float | None = field(
+        default=None,
+        metadata=_help("Flux.1-dev: value of the guidance embedding while training (default 3.5; not for schnell)."),
+    )
+    max_sequence_length: int | None = field(
+        default=None,
+        metadata=_help("Flux/SD3: T5 prompt length in tokens (default: 512 Flux LoRA, 77 Flux full and SD3)."),
+    )
+    precondition_outputs: bool = field(
+        default=False,
+        metadata=_help("SD3: regress the clean latents (x0 = x_sigma - sigma * v) instead of the velocity."),
+    )
+    lora_layers: str | None = field(
+        default=None,
+        metadata=_help(
+            "Flux/SD3 LoRA: comma-separated transformer modules to adapt, e.g. 'attn.to_k,attn.to_q,attn.to_v' "
+            "(default: the attention projections, as diffusers' scripts)."
+        ),
+    )
+    lora_blocks: str | None = field(
+        default=None,
+        metadata=_help("SD3 LoRA: comma-separated transformer block indices to adapt, e.g. '12,30' (default: all)."),
+    )
+
     def __post_init__(self) -> None:
         self._normalise()
         self._validate()
@@ -469,6 +506,26 @@ class DreamBoothConfig:
             fail(f"hub_model_id={self.hub_model_id!r} must look like 'name' or 'user/name'")
         if self.hub_session is not None and self.hub_session.count("/") != 1:
             fail(f"hub_session={self.hub_session!r} must look like 'user/repo'")
+        self._validate_flow()
+
+    def _validate_flow(self) -> None:
+        """Flow-matching options that need no base model (the family checks run in the trainer, before loading)."""
+        if self.weighting_scheme is not None and self.weighting_scheme not in FLOW_WEIGHTING_SCHEMES:
+            schemes = ", ".join(FLOW_WEIGHTING_SCHEMES)
+            raise ValueError(f"weighting_scheme={self.weighting_scheme!r} is not one of {schemes}")
+        if not self.logit_std > 0:
+            raise ValueError(f"logit_std={self.logit_std!r} must be > 0 (diffusers' default is 1.0)")
+        if not self.use_lora:
+            for name in ("lora_layers", "lora_blocks"):
+                if getattr(self, name):
+                    raise ValueError(f"{name}={getattr(self, name)!r} only applies with --use_lora; drop --{name}")
+        if self.lora_blocks:
+            try:
+                [int(b) for b in self.lora_blocks.split(",")]
+            except ValueError:
+                raise ValueError(
+                    f"lora_blocks={self.lora_blocks!r} must be comma-separated block indices, e.g. '12,30'"
+                ) from None
 
     # ----------------------------------------------------------------------------------------------------------
     @property

@@ -15,7 +15,14 @@ import torch
 
 from ...utils.logging import get_logger
 from .config import RUN_IDENTITY_FIELDS
-from .loss import draw_noise, dreambooth_loss, prediction_target, sample_latents, snr_weights
+from .loss import (
+    draw_noise,
+    dreambooth_loss,
+    flow_matching_prediction,
+    prediction_target,
+    sample_latents,
+    snr_weights,
+)
 from .optim import drop_param_group
 from .runtime import TrainingDivergedError
 from .sdxl import add_time_ids
@@ -83,7 +90,8 @@ class TrainingLoop:
                 self.optimizer_step()
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
-        """Forward pass: latents, noise, UNet prediction, DreamBooth loss (with prior preservation)."""
+        """Forward pass: latents, noise, UNet (or Flux/SD3 transformer) prediction, DreamBooth loss (with prior
+        preservation)."""
         config, g = self.config, self.noise_generator
         if "latent_params" in batch:
             params = batch["latent_params"]
@@ -92,6 +100,12 @@ class TrainingLoop:
                 pixels = batch["pixel_values"].to(self.vae.dtype)
                 params = self.vae.encode(pixels).latent_dist.parameters
         latents = sample_latents(params.cpu(), g, self.vae.config).to(self.accelerator.device)
+        if self.base.family in ("flux", "sd3"):  # flow matching: velocity regression, per-sample σ weights
+            embeds, pooled = self.prompt_encoder(batch["captions"])
+            pred, target, weights = flow_matching_prediction(
+                self.base.family, self.unet_p, latents, embeds, pooled, self.noise_scheduler, g, config
+            )
+            return dreambooth_loss(pred, target, int(batch["num_instance"]), config.prior_loss_weight, weights)
         noise, timesteps = draw_noise(latents, self.noise_scheduler, g, config.noise_offset)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         embeds, pooled = self.prompt_encoder(batch["captions"])

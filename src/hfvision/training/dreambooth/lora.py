@@ -1,7 +1,7 @@
 """LoRA (or DoRA) through PEFT: adapters on the UNet attention projections (and optionally the text encoders), saved as
-diffusers' ``pytorch_lora_weights.safetensors`` with the adapter config and ModelSpec entries in its header, so
-``pipe.load_lora_weights(folder)`` restores exactly the trained model; optionally also in the kohya/AUTOMATIC1111
-layout (``pytorch_lora_weights_kohya.safetensors``).
+diffusers' ``pytorch_lora_weights.safetensors`` (Flux/SD3: adapters on the transformer's attention projections) with
+the adapter config and ModelSpec entries in its header, so ``pipe.load_lora_weights(folder)`` restores exactly the
+trained model; optionally also in the kohya/AUTOMATIC1111 layout (``pytorch_lora_weights_kohya.safetensors``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,45 @@ LORA_WEIGHTS_NAME = WEIGHTS_NAME
 KOHYA_LORA_WEIGHTS_NAME = KOHYA_WEIGHTS_NAME
 UNET_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 TEXT_ENCODER_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj")
+# The transformer modules diffusers' train_dreambooth_lora_flux.py / _sd3.py adapt by default (joint attention:
+# the image stream's and the text stream's projections).
+TRANSFORMER_TARGET_MODULES = (
+    "attn.to_k",
+    "attn.to_q",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_k_proj",
+    "attn.add_q_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+)
+
+
+def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_blocks: str | None = None) -> list[str]:
+    """The modules of the UNet / transformer that get adapters.
+
+    Args:
+        family (`str`): trainer family (``"sd"``, ``"sdxl"``, ``"flux"``, ``"sd3"``).
+        lora_layers (`str`, *optional*): comma-separated module names (``--lora_layers``), replacing the default.
+        lora_blocks (`str`, *optional*): comma-separated ``transformer_blocks`` indices (``--lora_blocks``, SD3):
+            only those blocks' modules are adapted.
+
+    >>> denoiser_target_modules("sd3", "attn.to_q", "0,2")
+    ['transformer_blocks.0.attn.to_q', 'transformer_blocks.2.attn.to_q']
+    """
+    if family in ("sd", "sdxl"):
+        if lora_layers or lora_blocks:
+            raise ValueError("--lora_layers / --lora_blocks apply to Flux and SD3 transformers; drop them for SD")
+        return list(UNET_TARGET_MODULES)
+    modules = (
+        [m.strip() for m in lora_layers.split(",") if m.strip()] if lora_layers else list(TRANSFORMER_TARGET_MODULES)
+    )
+    if lora_blocks:
+        if family != "sd3":
+            raise ValueError(f"--lora_blocks applies to SD3 transformers, not {family}; use --lora_layers")
+        blocks = [int(b) for b in lora_blocks.split(",")]
+        modules = [f"transformer_blocks.{b}.{m}" for b in blocks for m in modules]
+    return modules
 
 
 def add_lora(
@@ -73,12 +112,14 @@ def modelspec_family(family: str, text_encoder=None) -> str:
     return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
 
 
-def lora_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter weights of ``model`` with diffusers' key names."""
+def lora_layers(model: torch.nn.Module, peft_keys: bool = False) -> dict[str, torch.Tensor]:
+    """The adapter weights of ``model`` with diffusers' key names (PEFT's ``lora_A``/``lora_B`` names, as diffusers
+    writes them for transformers, with ``peft_keys=True``)."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+    state_dict = get_peft_model_state_dict(model)
+    return state_dict if peft_keys else convert_state_dict_to_diffusers(state_dict)
 
 
 def lora_metadata(model: torch.nn.Module) -> dict:
@@ -117,9 +158,14 @@ def save_lora(
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from .components import pipeline_class
+    from .components import FAMILIES, pipeline_class
 
-    kwargs = {"unet_lora_layers": lora_layers(unet), "unet_lora_adapter_metadata": lora_metadata(unet)}
+    denoiser = FAMILIES[family].denoiser
+    flow = FAMILIES[family].flow
+    kwargs = {
+        f"{denoiser}_lora_layers": lora_layers(unet, peft_keys=flow),
+        f"{denoiser}_lora_adapter_metadata": lora_metadata(unet),
+    }
     names = ("text_encoder", "text_encoder_2")
     for name, encoder in zip(names, text_encoders or []):
         kwargs[f"{name}_lora_layers"] = lora_layers(encoder)
@@ -136,6 +182,8 @@ def save_lora(
         state_dict = loadable_magnitude_keys(state_dict)
         write_lora_file(path, state_dict, header)
     if kohya:
+        if FAMILIES[family].flow:
+            raise ValueError("--output_kohya_format is not available for Flux/SD3 LoRAs yet; drop the flag")
         adapter_metadata = json.loads(header[ADAPTER_METADATA_KEY]) if ADAPTER_METADATA_KEY in header else None
         kohya_state = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=family == "sdxl")
         if any(k.endswith(".dora_scale") for k in kohya_state):
@@ -155,10 +203,12 @@ def load_lora(directory: str | os.PathLike, family: str, unet, text_encoders: li
     from diffusers.utils import convert_unet_state_dict_to_peft
     from peft.utils import set_peft_model_state_dict
 
-    from .components import pipeline_class
+    from .components import FAMILIES, pipeline_class
 
-    state_dict, *_ = pipeline_class(family).lora_state_dict(directory)
-    unet_state = {k.removeprefix("unet."): v for k, v in state_dict.items() if k.startswith("unet.")}
+    prefix = FAMILIES[family].denoiser + "."
+    state_dict = pipeline_class(family).lora_state_dict(directory)
+    state_dict = state_dict[0] if isinstance(state_dict, tuple) else state_dict
+    unet_state = {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
     result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), adapter_name="default")
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:

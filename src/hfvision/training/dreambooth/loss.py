@@ -67,3 +67,66 @@ def dreambooth_loss(model_pred, target, num_instance: int, prior_loss_weight: fl
     if num_instance < len(per_sample):
         loss = loss + prior_loss_weight * per_sample[num_instance:].mean()
     return loss
+
+
+def flow_matching_prediction(
+    family: str,
+    transformer,
+    latents: torch.Tensor,
+    embeds: torch.Tensor,
+    pooled: torch.Tensor,
+    scheduler,
+    generator: torch.Generator,
+    options,
+) -> tuple:
+    """One flow-matching forward pass (Flux.1 or SD3): draw noise and σ, mix, predict.
+
+    Noise is drawn first, then the timesteps, both from ``generator`` (checkpointed, so a resumed run draws the same).
+
+    Args:
+        family (`str`): ``"flux"`` or ``"sd3"``.
+        transformer: the (possibly wrapped) `FluxTransformer2DModel` / `SD3Transformer2DModel`.
+        latents (`torch.Tensor`): normalised clean latents ``(b, 16, h, w)``.
+        embeds, pooled (`torch.Tensor`): the prompt's sequence and pooled embeddings.
+        scheduler (`FlowMatchEulerDiscreteScheduler`): the base's scheduler (its training σ table).
+        generator (`torch.Generator`): the trainer's noise generator.
+        options: the [`DreamBoothConfig`] (``weighting_scheme``, ``logit_mean``, ``logit_std``, ``mode_scale``,
+            ``guidance_scale``, ``precondition_outputs``).
+
+    Returns:
+        ``(prediction, target, weights)``: prediction and target of the latents' shape, per-sample loss weights.
+    """
+    from .flow_matching import (
+        flow_target,
+        flux_predict,
+        loss_weighting,
+        noisy_latents,
+        precondition_outputs,
+        sample_timesteps,
+        sd3_predict,
+    )
+
+    scheme = options.weighting_scheme or "none"
+    noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device)
+    timesteps, sigmas = sample_timesteps(
+        scheduler,
+        latents.shape[0],
+        scheme,
+        options.logit_mean,
+        options.logit_std,
+        options.mode_scale,
+        generator=generator,
+        device=latents.device,
+    )
+    noisy = noisy_latents(latents, noise, sigmas)
+    if family == "flux":
+        text_ids = torch.zeros(embeds.shape[1], 3, device=embeds.device, dtype=embeds.dtype)
+        guidance = options.guidance_scale if options.guidance_scale is not None else 1.0
+        pred = flux_predict(transformer, noisy, timesteps, embeds, pooled, text_ids, guidance)
+    else:
+        pred = sd3_predict(transformer, noisy, timesteps, embeds, pooled)
+    if options.precondition_outputs:
+        pred, target = precondition_outputs(pred, noisy, sigmas), latents
+    else:
+        target = flow_target(latents, noise)
+    return pred, target, loss_weighting(scheme, sigmas).reshape(-1)

@@ -79,9 +79,12 @@ def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict
     first subject's token and class are ``instance_token`` and ``class_noun``.
     """
     from ...pipelines.dreambooth import DreamBoothPipeline
+    from ...pipelines.dreambooth_flux import DreamBoothFluxPipeline
+    from ...pipelines.dreambooth_sd3 import DreamBoothSD3Pipeline
     from ...pipelines.dreambooth_xl import DreamBoothXLPipeline
 
-    cls = DreamBoothXLPipeline if family == "sdxl" else DreamBoothPipeline
+    classes = {"sdxl": DreamBoothXLPipeline, "flux": DreamBoothFluxPipeline, "sd3": DreamBoothSD3Pipeline}
+    cls = classes.get(family, DreamBoothPipeline)
     token, noun = (concepts[0]["token"], concepts[0]["class_noun"]) if concepts else (None, None)
     pipeline = cls.from_components(
         pipe,
@@ -121,7 +124,7 @@ def model_card_text(config: DreamBoothConfig, base, steps: int, grid_name: str |
         license=base.license or "other",
         base_model=base_id,
         library_name="diffusers",
-        tags=["hfvision", "dreambooth", "text-to-image", "stable-diffusion", "diffusers"]
+        tags=["hfvision", "dreambooth", "text-to-image", _family_tag(base.family), "diffusers"]
         + (["lora"] if config.use_lora else []),
         instance_prompt=config.resolved_instance_prompt,
     )
@@ -163,6 +166,10 @@ def model_card_text(config: DreamBoothConfig, base, steps: int, grid_name: str |
         lines += [hint + '`pipe("a photo of {token} on the beach")`.', ""]
     lines += ["The full training options are in `training_config.yaml`.", ""]
     return str(ModelCard("\n".join(lines)))
+
+
+def _family_tag(family: str | None) -> str:
+    return {"flux": "flux", "sd3": "sd3"}.get(family, "stable-diffusion")
 
 
 def _text_encoder_summary(config: DreamBoothConfig) -> str:
@@ -219,7 +226,7 @@ def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_enc
         pipe = build_pipeline()
         if cast_frozen:
             pipe = load_base_pipeline(base, torch.float32, config.variant)
-            pipe.unet = unet
+            setattr(pipe, FAMILIES[base.family].denoiser, unet)
             for name, encoder in zip(FAMILIES[base.family].text_encoders, text_encoders):
                 setattr(pipe, name, encoder)
     if pipe is not None:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ...utils.logging import get_logger
@@ -21,6 +22,7 @@ from .class_images import class_image_key, default_class_dir, generate_class_ima
 from .components import (
     FAMILIES,
     BaseModel,
+    apply_family_options,
     load_base_pipeline,
     pipeline_class,
     resolve_base_model,
@@ -44,7 +46,7 @@ from .data import (
 )
 from .guard import plan_start
 from .loop import TrainingLoop
-from .lora import TEXT_ENCODER_TARGET_MODULES, UNET_TARGET_MODULES, add_lora, load_lora, save_lora
+from .lora import TEXT_ENCODER_TARGET_MODULES, add_lora, denoiser_target_modules, load_lora, save_lora
 from .optim import build_lr_scheduler, build_optimizer
 from .runtime import check_runtime, derived_seed, free_memory, use_cpu
 from .sdxl import validate_time_embedding
@@ -71,7 +73,7 @@ class DreamBoothResult:
 
 
 class DreamBoothTrainer(QualityMixin, TrainingLoop):
-    """Fine-tune a Stable Diffusion model on a few photos of one subject (full or LoRA, SD 1.x/2.x/XL).
+    """Fine-tune a text-to-image model on a few photos of one subject (full or LoRA; SD 1.x/2.x/XL, Flux.1, SD3).
 
     Args:
         config ([`DreamBoothConfig`]): every option of the run.
@@ -140,6 +142,7 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         self.base: BaseModel = resolve_base_model(
             config.pretrained_model_name_or_path, config.revision, config.resolution, config.force_resolution
         )
+        apply_family_options(config, self.base)  # Flux/SD3 options and defaults (SD options refused for them)
         if config.session or config.hub_session:
             from accelerate import PartialState
 
@@ -284,10 +287,11 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
     def configure_models(self) -> None:
         config, acc, c = self.config, self.accelerator, self.components
         spec = FAMILIES[self.base.family]
-        self.unet, self.vae, self.inference_scheduler = c["unet"], c["vae"], c["scheduler"]
+        self.unet, self.vae, self.inference_scheduler = c[spec.denoiser], c["vae"], c["scheduler"]  # unet: denoiser
         self.text_encoders = [c[name] for name in spec.text_encoders]
         self.tokenizers = [c[name] for name in spec.tokenizers]
-        self.noise_scheduler = training_noise_scheduler(self.inference_scheduler)
+        self.noise_scheduler = training_noise_scheduler(self.inference_scheduler, spec.flow)
+        trainable_encoders = self.text_encoders[: spec.trainable_text_encoders] if config.train_text_encoder else []
         if self.base.family == "sdxl":
             validate_time_embedding(self.unet)
         for model in (self.vae, self.unet, *self.text_encoders):
@@ -296,12 +300,13 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             lora = dict(
                 rank=config.rank, alpha=config.lora_alpha, dropout=config.lora_dropout, use_dora=config.use_dora
             )
-            add_lora(self.unet, target_modules=UNET_TARGET_MODULES, **lora)
-            for encoder in self.text_encoders if config.train_text_encoder else []:
+            targets = denoiser_target_modules(self.base.family, config.lora_layers, config.lora_blocks)
+            add_lora(self.unet, target_modules=targets, **lora)
+            for encoder in trainable_encoders:
                 add_lora(encoder, target_modules=TEXT_ENCODER_TARGET_MODULES, **lora)
         else:
             self.unet.requires_grad_(True)
-            for encoder in self.text_encoders if config.train_text_encoder else []:
+            for encoder in trainable_encoders:
                 encoder.requires_grad_(True)
         # Frozen weights may use the mixed-precision dtype; trainable ones stay float32.
         self.cast_frozen = self.weight_dtype != torch.float32
@@ -316,13 +321,13 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
                     param.data = param.data.to(self.weight_dtype)
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
-            for encoder in self.text_encoders if config.train_text_encoder else []:
+            for encoder in trainable_encoders:
                 # transformers 5 renamed it (the old name warns); keep both working
                 enable = getattr(encoder, "activation_checkpointing_enable", encoder.gradient_checkpointing_enable)
                 enable()
         self.unet.train()
         for encoder in self.text_encoders:
-            encoder.train(config.train_text_encoder)
+            encoder.train(any(encoder is e for e in trainable_encoders))
 
     # ------------------------------------------------------------------------------------------------ 6. data/optim
     def create_dataloader(self) -> None:
@@ -355,16 +360,19 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             )
 
     def cache_latents(self) -> None:
-        if self.dataset.has_random_crops():
+        fixed_crops = FAMILIES[self.base.family].flow  # diffusers' Flux/SD3 scripts: one random crop per image
+        if self.dataset.has_random_crops() and not fixed_crops:
             raise ValueError("cache_latents needs one crop per image: pass --center_crop or use square images")
         params = {}
         bucketed = hasattr(self.dataset, "cache_keys")  # one latent per (image, bucket) it can be drawn at
         keys = self.dataset.cache_keys() if bucketed else range(len(self.dataset.records))
         with torch.no_grad():
             for key in keys:
-                example = (
-                    self.dataset.bucket_example(*key, None, False) if bucketed else self.dataset.example(key, None)
-                )
+                if bucketed:
+                    example = self.dataset.bucket_example(*key, None, False)
+                else:
+                    rng = np.random.default_rng([self.config.seed, key]) if fixed_crops else None
+                    example = self.dataset.example(key, rng=rng)
                 pixels = example["pixel_values"][None]
                 encoded = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.parameters
                 params[key] = encoded[0].float().cpu()
@@ -380,14 +388,22 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
 
     def prepare_with_accelerator(self) -> None:
         config, acc = self.config, self.accelerator
-        trained_encoders = self.text_encoders if config.train_text_encoder else []
+        n_trained = FAMILIES[self.base.family].trainable_text_encoders if config.train_text_encoder else 0
+        trained_encoders = self.text_encoders[:n_trained]
         prepared = acc.prepare(self.unet, *trained_encoders, self.optimizer, self.train_dataloader, self.lr_scheduler)
         self.unet_p, *rest = prepared
         n = len(trained_encoders)
         self.text_encoders_p, (self.optimizer, self.train_dataloader, self.lr_scheduler) = rest[:n], rest[n:]
         self.text_encoder_active = config.train_text_encoder
-        self.prompt_encoder = PromptEncoder(self.base.family, self.tokenizers, self.text_encoders_p or self.text_encoders,
-                                            self.text_encoders, acc.device, cache=config.pre_compute_text_embeddings)  # fmt: skip
+        self.prompt_encoder = PromptEncoder(
+            self.base.family,
+            self.tokenizers,
+            self.text_encoders_p + self.text_encoders[n:],
+            self.text_encoders,
+            acc.device,
+            cache=config.pre_compute_text_embeddings,
+            max_sequence_length=config.max_sequence_length,
+        )
         self.prompt_encoder.set_trainable(self.text_encoder_active)
         self.prompt_encoder.warn_if_truncated([r.caption for r in self.dataset.records])
         self.checkpoints = CheckpointManager(acc, self.checkpoints_dir, config.checkpoints_total_limit,
@@ -411,7 +427,7 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         if self.config.use_lora:
             save_lora(folder, self.base.family, unet, self.trained_text_encoders())
             return
-        unet.save_pretrained(folder / "unet", safe_serialization=True)
+        unet.save_pretrained(folder / FAMILIES[self.base.family].denoiser, safe_serialization=True)
         for name, encoder in zip(FAMILIES[self.base.family].text_encoders, self.trained_text_encoders()):
             encoder.save_pretrained(folder / name)
 
@@ -420,7 +436,7 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         if self.config.use_lora:
             load_lora(folder, self.base.family, unet, self.trained_text_encoders())
             return
-        unet.load_state_dict(type(unet).from_pretrained(folder / "unet").state_dict())
+        unet.load_state_dict(type(unet).from_pretrained(folder / FAMILIES[self.base.family].denoiser).state_dict())
         for name, encoder in zip(FAMILIES[self.base.family].text_encoders, self.trained_text_encoders()):
             encoder.load_state_dict(type(encoder).from_pretrained(folder / name).state_dict())
 
@@ -444,8 +460,8 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         """A pipeline around the in-training modules (unwrapped), with the base's inference scheduler."""
         spec = FAMILIES[self.base.family]
         acc = self.accelerator
-        encoders = self.trained_text_encoders() if self.config.train_text_encoder else self.text_encoders
-        parts = {"vae": self.vae, "unet": acc.unwrap_model(self.unet_p), "scheduler": self.inference_scheduler,
+        encoders = self.trained_text_encoders() + self.text_encoders[len(self.text_encoders_p) :]
+        parts = {"vae": self.vae, spec.denoiser: acc.unwrap_model(self.unet_p), "scheduler": self.inference_scheduler,
                  **dict(zip(spec.text_encoders, encoders)), **dict(zip(spec.tokenizers, self.tokenizers))}  # fmt: skip
         if self.base.family == "sd":
             parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
