@@ -21,7 +21,7 @@ from ._checks import USAGE, CLIError
 
 def run_dreambooth(args: argparse.Namespace) -> int:
     """Handler: parse the flags into a config, train, print where the results are."""
-    from ..training.dreambooth.config import parse_dreambooth_args
+    from ..training.dreambooth.args import parse_dreambooth_args
 
     argv = [a for a in args.extra_argv if a != "--overwrite"]
     config = parse_dreambooth_args(argv, prog="hfvision train dreambooth")

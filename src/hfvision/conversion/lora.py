@@ -29,14 +29,13 @@ PosixPath('my_lora.safetensors')
 
 from __future__ import annotations
 
-import collections
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..utils.logging import get_logger
+from .lora_scaling import MAGNITUDE, lora_config_fields, module_scaling
 from .modelspec import guess_family, lora_modelspec  # noqa: F401  (re-exported: the public home was here)
 
 logger = get_logger(__name__)
@@ -53,7 +52,7 @@ _TEXT_MODEL = "text_model."
 # whether each text encoder's modules sit under `text_model.` in transformers (>= 5): CLIPTextModel (SD's encoder,
 # SDXL's first) has no such level, CLIPTextModelWithProjection (SDXL's second) keeps it. kohya names always have it.
 NATIVE_TEXT_MODEL_LEVEL = {"text_encoder": False, "text_encoder_2": True}
-_MAGNITUDE = ".lora_magnitude_vector"
+_MAGNITUDE = MAGNITUDE
 # transformers' PEFT loader (used by load_lora_weights for text encoders) only fills a text encoder's DoRA magnitude
 # from a key ending in ".lora_magnitude_vector.weight"; under the bare name diffusers writes it is skipped (its load
 # report lists it as UNEXPECTED) and the magnitudes stay at their initial values
@@ -105,21 +104,6 @@ def to_peft(component: str, state_dict: Mapping) -> dict:
     if not any(".lora_A." in key for key in rest):
         rest = convert_unet_state_dict_to_peft(rest) if component == "unet" else convert_state_dict_to_peft(rest)
     return {**rest, **magnitudes}
-
-
-def _module_scaling(config: Mapping | None, module: str, rank: int) -> float:
-    """alpha / rank (or alpha / sqrt(rank) with rsLoRA) of ``module`` under a PEFT LoraConfig dict; 1.0 when no
-    config is known (diffusers' convention for files without alphas)."""
-    if not config:
-        return 1.0
-    from peft.utils.other import get_pattern_key
-
-    alpha = config.get("lora_alpha", rank)
-    alpha_pattern = config.get("alpha_pattern") or {}
-    if alpha_pattern:
-        key = get_pattern_key(list(alpha_pattern), module)
-        alpha = alpha_pattern.get(key, alpha)
-    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
 def _component_configs(adapter_metadata: Mapping | None) -> dict[str, dict]:
@@ -193,7 +177,7 @@ def diffusers_to_kohya(
             # `module` carries `text_model.` for the text encoders; PEFT's pattern match takes any suffix of dotted
             # names, so an alpha_pattern key matches whether the config spelled it with that level (text_encoder_2,
             # or either encoder under transformers < 5) or without it (text_encoder under transformers >= 5)
-            scaling = _module_scaling(configs.get(component), module, rank)
+            scaling = module_scaling(configs.get(component), module, rank)
             kohya[kohya_module + ".alpha"] = torch.tensor(float(scaling * rank))
             if module in magnitudes:
                 kohya[kohya_module + ".dora_scale"] = magnitudes[module].reshape(-1, 1).contiguous()
@@ -271,7 +255,7 @@ def kohya_to_diffusers(state_dict: Mapping, adapter_metadata: Mapping | None = N
                 scale = extras[kohya_module + ".dora_scale"]
                 _check_dora_scale(kohya_module, scale, peft[module + ".lora_B.weight"].shape[0])
                 peft[module + _MAGNITUDE] = scale.reshape(-1)
-        configs[component] = known.get(component) or _lora_config_fields(ranks, alphas, peft)
+        configs[component] = known.get(component) or lora_config_fields(ranks, alphas, peft)
         magnitudes = {k: v for k, v in peft.items() if k.endswith(_MAGNITUDE)}
         plain = convert_state_dict_to_diffusers({k: v for k, v in peft.items() if k not in magnitudes})
         result.update({f"{component}.{k}": v for k, v in {**plain, **magnitudes}.items()})
@@ -288,22 +272,6 @@ def _check_dora_scale(kohya_module: str, scale, out_features: int) -> None:
             f"{kohya_module}.dora_scale has shape {shape}; only one DoRA magnitude per output feature, shape "
             f"({out_features}, 1), is supported (LyCORIS's input-axis (1, in) layout is not)"
         )
-
-
-def _lora_config_fields(ranks: dict[str, int], alphas: dict[str, float], peft: Mapping) -> dict:
-    """PEFT LoraConfig fields reproducing per-module ranks and alphas: the most common value, exceptions as
-    patterns (full module names)."""
-    r = collections.Counter(ranks.values()).most_common(1)[0][0]
-    alpha = collections.Counter(alphas.values()).most_common(1)[0][0]
-    alpha = int(alpha) if float(alpha).is_integer() else alpha
-    return {
-        "r": r,
-        "lora_alpha": alpha,
-        "rank_pattern": {m: v for m, v in ranks.items() if v != r},
-        "alpha_pattern": {m: v for m, v in alphas.items() if v != alpha},
-        "target_modules": sorted(ranks),
-        "use_dora": any(k.endswith(_MAGNITUDE) for k in peft),
-    }
 
 
 def read_lora_file(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[dict, dict[str, str]]:

@@ -123,7 +123,7 @@ def flux_to_kohya(state_dict: Mapping, config: Mapping | None = None) -> dict:
     """
     import torch
 
-    from .lora import _module_scaling
+    from .lora_scaling import module_scaling
 
     weights = {}
     for key, value in state_dict.items():
@@ -137,7 +137,7 @@ def flux_to_kohya(state_dict: Mapping, config: Mapping | None = None) -> dict:
     out, done = {}, set()
 
     def scaling(module: str, rank: int) -> float:
-        return _module_scaling(config, module, rank) if config else 1.0
+        return module_scaling(config, module, rank) if config else 1.0
 
     blocks = {(m.group(1), int(m.group(2))) for m in map(_BLOCK.match, weights) if m}
     for block, index in sorted(blocks):
@@ -210,7 +210,7 @@ def kohya_to_flux(state_dict: Mapping, config: Mapping | None = None) -> tuple[d
     """
     import torch
 
-    from .lora import _lora_config_fields, _module_scaling
+    from .lora_scaling import lora_config_fields, module_scaling
 
     names = {k.split(".")[0] for k in state_dict}
     lookup = {}
@@ -266,11 +266,11 @@ def kohya_to_flux(state_dict: Mapping, config: Mapping | None = None) -> tuple[d
             if not member_down.any() and not member_up.any():
                 continue  # a zero block: the member was not adapted
             if config:
-                ratio = _module_scaling(config, module, rank) / scale
+                ratio = module_scaling(config, module, rank) / scale
                 member_up = member_up if ratio == 1 else member_up / ratio
             result[f"{PREFIX}{module}.lora_A.weight"] = member_down.contiguous()
             result[f"{PREFIX}{module}.lora_B.weight"] = member_up.contiguous()
             ranks[module], alphas[module] = rank, scale * rank
     if config:
         return result, dict(config)
-    return result, _lora_config_fields(ranks, alphas, result)
+    return result, lora_config_fields(ranks, alphas, result)

@@ -31,8 +31,14 @@ class _Recorder:
         from hfvision.training.dreambooth.sdxl import add_time_ids
 
         ids = add_time_ids(batch["original_sizes"], batch["crop_top_left"], batch["target_sizes"])
-        self.seen.append({"shape": tuple(batch["pixel_values"].shape), "time_ids": ids,
-                          "image_ids": batch["image_ids"].tolist(), "num_instance": int(batch["num_instance"])})  # fmt: skip
+        self.seen.append(
+            {
+                "shape": tuple(batch["pixel_values"].shape),
+                "time_ids": ids,
+                "image_ids": batch["image_ids"].tolist(),
+                "num_instance": int(batch["num_instance"]),
+            }
+        )
         return super().compute_loss(batch)
 
 
@@ -47,9 +53,17 @@ def _train_recording(kwargs):
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 def test_every_batch_is_one_bucket_and_time_ids_match_the_crop(family, tiny_kwargs, shaped_dir):
-    kwargs = tiny_kwargs(family, instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True,
-                         bucket_reso_steps=16, min_bucket_reso=32, max_bucket_reso=96, max_train_steps=4,
-                         train_batch_size=2, random_flip=False)  # fmt: skip
+    kwargs = tiny_kwargs(
+        family,
+        instance_data_dir=str(shaped_dir),
+        use_aspect_ratio_buckets=True,
+        bucket_reso_steps=16,
+        min_bucket_reso=32,
+        max_bucket_reso=96,
+        max_train_steps=4,
+        train_batch_size=2,
+        random_flip=False,
+    )
     trainer, result = _train_recording(kwargs)
     assert result.global_step == 4 and len(trainer.seen) == 4
     dataset = trainer.dataset
@@ -89,9 +103,14 @@ def test_every_batch_is_one_bucket_and_time_ids_match_the_crop(family, tiny_kwar
 
 def test_explicit_bucket_list_and_cached_latents(tiny_kwargs, shaped_dir):
     """An explicit list; cache_latents keeps one latent per (image, bucket), and the run trains on their shapes."""
-    kwargs = tiny_kwargs(instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True,
-                         aspect_ratio_buckets="64,64;80,48;48,80", center_crop=True, cache_latents=True,
-                         max_train_steps=3)  # fmt: skip
+    kwargs = tiny_kwargs(
+        instance_data_dir=str(shaped_dir),
+        use_aspect_ratio_buckets=True,
+        aspect_ratio_buckets="64,64;80,48;48,80",
+        center_crop=True,
+        cache_latents=True,
+        max_train_steps=3,
+    )
     trainer, result = _train_recording_latents(kwargs)
     dataset = trainer.dataset
     assert set(dataset.buckets) <= {(64, 64), (80, 48), (48, 80)} and len(dataset.buckets) >= 2
@@ -127,16 +146,34 @@ def test_bucket_flags_are_checked_before_loading():
 def test_cli_flags(tmp_path):
     from hfvision.training.dreambooth.args import parse_dreambooth_args
 
-    config = parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
-                                    "--use_aspect_ratio_buckets", "--aspect_ratio_buckets", "512,512;384,640",
-                                    "--repeats", "3", "--caption_dropout", "0.1", "--quality_metrics",
-                                    "--validation_prompt", "a photo of {token}", "--select_best_by", "clip_t",
-                                    "--quality_dino_model", "dino/"])  # fmt: skip
+    config = parse_dreambooth_args(
+        [
+            "--pretrained_model_name_or_path",
+            "sd15",
+            "--instance_data_dir",
+            "photos",
+            "--use_aspect_ratio_buckets",
+            "--aspect_ratio_buckets",
+            "512,512;384,640",
+            "--repeats",
+            "3",
+            "--caption_dropout",
+            "0.1",
+            "--quality_metrics",
+            "--validation_prompt",
+            "a photo of {token}",
+            "--select_best_by",
+            "clip_t",
+            "--quality_dino_model",
+            "dino/",
+        ]
+    )
     assert (config.aspect_ratio_buckets, config.repeats, config.caption_dropout) == ("512,512;384,640", 3, 0.1)
     assert (config.select_best_by, config.quality_dino_model, config.quality_metrics) == ("clip_t", "dino/", True)
     with pytest.raises(SystemExit):
-        parse_dreambooth_args(["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos",
-                               "--select_best_by", "fid"])  # fmt: skip
+        parse_dreambooth_args(
+            ["--pretrained_model_name_or_path", "sd15", "--instance_data_dir", "photos", "--select_best_by", "fid"]
+        )
 
 
 def test_bucket_no_upscale_never_enlarges(shaped_dir):
@@ -145,9 +182,16 @@ def test_bucket_no_upscale_never_enlarges(shaped_dir):
     from hfvision.training import DreamBoothConfig
     from hfvision.training.dreambooth.data import build_bucketed_data, list_images, load_records
 
-    config = DreamBoothConfig(pretrained_model_name_or_path="sd15", instance_data_dir=str(shaped_dir), resolution=48,
-                              use_aspect_ratio_buckets=True, bucket_no_upscale=True, bucket_reso_steps=16,
-                              min_bucket_reso=32, max_bucket_reso=96)  # fmt: skip
+    config = DreamBoothConfig(
+        pretrained_model_name_or_path="sd15",
+        instance_data_dir=str(shaped_dir),
+        resolution=48,
+        use_aspect_ratio_buckets=True,
+        bucket_no_upscale=True,
+        bucket_reso_steps=16,
+        min_bucket_reso=32,
+        max_bucket_reso=96,
+    )
     paths = list_images(shaped_dir)
     records = load_records(paths, ["x"] * len(paths), None)
     sizes = [r.original_size for r in records]
@@ -162,14 +206,24 @@ def test_bucket_no_upscale_never_enlarges(shaped_dir):
 
 
 @pytest.mark.slow
-def test_bucket_resume_is_bit_identical(tiny_kwargs, shaped_dir, run_training, tmp_path, load_weights,
-                                        assert_bit_identical):  # fmt: skip
+def test_bucket_resume_is_bit_identical(
+    tiny_kwargs, shaped_dir, run_training, tmp_path, load_weights, assert_bit_identical
+):
     """Straight 2N steps vs N steps, SIGKILL after step N+1, resume: same losses and bit-identical weights."""
     import signal
 
-    kwargs = tiny_kwargs(instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True, bucket_reso_steps=16,
-                         min_bucket_reso=32, max_bucket_reso=96, max_train_steps=2 * N, checkpointing_steps=N,
-                         resolution=48, random_flip=True, caption_dropout=0.5)  # fmt: skip
+    kwargs = tiny_kwargs(
+        instance_data_dir=str(shaped_dir),
+        use_aspect_ratio_buckets=True,
+        bucket_reso_steps=16,
+        min_bucket_reso=32,
+        max_bucket_reso=96,
+        max_train_steps=2 * N,
+        checkpointing_steps=N,
+        resolution=48,
+        random_flip=True,
+        caption_dropout=0.5,
+    )
     _, straight, _ = run_training({**kwargs, "output_dir": str(tmp_path / "straight")})
     killed = {**kwargs, "output_dir": str(tmp_path / "killed")}
     code, killed_logs, _ = run_training(killed, kill_at=N + 1)
@@ -202,16 +256,37 @@ def test_concepts_repeats_and_caption_dropout_in_one_run(tiny_kwargs, instance_d
 
     sample_image("coffee").resize((64, 64)).save(other_class / "cup.png")
     concepts = [
-        {"instance_prompt": "a photo of zwx person", "instance_data_dir": str(instance_dir), "instance_token": "zwx",
-         "class_prompt": "a photo of a person", "class_data_dir": str(class_dir), "num_class_images": 2},
-        {"instance_prompt": "a photo of ohwx cup", "instance_data_dir": str(shaped_dir), "instance_token": "ohwx",
-         "class_prompt": "a photo of a cup", "class_data_dir": str(other_class), "num_class_images": 1,
-         "repeats": 2},
-    ]  # fmt: skip
+        {
+            "instance_prompt": "a photo of zwx person",
+            "instance_data_dir": str(instance_dir),
+            "instance_token": "zwx",
+            "class_prompt": "a photo of a person",
+            "class_data_dir": str(class_dir),
+            "num_class_images": 2,
+        },
+        {
+            "instance_prompt": "a photo of ohwx cup",
+            "instance_data_dir": str(shaped_dir),
+            "instance_token": "ohwx",
+            "class_prompt": "a photo of a cup",
+            "class_data_dir": str(other_class),
+            "num_class_images": 1,
+            "repeats": 2,
+        },
+    ]
     path = tmp_path / "concepts.json"
     path.write_text(json.dumps(concepts))
-    kwargs = tiny_kwargs(instance_data_dir=None, class_prompt=None, class_data_dir=None, concepts_list=str(path),
-                         repeats=2, caption_dropout=1.0, train_batch_size=1, max_train_steps=6, resolution=32)  # fmt: skip
+    kwargs = tiny_kwargs(
+        instance_data_dir=None,
+        class_prompt=None,
+        class_data_dir=None,
+        concepts_list=str(path),
+        repeats=2,
+        caption_dropout=1.0,
+        train_batch_size=1,
+        max_train_steps=6,
+        resolution=32,
+    )
     trainer, result = _train_recording(kwargs)
     dataset = trainer.dataset
     assert len(dataset.instance) == 2 * (3 + 2 * 4)  # --repeats 2 x (3 photos + 4 photos x repeats 2)
@@ -260,18 +335,40 @@ def test_two_processes_train_with_buckets(tiny_kwargs, shaped_dir, tmp_path, sub
     from pathlib import Path
 
     example = Path(__file__).resolve().parents[3] / "examples" / "train_dreambooth.py"
-    kwargs = tiny_kwargs(instance_data_dir=str(shaped_dir), use_aspect_ratio_buckets=True, bucket_reso_steps=16,
-                         min_bucket_reso=32, max_bucket_reso=96, resolution=48, max_train_steps=2,
-                         checkpointing_steps=2)  # fmt: skip
+    kwargs = tiny_kwargs(
+        instance_data_dir=str(shaped_dir),
+        use_aspect_ratio_buckets=True,
+        bucket_reso_steps=16,
+        min_bucket_reso=32,
+        max_bucket_reso=96,
+        resolution=48,
+        max_train_steps=2,
+        checkpointing_steps=2,
+    )
     flags = []
     for key, value in kwargs.items():
         if value is True:
             flags.append(f"--{key}")
         elif value not in (False, None):
             flags += [f"--{key}", str(value)]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-           str(example), *flags]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        str(example),
+        *flags,
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     import json

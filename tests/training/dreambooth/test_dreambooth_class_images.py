@@ -14,8 +14,18 @@ from hfvision.training.dreambooth.class_images import (
 
 
 def _generate(pipe, folder, key, indices, batch_size):
-    return generate_class_images(lambda: pipe, folder, key, indices, "a photo of a dog", 32, seed=0,
-                                 batch_size=batch_size, num_inference_steps=2, show_progress=False)  # fmt: skip
+    return generate_class_images(
+        lambda: pipe,
+        folder,
+        key,
+        indices,
+        "a photo of a dog",
+        32,
+        seed=0,
+        batch_size=batch_size,
+        num_inference_steps=2,
+        show_progress=False,
+    )
 
 
 def test_generation_is_batched_keyed_and_resumable(tmp_path):

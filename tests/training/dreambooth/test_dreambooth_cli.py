@@ -16,8 +16,14 @@ def test_dreambooth_help_lists_the_generated_flags(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: hfvision train dreambooth")
-    for flag in ("--pretrained_model_name_or_path", "--with_prior_preservation", "--text_encoder_steps",
-                 "--use_lora", "--hub_session", "--config"):  # fmt: skip
+    for flag in (
+        "--pretrained_model_name_or_path",
+        "--with_prior_preservation",
+        "--text_encoder_steps",
+        "--use_lora",
+        "--hub_session",
+        "--config",
+    ):
         assert flag in out
 
 
@@ -29,8 +35,21 @@ def test_train_registers_both_kinds(capsys):
 
 
 def test_bad_flags_are_one_line_errors(capsys):
-    assert main(["train", "dreambooth", "--pretrained_model_name_or_path", "x", "--instance_data_dir", "d",
-                 "--resolution", "500"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "dreambooth",
+                "--pretrained_model_name_or_path",
+                "x",
+                "--instance_data_dir",
+                "d",
+                "--resolution",
+                "500",
+            ]
+        )
+        == 1
+    )
     assert "resolution=500 must be a positive multiple of 8; try 504 or 496" in capsys.readouterr().err
 
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from hfvision.training import DreamBoothConfig, parse_dreambooth_args
-from hfvision.training.dreambooth.config import LR_SCHEDULERS, build_argument_parser
+from hfvision.training.dreambooth.args import build_argument_parser
+from hfvision.training.dreambooth.config import LR_SCHEDULERS
 
 REQUIRED = {"pretrained_model_name_or_path": "base", "instance_data_dir": "photos"}
 
@@ -40,15 +41,32 @@ def test_every_field_has_a_flag_and_help():
     for f in dataclasses.fields(DreamBoothConfig):
         assert f"--{f.name}" in flags, f.name
         assert f.metadata.get("help"), f"{f.name} has no help text"
-    for new in ("--text_encoder_steps", "--text_encoder_lr", "--use_lora", "--rank", "--noise_offset", "--session",
-                "--hub_session", "--config"):  # fmt: skip
+    for new in (
+        "--text_encoder_steps",
+        "--text_encoder_lr",
+        "--use_lora",
+        "--rank",
+        "--noise_offset",
+        "--session",
+        "--hub_session",
+        "--config",
+    ):
         assert new in flags
 
 
 def test_yaml_sets_options_and_flags_win(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({**REQUIRED, "max_train_steps": 50, "learning_rate": 1e-4, "use_lora": True,
-                                    "validation_prompt": "a photo of {token}"}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **REQUIRED,
+                "max_train_steps": 50,
+                "learning_rate": 1e-4,
+                "use_lora": True,
+                "validation_prompt": "a photo of {token}",
+            }
+        )
+    )
     config = parse_dreambooth_args(["--config", str(path), "--max_train_steps", "7", "--rank", "8"])
     assert (config.max_train_steps, config.learning_rate, config.use_lora, config.rank) == (7, 1e-4, True, 8)
     assert config.validation_prompt == ["a photo of {token}"]

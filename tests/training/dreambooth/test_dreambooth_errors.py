@@ -104,8 +104,14 @@ def test_nan_steps_are_skipped_then_the_run_stops(tiny_kwargs, train_in_process,
     hook = _NanAt(DreamBoothTrainer, steps=[2, 3, 4])
     monkeypatch.setattr(DreamBoothTrainer, "compute_loss", hook.compute_loss)
     out = Path(kwargs["output_dir"]).with_name("diverged")
-    kwargs = {**kwargs, "output_dir": str(out), "max_train_steps": 6, "checkpointing_steps": 1,
-              "checkpoints_total_limit": 1, "max_nan_steps": 3}  # fmt: skip
+    kwargs = {
+        **kwargs,
+        "output_dir": str(out),
+        "max_train_steps": 6,
+        "checkpointing_steps": 1,
+        "checkpoints_total_limit": 1,
+        "max_nan_steps": 3,
+    }
     with pytest.raises(TrainingDivergedError, match=r"3 consecutive steps .* Last good checkpoint: .*checkpoint-1"):
         train_in_process(kwargs, callbacks=[hook])
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]  # kept, not pruned by NaN steps
@@ -113,8 +119,14 @@ def test_nan_steps_are_skipped_then_the_run_stops(tiny_kwargs, train_in_process,
 
 
 def test_bf16_on_cpu_keeps_trainable_weights_fp32(tiny_kwargs, train_in_process):
-    kwargs = tiny_kwargs(mixed_precision="bf16", use_lora=True, train_text_encoder=True, max_train_steps=1,
-                         gradient_checkpointing=True, resolution=32)  # fmt: skip
+    kwargs = tiny_kwargs(
+        mixed_precision="bf16",
+        use_lora=True,
+        train_text_encoder=True,
+        max_train_steps=1,
+        gradient_checkpointing=True,
+        resolution=32,
+    )
     trainer, result = train_in_process(kwargs)
     assert math.isfinite(result.final_loss)
     unet = trainer.accelerator.unwrap_model(trainer.unet_p)

@@ -13,8 +13,15 @@ def test_lora_file_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, tra
     from diffusers import DiffusionPipeline
     from safetensors import safe_open
 
-    kwargs = tiny_kwargs(use_lora=True, rank=4, lora_alpha=8, train_text_encoder=True, merge_lora=True,
-                         max_train_steps=3, learning_rate=1e-2)  # fmt: skip
+    kwargs = tiny_kwargs(
+        use_lora=True,
+        rank=4,
+        lora_alpha=8,
+        train_text_encoder=True,
+        merge_lora=True,
+        max_train_steps=3,
+        learning_rate=1e-2,
+    )
     trainer, result = train_in_process(kwargs)
     call = dict(num_inference_steps=2, height=64, width=64, output_type="np")
     expected = trainer.build_pipeline()("a photo of sks person", generator=torch.Generator().manual_seed(0), **call)

@@ -65,22 +65,32 @@ def test_pushed_model_loads_in_a_fresh_process_without_hfvision(tiny_kwargs, run
 
     kwargs = tiny_kwargs(max_train_steps=1, resolution=32, push_to_hub=True, hub_model_id="user/sks-person")
     run_training(kwargs, env=hub_env(local_hub.endpoint))
-    code = """
+    local = str(kwargs["output_dir"])
+    code = f"""
         import json, sys
         sys.modules["hfvision"] = None  # this process cannot import hfvision
         import torch
         from diffusers import DiffusionPipeline
+        from huggingface_hub import list_repo_files
 
         call = dict(num_inference_steps=2, height=32, width=32, output_type="np")
-        stock = DiffusionPipeline.from_pretrained("user/sks-person", trust_remote_code=True)
-        ours = DiffusionPipeline.from_pretrained("user/sks-person", custom_pipeline="dreambooth", trust_remote_code=True)
-        a = stock("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
-        b = ours("a photo of {token} {class}", generator=torch.Generator().manual_seed(0), **call).images
-        print(json.dumps({"stock": type(stock).__name__, "ours": type(ours).__name__, "diff": float(abs(a - b).max()),
-                          "token": ours.config.instance_token, "class": ours.config.class_noun}))
+        local = DiffusionPipeline.from_pretrained({local!r})  # the output folder: diffusers' stock class name
+        ours = DiffusionPipeline.from_pretrained("user/sks-person", trust_remote_code=True)  # the repo: one call
+        try:
+            DiffusionPipeline.from_pretrained("user/sks-person")
+            refused = False
+        except Exception as err:  # noqa: BLE001 - diffusers' own refusal of the repo's code
+            refused = "trust_remote_code" in str(err)
+        a = local("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
+        b = ours("a photo of {{token}} {{class}}", generator=torch.Generator().manual_seed(0), **call).images
+        print(json.dumps({{"local": type(local).__name__, "ours": type(ours).__name__, "diff": float(abs(a - b).max()),
+                          "token": ours.config.instance_token, "class": ours.config.class_noun, "refused": refused,
+                          "files": sorted(list_repo_files("user/sks-person"))}}))
     """
     out = json.loads(run_python(code, hub=local_hub).strip().splitlines()[-1])
-    assert out["stock"] == "StableDiffusionPipeline" and out["ours"] == "DreamBoothPipeline"
+    assert out["local"] == "StableDiffusionPipeline" and out["ours"] == "DreamBoothPipeline"
+    assert out["refused"]  # without trust_remote_code diffusers refuses the repo's code
     assert (out["token"], out["class"]) == ("sks", "person")
+    assert {"handler.py", "requirements.txt", "dreambooth.py"} <= set(out["files"])
     assert out["diff"] <= 1e-6
     assert np.isfinite(out["diff"])

@@ -20,10 +20,16 @@ def embedder_dirs(tmp_path_factory):
 
 def _quality_kwargs(tiny_kwargs, embedder_dirs, **overrides):
     kwargs = dict(
-        resolution=32, quality_metrics=True, quality_clip_model=embedder_dirs[0], quality_dino_model=embedder_dirs[1],
-        validation_prompt=["a photo of {token} person on a beach"], num_validation_images=1, validation_steps=2,
-        validation_inference_steps=2, max_train_steps=4,
-    )  # fmt: skip
+        resolution=32,
+        quality_metrics=True,
+        quality_clip_model=embedder_dirs[0],
+        quality_dino_model=embedder_dirs[1],
+        validation_prompt=["a photo of {token} person on a beach"],
+        num_validation_images=1,
+        validation_steps=2,
+        validation_inference_steps=2,
+        max_train_steps=4,
+    )
     return tiny_kwargs(**{**kwargs, **overrides})
 
 
@@ -67,8 +73,9 @@ def test_metrics_report_card_and_tensorboard_from_a_real_run(tiny_kwargs, embedd
     ]
 
 
-def test_select_best_keeps_the_planted_best_steps_weights(tiny_kwargs, embedder_dirs, train_in_process, monkeypatch,
-                                                          load_weights, assert_bit_identical):  # fmt: skip
+def test_select_best_keeps_the_planted_best_steps_weights(
+    tiny_kwargs, embedder_dirs, train_in_process, monkeypatch, load_weights, assert_bit_identical
+):
     """Scores are planted (best clip_i at step 4 of 2, 4, 6): the output holds step 4's weights, not step 6's."""
     import hfvision.evaluation.tracking as tracking
 
@@ -78,9 +85,16 @@ def test_select_best_keeps_the_planted_best_steps_weights(tiny_kwargs, embedder_
         return {"clip_i": next(planted), "dino": 0.5, "clip_t": 0.2}, None
 
     monkeypatch.setattr(tracking, "score_images", fake_score_images)
-    kwargs = _quality_kwargs(tiny_kwargs, embedder_dirs, max_train_steps=6, checkpointing_steps=2,
-                             with_prior_preservation=False, class_prompt=None, class_data_dir=None,
-                             select_best_by="clip_i")  # fmt: skip
+    kwargs = _quality_kwargs(
+        tiny_kwargs,
+        embedder_dirs,
+        max_train_steps=6,
+        checkpointing_steps=2,
+        with_prior_preservation=False,
+        class_prompt=None,
+        class_data_dir=None,
+        select_best_by="clip_i",
+    )
     trainer, result = train_in_process(kwargs)
     out = result.output_dir
     saved = load_weights(out / "unet")
@@ -111,8 +125,9 @@ def test_quality_flags_are_checked():
 
 
 @pytest.mark.slow
-def test_quality_metrics_survive_a_kill_and_resume(tiny_kwargs, embedder_dirs, run_training, tmp_path, load_weights,
-                                                   assert_bit_identical):  # fmt: skip
+def test_quality_metrics_survive_a_kill_and_resume(
+    tiny_kwargs, embedder_dirs, run_training, tmp_path, load_weights, assert_bit_identical
+):
     """Killed after step 3 (checkpoint and validation at 2), resumed: metrics.jsonl holds steps 2 and 4 once each,
     with the same numbers as an uninterrupted run (drift reads the base class images back), and the kept weights
     equal the uninterrupted run's."""

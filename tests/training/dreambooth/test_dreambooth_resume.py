@@ -30,8 +30,9 @@ def _straight_killed_resumed(run_training, kwargs: dict, tmp_path, straight_runn
     return straight_logs, killed_logs, resumed_logs
 
 
-def test_sigkill_and_resume_is_bit_identical(tiny_kwargs, run_training, train_in_process, tmp_path, load_weights,
-                                            assert_bit_identical):  # fmt: skip
+def test_sigkill_and_resume_is_bit_identical(
+    tiny_kwargs, run_training, train_in_process, tmp_path, load_weights, assert_bit_identical
+):
     """Full fine-tune, prior preservation, text encoder trained the whole run, random crops. The uninterrupted run
     trains in this process (one torch thread, like the subprocesses)."""
 
@@ -69,11 +70,24 @@ def test_two_stage_lora_resume_is_bit_identical(
     accumulation with a partial window at each epoch end (3 micro-batches per epoch, 2 per step), resume mid-epoch,
     noise offset, min-SNR, cached latents and pre-computed text embeddings."""
     kwargs = tiny_kwargs(
-        max_train_steps=2 * N, checkpointing_steps=N, use_lora=True, rank=4, train_text_encoder=True, train_batch_size=1,
-        text_encoder_steps=2, text_encoder_lr=5e-4, gradient_accumulation_steps=2, noise_offset=0.1, snr_gamma=5.0,
-        center_crop=True, cache_latents=True, pre_compute_text_embeddings=True, lr_scheduler="cosine",
-        lr_warmup_steps=1, resolution=32,
-    )  # fmt: skip
+        max_train_steps=2 * N,
+        checkpointing_steps=N,
+        use_lora=True,
+        rank=4,
+        train_text_encoder=True,
+        train_batch_size=1,
+        text_encoder_steps=2,
+        text_encoder_lr=5e-4,
+        gradient_accumulation_steps=2,
+        noise_offset=0.1,
+        snr_gamma=5.0,
+        center_crop=True,
+        cache_latents=True,
+        pre_compute_text_embeddings=True,
+        lr_scheduler="cosine",
+        lr_warmup_steps=1,
+        resolution=32,
+    )
     straight_logs, _, _ = _straight_killed_resumed(run_training, kwargs, tmp_path)
     assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
     state = read_trainer_state(tmp_path / "killed" / f"checkpoint-{N}")

@@ -19,13 +19,27 @@ def sd1_run(tiny_model_dir, instance_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("sd1-full")
     config = DreamBoothConfig(
-        pretrained_model_name_or_path=str(tiny_model_dir("sd1")), instance_data_dir=str(instance_dir),
-        instance_prompt="a photo of {token} person", resolution=64, train_batch_size=2,
-        with_prior_preservation=True, class_prompt="a photo of a person", num_class_images=2, class_inference_steps=2,
-        max_train_steps=4, learning_rate=1e-3, train_text_encoder=True, checkpointing_steps=2,
-        checkpoints_total_limit=1, validation_prompt=["a photo of {token} person on the moon"], validation_steps=2,
-        num_validation_images=2, validation_inference_steps=2, report_to="tensorboard", output_dir=str(out),
-    )  # fmt: skip
+        pretrained_model_name_or_path=str(tiny_model_dir("sd1")),
+        instance_data_dir=str(instance_dir),
+        instance_prompt="a photo of {token} person",
+        resolution=64,
+        train_batch_size=2,
+        with_prior_preservation=True,
+        class_prompt="a photo of a person",
+        num_class_images=2,
+        class_inference_steps=2,
+        max_train_steps=4,
+        learning_rate=1e-3,
+        train_text_encoder=True,
+        checkpointing_steps=2,
+        checkpoints_total_limit=1,
+        validation_prompt=["a photo of {token} person on the moon"],
+        validation_steps=2,
+        num_validation_images=2,
+        validation_inference_steps=2,
+        report_to="tensorboard",
+        output_dir=str(out),
+    )
     trainer = DreamBoothTrainer(config)
     result = trainer.train()
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -33,8 +47,9 @@ def sd1_run(tiny_model_dir, instance_dir, tmp_path_factory):
     return trainer, result, config
 
 
-def test_output_is_a_stock_diffusers_pipeline_with_the_trained_weights(sd1_run, tiny_model_dir, load_weights,
-                                                                       assert_bit_identical):  # fmt: skip
+def test_output_is_a_stock_diffusers_pipeline_with_the_trained_weights(
+    sd1_run, tiny_model_dir, load_weights, assert_bit_identical
+):
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
     trainer, result, config = sd1_run
@@ -49,8 +64,10 @@ def test_output_is_a_stock_diffusers_pipeline_with_the_trained_weights(sd1_run, 
     assert_bit_identical({k: v for k, v in final.items() if k.split("/")[0] in ("unet", "text_encoder")}, ckpt)
     # frozen VAE: byte-identical to the base; trained parts changed
     base = load_weights(tiny_model_dir("sd1"))
-    assert_bit_identical({k: v for k, v in base.items() if k.startswith("vae/")},
-                         {k: v for k, v in final.items() if k.startswith("vae/")})  # fmt: skip
+    assert_bit_identical(
+        {k: v for k, v in base.items() if k.startswith("vae/")},
+        {k: v for k, v in final.items() if k.startswith("vae/")},
+    )
     for part in ("unet/", "text_encoder/"):
         assert any(not torch.equal(v, final[k]) for k, v in base.items() if k.startswith(part)), part
     assert DreamBoothConfig.from_yaml(out / "training_config.yaml") == config

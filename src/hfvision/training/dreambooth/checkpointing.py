@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ...utils.io import atomic_write
+from ...utils.io import atomic_write, checkpoint_step
 from ...utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -38,7 +37,6 @@ logger = get_logger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_NAME = "trainer_state.json"
 WEIGHTS_DIR = "weights"
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def list_checkpoints(root: str | os.PathLike, config=None) -> list[tuple[int, Path]]:
@@ -47,10 +45,10 @@ def list_checkpoints(root: str | os.PathLike, config=None) -> list[tuple[int, Pa
     found = []
     if root.is_dir():
         for path in root.iterdir():
-            match = _CHECKPOINT_RE.match(path.name)
-            if match and (path / STATE_NAME).is_file():
+            step = checkpoint_step(path)
+            if step is not None and (path / STATE_NAME).is_file():
                 if config is None or belongs_to_run(read_trainer_state(path), config):
-                    found.append((int(match.group(1)), path))
+                    found.append((step, path))
     return sorted(found)
 
 
@@ -127,8 +125,14 @@ class CheckpointManager:
         load_weights (`Callable[[Path], None]`): loads them back into the models (every process).
     """
 
-    def __init__(self, accelerator, root: Path, total_limit: int | None,
-                 save_weights: Callable[[Path], None], load_weights: Callable[[Path], None]):  # fmt: skip
+    def __init__(
+        self,
+        accelerator,
+        root: Path,
+        total_limit: int | None,
+        save_weights: Callable[[Path], None],
+        load_weights: Callable[[Path], None],
+    ):
         self.accelerator, self.root, self.total_limit = accelerator, Path(root), total_limit
         self._save_weights, self._load_weights = save_weights, load_weights
         accelerator.register_save_state_pre_hook(self._save_hook)

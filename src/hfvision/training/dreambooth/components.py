@@ -141,8 +141,9 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path} is not readable JSON: {err}") from None
 
 
-def resolve_base_model(name: str, revision: str | None = None, resolution: int | None = None,
-                       force_resolution: bool = False) -> BaseModel:  # fmt: skip
+def resolve_base_model(
+    name: str, revision: str | None = None, resolution: int | None = None, force_resolution: bool = False
+) -> BaseModel:
     """Find out what ``name`` is without loading weights; raise a clear error for anything untrainable.
 
     Reads only ``model_index.json`` and the scheduler config (a local file or a small Hub download). Registry keys
@@ -177,8 +178,16 @@ def resolve_base_model(name: str, revision: str | None = None, resolution: int |
             raise _unsupported(name, f"a {entry.family} model ({entry.pipeline_class})")
         if resolution is not None:
             validate_training_resolution(name, resolution, allow_override=force_resolution)
-        base = BaseModel(name, entry.repo_id, revision or entry.revision, family, "registry", registry_key=name,
-                         license=entry.license, prediction_type=entry.prediction_type)  # fmt: skip
+        base = BaseModel(
+            name,
+            entry.repo_id,
+            revision or entry.revision,
+            family,
+            "registry",
+            registry_key=name,
+            license=entry.license,
+            prediction_type=entry.prediction_type,
+        )
     else:
         base = _resolve_hub(name, revision)
     _check_prediction(base)

@@ -57,8 +57,12 @@ class PromptEncoder:
         tokenizer = self.tokenizers[0]
         too_long = [c for c in dict.fromkeys(captions) if len(tokenizer(c).input_ids) > tokenizer.model_max_length]
         if too_long:
-            logger.warning("%d caption(s) exceed %d tokens and are truncated, e.g. %r",
-                           len(too_long), tokenizer.model_max_length, too_long[0][:80])  # fmt: skip
+            logger.warning(
+                "%d caption(s) exceed %d tokens and are truncated, e.g. %r",
+                len(too_long),
+                tokenizer.model_max_length,
+                too_long[0][:80],
+            )
 
     def tokenize(self, captions: list[str]) -> list[torch.Tensor]:
         return [
@@ -68,7 +72,7 @@ class PromptEncoder:
                 max_length=tokenizer.model_max_length,
                 truncation=True,
                 return_tensors="pt",
-            ).input_ids.to(self.device)  # fmt: skip
+            ).input_ids.to(self.device)
             for tokenizer in self.tokenizers
         ]
 

@@ -255,9 +255,11 @@ class DreamBoothConfig:
     )
     aspect_ratio_buckets: str | None = field(
         default=None,
-        metadata=_help("Buckets as 'height,width;height,width;...' (needs --use_aspect_ratio_buckets; "
-                       "default: computed with --bucket_reso_steps/--min_bucket_reso/--max_bucket_reso)."),
-    )  # fmt: skip
+        metadata=_help(
+            "Buckets as 'height,width;height,width;...' (needs --use_aspect_ratio_buckets; "
+            "default: computed with --bucket_reso_steps/--min_bucket_reso/--max_bucket_reso)."
+        ),
+    )
     bucket_reso_steps: int = field(default=64, metadata=_help("Computed buckets: side step in pixels (kohya's)."))
     min_bucket_reso: int | None = field(
         default=None, metadata=_help("Computed buckets: smallest side (default: resolution / 2).")
@@ -274,9 +276,11 @@ class DreamBoothConfig:
     repeats: int = field(default=1, metadata=_help("Use every subject photo this many times per epoch."))
     concepts_list: str | None = field(
         default=None,
-        metadata=_help("JSON list of subjects (instance_prompt, instance_data_dir, class_prompt, class_data_dir, "
-                       "num_class_images, instance_token, repeats) to train in one run."),
-    )  # fmt: skip
+        metadata=_help(
+            "JSON list of subjects (instance_prompt, instance_data_dir, class_prompt, class_data_dir, "
+            "num_class_images, instance_token, repeats) to train in one run."
+        ),
+    )
     quality_metrics: bool = field(
         default=False,
         metadata=_help("At each validation, score CLIP-I, DINO, CLIP-T and prior drift (metrics.jsonl, report.html)."),
@@ -410,10 +414,21 @@ class DreamBoothConfig:
         if not isinstance(self.resolution, int) or self.resolution <= 0 or self.resolution % 8:
             lo, hi = max(8, self.resolution // 8 * 8), (self.resolution // 8 + 1) * 8
             fail(f"resolution={self.resolution!r} must be a positive multiple of 8; try {hi} or {lo}")
-        for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "num_class_images",
-                     "sample_batch_size", "class_inference_steps", "checkpointing_steps", "validation_steps",
-                     "num_validation_images", "validation_inference_steps", "max_nan_steps", "num_train_epochs",
-                     "validation_epochs"):  # fmt: skip
+        for name in (
+            "train_batch_size",
+            "max_train_steps",
+            "gradient_accumulation_steps",
+            "num_class_images",
+            "sample_batch_size",
+            "class_inference_steps",
+            "checkpointing_steps",
+            "validation_steps",
+            "num_validation_images",
+            "validation_inference_steps",
+            "max_nan_steps",
+            "num_train_epochs",
+            "validation_epochs",
+        ):
             value = getattr(self, name)
             if value is None and name in ("max_train_steps", "num_train_epochs", "validation_epochs"):
                 continue
@@ -680,12 +695,3 @@ def load_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"config file {path} must hold a mapping of option: value, not {type(values).__name__}")
     check_known_keys(values, source=str(path))
     return values
-
-
-def __getattr__(name: str):
-    # The command-line parser lives in args.py (it imports this module); these names stay importable from here.
-    if name in ("build_argument_parser", "parse_dreambooth_args"):
-        from . import args
-
-        return getattr(args, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

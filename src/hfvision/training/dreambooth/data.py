@@ -18,11 +18,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ...data import read_caption  # noqa: F401 - re-exported for the trainer
+from ...data.image_io import IMAGE_EXTENSIONS
 from ...utils.logging import get_logger
 
 logger = get_logger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -34,7 +33,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise NotADirectoryError(f"instance_data_dir {folder} is not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
     if not files:
-        raise ValueError(f"instance_data_dir {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(f"instance_data_dir {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
 
 
@@ -106,8 +105,15 @@ class DreamBoothDataset(Dataset):
             (drawn from the item's seeded generator after its crop and flip, so resume stays exact).
     """
 
-    def __init__(self, instance: list[ImageRecord], class_records: list[ImageRecord], resolution: int,
-                 center_crop: bool = False, random_flip: bool = False, caption_dropout: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        instance: list[ImageRecord],
+        class_records: list[ImageRecord],
+        resolution: int,
+        center_crop: bool = False,
+        random_flip: bool = False,
+        caption_dropout: float = 0.0,
+    ):
         if not instance:
             raise ValueError("no instance images")
         self.instance, self.class_records = instance, class_records
@@ -147,8 +153,13 @@ class DreamBoothDataset(Dataset):
         top, left = self.crop_box(record, rng)
         flip = bool(rng is not None and self.random_flip and rng.random() < 0.5)
         caption = self.drop(record.caption, rng) if dropout else record.caption
-        example = {"image_id": image_id, "caption": caption, "original_size": record.original_size,
-                   "crop_top_left": (top, left), "target_size": (self.resolution, self.resolution)}  # fmt: skip
+        example = {
+            "image_id": image_id,
+            "caption": caption,
+            "original_size": record.original_size,
+            "crop_top_left": (top, left),
+            "target_size": (self.resolution, self.resolution),
+        }
         if self.latent_params is not None:
             example["latent_params"] = self.latent_params[image_id]
             return example
@@ -198,8 +209,9 @@ def concept_records(concepts, caption_from_filename: bool, expand, resolution: i
 def class_image_specs(config, concepts, fallback_dir) -> list[tuple[Path, str, int]]:
     """``(class_dir, class_prompt, num_class_images)`` per subject (one for a single-subject run)."""
     if concepts is None:
-        return [(Path(config.class_data_dir or fallback_dir), config.expand(config.class_prompt),
-                 config.num_class_images)]  # fmt: skip
+        return [
+            (Path(config.class_data_dir or fallback_dir), config.expand(config.class_prompt), config.num_class_images)
+        ]
     return [(Path(c.class_data_dir), c.class_prompt, c.num_class_images) for c in concepts if c.class_prompt]
 
 
@@ -224,8 +236,13 @@ def concept_summary(concepts, expand=lambda p: p) -> list[dict]:
     return out
 
 
-def build_bucketed_data(config, instance: list[ImageRecord], class_records: list[ImageRecord],
-                        instance_groups: list[int] | None = None, class_groups: list[int] | None = None):  # fmt: skip
+def build_bucketed_data(
+    config,
+    instance: list[ImageRecord],
+    class_records: list[ImageRecord],
+    instance_groups: list[int] | None = None,
+    class_groups: list[int] | None = None,
+):
     """The bucketed dataset and its [`BucketBatchSampler`] for ``config``'s bucket options: ``(dataset, sampler)``.
 
     Instance images go to their nearest bucket (or their own rounded-down size with ``bucket_no_upscale``); class
@@ -239,20 +256,35 @@ def build_bucketed_data(config, instance: list[ImageRecord], class_records: list
     if not config.bucket_no_upscale:
         candidates = resolve_buckets(True, config.aspect_ratio_buckets, config.resolution, low, high, steps)
     sizes = [r.original_size for r in instance]
-    used, instance_bucket = assign_buckets(sizes, candidates, bucket_no_upscale=config.bucket_no_upscale,
-                                           resolution=config.resolution, bucket_reso_steps=steps)  # fmt: skip
+    used, instance_bucket = assign_buckets(
+        sizes,
+        candidates,
+        bucket_no_upscale=config.bucket_no_upscale,
+        resolution=config.resolution,
+        bucket_reso_steps=steps,
+    )
     class_bucket = class_buckets([r.original_size for r in class_records], used)
     counts = {used[b]: instance_bucket.count(b) for b in sorted(set(instance_bucket))}
-    logger.info("aspect-ratio buckets (height x width: images): %s",
-                ", ".join(f"{h}x{w}: {n}" for (h, w), n in counts.items()))  # fmt: skip
-    dataset = BucketedDreamBoothDataset(instance, class_records, used, instance_bucket, class_bucket,
-                                        config.center_crop, config.random_flip, config.caption_dropout)  # fmt: skip
+    logger.info(
+        "aspect-ratio buckets (height x width: images): %s", ", ".join(f"{h}x{w}: {n}" for (h, w), n in counts.items())
+    )
+    dataset = BucketedDreamBoothDataset(
+        instance,
+        class_records,
+        used,
+        instance_bucket,
+        class_bucket,
+        config.center_crop,
+        config.random_flip,
+        config.caption_dropout,
+    )
     # the sampler groups by (bucket, subject): one shape and one subject per batch
     instance_key = list(zip(instance_bucket, instance_groups or [0] * len(instance)))
     class_key = list(zip(class_bucket, class_groups or [0] * len(class_records)))
     ids = {key: i for i, key in enumerate(sorted(set(instance_key) | set(class_key)))}
-    sampler = BucketBatchSampler([ids[k] for k in instance_key], config.train_batch_size, config.seed,
-                                 [ids[k] for k in class_key])  # fmt: skip
+    sampler = BucketBatchSampler(
+        [ids[k] for k in instance_key], config.train_batch_size, config.seed, [ids[k] for k in class_key]
+    )
     return dataset, sampler
 
 
@@ -273,9 +305,17 @@ class BucketedDreamBoothDataset(DreamBoothDataset):
         caption_dropout (`float`): probability of training an instance image with the empty caption.
     """
 
-    def __init__(self, instance: list[ImageRecord], class_records: list[ImageRecord], buckets: list[tuple[int, int]],
-                 instance_bucket: list[int], class_bucket: list[int], center_crop: bool = False,
-                 random_flip: bool = False, caption_dropout: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        instance: list[ImageRecord],
+        class_records: list[ImageRecord],
+        buckets: list[tuple[int, int]],
+        instance_bucket: list[int],
+        class_bucket: list[int],
+        center_crop: bool = False,
+        random_flip: bool = False,
+        caption_dropout: float = 0.0,
+    ):
         super().__init__(instance, class_records, 0, center_crop, random_flip, caption_dropout)
         from .buckets import cover_size
 
@@ -303,8 +343,13 @@ class BucketedDreamBoothDataset(DreamBoothDataset):
         top, left = crop_box(pixels.shape[:2], target, None if self.center_crop else rng)
         flip = bool(rng is not None and self.random_flip and rng.random() < 0.5)
         caption = self.drop(record.caption, rng) if dropout else record.caption
-        example = {"image_id": image_id, "caption": caption, "original_size": record.original_size,
-                   "crop_top_left": (top, left), "target_size": target}  # fmt: skip
+        example = {
+            "image_id": image_id,
+            "caption": caption,
+            "original_size": record.original_size,
+            "crop_top_left": (top, left),
+            "target_size": target,
+        }
         if self.latent_params is not None:
             example["latent_params"] = self.latent_params[(image_id, bucket)]
             return example

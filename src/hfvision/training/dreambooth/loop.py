@@ -57,8 +57,9 @@ class TrainingLoop:
 
         config, acc = self.config, self.accelerator
         epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
-        self.progress = tqdm(total=config.max_train_steps, initial=self.global_step, desc="steps",
-                             disable=not acc.is_local_main_process)  # fmt: skip
+        self.progress = tqdm(
+            total=config.max_train_steps, initial=self.global_step, desc="steps", disable=not acc.is_local_main_process
+        )
         self._window_losses, self._window_bad = [], False
         while self.global_step < config.max_train_steps:
             self.sampler.set_epoch(epoch)

@@ -54,8 +54,9 @@ def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch
     return clipped
 
 
-def dreambooth_loss(model_pred, target, num_instance: int, prior_loss_weight: float = 1.0,
-                    weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+def dreambooth_loss(
+    model_pred, target, num_instance: int, prior_loss_weight: float = 1.0, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean MSE over the instance samples plus ``prior_loss_weight`` x the mean MSE over the class samples.
 
     The batch holds the instance samples first; samples after ``num_instance`` are class images.

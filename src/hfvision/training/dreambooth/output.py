@@ -159,8 +159,17 @@ def model_card_text(config: DreamBoothConfig, base, steps: int, grid_name: str |
         if config.use_lora and not config.merge_lora
         else "pipe = DiffusionPipeline.from_pretrained(REPO)"
     )
-    lines += ["## Use", "", "```py", "from diffusers import DiffusionPipeline", "", usage,
-              f'image = pipe("{config.resolved_instance_prompt} on the beach").images[0]', "```", ""]  # fmt: skip
+    lines += [
+        "## Use",
+        "",
+        "```py",
+        "from diffusers import DiffusionPipeline",
+        "",
+        usage,
+        f'image = pipe("{config.resolved_instance_prompt} on the beach").images[0]',
+        "```",
+        "",
+    ]
     if not config.use_lora or config.merge_lora:
         hint = "With hfvision, `DreamBoothPipeline.from_pretrained(REPO)` knows the trigger word: "
         lines += [hint + '`pipe("a photo of {token} on the beach")`.', ""]
@@ -181,24 +190,76 @@ def _text_encoder_summary(config: DreamBoothConfig) -> str:
     return f"trained for the whole run (lr {lr})"
 
 
-def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True) -> str:
-    """Create ``repo_id`` if needed and upload ``output_dir`` (without checkpoints, logs and hidden files)."""
-    from huggingface_hub import HfApi
+def hub_model_index(output_dir: Path) -> bytes | None:
+    """``model_index.json`` as the Hub repo gets it: the shipped DreamBooth class named ``[module, class]``.
 
+    The local folder keeps diffusers' stock ``_class_name`` (stock ``DiffusionPipeline.from_pretrained(out)`` loads it
+    like a diffusers script's output, as diffusers' own example tests expect); in the pushed repo
+    ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`` returns the DreamBooth class in one call.
+    ``None`` when the folder holds no full pipeline with hfvision's shipped code (e.g. a LoRA run).
+    """
+    from ...pipelines.dreambooth import DreamBoothPipeline
+    from ...pipelines.dreambooth_flux import DreamBoothFluxPipeline
+    from ...pipelines.dreambooth_sd3 import DreamBoothSD3Pipeline
+    from ...pipelines.dreambooth_xl import DreamBoothXLPipeline
+
+    path = output_dir / "model_index.json"
+    if not path.is_file():
+        return None
+    index = json.loads(path.read_text(encoding="utf-8"))
+    by_stock_name = {
+        "StableDiffusionPipeline": DreamBoothPipeline,
+        "StableDiffusionXLPipeline": DreamBoothXLPipeline,
+        "FluxPipeline": DreamBoothFluxPipeline,
+        "StableDiffusion3Pipeline": DreamBoothSD3Pipeline,
+    }
+    cls = by_stock_name.get(index.get("_class_name"))
+    if cls is None or not (output_dir / cls._code_files[0]).is_file():
+        return None
+    index["_class_name"] = [Path(cls._code_files[0]).stem, cls.__name__]
+    return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+
+
+def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True, base_model: str | None = None) -> str:
+    """Create ``repo_id`` if needed and upload ``output_dir`` in one commit (without checkpoints, logs and hidden
+    files), with an Inference Endpoints ``handler.py`` + ``requirements.txt`` and the Hub form of
+    ``model_index.json`` (:func:`hub_model_index`). ``base_model``: the registry key or Hub id a LoRA applies to."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    from ...hub.endpoints import write_endpoint_files
+
+    is_pipeline = (output_dir / "model_index.json").is_file()
+    if is_pipeline or base_model is not None:
+        write_endpoint_files(output_dir, "pipeline" if is_pipeline else "lora", base_model=base_model)
+    else:
+        logger.info("no Inference Endpoints handler: the LoRA's base model is a local path, not on the Hub")
+    files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
+    files = list(filter_repo_objects(files, ignore_patterns=OUTPUT_IGNORE_PATTERNS))
+    index = hub_model_index(output_dir)
+    operations = [
+        CommitOperationAdd(name, index if name == "model_index.json" and index else str(output_dir / name))
+        for name in files
+    ]
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(output_dir),
-        ignore_patterns=OUTPUT_IGNORE_PATTERNS,
-        commit_message="Upload DreamBooth model (hfvision)",
-    )
+    info = api.create_commit(repo_id, operations=operations, commit_message="Upload DreamBooth model (hfvision)")
     return getattr(info, "commit_url", str(info))
 
 
-def save_output(config: DreamBoothConfig, base, output_dir: Path, unet, text_encoders: list, build_pipeline,
-                cast_frozen: bool, sample_images: list | None, steps: int,
-                text_encoder=None, concepts: list[dict] | None = None) -> Path | None:  # fmt: skip
+def save_output(
+    config: DreamBoothConfig,
+    base,
+    output_dir: Path,
+    unet,
+    text_encoders: list,
+    build_pipeline,
+    cast_frozen: bool,
+    sample_images: list | None,
+    steps: int,
+    text_encoder=None,
+    concepts: list[dict] | None = None,
+) -> Path | None:
     """Everything the run leaves in ``output_dir``; returns the LoRA file for LoRA runs.
 
     Full fine-tunes write the stock diffusers pipeline. LoRA runs write ``pytorch_lora_weights.safetensors`` (and,

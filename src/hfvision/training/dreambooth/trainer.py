@@ -272,14 +272,28 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
     def generate_class_images(self, key: str, missing: list[int], load, prompt: str) -> None:
         config, acc = self.config, self.accelerator
         logger.info("generating %d class images into %s", len(missing), self.class_dir)
-        meta = {"base_model": self.base.source, "revision": self.base.revision, "seed": config.seed,
-                "class_prompt": prompt, "resolution": config.resolution}  # fmt: skip
+        meta = {
+            "base_model": self.base.source,
+            "revision": self.base.revision,
+            "seed": config.seed,
+            "class_prompt": prompt,
+            "resolution": config.resolution,
+        }
         with acc.split_between_processes(missing) as mine:
             pipe = generate_class_images(
-                load, self.class_dir, key, list(mine), meta["class_prompt"], config.resolution, config.seed,
-                batch_size=config.sample_batch_size, num_inference_steps=config.class_inference_steps,
-                device=acc.device, show_progress=acc.is_local_main_process, metadata=meta,
-            )  # fmt: skip
+                load,
+                self.class_dir,
+                key,
+                list(mine),
+                meta["class_prompt"],
+                config.resolution,
+                config.seed,
+                batch_size=config.sample_batch_size,
+                num_inference_steps=config.class_inference_steps,
+                device=acc.device,
+                show_progress=acc.is_local_main_process,
+                metadata=meta,
+            )
             del pipe  # a low-precision generation copy is freed here; the training copy lives on
         acc.wait_for_everyone()
 
@@ -342,17 +356,26 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
                 self.dataset, batch_sampler=self.sampler, collate_fn=collate, num_workers=config.dataloader_num_workers
             )
         else:
-            self.dataset = DreamBoothDataset(self.instance_records, self.class_records, config.resolution,
-                                             config.center_crop, config.random_flip, config.caption_dropout)  # fmt: skip
+            self.dataset = DreamBoothDataset(
+                self.instance_records,
+                self.class_records,
+                config.resolution,
+                config.center_crop,
+                config.random_flip,
+                config.caption_dropout,
+            )
             if self.class_groups is not None:
                 self.dataset.class_pairs = pair_by_group(self.instance_groups, self.class_groups)
             if config.cache_latents:
                 self.cache_latents()
             self.sampler = EpochSampler(len(self.dataset), config.seed)
             self.train_dataloader = torch.utils.data.DataLoader(
-                self.dataset, batch_size=config.train_batch_size, sampler=self.sampler, collate_fn=collate,
+                self.dataset,
+                batch_size=config.train_batch_size,
+                sampler=self.sampler,
+                collate_fn=collate,
                 num_workers=config.dataloader_num_workers,
-            )  # fmt: skip
+            )
         if config.max_train_steps is None:  # --num_train_epochs without --max_train_steps, as in diffusers
             per_process = math.ceil(len(self.train_dataloader) / self.accelerator.num_processes)
             config.max_train_steps = config.num_train_epochs * math.ceil(
@@ -406,8 +429,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         )
         self.prompt_encoder.set_trainable(self.text_encoder_active)
         self.prompt_encoder.warn_if_truncated([r.caption for r in self.dataset.records])
-        self.checkpoints = CheckpointManager(acc, self.checkpoints_dir, config.checkpoints_total_limit,
-                                             self.save_weights, self.load_weights)  # fmt: skip
+        self.checkpoints = CheckpointManager(
+            acc, self.checkpoints_dir, config.checkpoints_total_limit, self.save_weights, self.load_weights
+        )
         self.micro_batches_per_epoch = len(self.train_dataloader)
         self.steps_per_epoch = math.ceil(self.micro_batches_per_epoch / config.gradient_accumulation_steps)
         self.validation_interval = (
@@ -461,8 +485,13 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         spec = FAMILIES[self.base.family]
         acc = self.accelerator
         encoders = self.trained_text_encoders() + self.text_encoders[len(self.text_encoders_p) :]
-        parts = {"vae": self.vae, spec.denoiser: acc.unwrap_model(self.unet_p), "scheduler": self.inference_scheduler,
-                 **dict(zip(spec.text_encoders, encoders)), **dict(zip(spec.tokenizers, self.tokenizers))}  # fmt: skip
+        parts = {
+            "vae": self.vae,
+            spec.denoiser: acc.unwrap_model(self.unet_p),
+            "scheduler": self.inference_scheduler,
+            **dict(zip(spec.text_encoders, encoders)),
+            **dict(zip(spec.tokenizers, self.tokenizers)),
+        }
         if self.base.family == "sd":
             parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe = pipeline_class(self.base.family)(**parts)
@@ -479,9 +508,16 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         for m in models:
             m.eval()
         pipe = self.build_pipeline()
-        images = render_validation(pipe, prompts, config.num_validation_images, config.seed,
-                                   config.resolution, config.validation_inference_steps,
-                                   config.validation_guidance_scale, self.weight_dtype)  # fmt: skip
+        images = render_validation(
+            pipe,
+            prompts,
+            config.num_validation_images,
+            config.seed,
+            config.resolution,
+            config.validation_inference_steps,
+            config.validation_guidance_scale,
+            self.weight_dtype,
+        )
         if getattr(self, "quality", None) is not None:
             self.score_quality(pipe, images, prompts)
         for m, mode in zip(models, modes):
@@ -510,9 +546,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
                 self.session.on_train_end(self.output_dir, self.global_step)
             if config.push_to_hub:
                 repo_id = config.hub_model_id or self.output_dir.resolve().name
-                logger.info(
-                    "pushed to %s", output_lib.push_output_to_hub(self.output_dir, repo_id, config.hub_private)
-                )
+                hub_base = self.base.source if self.base.kind in ("hub", "registry") else None
+                url = output_lib.push_output_to_hub(self.output_dir, repo_id, config.hub_private, hub_base)
+                logger.info("pushed to %s", url)
         acc.wait_for_everyone()
         acc.end_training()  # closes trackers (and the process group): no collective after this
         for callback in self.callbacks:
@@ -524,7 +560,15 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         """Write the pipeline (full) or the LoRA file (+ fused pipeline with merge_lora), config and model card."""
         unet = self.accelerator.unwrap_model(self.unet_p)
         return output_lib.save_output(
-            self.config, self.base, self.output_dir, unet, self.trained_text_encoders(), self.build_pipeline,
-            self.cast_frozen, getattr(self, "sample_images", None), self.global_step, self.text_encoders[0],
+            self.config,
+            self.base,
+            self.output_dir,
+            unet,
+            self.trained_text_encoders(),
+            self.build_pipeline,
+            self.cast_frozen,
+            getattr(self, "sample_images", None),
+            self.global_step,
+            self.text_encoders[0],
             concept_summary(self.concepts, self.config.expand) if self.concepts else None,
-        )  # fmt: skip
+        )

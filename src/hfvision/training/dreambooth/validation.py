@@ -16,8 +16,16 @@ from ...utils.logging import get_logger
 logger = get_logger(__name__)
 
 
-def render_validation(pipeline, prompts: list[str], num_images: int, seed: int, resolution: int,
-                      num_inference_steps: int, guidance_scale: float, autocast_dtype=None) -> list[list]:  # fmt: skip
+def render_validation(
+    pipeline,
+    prompts: list[str],
+    num_images: int,
+    seed: int,
+    resolution: int,
+    num_inference_steps: int,
+    guidance_scale: float,
+    autocast_dtype=None,
+) -> list[list]:
     """``num_images`` PIL images per prompt; prompt ``i`` uses a generator seeded with ``seed + i``."""
     device = pipeline.device
     autocast = (
@@ -94,9 +102,17 @@ def log_to_trackers(accelerator, images: list[list], prompts: list[str], step: i
 BEST_WEIGHTS_DIR = ".best-weights"  # hidden: never pushed, removed once the output is written
 
 
-def build_quality_tracker(config, output_dir: Path, instance_images: list, prompts: list[str], identifiers,
-                          class_noun: str | None, class_prompts: list[str] | None, resume_step: int | None,
-                          device=None):  # fmt: skip
+def build_quality_tracker(
+    config,
+    output_dir: Path,
+    instance_images: list,
+    prompts: list[str],
+    identifiers,
+    class_noun: str | None,
+    class_prompts: list[str] | None,
+    resume_step: int | None,
+    device=None,
+):
     """A [`~hfvision.evaluation.QualityTracker`] for a run: embedders from ``--quality_clip_model`` /
     ``--quality_dino_model``; class images for the drift score rendered like the validation images."""
     from ...evaluation import ClipEmbedder, DinoEmbedder, QualityTracker
@@ -104,12 +120,23 @@ def build_quality_tracker(config, output_dir: Path, instance_images: list, promp
     clip = ClipEmbedder.from_pretrained(config.quality_clip_model, device=device)
     dino = DinoEmbedder.from_pretrained(config.quality_dino_model, device=device)
     return QualityTracker(
-        output_dir, instance_images, prompts, clip=clip, dino=dino, class_prompts=class_prompts,
-        identifier=identifiers, class_noun=class_noun, select_best_by=config.select_best_by,
-        resume_step=resume_step, seed=config.seed, num_images_per_prompt=1,
-        num_inference_steps=config.validation_inference_steps, guidance_scale=config.validation_guidance_scale,
-        height=config.resolution, width=config.resolution,
-    )  # fmt: skip
+        output_dir,
+        instance_images,
+        prompts,
+        clip=clip,
+        dino=dino,
+        class_prompts=class_prompts,
+        identifier=identifiers,
+        class_noun=class_noun,
+        select_best_by=config.select_best_by,
+        resume_step=resume_step,
+        seed=config.seed,
+        num_images_per_prompt=1,
+        num_inference_steps=config.validation_inference_steps,
+        guidance_scale=config.validation_guidance_scale,
+        height=config.resolution,
+        width=config.resolution,
+    )
 
 
 def log_quality(accelerator, metrics: dict, images: list[list], prompts: list[str], step: int) -> None:
@@ -156,10 +183,16 @@ class QualityMixin:
         else:
             class_prompts = [config.expand(config.class_prompt)] if config.with_prior_preservation else None
         self.quality = build_quality_tracker(
-            config, self.output_dir, [Image.fromarray(r.pixels) for r in unique],
-            [config.expand(p) for p in config.validation_prompt], tokens, config.resolved_class_noun, class_prompts,
-            self.global_step if self.resume_checkpoint is not None else None, acc.device,
-        )  # fmt: skip
+            config,
+            self.output_dir,
+            [Image.fromarray(r.pixels) for r in unique],
+            [config.expand(p) for p in config.validation_prompt],
+            tokens,
+            config.resolved_class_noun,
+            class_prompts,
+            self.global_step if self.resume_checkpoint is not None else None,
+            acc.device,
+        )
         self.quality.prepare(self.build_pipeline() if self.resume_checkpoint is None else None)
 
     def score_quality(self, pipe, images: list[list], prompts: list[str]) -> None:
@@ -192,8 +225,12 @@ class QualityMixin:
                         f"nor {folder}; set --checkpointing_steps to a multiple of --validation_steps"
                     )
             self.load_weights(folder)
-        logger.info("keeping the weights of step %d (best %s of %s)", best, self.config.select_best_by,
-                    ", ".join(str(s) for s in sorted(self.quality.history)))  # fmt: skip
+        logger.info(
+            "keeping the weights of step %d (best %s of %s)",
+            best,
+            self.config.select_best_by,
+            ", ".join(str(s) for s in sorted(self.quality.history)),
+        )
         return best
 
     def finish_quality(self, best: int | None) -> None:
@@ -207,6 +244,10 @@ class QualityMixin:
             append_quality_to_card(self.output_dir / "README.md", self.quality.history, best, config.select_best_by)
             shutil.rmtree(self.output_dir / BEST_WEIGHTS_DIR, ignore_errors=True)
         if config.validation_prompt and any(self.samples_dir.glob("step-*")):
-            path = write_run_report(self.output_dir, config.select_best_by if best is not None else None,
-                                    samples_dir=self.samples_dir, logging_dir=config.logging_dir)  # fmt: skip
+            path = write_run_report(
+                self.output_dir,
+                config.select_best_by if best is not None else None,
+                samples_dir=self.samples_dir,
+                logging_dir=config.logging_dir,
+            )
             logger.info("report: %s", path)
