@@ -43,6 +43,12 @@ HFVISION_PIPELINES = {
 }
 # diffusers pipelines loaded as hfvision's drop-in subclass
 SUBCLASSED_PIPELINES = {"FluxPipeline": "DreamBoothFluxPipeline", "StableDiffusion3Pipeline": "DreamBoothSD3Pipeline"}
+# a DreamBooth trainer's output keeps diffusers' class name (stock loading) and records its token: load it as the
+# DreamBooth class so {token} / {class} work
+TRAINED_PIPELINES = {
+    "StableDiffusionPipeline": "DreamBoothPipeline",
+    "StableDiffusionXLPipeline": "DreamBoothXLPipeline",
+}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -84,7 +90,8 @@ def pipeline_class_for(model_index: dict, trust_remote_code: bool = False):
 
     hfvision's own pipelines, named either plainly or as ``[module, class]`` for one-call remote-code loading, load
     as hfvision's classes (no remote code runs); `FluxPipeline` / `StableDiffusion3Pipeline` as their DreamBooth
-    subclasses; other ``[module, class]`` names need ``trust_remote_code=True``.
+    subclasses; a DreamBooth trainer's output (stock SD/SDXL name plus ``instance_token``) as the DreamBooth class; other
+    ``[module, class]`` names need ``trust_remote_code=True``.
     """
     from diffusers import DiffusionPipeline
 
@@ -94,6 +101,8 @@ def pipeline_class_for(model_index: dict, trust_remote_code: bool = False):
             name = name[1]
     if isinstance(name, str):
         name = SUBCLASSED_PIPELINES.get(name, name)
+        if "instance_token" in model_index:
+            name = TRAINED_PIPELINES.get(name, name)
         if name in HFVISION_PIPELINES:
             return hfvision_pipeline_class(name)
     if isinstance(name, (list, tuple)) and not trust_remote_code:

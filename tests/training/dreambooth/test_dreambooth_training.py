@@ -145,3 +145,16 @@ def test_trained_model_knows_its_token(sd1_run):
     a = ours("a photo of {token} {class}", generator=torch.Generator().manual_seed(3), **kwargs).images
     b = stock("a photo of sks person", generator=torch.Generator().manual_seed(3), **kwargs).images
     assert np.abs(a - b).max() <= 1e-5
+
+    # the CLI on the fresh output: {token}/{class} expand from model_index.json, same image as the literal prompt
+    from PIL import Image
+
+    from hfvision.cli.main import main
+
+    out = result.output_dir.parent / f"{result.output_dir.name}-cli.png"
+    argv = ["generate", "--model", str(result.output_dir), "--steps", "2", "--height", "64", "--width", "64"]
+    assert main([*argv, "--seed", "3", "--prompt", "a photo of {token} {class}", "--out", str(out)]) == 0
+    literal = stock(
+        "a photo of sks person", generator=torch.Generator().manual_seed(3), num_inference_steps=2, height=64, width=64
+    ).images[0]
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(literal))
