@@ -38,15 +38,12 @@ TEXT_ENCODER_DEFAULTS = dict(text_encoder_lr=5e-6)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    defaults = dict(DEFAULTS)
-    if "--train_text_encoder" in argv:  # diffusers' text-encoder learning rate applies only to a trained encoder
-        defaults.update(TEXT_ENCODER_DEFAULTS)
     config = parse_dreambooth_args(
         argv,
         prog="train_dreambooth_lora_flux.py",
         description="DreamBooth LoRA on Flux.1 (dev or schnell).",
-        **defaults,
+        text_encoder_defaults=TEXT_ENCODER_DEFAULTS,
+        **DEFAULTS,
     )
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set

@@ -28,12 +28,12 @@ TEXT_ENCODER_DEFAULTS = dict(text_encoder_lr=5e-6, adam_weight_decay_text_encode
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    defaults = dict(SDXL_LORA_DEFAULTS)
-    if "--train_text_encoder" in argv:  # diffusers applies these only to a trained text encoder
-        defaults.update(TEXT_ENCODER_DEFAULTS)
     config = parse_dreambooth_args(
-        argv, prog="train_dreambooth_lora_sdxl.py", description="DreamBooth LoRA (SDXL).", **defaults
+        argv,
+        prog="train_dreambooth_lora_sdxl.py",
+        description="DreamBooth LoRA (SDXL).",
+        text_encoder_defaults=TEXT_ENCODER_DEFAULTS,
+        **SDXL_LORA_DEFAULTS,
     )
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set

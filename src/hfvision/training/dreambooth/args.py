@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 
 from ...utils.logging import get_logger
@@ -153,15 +154,23 @@ def build_argument_parser(prog: str | None = None, description: str | None = Non
 
 
 def parse_dreambooth_args(
-    argv: list[str] | None = None, prog: str | None = None, description: str | None = None, **defaults
+    argv: list[str] | None = None,
+    prog: str | None = None,
+    description: str | None = None,
+    text_encoder_defaults: dict | None = None,
+    **defaults,
 ) -> DreamBoothConfig:
     """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`].
 
     Precedence: flags, then the YAML file, then ``defaults`` (a script's own defaults, e.g. ``use_lora=True`` in
-    ``examples/train_dreambooth_lora.py``), then the dataclass defaults.
+    ``examples/train_dreambooth_lora.py``; ``text_encoder_defaults`` join them when ``--train_text_encoder`` is given,
+    as diffusers' scripts apply their text-encoder settings only to a trained encoder), then the dataclass defaults.
 
     >>> config = parse_dreambooth_args(["--config", "examples/configs/tiny.yaml", "--max_train_steps", "20"])
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if text_encoder_defaults and "--train_text_encoder" in argv:
+        defaults = {**defaults, **text_encoder_defaults}
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
