@@ -11,20 +11,27 @@ from hfvision.cli.main import build_parser, main
 
 
 def test_dreambooth_help_lists_the_generated_flags(capsys):
+    """--help fits on two screens with the common options; --help-all lists every field and diffusers' flags."""
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "dreambooth", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: hfvision train dreambooth")
+    assert out.startswith("usage: hfvision train dreambooth") and len(out.splitlines()) <= 100
     for flag in (
         "--pretrained_model_name_or_path",
         "--with_prior_preservation",
-        "--text_encoder_steps",
         "--use_lora",
-        "--hub_session",
         "--config",
+        "--help-all",
     ):
         assert flag in out
+    assert "--text_encoder_steps" not in out and "--hub_session" not in out  # rarely used: --help-all
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "dreambooth", "--help-all"])
+    assert exit_info.value.code == 0
+    full = capsys.readouterr().out
+    for flag in ("--text_encoder_steps", "--hub_session", "--weighting_scheme", "--use_aspect_ratio_buckets"):
+        assert flag in full
 
 
 def test_train_registers_both_kinds(capsys):

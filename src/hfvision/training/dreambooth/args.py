@@ -140,16 +140,51 @@ def apply_diffusers_flags(flags: DiffusersScriptFlags, values: dict) -> dict:
     return values
 
 
-def build_argument_parser(prog: str | None = None, description: str | None = None):
-    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, diffusers' script flags, and ``--config``."""
+#: options ``--help`` lists (the rest, and diffusers' compatibility flags, are listed by ``--help-all``)
+COMMON_OPTIONS = (
+    "pretrained_model_name_or_path",
+    "instance_data_dir",
+    "instance_prompt",
+    "with_prior_preservation",
+    "class_prompt",
+    "num_class_images",
+    "resolution",
+    "train_batch_size",
+    "max_train_steps",
+    "learning_rate",
+    "train_text_encoder",
+    "use_lora",
+    "rank",
+    "output_dir",
+    "checkpointing_steps",
+    "resume_from_checkpoint",
+    "validation_prompt",
+    "mixed_precision",
+    "push_to_hub",
+    "hub_model_id",
+)
+
+
+def build_argument_parser(prog: str | None = None, description: str | None = None, show_all: bool = False):
+    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, diffusers' script flags, ``--config`` and
+    ``--help-all``; ``--help`` lists :data:`COMMON_OPTIONS` only (two screens), ``show_all`` every option."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(
         (DreamBoothConfig, DiffusersScriptFlags),
         prog=prog,
-        description=description or "DreamBooth fine-tuning of Stable Diffusion (full or LoRA) with Accelerate.",
+        description=description
+        or "DreamBooth fine-tuning (SD 1.x/2.x/XL, Flux.1, SD3; full or LoRA) with Accelerate.",
     )
     parser.add_argument("--config", default=None, help="YAML file setting any option; flags given beside it win.")
+    parser.add_argument("--help-all", action="help", help="show every option, including the rarely used ones")
+    if not show_all:
+        fields = {f.name for f in dataclasses.fields(DreamBoothConfig)} | {
+            f.name for f in dataclasses.fields(DiffusersScriptFlags)
+        }
+        for action in parser._actions:
+            if action.dest in fields and action.dest not in COMMON_OPTIONS:
+                action.help = argparse.SUPPRESS
     return parser
 
 
@@ -174,7 +209,7 @@ def parse_dreambooth_args(
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
-    parser = build_argument_parser(prog, description)
+    parser = build_argument_parser(prog, description, show_all="--help-all" in argv)
     parser.set_defaults(**defaults)
     if known.config:
         parser.set_defaults(**load_yaml_options(known.config))
