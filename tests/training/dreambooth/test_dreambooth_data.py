@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from hfvision.training.dreambooth.data import DreamBoothDataset, EpochSampler, collate, list_images, load_records
@@ -83,3 +84,29 @@ def test_captions_come_from_sidecars(tmp_path):
     assert read_caption(tmp_path / "sks dog (3).png", "a photo of sks", False) == "a photo of sks"
     records = load_records(list_images(tmp_path), ["x", "y"], 32)
     assert records[0].pixels.shape == (32, 32, 3) and records[0].pixels.dtype == np.uint8
+
+
+def test_unreadable_images_are_skipped_with_one_warning_or_stop_with_strict(tmp_path, caplog):
+    import logging
+
+    from hfvision.data import ImageLoadError
+    from hfvision.testing import sample_image
+    from hfvision.training.dreambooth.data import load_records
+
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, name in zip(good, ("astronaut", "coffee")):
+        sample_image(name).resize((40, 32)).save(path)
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "fake.jpg").write_bytes(b"not an image")
+    paths = [good[0], tmp_path / "zero.png", good[1], tmp_path / "fake.jpg"]
+    before = {p: p.read_bytes() for p in paths}
+    with caplog.at_level(logging.WARNING, logger="hfvision"):
+        records = load_records(paths, ["x"] * 4, 32, strict=False)
+    assert [r.path for r in records] == good and records[0].pixels.shape == (32, 40, 3)
+    warnings = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and "skipped 2 unreadable image(s) of 4" in warnings[0] and "zero.png" in warnings[0]
+    with pytest.raises(ImageLoadError, match="zero.png"):
+        load_records(paths, ["x"] * 4, 32, strict=True)
+    with pytest.raises(ValueError, match="none of the 2 images could be read"):
+        load_records(paths[1::2], ["x"] * 2, 32, strict=False)
+    assert {p: p.read_bytes() for p in paths} == before  # sources untouched

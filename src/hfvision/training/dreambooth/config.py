@@ -248,6 +248,14 @@ class DreamBoothConfig:
         default=False, metadata=_help("Encode every image once with the frozen VAE and keep the latents.")
     )
 
+    bad_images: Literal["skip", "error"] = field(
+        default="skip",
+        metadata={
+            "help": "Unreadable instance/class images: 'skip' (dropped with one warning and a count, like the "
+            "classifier trainer and `hfvision classify`) or 'error' (stop at the first)."
+        },
+    )
+
     # --- Aspect-ratio buckets, several subjects, caption dropout, quality metrics --------------------------------
     use_aspect_ratio_buckets: bool = field(
         default=False,

@@ -45,24 +45,44 @@ class ImageRecord:
     original_size: tuple[int, int]  # (height, width) before resizing
 
 
-def load_records(paths: list[Path], captions: list[str], resolution: int | None) -> list[ImageRecord]:
-    """Decode and resize every image once (DreamBooth sets are small); bad files raise naming the file.
+def load_records(
+    paths: list[Path], captions: list[str], resolution: int | None, strict: bool = True
+) -> list[ImageRecord]:
+    """Decode and resize every image once (DreamBooth sets are small).
 
-    ``resolution=None`` keeps every image at its own size (aspect-ratio buckets resize later, per bucket).
+    ``resolution=None`` keeps every image at its own size (aspect-ratio buckets resize later, per bucket). An
+    unreadable file raises naming it with ``strict``; otherwise it is skipped and the skips are reported in one
+    warning with their count (an error only when nothing readable is left).
     """
     from PIL import Image
 
-    from ...data import load_image
+    from ...data import ImageLoadError, load_image
 
-    records = []
+    records, skipped = [], []
     for path, caption in zip(paths, captions):
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except ImageLoadError as err:
+            if strict:
+                raise
+            skipped.append(err)
+            continue
         width, height = image.size
         scale = 1 if resolution is None else resolution / min(width, height)
         if scale != 1:
             size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
             image = image.resize(size, Image.Resampling.LANCZOS)
         records.append(ImageRecord(path, caption, np.asarray(image, dtype=np.uint8).copy(), (height, width)))
+    if skipped:
+        if not records:
+            raise ValueError(f"none of the {len(skipped)} images could be read; the first: {skipped[0]}")
+        logger.warning(
+            "skipped %d unreadable image(s) of %d (bad_images='error' / --bad_images error stops instead); "
+            "the first: %s",
+            len(skipped),
+            len(paths),
+            skipped[0],
+        )
     return records
 
 

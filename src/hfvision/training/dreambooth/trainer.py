@@ -225,7 +225,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             prompt = config.resolved_instance_prompt
             paths = self.instance_paths
             captions = [config.expand(read_caption(p, prompt, config.caption_from_filename)) for p in paths]
-            self.instance_records = repeat_records(load_records(paths, captions, size), config.repeats)
+            self.instance_records = repeat_records(
+                load_records(paths, captions, size, strict=config.bad_images == "error"), config.repeats
+            )
         logger.info("%d instance images from %s", len(self.instance_records), self.instance_dir)
 
     # ------------------------------------------------------------------------------------------------ 4. base + class
@@ -261,7 +263,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             if todo and generation_dtype == torch.float32:
                 self.class_dir = class_dir
                 self.generate_class_images(key, todo, lambda: pipe, prompt)
-            self.class_records += load_records(class_paths, [prompt] * len(class_paths), size)
+            self.class_records += load_records(
+                class_paths, [prompt] * len(class_paths), size, strict=config.bad_images == "error"
+            )
             groups += [group] * len(class_paths)
         if self.concepts is not None and plans:
             self.class_groups = groups
