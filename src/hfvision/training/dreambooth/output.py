@@ -230,8 +230,10 @@ def push_output_to_hub(output_dir: Path, repo_id: str, private: bool = True, bas
     from ...hub.endpoints import write_endpoint_files
 
     is_pipeline = (output_dir / "model_index.json").is_file()
-    if is_pipeline or base_model is not None:
-        write_endpoint_files(output_dir, "pipeline" if is_pipeline else "lora", base_model=base_model)
+    if is_pipeline:
+        write_endpoint_files(output_dir, "pipeline")
+    elif base_model is not None:
+        write_endpoint_files(output_dir, "lora", base_model=base_model)
     else:
         logger.info("no Inference Endpoints handler: the LoRA's base model is a local path, not on the Hub")
     files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
