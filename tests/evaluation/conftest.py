@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 
@@ -47,28 +44,3 @@ def checkpoints():
 
 
 # Same launch as tests/ui/conftest.py (Debian's Chromium driven by Playwright; skipped with the reason if missing).
-CHROMIUM = os.environ.get("HFVISION_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
-        pytest.skip(
-            f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium, or make setup) "
-            "or set HFVISION_CHROMIUM to run the browser tests"
-        )
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (hfvision[dev])")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
