@@ -4,7 +4,9 @@ Flag names follow diffusers' ``examples/dreambooth/train_dreambooth.py`` whereve
 users can switch by changing the script name. Flags are generated from the dataclass with transformers'
 ``HfArgumentParser``; ``--config run.yaml`` sets any option and flags given beside it win.
 
-This module imports neither torch nor diffusers: ``hfvision --help`` and config validation stay fast.
+This module imports neither torch nor diffusers: ``hfvision --help`` and config validation stay fast. The checks
+run on construction are in ``config_checks.py``, the option vocabularies and run-identity fields in
+``constants.py`` (all importable from here).
 """
 
 from __future__ import annotations
@@ -17,62 +19,37 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ...evaluation import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL  # plain strings (the package loads lazily)
-
-# The names diffusers.optimization.get_scheduler accepts (tests check this list against diffusers' SchedulerType).
-LR_SCHEDULERS = (
-    "constant",
-    "constant_with_warmup",
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-    "piecewise_constant",
+from .config_checks import normalise_options, validate_options
+from .constants import (
+    DATA_INVARIANT_DEFAULTS,
+    DEFAULT_MAX_TRAIN_STEPS,
+    DEFAULT_OUTPUT_DIR,
+    FLOW_WEIGHTING_SCHEMES,
+    LR_SCHEDULERS,
+    MIXED_PRECISION,
+    QUALITY_METRICS,
+    REPORT_TO,
+    RESUME_INVARIANT_FIELDS,
+    RUN_IDENTITY_FIELDS,
 )
-REPORT_TO = ("tensorboard", "wandb", "all", "none")
-DEFAULT_OUTPUT_DIR = "dreambooth-model"
-DEFAULT_MAX_TRAIN_STEPS = 400
-MIXED_PRECISION = ("no", "fp16", "bf16")
-# flow_matching.WEIGHTING_SCHEMES, repeated here so that this module stays free of torch (a test keeps them equal)
-FLOW_WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none")
 
-# Options that decide which samples, noise and parameters a run uses: a resumed run must keep them unchanged.
-RESUME_INVARIANT_FIELDS = (
-    "pretrained_model_name_or_path",
-    "revision",
-    "variant",
-    "resolution",
-    "center_crop",
-    "random_flip",
-    "train_batch_size",
-    "gradient_accumulation_steps",
-    "with_prior_preservation",
-    "num_class_images",
-    "train_text_encoder",
-    "text_encoder_steps",
-    "use_lora",
-    "rank",
-    "lora_alpha",
-    "use_dora",
-    "seed",
-)
-# What makes two runs "the same run" (with the resume-invariant options): an output folder or checkpoint whose run
-# identity differs belongs to another run, and is never overwritten or resumed from.
-# Data options of aspect-ratio buckets, several subjects, repeats and caption dropout: also resume-invariant. At
-# their defaults they are left out of the run identity, so checkpoints written before they existed still resume.
-DATA_INVARIANT_DEFAULTS = {
-    "use_aspect_ratio_buckets": False,
-    "aspect_ratio_buckets": None,
-    "bucket_reso_steps": 64,
-    "min_bucket_reso": None,
-    "max_bucket_reso": None,
-    "bucket_no_upscale": False,
-    "caption_dropout": 0.0,
-    "repeats": 1,
-    "concepts_list": None,
-}
-RESUME_INVARIANT_FIELDS = (*RESUME_INVARIANT_FIELDS, *DATA_INVARIANT_DEFAULTS)
-RUN_IDENTITY_FIELDS = (*RESUME_INVARIANT_FIELDS, "instance_token", "instance_prompt", "class_prompt")
-QUALITY_METRICS = ("clip_i", "dino", "clip_t", "drift")
+__all__ = [
+    "DATA_INVARIANT_DEFAULTS",
+    "DEFAULT_MAX_TRAIN_STEPS",
+    "DEFAULT_OUTPUT_DIR",
+    "FLOW_WEIGHTING_SCHEMES",
+    "LR_SCHEDULERS",
+    "MIXED_PRECISION",
+    "QUALITY_METRICS",
+    "REPORT_TO",
+    "RESUME_INVARIANT_FIELDS",
+    "RUN_IDENTITY_FIELDS",
+    "DreamBoothConfig",
+    "check_known_keys",
+    "field_names",
+    "load_yaml_options",
+    "run_identity_of",
+]
 
 
 def _help(text: str, **extra) -> dict:
@@ -393,162 +370,8 @@ class DreamBoothConfig:
     )
 
     def __post_init__(self) -> None:
-        self._normalise()
-        self._validate()
-
-    # ----------------------------------------------------------------------------------------------------------
-    def _normalise(self) -> None:
-        if isinstance(self.validation_prompt, str):
-            self.validation_prompt = [self.validation_prompt]
-        if self.validation_prompt is not None:
-            self.validation_prompt = list(self.validation_prompt)
-        if self.max_grad_norm == 0:
-            self.max_grad_norm = None
-        if self.max_train_steps is None and self.num_train_epochs is None:
-            self.max_train_steps = DEFAULT_MAX_TRAIN_STEPS
-        if self.use_lora:
-            self.rank = 4 if self.rank is None else self.rank
-            self.lora_alpha = self.rank if self.lora_alpha is None else self.lora_alpha
-            self.lora_dropout = 0.0 if self.lora_dropout is None else self.lora_dropout
-
-    def _validate(self) -> None:
-        def fail(message: str) -> None:
-            raise ValueError(message)
-
-        if not self.pretrained_model_name_or_path:
-            fail("pretrained_model_name_or_path is required: a Hub id, a local folder, a .safetensors file or sd15")
-        if not self.instance_data_dir and not self.session and not self.hub_session and not self.concepts_list:
-            fail("instance_data_dir is required (a folder of subject photos), or pass --session NAME")
-        if not isinstance(self.resolution, int) or self.resolution <= 0 or self.resolution % 8:
-            lo, hi = max(8, self.resolution // 8 * 8), (self.resolution // 8 + 1) * 8
-            fail(f"resolution={self.resolution!r} must be a positive multiple of 8; try {hi} or {lo}")
-        for name in (
-            "train_batch_size",
-            "max_train_steps",
-            "gradient_accumulation_steps",
-            "num_class_images",
-            "sample_batch_size",
-            "class_inference_steps",
-            "checkpointing_steps",
-            "validation_steps",
-            "num_validation_images",
-            "validation_inference_steps",
-            "max_nan_steps",
-            "num_train_epochs",
-            "validation_epochs",
-        ):
-            value = getattr(self, name)
-            if value is None and name in ("max_train_steps", "num_train_epochs", "validation_epochs"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                fail(f"{name}={value!r} must be an integer >= 1")
-        for name in ("lr_warmup_steps", "dataloader_num_workers"):
-            if getattr(self, name) < 0:
-                fail(f"{name}={getattr(self, name)!r} must be >= 0")
-        if not self.learning_rate > 0:
-            fail(f"learning_rate={self.learning_rate!r} must be > 0 (typical: 5e-6 full, 1e-4 LoRA)")
-        if self.prior_loss_weight < 0:
-            fail(f"prior_loss_weight={self.prior_loss_weight!r} must be >= 0")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            fail(f"lr_scheduler={self.lr_scheduler!r} is not one of {', '.join(LR_SCHEDULERS)}")
-        if self.mixed_precision not in (None, *MIXED_PRECISION):
-            fail(f"mixed_precision={self.mixed_precision!r} must be one of no, fp16, bf16")
-        if self.prior_generation_precision not in (None, "fp32", "fp16", "bf16"):
-            fail(f"prior_generation_precision={self.prior_generation_precision!r} must be fp32, fp16 or bf16")
-        if self.report_to not in REPORT_TO:
-            fail(f"report_to={self.report_to!r} must be one of {', '.join(REPORT_TO)}")
-        if self.snr_gamma is not None and not self.snr_gamma > 0:
-            fail(f"snr_gamma={self.snr_gamma!r} must be > 0 (5.0 is typical), or leave it unset")
-        if self.noise_offset < 0:
-            fail(f"noise_offset={self.noise_offset!r} must be >= 0 (0.1 is typical)")
-        if self.max_grad_norm is not None and self.max_grad_norm < 0:
-            fail(f"max_grad_norm={self.max_grad_norm!r} must be > 0, or 0 to disable clipping")
-        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
-            fail(f"checkpoints_total_limit={self.checkpoints_total_limit!r} must be >= 1, or unset for no limit")
-        if "{token}" in self.instance_prompt and not self.instance_token.strip():
-            fail("instance_token is empty but instance_prompt uses {token}; set e.g. --instance_token sks")
-
-        # Prior preservation
-        if self.with_prior_preservation and not self.class_prompt and not self.concepts_list:
-            fail("with_prior_preservation needs --class_prompt, e.g. 'a photo of dog'")
-        if not self.with_prior_preservation:
-            for name in ("class_prompt", "class_data_dir"):
-                if getattr(self, name):
-                    fail(
-                        f"{name}={getattr(self, name)!r} is set but prior preservation is off; "
-                        f"add --with_prior_preservation or drop --{name}"
-                    )
-
-        self._validate_data_and_quality()
-
-        # Text encoder
-        if self.text_encoder_steps is not None:
-            if not self.train_text_encoder:
-                fail(f"text_encoder_steps={self.text_encoder_steps} needs --train_text_encoder")
-            if self.text_encoder_steps < 1:
-                fail(f"text_encoder_steps={self.text_encoder_steps!r} must be >= 1")
-            if self.max_train_steps is not None and self.text_encoder_steps > self.max_train_steps:
-                fail(
-                    f"text_encoder_steps={self.text_encoder_steps} exceeds max_train_steps={self.max_train_steps}; "
-                    "lower it, or drop it to train the text encoder for the whole run"
-                )
-        if self.adam_weight_decay_text_encoder is not None and self.adam_weight_decay_text_encoder < 0:
-            fail(f"adam_weight_decay_text_encoder={self.adam_weight_decay_text_encoder!r} must be >= 0")
-        if self.text_encoder_lr is not None:
-            if not self.train_text_encoder:
-                fail(f"text_encoder_lr={self.text_encoder_lr} needs --train_text_encoder")
-            if not self.text_encoder_lr > 0:
-                fail(f"text_encoder_lr={self.text_encoder_lr!r} must be > 0")
-        if self.pre_compute_text_embeddings and self.train_text_encoder and self.text_encoder_steps is None:
-            fail(
-                "pre_compute_text_embeddings needs a frozen text encoder, but train_text_encoder trains it for the "
-                "whole run; drop one, or set --text_encoder_steps N (embeddings are cached after step N)"
-            )
-
-        # LoRA
-        if not self.use_lora:
-            for name in ("rank", "lora_alpha", "lora_dropout"):
-                if getattr(self, name) is not None:
-                    fail(f"{name}={getattr(self, name)!r} only applies with --use_lora; add it or drop --{name}")
-            for name in ("merge_lora", "use_dora", "output_kohya_format"):
-                if getattr(self, name):
-                    fail(f"{name} only applies with --use_lora (examples/train_dreambooth_lora.py turns it on)")
-        else:
-            if not isinstance(self.rank, int) or self.rank < 1:
-                fail(f"rank={self.rank!r} must be an integer >= 1 (4-32 is typical)")
-            if self.lora_alpha < 1:
-                fail(f"lora_alpha={self.lora_alpha!r} must be >= 1")
-            if not 0 <= self.lora_dropout < 1:
-                fail(f"lora_dropout={self.lora_dropout!r} must be in [0, 1)")
-
-        if self.overwrite_output_dir and self.resume_from_checkpoint:
-            fail("overwrite_output_dir starts a new run and resume_from_checkpoint continues one; pass only one")
-        if self.cache_latents and self.random_flip:
-            fail("cache_latents keeps one latent per image, so it cannot be combined with random_flip; drop one")
-        if self.push_to_hub and self.hub_model_id is not None and self.hub_model_id.count("/") > 1:
-            fail(f"hub_model_id={self.hub_model_id!r} must look like 'name' or 'user/name'")
-        if self.hub_session is not None and self.hub_session.count("/") != 1:
-            fail(f"hub_session={self.hub_session!r} must look like 'user/repo'")
-        self._validate_flow()
-
-    def _validate_flow(self) -> None:
-        """Flow-matching options that need no base model (the family checks run in the trainer, before loading)."""
-        if self.weighting_scheme is not None and self.weighting_scheme not in FLOW_WEIGHTING_SCHEMES:
-            schemes = ", ".join(FLOW_WEIGHTING_SCHEMES)
-            raise ValueError(f"weighting_scheme={self.weighting_scheme!r} is not one of {schemes}")
-        if not self.logit_std > 0:
-            raise ValueError(f"logit_std={self.logit_std!r} must be > 0 (diffusers' default is 1.0)")
-        if not self.use_lora:
-            for name in ("lora_layers", "lora_blocks"):
-                if getattr(self, name):
-                    raise ValueError(f"{name}={getattr(self, name)!r} only applies with --use_lora; drop --{name}")
-        if self.lora_blocks:
-            try:
-                [int(b) for b in self.lora_blocks.split(",")]
-            except ValueError:
-                raise ValueError(
-                    f"lora_blocks={self.lora_blocks!r} must be comma-separated block indices, e.g. '12,30'"
-                ) from None
+        normalise_options(self)
+        validate_options(self)
 
     # ----------------------------------------------------------------------------------------------------------
     @property
@@ -576,41 +399,6 @@ class DreamBoothConfig:
         """The identifier the model learns: ``instance_token`` when the instance prompt contains it."""
         token = self.instance_token.strip()
         return token if token and token in self.resolved_instance_prompt.split() else None
-
-    def _validate_data_and_quality(self) -> None:
-        from .concepts import check_caption_dropout
-
-        check_caption_dropout(self.caption_dropout)
-        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
-            raise ValueError(f"repeats={self.repeats!r} must be an integer >= 1")
-        if self.aspect_ratio_buckets and not self.use_aspect_ratio_buckets:
-            raise ValueError("aspect_ratio_buckets needs --use_aspect_ratio_buckets (add it, or drop the list)")
-        if self.use_aspect_ratio_buckets:
-            from .buckets import parse_buckets
-
-            if self.aspect_ratio_buckets:
-                parse_buckets(self.aspect_ratio_buckets)
-            else:
-                self.bucket_settings()  # raises on bad kohya parameters
-            if self.cache_latents and self.random_flip:
-                raise ValueError("cache_latents keeps one latent per image and bucket; drop --random_flip")
-        if self.concepts_list and self.instance_data_dir:
-            raise ValueError("pass --concepts_list or --instance_data_dir, not both (the list names each folder)")
-        if self.concepts_list and (self.class_prompt or self.class_data_dir):
-            raise ValueError("with --concepts_list, set class_prompt / class_data_dir per subject in the list")
-        if self.select_best_by is not None:
-            if self.select_best_by not in QUALITY_METRICS:
-                raise ValueError(f"select_best_by={self.select_best_by!r} must be one of {', '.join(QUALITY_METRICS)}")
-            if not self.quality_metrics or not self.validation_prompt:
-                raise ValueError(
-                    "select_best_by needs --quality_metrics and --validation_prompt (it ranks their scores)"
-                )
-            if self.select_best_by == "drift" and not (self.class_prompt or self.concepts_list):
-                raise ValueError(
-                    "select_best_by='drift' needs class prompts: add --with_prior_preservation --class_prompt"
-                )
-        if self.quality_metrics and not self.validation_prompt:
-            raise ValueError("quality_metrics scores the validation images: add --validation_prompt")
 
     def bucket_settings(self) -> tuple[int, int, int]:
         """``(min_bucket_reso, max_bucket_reso, bucket_reso_steps)`` with the defaults filled in (kohya's 256/1024/64
