@@ -15,12 +15,12 @@ from hfvision.training import DreamBoothConfig, DreamBoothTrainer, TrainingDiver
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Any attempt to load a base model fails the test: errors must come first."""
-    from hfvision.training.dreambooth import trainer as trainer_module
+    from hfvision.training.dreambooth import preparation as preparation_module  # step 4 loads the base
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded before the input error was reported")
 
-    monkeypatch.setattr(trainer_module, "load_base_pipeline", forbidden)
+    monkeypatch.setattr(preparation_module, "load_base_pipeline", forbidden)
 
 
 def _fails(kwargs, exc, match):
@@ -82,7 +82,7 @@ class _NanAt:
         self.compute_loss = compute_loss
 
     def on_step_end(self, trainer, step, logs):
-        unet = trainer.accelerator.unwrap_model(trainer.unet_p)
+        unet = trainer.accelerator.unwrap_model(trainer.prepared_denoiser)
         self.snapshots[step] = {k: v.clone() for k, v in unet.state_dict().items()}
 
 
@@ -129,7 +129,7 @@ def test_bf16_on_cpu_keeps_trainable_weights_fp32(tiny_kwargs, train_in_process)
     )
     trainer, result = train_in_process(kwargs)
     assert math.isfinite(result.final_loss)
-    unet = trainer.accelerator.unwrap_model(trainer.unet_p)
+    unet = trainer.accelerator.unwrap_model(trainer.prepared_denoiser)
     trainable = {p.dtype for p in unet.parameters() if p.requires_grad}
     frozen = {p.dtype for p in unet.parameters() if not p.requires_grad}
     assert trainable == {torch.float32} and frozen == {torch.bfloat16}

@@ -104,9 +104,9 @@ def test_flux_lora_text_encoder_and_layers(flow_kwargs, train_in_process):
 
 def test_flow_defaults_follow_diffusers_scripts(flow_kwargs, monkeypatch):
     """Per-family defaults filled at the input check, without loading weights."""
-    import hfvision.training.dreambooth.trainer as trainer_module
+    import hfvision.training.dreambooth.preparation as preparation_module
 
-    monkeypatch.setattr(trainer_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr(preparation_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
     cases = [
         (("flux-dev", True), ("none", 3.5, 512)),
         (("flux-dev", False), ("none", 3.5, 77)),
@@ -134,17 +134,17 @@ def test_flow_defaults_follow_diffusers_scripts(flow_kwargs, monkeypatch):
     ],
 )
 def test_bad_flow_options_fail_before_loading(name, overrides, message, flow_kwargs, monkeypatch):
-    import hfvision.training.dreambooth.trainer as trainer_module
+    import hfvision.training.dreambooth.preparation as preparation_module
 
-    monkeypatch.setattr(trainer_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr(preparation_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
     with pytest.raises(ValueError, match=message):
         DreamBoothTrainer(DreamBoothConfig(**flow_kwargs(name, **overrides))).train()
 
 
 def test_sd_base_refuses_flow_options(tiny_kwargs, monkeypatch):
-    import hfvision.training.dreambooth.trainer as trainer_module
+    import hfvision.training.dreambooth.preparation as preparation_module
 
-    monkeypatch.setattr(trainer_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
+    monkeypatch.setattr(preparation_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
     with pytest.raises(ValueError, match="--guidance_scale=3.5 applies to Flux/SD3 only"):
         DreamBoothTrainer(DreamBoothConfig(**tiny_kwargs(guidance_scale=3.5))).train()
 
@@ -233,7 +233,7 @@ def test_full_finetune_saves_stock_pipeline(name, flow_kwargs, train_in_process,
     loaded = DiffusionPipeline.from_pretrained(result.output_dir)
     base = DiffusionPipeline.from_pretrained(flow_model_dir(name))
     assert type(loaded) is type(base)
-    trained = trainer.accelerator.unwrap_model(trainer.unet_p).state_dict()
+    trained = trainer.accelerator.unwrap_model(trainer.prepared_denoiser).state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in loaded.transformer.state_dict().items())
     changed = [k for k, v in base.transformer.state_dict().items() if not torch.equal(v, trained[k])]
     assert changed

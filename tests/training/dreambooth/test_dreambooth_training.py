@@ -56,7 +56,7 @@ def test_output_is_a_stock_diffusers_pipeline_with_the_trained_weights(
     out = result.output_dir
     pipe = DiffusionPipeline.from_pretrained(out)
     assert type(pipe) is StableDiffusionPipeline
-    trained = trainer.accelerator.unwrap_model(trainer.unet_p).state_dict()
+    trained = trainer.accelerator.unwrap_model(trainer.prepared_denoiser).state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in pipe.unet.state_dict().items())
     # the final checkpoint holds the same UNet and text encoder, in diffusers' layout (checkpoint-N/unet/, ...)
     ckpt = {k: v for k, v in load_weights(out / "checkpoint-4").items() if not k.startswith("noise_rng")}
@@ -158,3 +158,18 @@ def test_trained_model_knows_its_token(sd1_run):
         "a photo of sks person", generator=torch.Generator().manual_seed(3), num_inference_steps=2, height=64, width=64
     ).images[0]
     assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(literal))
+
+
+def test_a_finished_run_has_only_the_attributes_declared_in_init(sd1_run):
+    """Validation, checkpoints, the text encoder and trackers ran: none of them added an attribute (see also
+    test_trainer_state.py), and every declared one was set."""
+    from hfvision.training import DreamBoothTrainer
+
+    trainer, _, config = sd1_run
+    assert set(vars(trainer)) == set(vars(DreamBoothTrainer(config)))
+    unset = [
+        name
+        for name in ("accelerator", "prepared_denoiser", "optimizer", "checkpoints", "progress")
+        if getattr(trainer, name) is None
+    ]
+    assert not unset and trainer.global_step == 4 and len(trainer.prepared_text_encoders) == 1

@@ -1,4 +1,5 @@
-"""Optimizer and learning-rate schedule: group 0 is the UNet (or its LoRA), group 1 the text encoder(s).
+"""Optimizer and learning-rate schedule: group 0 is the denoiser (UNet or transformer, or its LoRA), group 1 the
+text encoder(s).
 
 The two-stage text-encoder schedule empties group 1 and deletes its Adam state when the stage ends. The group
 itself stays (empty), so the optimizer and scheduler state dicts keep the same shape before and after the switch,
@@ -16,7 +17,7 @@ from .config import DreamBoothConfig
 logger = get_logger(__name__)
 
 
-def build_optimizer(config: DreamBoothConfig, unet_params: list, text_params: list, scale: float = 1.0):
+def build_optimizer(config: DreamBoothConfig, denoiser_params: list, text_params: list, scale: float = 1.0):
     """AdamW (or bitsandbytes' AdamW8bit) over one or two parameter groups."""
     if config.use_8bit_adam:
         if not is_available("bitsandbytes"):
@@ -29,7 +30,7 @@ def build_optimizer(config: DreamBoothConfig, unet_params: list, text_params: li
         optimizer_class = bnb.optim.AdamW8bit
     else:
         optimizer_class = torch.optim.AdamW
-    groups = [{"params": unet_params, "lr": config.learning_rate * scale}]
+    groups = [{"params": denoiser_params, "lr": config.learning_rate * scale}]
     if config.train_text_encoder:
         groups.append({"params": text_params, "lr": config.text_encoder_learning_rate * scale})
         if config.adam_weight_decay_text_encoder is not None:

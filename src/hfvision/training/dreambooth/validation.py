@@ -162,92 +162,81 @@ def append_quality_to_card(readme: Path, metrics_by_step: dict, best_step: int |
         f.write("\n".join(section))
 
 
-class QualityMixin:
-    """The trainer's quality steps: a [`QualityTracker`] set up after resume, a score at each validation (the best
-    step's weights kept in a hidden folder with ``--select_best_by``), and at the end the best weights loaded back,
-    the model-card table and ``report.html``."""
+def quality_tracker_for_run(
+    config, concepts: list | None, instance_records: list, output_dir: Path, resume_step: int | None, device=None
+):
+    """[`build_quality_tracker`] with a run's references: its distinct instance photos, validation prompts,
+    trained token(s) and class prompts (for the drift score)."""
+    from PIL import Image
 
-    def setup_quality(self) -> None:
-        config, acc = self.config, self.accelerator
-        self.quality = None
-        if not config.quality_metrics or not acc.is_main_process:
-            return
-        from PIL import Image
+    from .data import concept_summary
 
-        unique = {id(r): r for r in self.instance_records}.values()
-        from .data import concept_summary
+    unique = {id(r): r for r in instance_records}.values()
+    tokens = [c["token"] for c in concept_summary(concepts)] if concepts else config.trained_token
+    if concepts:
+        class_prompts = [c.class_prompt for c in concepts if c.class_prompt] or None
+    else:
+        class_prompts = [config.expand(config.class_prompt)] if config.with_prior_preservation else None
+    return build_quality_tracker(
+        config,
+        output_dir,
+        [Image.fromarray(r.pixels) for r in unique],
+        [config.expand(p) for p in config.validation_prompt],
+        tokens,
+        config.resolved_class_noun,
+        class_prompts,
+        resume_step,
+        device,
+    )
 
-        tokens = [c["token"] for c in concept_summary(self.concepts)] if self.concepts else config.trained_token
-        if self.concepts:
-            class_prompts = [c.class_prompt for c in self.concepts if c.class_prompt] or None
-        else:
-            class_prompts = [config.expand(config.class_prompt)] if config.with_prior_preservation else None
-        self.quality = build_quality_tracker(
-            config,
-            self.output_dir,
-            [Image.fromarray(r.pixels) for r in unique],
-            [config.expand(p) for p in config.validation_prompt],
-            tokens,
-            config.resolved_class_noun,
-            class_prompts,
-            self.global_step if self.resume_checkpoint is not None else None,
-            acc.device,
-        )
-        self.quality.prepare(self.build_pipeline() if self.resume_checkpoint is None else None)
 
-    def score_quality(self, pipe, images: list[list], prompts: list[str]) -> None:
-        """Score this validation, log it, and keep the weights if this step is the best so far."""
-        config, step = self.config, self.global_step
-        metrics, is_best = self.quality.score(step, images, pipeline=pipe, loss=self.last_loss)
-        log_quality(self.accelerator, metrics, images, prompts, step)
-        logger.info("step %d quality: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if config.select_best_by and is_best:
-            import shutil
+def score_validation(quality, accelerator, step: int, pipe, images: list[list], prompts: list[str], loss) -> bool:
+    """Score one validation with the run's [`QualityTracker`] and log it; returns whether this step is the best."""
+    metrics, is_best = quality.score(step, images, pipeline=pipe, loss=loss)
+    log_quality(accelerator, metrics, images, prompts, step)
+    logger.info("step %d quality: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return is_best
 
-            best, tmp = self.output_dir / BEST_WEIGHTS_DIR, self.output_dir / f"{BEST_WEIGHTS_DIR}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.save_weights(tmp)
-            shutil.rmtree(best, ignore_errors=True)
-            tmp.rename(best)
-            (best / "step").write_text(str(step))
 
-    def keep_best_weights(self) -> int | None:
-        """With ``--select_best_by``: load the best step's weights into the models (before the output is written)."""
-        if self.quality is None or self.quality.best_step is None:
-            return None
-        best, folder = self.quality.best_step, self.output_dir / BEST_WEIGHTS_DIR
-        if best != self.global_step:
-            if not (folder / "step").is_file() or int((folder / "step").read_text()) != best:
-                folder = self.checkpoints_dir / f"checkpoint-{best}"  # e.g. a resumed run: the checkpoint has them
-                if not folder.is_dir():
-                    raise RuntimeError(
-                        f"the weights of the best step {best} are in neither {self.output_dir / BEST_WEIGHTS_DIR} "
-                        f"nor {folder}; set --checkpointing_steps to a multiple of --validation_steps"
-                    )
-            self.load_weights(folder)
-        logger.info(
-            "keeping the weights of step %d (best %s of %s)",
-            best,
-            self.config.select_best_by,
-            ", ".join(str(s) for s in sorted(self.quality.history)),
-        )
-        return best
+def save_best_weights(output_dir: Path, step: int, save_weights) -> None:
+    """Keep the weights of the best step so far in the hidden ``BEST_WEIGHTS_DIR`` (replaced atomically)."""
+    import shutil
 
-    def finish_quality(self, best: int | None) -> None:
-        """Model-card metrics, ``report.html``, and the best-weights folder removed."""
-        import shutil
+    best, tmp = output_dir / BEST_WEIGHTS_DIR, output_dir / f"{BEST_WEIGHTS_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_weights(tmp)
+    shutil.rmtree(best, ignore_errors=True)
+    tmp.rename(best)
+    (best / "step").write_text(str(step))
 
-        from ...evaluation import write_run_report
 
-        config = self.config
-        if self.quality is not None:
-            append_quality_to_card(self.output_dir / "README.md", self.quality.history, best, config.select_best_by)
-            shutil.rmtree(self.output_dir / BEST_WEIGHTS_DIR, ignore_errors=True)
-        if config.validation_prompt and any(self.samples_dir.glob("step-*")):
-            path = write_run_report(
-                self.output_dir,
-                config.select_best_by if best is not None else None,
-                samples_dir=self.samples_dir,
-                logging_dir=config.logging_dir,
+def best_weights_folder(best: int, output_dir: Path, checkpoints_dir: Path) -> Path:
+    """Where the weights of step ``best`` are: the hidden best-weights folder, else that step's checkpoint."""
+    folder = output_dir / BEST_WEIGHTS_DIR
+    if not (folder / "step").is_file() or int((folder / "step").read_text()) != best:
+        folder = checkpoints_dir / f"checkpoint-{best}"  # e.g. a resumed run: the checkpoint has them
+        if not folder.is_dir():
+            raise RuntimeError(
+                f"the weights of the best step {best} are in neither {output_dir / BEST_WEIGHTS_DIR} "
+                f"nor {folder}; set --checkpointing_steps to a multiple of --validation_steps"
             )
-            logger.info("report: %s", path)
+    return folder
+
+
+def finish_quality(config, quality, best: int | None, output_dir: Path, samples_dir: Path) -> None:
+    """Model-card metrics, ``report.html``, and the best-weights folder removed."""
+    import shutil
+
+    from ...evaluation import write_run_report
+
+    if quality is not None:
+        append_quality_to_card(output_dir / "README.md", quality.history, best, config.select_best_by)
+        shutil.rmtree(output_dir / BEST_WEIGHTS_DIR, ignore_errors=True)
+    if config.validation_prompt and any(samples_dir.glob("step-*")):
+        path = write_run_report(
+            output_dir,
+            config.select_best_by if best is not None else None,
+            samples_dir=samples_dir,
+            logging_dir=config.logging_dir,
+        )
+        logger.info("report: %s", path)
