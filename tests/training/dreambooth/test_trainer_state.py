@@ -141,3 +141,16 @@ def test_the_setup_class_calls_only_its_own_methods():
         and node.func.value.id == "self"
     }
     assert called <= own, f"TrainerSetup calls {sorted(called - own)} of its subclass"
+
+
+def test_the_trainer_modules_hold_no_other_stateful_class():
+    # the loop and the quality steps were mixins reading undeclared attributes; what is left besides the two
+    # trainer classes are plain records (dataclasses) and functions with explicit inputs
+    import dataclasses
+
+    from hfvision.training.dreambooth import preparation, validation
+
+    for module in (trainer_module, trainer_setup_module, preparation, validation):
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__ == module.__name__:
+                assert name in ("TrainerSetup", "DreamBoothTrainer") or dataclasses.is_dataclass(obj), name
