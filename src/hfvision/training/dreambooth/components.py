@@ -359,6 +359,7 @@ def apply_family_options(config, base: BaseModel) -> None:
     """Check ``config``'s family-specific options against ``base`` (one-line errors, before any weights load) and
     fill the flow families' defaults that depend on the family: ``weighting_scheme``, ``guidance_scale`` (Flux.1-dev
     only) and ``max_sequence_length`` (capped at the model's T5 limit)."""
+    from .buckets import bucket_options
     from .flow_matching import check_flow_options
 
     facts = flow_facts(base)
@@ -381,6 +382,7 @@ def apply_family_options(config, base: BaseModel) -> None:
         offset_noise=config.noise_offset,
         weighting_scheme=config.weighting_scheme,
         **facts,
+        **bucket_options(config),  # bucket sides: multiples of the family's factor (16 for Flux/SD3)
     )
     if not flow:
         return
