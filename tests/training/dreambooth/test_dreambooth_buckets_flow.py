@@ -10,10 +10,13 @@ with buckets ends bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import pytest
+import test_dreambooth_buckets_training as bucket_tests
 import torch
-from test_dreambooth_buckets_training import _train_recording, shaped_dir  # noqa: F401 - shared photos and recorder
 
 from hfvision.training.dreambooth.checkpointing import list_checkpoints
+
+_train_recording = bucket_tests._train_recording
+shaped_dir = bucket_tests.shaped_dir  # the same portrait/landscape/square photos (a session fixture)
 
 N = 2
 VAE_SCALE = 8  # the tiny flow VAEs have 4 blocks: 2**3
@@ -36,7 +39,7 @@ def flow_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def bucket_kwargs(tiny_kwargs, flow_dir, shaped_dir):  # noqa: F811 - the imported fixture
+def bucket_kwargs(tiny_kwargs, flow_dir, shaped_dir):
     """A tiny flow run at 48 px over portrait/landscape/square photos: buckets 64x32, 48x48 and 32x64."""
 
     def make(name: str = "flux-dev", **overrides):
