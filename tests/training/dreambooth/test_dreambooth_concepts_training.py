@@ -66,6 +66,24 @@ def test_bucketed_batches_never_borrow_another_subjects_class_images():
     assert {c for i, c in seen_pairs if i >= 3} == {2, 3}  # subject 1 draws both its class images (any bucket)
 
 
+def test_subject_bucketed_sampler_resumes_mid_epoch_exactly():
+    """The per-subject class pools are drawn from the (seed, epoch) generator like the rest: a sampler restored from
+    ``state_dict`` mid-epoch yields exactly the batches (instance, class, seed) an uninterrupted one does."""
+    from hfvision.training.dreambooth.data import build_bucketed_data
+
+    instance = _records([(48, 96)] * 3, "zwx") + _records([(96, 48)] * 3 + [(64, 64)] * 2, "ohwx")
+    class_records = _records([(96, 48), (64, 64)], "a dog") + _records([(64, 64)] * 2, "a cup")
+    groups = ([0] * 3 + [1] * 5, [0, 0, 1, 1])
+    _, straight = build_bucketed_data(_config(train_batch_size=1), instance, class_records, *groups)
+    expected = [b for _ in range(2) for b in straight]  # two epochs
+    _, first = build_bucketed_data(_config(train_batch_size=1), instance, class_records, *groups)
+    seen = [b for _, b in zip(range(5), first)]
+    _, resumed = build_bucketed_data(_config(train_batch_size=1), instance, class_records, *groups)
+    resumed.load_state_dict(first.state_dict())
+    seen += list(resumed) + list(resumed)
+    assert seen == expected and len(expected) == 16
+
+
 def test_unbucketed_pairs_and_a_subject_without_class_images():
     from hfvision.training.dreambooth.data import DreamBoothDataset, pair_by_group
 
