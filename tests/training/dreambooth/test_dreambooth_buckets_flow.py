@@ -19,7 +19,6 @@ _train_recording = bucket_tests._train_recording
 shaped_dir = bucket_tests.shaped_dir  # the same portrait/landscape/square photos (a session fixture)
 
 N = 2
-VAE_SCALE = 8  # the tiny flow VAEs have 4 blocks: 2**3
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +84,12 @@ def test_flow_buckets_one_shape_per_batch_and_per_batch_image_ids(name, bucket_k
     calls = trainer.calls
     assert result.global_step == 3 and len(trainer.seen) == 3 == len(calls)
     assert torch.isfinite(torch.tensor(result.final_loss))
+    from hfvision.models.registry import RESOLUTION_FACTORS
+
+    # the family's bucket factor is the VAE's downsampling times the transformer's patch (Flux packs 2x2 latents)
+    vae_scale = 2 ** (len(trainer.vae.config.block_out_channels) - 1)
+    patch = 2 if name == "flux-dev" else trainer.components["transformer"].config.patch_size
+    assert vae_scale * patch == RESOLUTION_FACTORS["flux" if name == "flux-dev" else "sd3"] == 16
     dataset, n_inst = trainer.dataset, len(trainer.dataset.instance)
     assert sorted(dataset.buckets) == [(32, 64), (48, 48), (64, 32)]
     shapes = []
@@ -95,7 +100,7 @@ def test_flow_buckets_one_shape_per_batch_and_per_batch_image_ids(name, bucket_k
         for image_id in batch["image_ids"][:n]:
             assert dataset.buckets[dataset.bucket_of[image_id]] == (height, width)
         assert all(i >= n_inst for i in batch["image_ids"][n:])  # the second half really is class images
-        h, w = height // VAE_SCALE, width // VAE_SCALE
+        h, w = height // vae_scale, width // vae_scale
         tokens = call["hidden_states"]
         if name == "flux-dev":  # packed 2x2 patches: one token per patch, ids (0, row, column) of this grid
             assert tokens.shape[:2] == (2 * n, (h // 2) * (w // 2))
