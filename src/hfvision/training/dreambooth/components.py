@@ -365,11 +365,10 @@ def apply_family_options(config, base: BaseModel) -> None:
     flow = base.family is not None and FAMILIES[base.family].flow
     if config.precondition_outputs and base.family != "sd3":
         raise ValueError(f"--precondition_outputs applies to SD3 only; {base.name} is {facts['family']} (drop it)")
-    if flow and config.output_kohya_format:
-        raise ValueError(
-            f"--output_kohya_format is not available for {facts['family']} LoRAs yet (SD 1.x/2.x/XL only); drop it "
-            "(the diffusers file loads with load_lora_weights)"
-        )
+    if config.output_kohya_format:
+        from .lora import check_kohya_family
+
+        check_kohya_family(base.family, config.use_dora)
     if not flow and (config.lora_layers or config.lora_blocks):
         raise ValueError(f"--lora_layers / --lora_blocks apply to Flux/SD3 transformers; {base.name} is a UNet model")
     check_flow_options(
