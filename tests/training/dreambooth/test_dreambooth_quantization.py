@@ -172,3 +172,22 @@ def test_from_pretrained_gets_diffusers_quantization_config(method, tiny_kwargs,
         for part in quant.quant_mapping.values():
             assert part.load_in_4bit and part.bnb_4bit_quant_type == "nf4"
             assert part.bnb_4bit_compute_dtype == torch.bfloat16
+
+
+@pytest.mark.slow  # ~20 s, most of it importing bitsandbytes
+@pytest.mark.skipif(not is_available("bitsandbytes"), reason="needs the [quant] extra (bitsandbytes)")
+def test_8bit_adam_trains_a_flux_lora(tiny_kwargs, flow_dir, train_in_process):
+    """``--use_8bit_adam`` (bitsandbytes' AdamW8bit, which also steps on CPU since 0.4x) on a Flux LoRA run: the
+    optimizer is bitsandbytes' and the adapters move."""
+    import bitsandbytes as bnb
+    import torch
+
+    kwargs = _kwargs(tiny_kwargs, flow_dir, quantize_base=None, use_8bit_adam=True, max_train_steps=2, rank=4)
+    kwargs.update(with_prior_preservation=False, class_prompt=None, class_data_dir=None, learning_rate=1e-2)
+    trainer, result = train_in_process(kwargs)
+    inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert isinstance(inner, bnb.optim.AdamW8bit)
+    transformer = trainer.accelerator.unwrap_model(trainer.unet_p)
+    ups = [p for n, p in transformer.named_parameters() if "lora_B" in n]
+    assert result.global_step == 2 and ups and any(p.abs().max() > 0 for p in ups)
+    assert torch.isfinite(torch.tensor(result.final_loss))
