@@ -213,7 +213,7 @@ def flux_predict(
     """Run a `FluxTransformer2DModel` on unpacked noisy latents ``(b, 16, h, w)`` and return its prediction
     unpacked to the same shape: packs, adds image ids, passes ``timesteps / 1000`` and the guidance vector."""
     b, _, h, w = noisy.shape
-    config = transformer.config
+    config = getattr(transformer, "module", transformer).config  # DDP (several processes) wraps the model
     pred = transformer(
         hidden_states=pack_latents(noisy),
         timestep=timesteps / 1000,

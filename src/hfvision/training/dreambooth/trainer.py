@@ -338,8 +338,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             self.vae.to(dtype=self.weight_dtype)
         for model in [self.unet] + self.text_encoders:
             model.to(acc.device)
+            quantized = getattr(model, "is_quantized", False)  # --quantize_base: packed weights keep their dtype
             for param in model.parameters():
-                if self.cast_frozen and not param.requires_grad:
+                if self.cast_frozen and not param.requires_grad and not quantized:
                     param.data = param.data.to(self.weight_dtype)
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
