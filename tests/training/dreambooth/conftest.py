@@ -78,12 +78,13 @@ def class_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def tiny_kwargs(tiny_model_dir, instance_dir, class_dir, tmp_path):
-    """``tiny_kwargs(family="sd1", **overrides)`` -> DreamBoothConfig keyword arguments for a tiny run: 64 px, batches
-    of 2 instance + 2 class images (user-supplied class images; pass ``class_data_dir=None`` to generate them)."""
+@pytest.fixture(scope="session")
+def tiny_run_kwargs(tiny_model_dir, instance_dir, class_dir):
+    """``tiny_run_kwargs(output_dir, family="sd1", **overrides)`` -> DreamBoothConfig keyword arguments for a tiny run
+    writing to ``output_dir``: 64 px, batches of 2 instance + 2 class images (user-supplied class images; pass
+    ``class_data_dir=None`` to generate them). Session-scoped, for module-scoped runs; tests use ``tiny_kwargs``."""
 
-    def make(family: str = "sd1", **overrides) -> dict:
+    def make(output_dir: str | os.PathLike, family: str = "sd1", **overrides) -> dict:
         kwargs = dict(
             pretrained_model_name_or_path=str(tiny_model_dir(family)),
             instance_data_dir=str(instance_dir),
@@ -99,10 +100,20 @@ def tiny_kwargs(tiny_model_dir, instance_dir, class_dir, tmp_path):
             learning_rate=1e-3,
             checkpointing_steps=100,
             report_to="none",
-            output_dir=str(tmp_path / "out"),
+            output_dir=str(output_dir),
         )
         kwargs.update(overrides)
         return kwargs
+
+    return make
+
+
+@pytest.fixture
+def tiny_kwargs(tiny_run_kwargs, tmp_path):
+    """``tiny_kwargs(family="sd1", **overrides)``: ``tiny_run_kwargs`` writing to this test's ``tmp_path / "out"``."""
+
+    def make(family: str = "sd1", **overrides) -> dict:
+        return tiny_run_kwargs(tmp_path / "out", family, **overrides)
 
     return make
 
