@@ -11,17 +11,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hfvision.cli.main import main
+from hfvision.training.dreambooth.lora import TRANSFORMER_TARGET_MODULES
 
-# diffusers' train_dreambooth_lora_flux.py default targets (--lora_layers unset), plus the modulation linears
+# diffusers' train_dreambooth_lora_flux.py default targets (--lora_layers unset): the joint-attention projections the
+# trainer adapts, plus the feed-forward linears of both streams
 SCRIPT_TARGETS = [
-    "attn.to_k",
-    "attn.to_q",
-    "attn.to_v",
-    "attn.to_out.0",
-    "attn.add_k_proj",
-    "attn.add_q_proj",
-    "attn.add_v_proj",
-    "attn.to_add_out",
+    *TRANSFORMER_TARGET_MODULES,
     "ff.net.0.proj",
     "ff.net.2",
     "ff_context.net.0.proj",
