@@ -41,6 +41,9 @@ TRANSFORMER_TARGET_MODULES = (
     "attn.add_v_proj",
     "attn.to_add_out",
 )
+# diffusers' train_dreambooth_lora_flux.py also adapts the feed-forward linears of both streams by default (its SD3
+# script does not)
+FLUX_FEED_FORWARD_TARGET_MODULES = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
 
 
 def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_blocks: str | None = None) -> list[str]:
@@ -52,6 +55,8 @@ def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_bl
         lora_blocks (`str`, *optional*): comma-separated ``transformer_blocks`` indices (``--lora_blocks``, SD3):
             only those blocks' modules are adapted.
 
+    >>> denoiser_target_modules("flux")[-4:]
+    ['ff.net.0.proj', 'ff.net.2', 'ff_context.net.0.proj', 'ff_context.net.2']
     >>> denoiser_target_modules("sd3", "attn.to_q", "0,2")
     ['transformer_blocks.0.attn.to_q', 'transformer_blocks.2.attn.to_q']
     """
@@ -59,9 +64,10 @@ def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_bl
         if lora_layers or lora_blocks:
             raise ValueError("--lora_layers / --lora_blocks apply to Flux and SD3 transformers; drop them for SD")
         return list(UNET_TARGET_MODULES)
-    modules = (
-        [m.strip() for m in lora_layers.split(",") if m.strip()] if lora_layers else list(TRANSFORMER_TARGET_MODULES)
-    )
+    if lora_layers:
+        modules = [m.strip() for m in lora_layers.split(",") if m.strip()]
+    else:
+        modules = [*TRANSFORMER_TARGET_MODULES, *(FLUX_FEED_FORWARD_TARGET_MODULES if family == "flux" else ())]
     if lora_blocks:
         if family != "sd3":
             raise ValueError(f"--lora_blocks applies to SD3 transformers, not {family}; use --lora_layers")
