@@ -136,6 +136,7 @@ _MMDIT = dict(denoiser="transformer", prediction_type="flow_matching", latent_ch
 # SD 1.x and 2.x share the pipeline and UNet layout; 2.x's OpenCLIP encoder is wider, its attention linear.
 _SD1_UNET = {"use_linear_projection": False, "addition_embed_type": None}
 _SD2_UNET = {"use_linear_projection": True, "addition_embed_type": None}
+_SDXL_UNET = {"use_linear_projection": True, "addition_embed_type": "text_time"}  # size/crop + pooled text
 
 # name, title, pipeline classes, text encoders, native resolution, ModelSpec implementation, then for the UNet
 # families the real cross-attention width and the telling UNet config values.
@@ -143,7 +144,7 @@ _SD2_UNET = {"use_linear_projection": True, "addition_embed_type": None}
 _TABLE = (
     Family("sd1", "Stable Diffusion 1.x", _SD_PIPELINES, 1, 512, _COMPVIS, 768, _SD1_UNET, safety_checker=True),
     Family("sd2", "Stable Diffusion 2.x", _SD_PIPELINES, 1, 512, _STABILITY, 1024, _SD2_UNET, safety_checker=True),
-    Family("sdxl", "Stable Diffusion XL", _SDXL_PIPELINES, 2, 1024, _SGM, 2048, {"addition_embed_type": "text_time"}),
+    Family("sdxl", "Stable Diffusion XL", _SDXL_PIPELINES, 2, 1024, _SGM, 2048, _SDXL_UNET),
     Family("flux", "Flux.1", ("FluxPipeline", "DreamBoothFluxPipeline"), 2, 1024, _FLUX, **_MMDIT),
     Family(
         "sd3", "Stable Diffusion 3", ("StableDiffusion3Pipeline", "DreamBoothSD3Pipeline"), 3, 1024, _SD3, **_MMDIT
@@ -191,12 +192,14 @@ def families_of_pipeline(class_name: str) -> tuple[str, ...]:
 
 def family_from_unet_config(config: Mapping[str, Any]) -> str:
     """``"sdxl"``, ``"sd2"`` or ``"sd1"`` from a UNet config: SDXL's size/text-time conditioning, then SD 2.x's
-    linear attention projections (also true of tiny test models, whose widths match no real family)."""
-    for name in UNET_FAMILIES:
-        traits = FAMILIES[name].unet_traits
-        if all((config.get(key) or None) == (value or None) for key, value in traits.items()):
-            return name
-    return "sd1"
+    linear attention projections (also true of tiny test models, whose widths match no real family).
+
+    >>> family_from_unet_config({"use_linear_projection": True, "cross_attention_dim": 1024})
+    'sd2'
+    """
+    if config.get("addition_embed_type") == FAMILIES["sdxl"].unet_traits["addition_embed_type"]:
+        return "sdxl"
+    return "sd2" if config.get("use_linear_projection") else "sd1"
 
 
 __all__ = [
