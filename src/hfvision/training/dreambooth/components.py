@@ -235,8 +235,8 @@ def training_noise_scheduler(scheduler, flow: bool = False):
 
 
 def flow_facts(base: ResolvedBaseModel) -> dict:
-    """What `check_flow_options` needs to know about ``base`` before any weights load: the registry family
-    (``"sd1"``, ``"sdxl"``, ``"flux"``, ``"sd3"``), the T5 limit and whether the transformer has a guidance
+    """What `check_flow_options` needs to know about ``base`` before any weights load: the family (``"sd1"`` when
+    not known yet), the T5 limit and whether the transformer has a guidance
     embedding. Read from the registry entry, or from the small config files of a folder or Hub repo."""
     if base.family is None:
         return {"family": "sd1"}
