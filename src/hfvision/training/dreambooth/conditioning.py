@@ -37,7 +37,7 @@ class PromptEncoder:
     """Turns a list of captions into UNet conditioning.
 
     Args:
-        family (`str`): ``"sd"``, ``"sdxl"``, ``"flux"`` or ``"sd3"``.
+        family (`str`): ``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"`` or ``"sd3"`` (`hfvision.models.families`).
         tokenizers (`list`): one CLIP tokenizer per text encoder.
         text_encoders (`list[torch.nn.Module]`): modules to call while training (possibly DDP-wrapped).
         frozen_encoders (`list[torch.nn.Module]`): the same modules unwrapped, called without gradients.
@@ -138,5 +138,5 @@ class PromptEncoder:
                 with torch.no_grad():
                     self._cache[caption] = self._encode(self.frozen_encoders, [caption])
         embeds = torch.cat([self._cache[c][0] for c in captions])
-        pooled = None if self.family == "sd" else torch.cat([self._cache[c][1] for c in captions])
+        pooled = None if self.family in ("sd1", "sd2") else torch.cat([self._cache[c][1] for c in captions])
         return embeds, pooled

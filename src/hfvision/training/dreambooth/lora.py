@@ -50,7 +50,7 @@ def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_bl
     """The modules of the UNet / transformer that get adapters.
 
     Args:
-        family (`str`): trainer family (``"sd"``, ``"sdxl"``, ``"flux"``, ``"sd3"``).
+        family (`str`): family (``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"``, ``"sd3"``).
         lora_layers (`str`, *optional*): comma-separated module names (``--lora_layers``), replacing the default.
         lora_blocks (`str`, *optional*): comma-separated ``transformer_blocks`` indices (``--lora_blocks``, SD3):
             only those blocks' modules are adapted.
@@ -60,7 +60,7 @@ def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_bl
     >>> denoiser_target_modules("sd3", "attn.to_q", "0,2")
     ['transformer_blocks.0.attn.to_q', 'transformer_blocks.2.attn.to_q']
     """
-    if family in ("sd", "sdxl"):
+    if family in ("sd1", "sd2", "sdxl"):
         if lora_layers or lora_blocks:
             raise ValueError("--lora_layers / --lora_blocks apply to Flux and SD3 transformers; drop them for SD")
         return list(UNET_TARGET_MODULES)
@@ -172,8 +172,7 @@ def save_lora(
 
     Args:
         directory (`str` or `os.PathLike`): output folder.
-        family (`str`): trainer family (``"sd"``, ``"sdxl"``, ``"flux"``, ``"sd3"``), picks the pipeline class that
-            writes the file.
+        family (`str`): family (``"sd1"``, ``"sd2"``, ``"sdxl"``, ...), picks the pipeline class that writes the file.
         unet: the UNet carrying a ``default`` adapter.
         text_encoders (`list`, *optional*): text encoders carrying adapters, in pipeline order.
         kohya (`bool`, *optional*, defaults to `False`): also write ``pytorch_lora_weights_kohya.safetensors`` in the

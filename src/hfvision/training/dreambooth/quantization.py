@@ -50,7 +50,7 @@ def check_quantization(config, base) -> QuantizationPlan | None:
 
     Args:
         config ([`DreamBoothConfig`]): the run (``quantize_base``, ``use_lora``, ``mixed_precision``).
-        base ([`~hfvision.training.dreambooth.components.BaseModel`]): the resolved base model.
+        base ([`~hfvision.training.dreambooth.components.ResolvedBaseModel`]): the resolved base model.
 
     Returns:
         [`QuantizationPlan`] or `None` (no quantisation asked).

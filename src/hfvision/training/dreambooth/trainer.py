@@ -21,7 +21,7 @@ from .checkpointing import CheckpointManager, check_resumable, read_trainer_stat
 from .class_images import class_image_key, default_class_dir, generate_class_images, plan_class_images
 from .components import (
     FAMILIES,
-    BaseModel,
+    ResolvedBaseModel,
     apply_family_options,
     load_base_pipeline,
     pipeline_class,
@@ -139,7 +139,7 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
     def check_inputs(self) -> None:
         config = self.config
         check_runtime(config)
-        self.base: BaseModel = resolve_base_model(
+        self.base: ResolvedBaseModel = resolve_base_model(
             config.pretrained_model_name_or_path, config.revision, config.resolution, config.force_resolution
         )
         apply_family_options(config, self.base)  # Flux/SD3 options and defaults (SD options refused for them)
@@ -501,7 +501,7 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             **dict(zip(spec.text_encoders, encoders)),
             **dict(zip(spec.tokenizers, self.tokenizers)),
         }
-        if self.base.family == "sd":
+        if spec.safety_checker:
             parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe = pipeline_class(self.base.family)(**parts)
         pipe.set_progress_bar_config(disable=True)
