@@ -134,11 +134,11 @@ def check_kohya_family(family: str, use_dora: bool = False) -> None:
 def flux_modelspec_architecture(transformer) -> dict[str, str]:
     """``modelspec.architecture`` of a Flux.1 LoRA: ``flux-1-schnell/lora`` for a transformer without guidance
     embedding (schnell), ``flux-1-dev/lora`` otherwise."""
-    from ...conversion.modelspec import FAMILIES as SPEC_FAMILIES
+    from ...conversion.modelspec import ARCHITECTURES
     from ...conversion.modelspec import LORA_SUFFIX
 
     variant = "flux-dev" if transformer.config.get("guidance_embeds", True) else "flux-schnell"
-    return {"modelspec.architecture": SPEC_FAMILIES[variant].architecture + LORA_SUFFIX}
+    return {"modelspec.architecture": ARCHITECTURES[variant].architecture + LORA_SUFFIX}
 
 
 def lora_layers(model: torch.nn.Module, peft_keys: bool = False) -> dict[str, torch.Tensor]:

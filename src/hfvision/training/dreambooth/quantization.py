@@ -57,6 +57,7 @@ def check_quantization(config, base) -> QuantizationPlan | None:
     """
     import torch
 
+    from ...models.families import get_family
     from .runtime import use_cpu
 
     method = getattr(config, "quantize_base", None)
@@ -64,7 +65,7 @@ def check_quantization(config, base) -> QuantizationPlan | None:
         return None
     if method not in QUANTIZATION_METHODS:
         raise ValueError(f"--quantize_base {method}: use one of {', '.join(QUANTIZATION_METHODS)}")
-    if base.family is None or not base.spec.flow:
+    if base.family is None or not get_family(base.family).flow:
         raise ValueError(
             f"--quantize_base {method} applies to Flux/SD3 transformers; {base.name} is a UNet model (drop it)"
         )
