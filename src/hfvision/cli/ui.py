@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from ._checks import USAGE, CLIError
+from ._checks import CLIError
+
+PROG = "hfvision ui"
+DESCRIPTION = (
+    "A Gradio app with a Generate tab (prompt, subject token, ControlNet, gallery, download) and a Classify tab "
+    "(upload, face-first, boxes drawn). Binds 127.0.0.1, never shares publicly. Needs hfvision[ui]."
+)
 
 
-def _config(args: argparse.Namespace):
+def parse(argv: list[str]):
+    """The ``UIConfig`` of ``hfvision ui``'s arguments."""
     from ..ui.app import UIConfig
+    from ._config import parse_command
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(UIConfig)}
-    try:
-        return UIConfig(**values)
-    except ValueError as err:  # "port=70000 must be ..." -> "--port 70000 must be ..."
-        name, sep, rest = str(err).partition("=")
-        raise CLIError(f"--{name.replace('_', '-')} {rest}" if sep and name in values else str(err), USAGE) from None
+    return parse_command(UIConfig, argv, PROG, description=DESCRIPTION)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -25,7 +27,7 @@ def check(args: argparse.Namespace) -> None:
     from ..ui.app import port_problem
     from . import _checks
 
-    config = _config(args)
+    config = args.config = parse(args.extra_argv)
     if config.model and (Path(config.model).expanduser().exists() or _checks.looks_like_path(config.model)):
         _checks.model_source(config.model, "--model", "diffusers")
     if Path(config.classifier).expanduser().exists() or _checks.looks_like_path(config.classifier):
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ui.app import launch
     from ..utils.logging import get_logger
 
-    config = _config(args)
+    config = args.config
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         get_logger(__name__).warning(
             "binding %s: the UI has no authentication; anyone who can reach it can use it", config.host
@@ -61,14 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..ui.app import UIConfig
-    from .data import add_dataclass_arguments
-
     p = sub.add_parser(
         "ui",
+        add_help=False,  # flags, --help and --help-all come from parse_config when the command runs
         help="local web UI: generate with your DreamBooth model, classify photos",
-        description="A Gradio app with a Generate tab (prompt, subject token, ControlNet, gallery, download) and a "
-        "Classify tab (upload, face-first, boxes drawn). Binds 127.0.0.1, never shares publicly. Needs hfvision[ui].",
+        description=DESCRIPTION,
     )
-    add_dataclass_arguments(p, UIConfig)
-    p.set_defaults(func=run, check=check)
+    p.set_defaults(func=run, check=check, passthrough=True)
