@@ -8,7 +8,6 @@ parsed values for sample command lines.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import pytest
 

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
 
 from ._checks import CLIError
 
@@ -32,31 +31,6 @@ DESCRIPTION = (
     "reported as rejected and skipped (--strict stops at the first, before writing anything). Writes "
     "DST/prepare_report.json."
 )
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls`` without importing transformers (``serve``, ``ui``: their
-    flags must exist when ``hfvision`` builds its parser). Help, choices and defaults come from the fields."""
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        kind = hints[field.name]
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", ())) and len(args) == 1:
-            kind = args[0]
-        help_text = field.metadata.get("help", "")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
-        else:
-            parser.add_argument(
-                flag,
-                type=kind if kind in (int, float, str) else str,
-                default=field.default,
-                choices=field.metadata.get("choices"),
-                help=help_text,
-            )
 
 
 def _extra_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,23 +66,17 @@ def run_prepare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..data.prepare import PrepareOptions, prepare_instance_images
-    from ..utils.config_parser import ConfigError, parse_config
     from . import _checks
+    from ._config import parse_command
 
-    try:
-        options, extra = parse_config(
-            PrepareOptions,
-            args.extra_argv,
-            PROG,
-            description=DESCRIPTION,
-            visible=VISIBLE,
-            extra_arguments=_extra_arguments,
-        )
-    except ConfigError as err:
-        raise CLIError(str(err)) from None
-    except ValueError as err:  # PrepareOptions refuses a value: "size=500 must be ..." -> "--size 500 must be ..."
-        name, sep, rest = str(err).partition("=")
-        raise CLIError(f"--{name.replace('_', '-')} {rest}" if sep and " " not in name else str(err), 2) from None
+    options, extra = parse_command(
+        PrepareOptions,
+        args.extra_argv,
+        PROG,
+        description=DESCRIPTION,
+        visible=VISIBLE,
+        extra_arguments=_extra_arguments,
+    )
     src = _checks.existing(extra.src, "SRC", "folder")
     dst = Path(extra.dst).expanduser()
     if dst.exists() and not dst.is_dir():

@@ -100,8 +100,8 @@ class ImageClassificationConfig(TrainingArguments):
     bad_images: Literal["skip", "error", "off"] = field(
         default="skip",
         metadata={
-            "help": "Unreadable images: 'skip' (drop them with a warning), 'error' (stop at the first) or 'off' "
-            "(no up-front check; a bad image then fails during training)."
+            "help": "Unreadable images: 'skip' (drop them with a warning and a count), 'error' (stop at the first; "
+            "--strict) or 'off' (no up-front check; a bad image then fails during training)."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training images."})

@@ -16,17 +16,17 @@ caption files (see ``hub_dataset.py``), and a flag for a feature the trainer doe
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
 
+from ...utils.config_parser import STRICT_IMAGES, CompatFlags, build_config_parser, parse_config
 from ...utils.logging import get_logger
-from .config import DreamBoothConfig, load_yaml_options
+from .config import DreamBoothConfig
 
 logger = get_logger(__name__)
 
+DESCRIPTION = "DreamBooth fine-tuning (SD 1.x/2.x/XL, Flux.1, SD3; full or LoRA) with Accelerate."
 DIFFUSERS_NOISE_OFFSET = 0.1  # diffusers' --offset_noise adds 0.1 x per-channel noise
 
 
@@ -165,27 +165,22 @@ COMMON_OPTIONS = (
 )
 
 
-def build_argument_parser(prog: str | None = None, description: str | None = None, show_all: bool = False):
-    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, diffusers' script flags, ``--config`` and
-    ``--help-all``; ``--help`` lists :data:`COMMON_OPTIONS` only (two screens), ``show_all`` every option."""
-    from transformers import HfArgumentParser
+def parser_options(description: str | None = None) -> dict:
+    """The :func:`~hfvision.utils.config_parser.parse_config` keywords of the DreamBooth command line: ``--help``
+    lists :data:`COMMON_OPTIONS` (two screens), ``--help-all`` every option and diffusers' flags; ``--strict`` stops
+    at the first unreadable image."""
+    return {
+        "description": description or DESCRIPTION,
+        "visible": COMMON_OPTIONS,
+        "switches": (STRICT_IMAGES,),
+        "compat": CompatFlags(DiffusersScriptFlags, apply_diffusers_flags),
+    }
 
-    parser = HfArgumentParser(
-        (DreamBoothConfig, DiffusersScriptFlags),
-        prog=prog,
-        description=description
-        or "DreamBooth fine-tuning (SD 1.x/2.x/XL, Flux.1, SD3; full or LoRA) with Accelerate.",
-    )
-    parser.add_argument("--config", default=None, help="YAML file setting any option; flags given beside it win.")
-    parser.add_argument("--help-all", action="help", help="show every option, including the rarely used ones")
-    if not show_all:
-        fields = {f.name for f in dataclasses.fields(DreamBoothConfig)} | {
-            f.name for f in dataclasses.fields(DiffusersScriptFlags)
-        }
-        for action in parser._actions:
-            if action.dest in fields and action.dest not in COMMON_OPTIONS:
-                action.help = argparse.SUPPRESS
-    return parser
+
+def build_argument_parser(prog: str | None = None, description: str | None = None, show_all: bool = False):
+    """The parser :func:`parse_dreambooth_args` uses (one flag per [`DreamBoothConfig`] field, diffusers' script
+    flags, ``--strict``, ``--config`` and ``--help-all``)."""
+    return build_config_parser(DreamBoothConfig, prog, show_all=show_all, **parser_options(description))
 
 
 def parse_dreambooth_args(
@@ -195,7 +190,8 @@ def parse_dreambooth_args(
     text_encoder_defaults: dict | None = None,
     **defaults,
 ) -> DreamBoothConfig:
-    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`].
+    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`] with
+    :func:`~hfvision.utils.config_parser.parse_config`.
 
     Precedence: flags, then the YAML file, then ``defaults`` (a script's own defaults, e.g. ``use_lora=True`` in
     ``examples/train_dreambooth_lora.py``; ``text_encoder_defaults`` join them when ``--train_text_encoder`` is given,
@@ -206,15 +202,4 @@ def parse_dreambooth_args(
     argv = sys.argv[1:] if argv is None else list(argv)
     if text_encoder_defaults and "--train_text_encoder" in argv:
         defaults = {**defaults, **text_encoder_defaults}
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    parser = build_argument_parser(prog, description, show_all="--help-all" in argv)
-    parser.set_defaults(**defaults)
-    if known.config:
-        parser.set_defaults(**load_yaml_options(known.config))
-    values = vars(parser.parse_args(argv))
-    values.pop("config", None)
-    flag_names = [f.name for f in dataclasses.fields(DiffusersScriptFlags)]
-    flags = DiffusersScriptFlags(**{name: values.pop(name) for name in flag_names})
-    return DreamBoothConfig(**apply_diffusers_flags(flags, values))
+    return parse_config(DreamBoothConfig, argv, prog, defaults=defaults, **parser_options(description))
