@@ -9,6 +9,7 @@ interpreter start-up); a few run as subprocesses to check the real console behav
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -113,6 +114,9 @@ def _run(argv: list[str], capsys) -> tuple[int, str, float]:
 CLASSIFY = ["classify", "--model", "{vit}", "--input", "{root}/good.png", "--output", "{root}/new.jsonl"]
 GENERATE = ["generate", "--model", "{sd1}", "--prompt", "a photo", "--out", "{root}/new.png", "--steps", "2"]
 TRAIN = ["train", "classifier", "--model", "{vit}", "--data", "{root}/faces", "--output-dir", "{root}/trained"]
+TO_SINGLE, FROM_SINGLE, LORA = ["convert", "to-single-file"], ["convert", "from-single-file"], ["convert", "lora"]
+VALID, NEW, KOHYA = "{root}/valid.safetensors", "{root}/new.safetensors", ["--to", "kohya"]
+NOT_SAFETENSORS, NOPE = "not a valid safetensors file", "{root}/nope.safetensors"
 
 # (id, argv, exit code, text the one stderr line must contain)
 CASES = [
@@ -202,80 +206,20 @@ CASES = [
     ),
     ("generate-guidance-text", [*GENERATE, "--guidance-scale", "high"], 2, "--guidance-scale"),
     # convert
-    (
-        "convert-existing-output",
-        ["convert", "to-single-file", "{sd1}", "{root}/existing.safetensors"],
-        1,
-        "--overwrite",
-    ),
-    ("convert-pickle-output", ["convert", "to-single-file", "{sd1}", "{root}/new.ckpt"], 2, "--allow-pickle"),
-    (
-        "convert-incomplete-pipeline",
-        ["convert", "to-single-file", "{root}/sd_no_unet", "{root}/new.safetensors"],
-        1,
-        "unet/",
-    ),
-    (
-        "convert-missing-pipeline",
-        ["convert", "to-single-file", "{root}/nope", "{root}/new.safetensors"],
-        1,
-        "no such folder",
-    ),
-    (
-        "convert-garbage-file",
-        ["convert", "from-single-file", "{root}/garbage.safetensors", "{root}/newdir"],
-        1,
-        "not a valid safetensors file",
-    ),
-    (
-        "convert-zero-byte-file",
-        ["convert", "from-single-file", "{root}/zero.safetensors", "{root}/newdir"],
-        1,
-        "empty",
-    ),
-    (
-        "convert-existing-folder",
-        ["convert", "from-single-file", "{root}/valid.safetensors", "{root}/nonempty"],
-        1,
-        "--overwrite",
-    ),
-    (
-        "convert-lora-missing-input",
-        ["convert", "lora", "{root}/nope.safetensors", "{root}/new.safetensors", "--to", "kohya"],
-        1,
-        "IN {root}/nope.safetensors does not exist",
-    ),
-    (
-        "convert-lora-garbage-input",
-        ["convert", "lora", "{root}/garbage.safetensors", "{root}/new.safetensors", "--to", "kohya"],
-        1,
-        "not a valid safetensors file",
-    ),
-    (
-        "convert-lora-existing-output",
-        ["convert", "lora", "{root}/valid.safetensors", "{root}/existing.safetensors", "--to", "kohya"],
-        1,
-        "--overwrite",
-    ),
-    (
-        "convert-bad-metadata",
-        ["convert", "to-single-file", "{sd1}", "{root}/new.safetensors", "--metadata", "novalue"],
-        2,
-        "KEY=VALUE",
-    ),
-    (
-        "convert-lora-pickle-output",
-        ["convert", "lora", "{root}/valid.safetensors", "{root}/new.bin", "--to", "kohya"],
-        2,
-        "must end in .safetensors",
-    ),
-    (
-        "convert-lora-bad-metadata",
-        ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors", "--to", "kohya", "--metadata", "k"],
-        2,
-        "KEY=VALUE",
-    ),
-    ("convert-lora-no-layout", ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors"], 2, "--to"),
+    ("convert-existing-output", [*TO_SINGLE, "{sd1}", "{root}/existing.safetensors"], 1, "--overwrite"),
+    ("convert-pickle-output", [*TO_SINGLE, "{sd1}", "{root}/new.ckpt"], 2, "--allow-pickle"),
+    ("convert-incomplete-pipeline", [*TO_SINGLE, "{root}/sd_no_unet", "{root}/new.safetensors"], 1, "unet/"),
+    ("convert-missing-pipeline", [*TO_SINGLE, "{root}/nope", "{root}/new.safetensors"], 1, "no such folder"),
+    ("convert-garbage-file", [*FROM_SINGLE, "{root}/garbage.safetensors", "{root}/newdir"], 1, NOT_SAFETENSORS),
+    ("convert-zero-byte-file", [*FROM_SINGLE, "{root}/zero.safetensors", "{root}/newdir"], 1, "empty"),
+    ("convert-existing-folder", [*FROM_SINGLE, "{root}/valid.safetensors", "{root}/nonempty"], 1, "--overwrite"),
+    ("convert-lora-missing-input", [*LORA, NOPE, NEW, *KOHYA], 1, f"IN {NOPE} does not exist"),
+    ("convert-lora-garbage-input", [*LORA, "{root}/garbage.safetensors", NEW, *KOHYA], 1, NOT_SAFETENSORS),
+    ("convert-lora-existing-output", [*LORA, VALID, "{root}/existing.safetensors", *KOHYA], 1, "--overwrite"),
+    ("convert-bad-metadata", [*TO_SINGLE, "{sd1}", NEW, "--metadata", "novalue"], 2, "KEY=VALUE"),
+    ("convert-lora-pickle-output", [*LORA, VALID, "{root}/new.bin", *KOHYA], 2, "must end in .safetensors"),
+    ("convert-lora-bad-metadata", [*LORA, VALID, NEW, *KOHYA, "--metadata", "k"], 2, "KEY=VALUE"),
+    ("convert-lora-no-layout", [*LORA, VALID, NEW], 2, "--to"),
     # eval
     (
         "eval-missing-photos",
@@ -495,16 +439,56 @@ def _parsers(parser, path=("hfvision",)):
                 yield from _parsers(sub, (*path, name))
 
 
-def test_every_option_has_help():
+def test_every_option_has_help(monkeypatch, capsys):
+    """Every option of every subcommand, including those whose flags parse_config generates when the command runs
+    (their parsers are caught as ``--help-all`` builds them), has help text and shows its default at most once."""
     from hfvision.cli.main import build_parser
+    from hfvision.utils import config_parser
 
+    parsers = list(_parsers(build_parser()))
+    built = []
+
+    def build(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    original = config_parser.build_config_parser
+    monkeypatch.setattr(config_parser, "build_config_parser", build)
+    passthrough = [path for path, parser in parsers if parser.get_default("passthrough")]
+    assert {"serve", "ui", "prepare", "classifier", "dreambooth"} <= {path[-1] for path in passthrough}
+    for path in passthrough:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*path[1:], "--help-all"])
+        assert exit_info.value.code == 0
+        assert all(line.count("(default") <= 1 for line in capsys.readouterr().out.splitlines()), path
+        parsers.append((path, built[-1]))
     missing = [
         (" ".join(path), action.option_strings[0])
-        for path, parser in _parsers(build_parser())
+        for path, parser in parsers
         for action in parser._actions
         if action.option_strings and not action.help
     ]
     assert missing == []
+
+
+def test_usage_errors_of_generated_flags_load_no_heavy_library(run_python):
+    """A bad value for serve, ui, train dreambooth or data prepare is refused before torch, transformers, diffusers
+    or a web framework is imported: that keeps a usage error within about a second (the contract says 2 s)."""
+    code = """
+        import json, sys
+        from hfvision.cli.main import main
+        dreambooth = ["--pretrained_model_name_or_path", "m", "--instance_data_dir", "d", "--resolution", "500"]
+        codes = [
+            main(["serve", "--port", "-1"]),
+            main(["ui", "--steps", "0"]),
+            main(["data", "prepare", "a", "b", "--size", "500"]),
+            main(["train", "dreambooth", *dreambooth]),
+        ]
+        heavy = [m for m in ("torch", "transformers", "diffusers", "fastapi", "gradio", "ray") if m in sys.modules]
+        print(json.dumps({"codes": codes, "heavy": heavy}))
+    """
+    result = json.loads(run_python(code).strip().splitlines()[-1])
+    assert result == {"codes": [2, 2, 2, 2], "heavy": []}
 
 
 def test_python_words_become_flags():

@@ -33,3 +33,10 @@ def parse_command(config_class, argv: list[str], prog: str, **kwargs: Any):
 
     with config_errors(config_class):
         return parse_config(config_class, argv, prog, **kwargs)
+
+
+def add_config_command(sub, name: str, *, help: str, description: str | None, run, check=None):
+    """Register subcommand ``name`` whose flags (and ``--help``) come from ``parse_config`` when it runs."""
+    parser = sub.add_parser(name, add_help=False, help=help, description=description)
+    parser.set_defaults(func=run, check=check, passthrough=True)
+    return parser

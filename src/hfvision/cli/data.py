@@ -101,12 +101,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ._config import add_config_command
+
     p = sub.add_parser("data", help="prepare training data (DreamBooth instance photos)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    prep = data_sub.add_parser(
-        "prepare",
-        add_help=False,  # flags, --help and --help-all come from parse_config when the command runs
-        help="smart-crop, resize and caption photos; report every file",
-        description=DESCRIPTION,
-    )
-    prep.set_defaults(func=run_prepare, passthrough=True)
+    help_text = "smart-crop, resize and caption photos; report every file"
+    add_config_command(data_sub, "prepare", help=help_text, description=DESCRIPTION, run=run_prepare)

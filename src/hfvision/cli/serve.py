@@ -170,10 +170,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    from ._config import add_config_command
+
+    add_config_command(
+        sub,
         "serve",
-        add_help=False,  # flags, --help and --help-all come from parse_config when the command runs
         help="HTTP inference server (Hugging Face Inference API format, micro-batching)",
         description=DESCRIPTION,
+        run=run,
+        check=check,
     )
-    p.set_defaults(func=run, check=check, passthrough=True)

@@ -99,30 +99,26 @@ def run_classifier(args: argparse.Namespace) -> int:
     return classification_cli.train_and_report(config)
 
 
-def _classifier_unavailable(reason: str):
-    def run(args: argparse.Namespace) -> int:
-        raise ImportError(f"`hfvision train classifier` is unavailable: {reason}")
-
-    return run
-
-
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..training.classification import cli as classification_cli  # light: the flags load when it runs
+    from ._config import add_config_command
+
     train = sub.add_parser("train", help="fine-tune models: dreambooth (Stable Diffusion), classifier")
     kinds = train.add_subparsers(dest="train_command", metavar="KIND")
-    dreambooth = kinds.add_parser(
+    add_config_command(
+        kinds,
         "dreambooth",
-        add_help=False,  # flags and --help come from the config parser when the command runs
         help="DreamBooth a Stable Diffusion model on photos of a subject (see `hfvision train dreambooth --help`)",
+        description=None,
+        run=run_dreambooth,
+        check=check_dreambooth,
     )
-    dreambooth.set_defaults(func=run_dreambooth, check=check_dreambooth, passthrough=True)
-    classifier = kinds.add_parser(
-        "classifier", add_help=False, help="fine-tune an image classifier (see `hfvision train classifier --help`)"
+    add_config_command(
+        kinds,
+        "classifier",
+        help="fine-tune an image classifier (see `hfvision train classifier --help`)",
+        description=classification_cli.DESCRIPTION,
+        run=run_classifier,
+        check=check_classifier,
     )
-    try:
-        from ..training.classification import cli as classification_cli
-    except ImportError as err:  # written separately; dreambooth must work without it
-        classifier.set_defaults(func=_classifier_unavailable(str(err)))
-    else:
-        classification_cli.add_arguments(classifier)
-        classifier.set_defaults(func=run_classifier, check=check_classifier)
     train.set_defaults(func=lambda args: train.print_help() or 2)

@@ -87,6 +87,22 @@ class CompatFlags:
     apply: Callable[[Any, dict], dict]
 
 
+def option(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
+    """A dataclass field with its flag's help text (what transformers' ``HfArg`` does, without importing it).
+
+    ``default_factory=`` is passed to `dataclasses.field`; other keywords (``aliases``, ``choices``, ``advanced``)
+    join the metadata.
+
+    >>> @dataclasses.dataclass
+    ... class Options:
+    ...     rank: int = option(4, "LoRA rank")
+    >>> dataclasses.fields(Options)[0].metadata["help"]
+    'LoRA rank'
+    """
+    factory = metadata.pop("default_factory", dataclasses.MISSING)
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help, **metadata})
+
+
 # --- YAML ---------------------------------------------------------------------------------------------------------
 
 
