@@ -9,7 +9,6 @@ interpreter start-up); a few run as subprocesses to check the real console behav
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -118,6 +117,12 @@ TO_SINGLE, FROM_SINGLE, LORA = ["convert", "to-single-file"], ["convert", "from-
 VALID, NEW, KOHYA = "{root}/valid.safetensors", "{root}/new.safetensors", ["--to", "kohya"]
 NOT_SAFETENSORS, NOPE = "not a valid safetensors file", "{root}/nope.safetensors"
 
+
+def _model(command: list[str], model: str) -> list[str]:
+    """``command`` (CLASSIFY or GENERATE) with another --model."""
+    return [command[0], "--model", model, *command[3:]]
+
+
 # (id, argv, exit code, text the one stderr line must contain)
 CASES = [
     # classify
@@ -129,28 +134,13 @@ CASES = [
     ("classify-bogus-task", [*CLASSIFY, "--task", "bogus"], 2, "gender-classification"),
     ("classify-existing-output", [*CLASSIFY[:6], "{root}/existing.jsonl"], 1, "--overwrite"),
     ("classify-output-is-folder", [*CLASSIFY[:6], "{root}/outdir"], 1, "is a folder"),
-    ("classify-no-weights", [CLASSIFY[0], "--model", "{root}/vit_no_weights", *CLASSIFY[3:]], 1, "no weights"),
-    (
-        "classify-no-preprocessor",
-        [CLASSIFY[0], "--model", "{root}/vit_no_preproc", *CLASSIFY[3:]],
-        1,
-        "preprocessor_config.json",
-    ),
-    (
-        "classify-corrupt-weights",
-        [CLASSIFY[0], "--model", "{root}/vit_corrupt", *CLASSIFY[3:]],
-        1,
-        "not a valid safetensors file",
-    ),
-    ("classify-truncated-weights", [CLASSIFY[0], "--model", "{root}/vit_truncated", *CLASSIFY[3:]], 1, "truncated"),
-    ("classify-model-is-file", [CLASSIFY[0], "--model", "{root}/good.png", *CLASSIFY[3:]], 1, "is a file"),
-    ("classify-missing-model-path", [CLASSIFY[0], "--model", "./no/such/model", *CLASSIFY[3:]], 1, "no such folder"),
-    (
-        "classify-hub-model-offline",
-        [CLASSIFY[0], "--model", "someone/not-cached", *CLASSIFY[3:]],
-        1,
-        "needs the Hugging Face Hub",
-    ),
+    ("classify-no-weights", _model(CLASSIFY, "{root}/vit_no_weights"), 1, "no weights"),
+    ("classify-no-preprocessor", _model(CLASSIFY, "{root}/vit_no_preproc"), 1, "preprocessor_config.json"),
+    ("classify-corrupt-weights", _model(CLASSIFY, "{root}/vit_corrupt"), 1, NOT_SAFETENSORS),
+    ("classify-truncated-weights", _model(CLASSIFY, "{root}/vit_truncated"), 1, "truncated"),
+    ("classify-model-is-file", _model(CLASSIFY, "{root}/good.png"), 1, "is a file"),
+    ("classify-missing-model-path", _model(CLASSIFY, "./no/such/model"), 1, "no such folder"),
+    ("classify-hub-model-offline", _model(CLASSIFY, "someone/not-cached"), 1, "needs the Hugging Face Hub"),
     (
         "classify-image-classification-needs-model",
         ["classify", "--task", "image-classification", *CLASSIFY[3:]],
@@ -162,7 +152,7 @@ CASES = [
     ("classify-verify-local-folder", [*CLASSIFY, "--verify"], 2, "drop --verify"),
     ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 2, "--output"),
     ("classify-dataset-with-output", [*CLASSIFY[:3], "--dataset", "{root}/photos", *CLASSIFY[5:]], 2, "--dataset"),
-    ("classify-pickle-model", [CLASSIFY[0], "--model", "{root}/vit_pickle", *CLASSIFY[3:]], 1, "--allow-pickle"),
+    ("classify-pickle-model", _model(CLASSIFY, "{root}/vit_pickle"), 1, "--allow-pickle"),
     # generate
     ("generate-negative-steps", [*GENERATE[:-1], "-5"], 2, "--steps"),
     ("generate-zero-height", [*GENERATE, "--height", "0"], 2, "--height"),
@@ -177,21 +167,11 @@ CASES = [
         "--control-image",
     ),
     ("generate-existing-output", [*GENERATE[:6], "{root}/existing.png"], 1, "--overwrite"),
-    ("generate-sd-without-unet", [GENERATE[0], "--model", "{root}/sd_no_unet", *GENERATE[3:]], 1, "unet/"),
-    ("generate-zero-byte-file", [GENERATE[0], "--model", "{root}/zero.safetensors", *GENERATE[3:]], 1, "empty"),
-    (
-        "generate-garbage-file",
-        [GENERATE[0], "--model", "{root}/garbage.safetensors", *GENERATE[3:]],
-        1,
-        "not a valid safetensors file",
-    ),
-    (
-        "generate-registry-key-offline",
-        [GENERATE[0], "--model", "sd15", *GENERATE[3:]],
-        1,
-        "needs the Hugging Face Hub",
-    ),
-    ("generate-unknown-key", [GENERATE[0], "--model", "sd1.5", *GENERATE[3:]], 1, "did you mean 'sd15'"),
+    ("generate-sd-without-unet", _model(GENERATE, "{root}/sd_no_unet"), 1, "unet/"),
+    ("generate-zero-byte-file", _model(GENERATE, "{root}/zero.safetensors"), 1, "empty"),
+    ("generate-garbage-file", _model(GENERATE, "{root}/garbage.safetensors"), 1, NOT_SAFETENSORS),
+    ("generate-registry-key-offline", _model(GENERATE, "sd15"), 1, "needs the Hugging Face Hub"),
+    ("generate-unknown-key", _model(GENERATE, "sd1.5"), 1, "did you mean 'sd15'"),
     (
         "generate-controlnet-offline",
         [*GENERATE, "--controlnet", "canny", "--control-image", "{root}/good.png"],
@@ -394,101 +374,6 @@ def test_overwrite_replaces_existing_output_and_the_run_is_quiet(corpus, tmp_pat
         f"skipping {corpus['root'] / 'photos' / 'b.png'}: " + lines[1].split('"error": "')[1].split('"')[0]
     ]
     assert not list(tmp_path.glob(".preds.jsonl.*"))  # no temporary file left
-
-
-def test_help_of_every_subcommand_fits_two_screens_and_shows_defaults_once(capsys):
-    commands = [
-        ["classify"],
-        ["generate"],
-        ["convert", "to-single-file"],
-        ["convert", "from-single-file"],
-        ["export", "onnx"],
-        ["serve"],
-        ["ui"],
-        ["data", "prepare"],
-        ["session", "create"],
-        ["session", "status"],
-        ["train", "classifier"],
-        ["models", "list"],
-        ["convert", "lora"],
-        ["eval", "dreambooth"],
-        ["eval", "report"],
-        ["env"],
-    ]
-    for command in commands:
-        with pytest.raises(SystemExit) as exit_info:
-            main([*command, "--help"])
-        assert exit_info.value.code == 0
-        text = capsys.readouterr().out
-        assert len(text.splitlines()) <= 100, (command, len(text.splitlines()))
-        for line in text.splitlines():
-            assert line.count("(default") <= 1, (command, line)
-        options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
-        assert len(options) == len(set(options)), command
-        for flag in ("--data DATA, --data DATA",):
-            assert flag not in text
-
-
-def _parsers(parser, path=("hfvision",)):
-    import argparse
-
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _parsers(sub, (*path, name))
-
-
-def test_every_option_has_help(monkeypatch, capsys):
-    """Every option of every subcommand, including those whose flags parse_config generates when the command runs
-    (their parsers are caught as ``--help-all`` builds them), has help text and shows its default at most once."""
-    from hfvision.cli.main import build_parser
-    from hfvision.utils import config_parser
-
-    parsers = list(_parsers(build_parser()))
-    built = []
-
-    def build(*args, **kwargs):
-        built.append(original(*args, **kwargs))
-        return built[-1]
-
-    original = config_parser.build_config_parser
-    monkeypatch.setattr(config_parser, "build_config_parser", build)
-    passthrough = [path for path, parser in parsers if parser.get_default("passthrough")]
-    assert {"serve", "ui", "prepare", "classifier", "dreambooth"} <= {path[-1] for path in passthrough}
-    for path in passthrough:
-        with pytest.raises(SystemExit) as exit_info:
-            main([*path[1:], "--help-all"])
-        assert exit_info.value.code == 0
-        assert all(line.count("(default") <= 1 for line in capsys.readouterr().out.splitlines()), path
-        parsers.append((path, built[-1]))
-    missing = [
-        (" ".join(path), action.option_strings[0])
-        for path, parser in parsers
-        for action in parser._actions
-        if action.option_strings and not action.help
-    ]
-    assert missing == []
-
-
-def test_usage_errors_of_generated_flags_load_no_heavy_library(run_python):
-    """A bad value for serve, ui, train dreambooth or data prepare is refused before torch, transformers, diffusers
-    or a web framework is imported: that keeps a usage error within about a second (the contract says 2 s)."""
-    code = """
-        import json, sys
-        from hfvision.cli.main import main
-        dreambooth = ["--pretrained_model_name_or_path", "m", "--instance_data_dir", "d", "--resolution", "500"]
-        codes = [
-            main(["serve", "--port", "-1"]),
-            main(["ui", "--steps", "0"]),
-            main(["data", "prepare", "a", "b", "--size", "500"]),
-            main(["train", "dreambooth", *dreambooth]),
-        ]
-        heavy = [m for m in ("torch", "transformers", "diffusers", "fastapi", "gradio", "ray") if m in sys.modules]
-        print(json.dumps({"codes": codes, "heavy": heavy}))
-    """
-    result = json.loads(run_python(code).strip().splitlines()[-1])
-    assert result == {"codes": [2, 2, 2, 2], "heavy": []}
 
 
 def test_python_words_become_flags():

@@ -14,8 +14,10 @@ import socket
 
 from . import _serve_ray
 from ._checks import USAGE, CLIError
+from ._config import add_config_command, parse_command
 
 PROG = "hfvision serve"
+HELP = "HTTP inference server (Hugging Face Inference API format, micro-batching)"
 DESCRIPTION = (
     "Serve a model over HTTP with the Hugging Face Inference API wire format: POST /models/{name} or / with image "
     "bytes (or JSON {inputs: base64, parameters}) -> [{label, score}]; text-to-image JSON -> PNG. Requests are "
@@ -27,7 +29,6 @@ DESCRIPTION = (
 def parse(argv: list[str]):
     """``(ServeConfig, RayServeOptions, namespace with backend)`` of ``hfvision serve``'s arguments."""
     from ..serving.config import RayServeOptions, ServeConfig
-    from ._config import parse_command
 
     (config, ray_options), extra = parse_command(
         (ServeConfig, RayServeOptions),
@@ -39,6 +40,16 @@ def parse(argv: list[str]):
         extra_arguments=_serve_ray.add_arguments,
     )
     return config, ray_options, extra
+
+
+def warn_if_public(host: str, what: str) -> None:
+    """Binding beyond this machine: say once that the ``what`` (server, UI) has no authentication."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        from ..utils.logging import get_logger
+
+        get_logger(__name__).warning(
+            "binding %s: the %s has no authentication; anyone who can reach it can use it", host, what
+        )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -111,12 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..serving.app import create_app
     from ..serving.config import ServeConfig
-    from ..utils.logging import get_logger
 
-    logger = get_logger(__name__)
     config = args.config
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    warn_if_public(config.host, "server")
     if args.backend == "ray":
         return _serve_ray.run(args, config)
     sock = getattr(args, "socket", None) or bind(config.host, config.port)
@@ -170,13 +178,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ._config import add_config_command
-
-    add_config_command(
-        sub,
-        "serve",
-        help="HTTP inference server (Hugging Face Inference API format, micro-batching)",
-        description=DESCRIPTION,
-        run=run,
-        check=check,
-    )
+    add_config_command(sub, "serve", help=HELP, description=DESCRIPTION, run=run, check=check)

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from ._checks import CLIError
+from ._config import add_config_command, parse_command
 
 PROG = "hfvision ui"
+HELP = "local web UI: generate with your DreamBooth model, classify photos"
 DESCRIPTION = (
     "A Gradio app with a Generate tab (prompt, subject token, ControlNet, gallery, download) and a Classify tab "
     "(upload, face-first, boxes drawn). Binds 127.0.0.1, never shares publicly. Needs hfvision[ui]."
@@ -17,7 +19,6 @@ DESCRIPTION = (
 def parse(argv: list[str]):
     """The ``UIConfig`` of ``hfvision ui``'s arguments."""
     from ..ui.app import UIConfig
-    from ._config import parse_command
 
     return parse_command(UIConfig, argv, PROG, description=DESCRIPTION)
 
@@ -44,13 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     require("gradio", "hfvision ui")
     from ..ui.app import launch
-    from ..utils.logging import get_logger
+    from .serve import warn_if_public
 
     config = args.config
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        get_logger(__name__).warning(
-            "binding %s: the UI has no authentication; anyone who can reach it can use it", config.host
-        )
+    warn_if_public(config.host, "UI")
     demo = launch(config)  # returns once the server is listening
     print(f"hfvision ui: running on {demo.local_url} (Ctrl+C to stop)", flush=True)
     try:
@@ -63,13 +61,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ._config import add_config_command
-
-    add_config_command(
-        sub,
-        "ui",
-        help="local web UI: generate with your DreamBooth model, classify photos",
-        description=DESCRIPTION,
-        run=run,
-        check=check,
-    )
+    add_config_command(sub, "ui", help=HELP, description=DESCRIPTION, run=run, check=check)

@@ -249,9 +249,9 @@ class _Formatter(argparse.HelpFormatter):
     placeholder once after all its spellings (``--max_steps, --max-steps MAX_STEPS``)."""
 
     def _get_help_string(self, action):
-        text = action.help or ""
-        default = action.default
-        if "default" in text or default in (None, False, argparse.SUPPRESS, [], ()) or not action.option_strings:
+        text, default = action.help or "", action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS or default in ([], ())
+        if "default" in text or unset or not action.option_strings:  # 0 and 0.0 are shown: they are values
             return text
         if isinstance(default, enum.Enum):  # show the value, not the repr
             return f"{text} (default: {default.value})"
