@@ -64,3 +64,28 @@ def test_same_flags_as_hf_argument_parser(index):
         b["type"] = {"string_to_bool": "string_to_bool", "<lambda>": "choice"}.get(b["type"], b["type"])
         b["options"] = list(dict.fromkeys(b["options"]))  # an alias equal to a generated flag: listed once
         assert a == b, mine.dest
+
+
+def test_same_configs_as_hf_argument_parser_for_sample_command_lines():
+    from transformers import HfArgumentParser
+
+    from hfvision.serving.config import ServeConfig
+    from hfvision.training.classification import ImageClassificationConfig
+    from hfvision.training.dreambooth.config import DreamBoothConfig
+    from hfvision.utils.config_parser import parse_config
+
+    samples = {
+        ServeConfig: ["--task", "text-to-image", "--model", "x", "--max-batch-size", "8", "--onnx", "--port", "0"],
+        DreamBoothConfig: [
+            *("--pretrained_model_name_or_path", "m", "--instance_data_dir", "d", "--train_text_encoder"),
+            *("--validation_prompt", "a dog", "a cat", "--mixed_precision", "bf16", "--use_lora", "true"),
+            *("--rank", "8", "--lr_scheduler", "cosine", "--checkpointing_steps", "3"),
+        ],
+        ImageClassificationConfig: [
+            *("--model", "m", "--data", "d", "--epochs", "2", "--no_augment", "--eval_strategy", "steps"),
+            *("--lora", "--lora_target_modules", "query", "value", "--bad_images", "error", "--output_dir", "o"),
+        ],
+    }
+    for cls, argv in samples.items():
+        (theirs,) = HfArgumentParser(cls).parse_args_into_dataclasses(argv)
+        assert parse_config(cls, argv) == theirs, cls.__name__

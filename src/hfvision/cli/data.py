@@ -62,10 +62,12 @@ def _strict_scan(src, options) -> None:
             ) from None
 
 
-def run_prepare(args: argparse.Namespace) -> int:
+def check_prepare(args: argparse.Namespace) -> None:
+    """Parse the flags (``PrepareOptions`` and the command's own), then check the folders and the report file, and
+    with ``--strict`` every source image: all before anything is written."""
     from pathlib import Path
 
-    from ..data.prepare import PrepareOptions, prepare_instance_images
+    from ..data.prepare import PrepareOptions
     from . import _checks
     from ._config import parse_command
 
@@ -87,7 +89,16 @@ def run_prepare(args: argparse.Namespace) -> int:
         _checks.output_file(extra.report, "--report", extra.overwrite)
     if extra.strict:
         _strict_scan(src, options)
-    report = prepare_instance_images(src, dst, progress=not extra.no_progress, **dataclasses.asdict(options))
+    args.options, args.prepare, args.src, args.dst = options, extra, src, dst
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from ..data.prepare import prepare_instance_images
+
+    extra = args.prepare
+    report = prepare_instance_images(
+        args.src, args.dst, progress=not extra.no_progress, **dataclasses.asdict(args.options)
+    )
     if extra.report:
         report.to_json(extra.report)
     if extra.json:
@@ -106,4 +117,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="prepare training data (DreamBooth instance photos)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     help_text = "smart-crop, resize and caption photos; report every file"
-    add_config_command(data_sub, "prepare", help=help_text, description=DESCRIPTION, run=run_prepare)
+    add_config_command(
+        data_sub, "prepare", help=help_text, description=DESCRIPTION, run=run_prepare, check=check_prepare
+    )
