@@ -97,6 +97,8 @@ class BaseModel:
         registry_key (`str`, *optional*): the registry key, when one was used.
         license (`str`, *optional*): licence of the base, when known (registry).
         prediction_type (`str`, *optional*): from the scheduler config, when known before loading.
+        quantization ([`~hfvision.training.dreambooth.quantization.QuantizationPlan`], *optional*): load the frozen
+            transformer and T5 quantised (``--quantize_base``).
     """
 
     name: str
@@ -107,6 +109,7 @@ class BaseModel:
     registry_key: str | None = None
     license: str | None = None
     prediction_type: str | None = None
+    quantization: object | None = None
 
     @property
     def spec(self) -> FamilySpec:
@@ -233,6 +236,8 @@ def load_base_pipeline(base: BaseModel, torch_dtype=None, variant: str | None = 
     """
     import torch
 
+    from .quantization import quantization_kwargs
+
     torch_dtype = torch_dtype or torch.float32
     if base.kind in ("file", "url"):
         from ...models import load_pipeline
@@ -246,6 +251,7 @@ def load_base_pipeline(base: BaseModel, torch_dtype=None, variant: str | None = 
             pipe = pipeline_class(base.family)(**_stock_components(base.family, pipe.components))
         return pipe
     kwargs = {"revision": base.revision, "variant": variant, "dtype": torch_dtype}
+    kwargs.update(quantization_kwargs(base.quantization))  # --quantize_base (Flux/SD3 LoRA on a GPU)
     if base.family == "sd":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe = pipeline_class(base.family).from_pretrained(base.source, **kwargs)
@@ -359,17 +365,18 @@ def apply_family_options(config, base: BaseModel) -> None:
     """Check ``config``'s family-specific options against ``base`` (one-line errors, before any weights load) and
     fill the flow families' defaults that depend on the family: ``weighting_scheme``, ``guidance_scale`` (Flux.1-dev
     only) and ``max_sequence_length`` (capped at the model's T5 limit)."""
+    from .buckets import bucket_options
     from .flow_matching import check_flow_options
+    from .quantization import check_quantization
 
     facts = flow_facts(base)
     flow = base.family is not None and FAMILIES[base.family].flow
     if config.precondition_outputs and base.family != "sd3":
         raise ValueError(f"--precondition_outputs applies to SD3 only; {base.name} is {facts['family']} (drop it)")
-    if flow and config.output_kohya_format:
-        raise ValueError(
-            f"--output_kohya_format is not available for {facts['family']} LoRAs yet (SD 1.x/2.x/XL only); drop it "
-            "(the diffusers file loads with load_lora_weights)"
-        )
+    if config.output_kohya_format and (base.family == "sd3" or (flow and config.use_dora)):
+        what = "SD3 LoRAs (no kohya layout for SD3)" if base.family == "sd3" else "Flux DoRA (kohya-Flux has no DoRA)"
+        raise ValueError(f"--output_kohya_format is not available for {what}; drop it (the diffusers file loads)")
+    base.quantization = check_quantization(config, base)  # --quantize_base: one line before any weights load
     if not flow and (config.lora_layers or config.lora_blocks):
         raise ValueError(f"--lora_layers / --lora_blocks apply to Flux/SD3 transformers; {base.name} is a UNet model")
     check_flow_options(
@@ -381,6 +388,7 @@ def apply_family_options(config, base: BaseModel) -> None:
         offset_noise=config.noise_offset,
         weighting_scheme=config.weighting_scheme,
         **facts,
+        **bucket_options(config),  # bucket sides: multiples of the family's factor (16 for Flux/SD3)
     )
     if not flow:
         return

@@ -70,9 +70,26 @@ DATA_INVARIANT_DEFAULTS = {
     "repeats": 1,
     "concepts_list": None,
 }
-RESUME_INVARIANT_FIELDS = (*RESUME_INVARIANT_FIELDS, *DATA_INVARIANT_DEFAULTS)
+# Flux/SD3 options that change the training math (timestep density and loss weights, guidance embedding, T5 prompt
+# length, the regression target, which modules carry adapters, the quantised base): resume-invariant too, and left
+# out of the run identity at their defaults (SD runs, and checkpoints written before they were recorded).
+FLOW_INVARIANT_DEFAULTS = {
+    "weighting_scheme": None,
+    "logit_mean": 0.0,
+    "logit_std": 1.0,
+    "mode_scale": 1.29,
+    "guidance_scale": None,
+    "max_sequence_length": None,
+    "precondition_outputs": False,
+    "lora_layers": None,
+    "lora_blocks": None,
+    "quantize_base": None,
+}
+RESUME_INVARIANT_FIELDS = (*RESUME_INVARIANT_FIELDS, *DATA_INVARIANT_DEFAULTS, *FLOW_INVARIANT_DEFAULTS)
 RUN_IDENTITY_FIELDS = (*RESUME_INVARIANT_FIELDS, "instance_token", "instance_prompt", "class_prompt")
 QUALITY_METRICS = ("clip_i", "dino", "clip_t", "drift")
+# --quantize_base choices (training/dreambooth/quantization.py: QUANTIZATION_METHODS, kept equal by a test)
+QUANTIZE_BASE = ("nf4", "int8")
 
 
 def _help(text: str, **extra) -> dict:
@@ -328,7 +345,13 @@ class DreamBoothConfig:
         default=None, metadata=_help("Render validation images every N epochs instead (replaces validation_steps).")
     )
     validation_inference_steps: int = field(default=25, metadata=_help("Denoising steps of validation images."))
-    validation_guidance_scale: float = field(default=7.5, metadata=_help("Guidance scale of validation images."))
+    validation_guidance_scale: float | None = field(
+        default=None,
+        metadata=_help(
+            "Guidance scale of validation images. Default: the pipeline's own, as diffusers' scripts (7.5 SD, "
+            "5.0 SDXL, 3.5 Flux.1-dev's guidance embedding, 7.0 SD3)."
+        ),
+    )
     report_to: Literal[REPORT_TO] = field(  # type: ignore[valid-type]
         default="tensorboard", metadata=_help("Tracker for loss, learning rate and validation images.")
     )
@@ -390,6 +413,13 @@ class DreamBoothConfig:
     lora_blocks: str | None = field(
         default=None,
         metadata=_help("SD3 LoRA: comma-separated transformer block indices to adapt, e.g. '12,30' (default: all)."),
+    )
+    quantize_base: Literal[QUANTIZE_BASE] | None = field(  # type: ignore[valid-type]
+        default=None,
+        metadata=_help(
+            "Flux/SD3 LoRA on a CUDA GPU: load the frozen transformer and T5 quantised, 'nf4' (bitsandbytes 4-bit, "
+            "QLoRA-style) or 'int8' (torchao int8 weight-only). Needs `pip install 'hfvision[quant]'`."
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -542,6 +572,16 @@ class DreamBoothConfig:
             for name in ("lora_layers", "lora_blocks"):
                 if getattr(self, name):
                     raise ValueError(f"{name}={getattr(self, name)!r} only applies with --use_lora; drop --{name}")
+        if self.quantize_base is not None:
+            if self.quantize_base not in QUANTIZE_BASE:
+                raise ValueError(f"quantize_base={self.quantize_base!r} must be one of {', '.join(QUANTIZE_BASE)}")
+            if not self.use_lora:
+                raise ValueError("quantize_base trains LoRA adapters over a frozen quantised base: add --use_lora")
+            if self.merge_lora:
+                raise ValueError(
+                    "merge_lora would fuse into the quantised base (rounding errors); drop --merge_lora and fuse into "
+                    "the full-precision base: pipe.load_lora_weights(out); pipe.fuse_lora()"
+                )
         if self.lora_blocks:
             try:
                 [int(b) for b in self.lora_blocks.split(",")]
@@ -673,7 +713,8 @@ def run_identity_of(values: dict[str, Any]) -> str:
     import json
 
     kept = {k: values.get(k) for k in RUN_IDENTITY_FIELDS}
-    kept = {k: v for k, v in kept.items() if k not in DATA_INVARIANT_DEFAULTS or v != DATA_INVARIANT_DEFAULTS[k]}
+    omitted_at_default = {**DATA_INVARIANT_DEFAULTS, **FLOW_INVARIANT_DEFAULTS}
+    kept = {k: v for k, v in kept.items() if k not in omitted_at_default or v != omitted_at_default[k]}
     blob = json.dumps(kept, sort_keys=True, default=str)
     return f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}-seed{values.get('seed')}"
 

@@ -219,7 +219,12 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
         self.instance_groups = None
         if self.concepts is not None:
             self.instance_records, self.instance_groups = concept_records(
-                self.concepts, config.caption_from_filename, config.expand, size, config.repeats
+                self.concepts,
+                config.caption_from_filename,
+                config.expand,
+                size,
+                config.repeats,
+                strict=config.bad_images == "error",
             )
         else:
             prompt = config.resolved_instance_prompt
@@ -263,10 +268,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             if todo and generation_dtype == torch.float32:
                 self.class_dir = class_dir
                 self.generate_class_images(key, todo, lambda: pipe, prompt)
-            self.class_records += load_records(
-                class_paths, [prompt] * len(class_paths), size, strict=config.bad_images == "error"
-            )
-            groups += [group] * len(class_paths)
+            records = load_records(class_paths, [prompt] * len(class_paths), size, strict=config.bad_images == "error")
+            self.class_records += records
+            groups += [group] * len(records)  # skipped bad images: the groups stay aligned with the records
         if self.concepts is not None and plans:
             self.class_groups = groups
         if plans:
@@ -334,8 +338,9 @@ class DreamBoothTrainer(QualityMixin, TrainingLoop):
             self.vae.to(dtype=self.weight_dtype)
         for model in [self.unet] + self.text_encoders:
             model.to(acc.device)
+            quantized = getattr(model, "is_quantized", False)  # --quantize_base: packed weights keep their dtype
             for param in model.parameters():
-                if self.cast_frozen and not param.requires_grad:
+                if self.cast_frozen and not param.requires_grad and not quantized:
                     param.data = param.data.to(self.weight_dtype)
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
