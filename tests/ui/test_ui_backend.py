@@ -120,12 +120,11 @@ def test_classify_and_draw(tiny_model_dir, tmp_path):
 
 
 def test_ui_flags_mirror_config_and_missing_gradio_fails_softly(monkeypatch):
-    from hfvision.cli.main import build_parser
+    from hfvision.cli import ui
     from hfvision.ui.app import UIConfig, build_app
     from hfvision.utils import import_utils
 
-    args = build_parser().parse_args(["ui", "--model", "sd15", "--port", "7000", "--steps", "4"])
-    config = UIConfig(**{k: getattr(args, k) for k in UIConfig.__dataclass_fields__})
+    config = ui.parse(["--model", "sd15", "--port", "7000", "--steps", "4"])
     assert config == UIConfig(model="sd15", port=7000, steps=4) and config.host == "127.0.0.1"
     with pytest.raises(ValueError, match="size=100 must be a multiple of 8"):
         UIConfig(size=100)

@@ -700,7 +700,9 @@ class DreamBoothConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides) -> DreamBoothConfig:
         """Read a YAML file written by hand or by [`DreamBoothConfig.to_yaml`]; ``overrides`` win."""
-        values = load_yaml_options(path)
+        from ...utils.config_parser import load_yaml_options  # the one YAML loader of hfvision's configs
+
+        values = load_yaml_options(path, cls)
         values.update(overrides)
         return cls.from_dict(values)
 
@@ -728,19 +730,3 @@ def check_known_keys(values: dict[str, Any], source: str) -> None:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{source}: unknown option {key!r}{hint}")
-
-
-def load_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a mapping of option: value, not {type(values).__name__}")
-    check_known_keys(values, source=str(path))
-    return values

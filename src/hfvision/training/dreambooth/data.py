@@ -77,7 +77,7 @@ def load_records(
         if not records:
             raise ValueError(f"none of the {len(skipped)} images could be read; the first: {skipped[0]}")
         logger.warning(
-            "skipped %d unreadable image(s) of %d (bad_images='error' / --bad_images error stops instead); "
+            "skipped %d unreadable image(s) of %d (--strict, bad_images='error', stops instead); "
             "the first: %s",
             len(skipped),
             len(paths),
