@@ -36,24 +36,12 @@ def bench_pipelines(repeats: int, steps: int, size: int, family: str = "sd1") ->
     cls = DreamBoothXLPipeline if family == "sdxl" else DreamBoothPipeline
     ours = cls.from_components(reference, instance_token="sks", class_noun="dog")
     runs = {"diffusers": [], "hfvision": []}
-    calls = {
-        "diffusers": lambda: reference(
-            "a photo of sks dog",
-            num_inference_steps=steps,
-            height=size,
-            width=size,
-            generator=torch.Generator().manual_seed(0),
-            output_type="np",
-        ),
-        "hfvision": lambda: ours(
-            "a photo of {token} {class}",
-            num_inference_steps=steps,
-            height=size,
-            width=size,
-            generator=torch.Generator().manual_seed(0),
-            output_type="np",
-        ),
-    }
+
+    def call(pipe, prompt):
+        kwargs = dict(num_inference_steps=steps, height=size, width=size, output_type="np")
+        return lambda: pipe(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    calls = {"diffusers": call(reference, "a photo of sks dog"), "hfvision": call(ours, "a photo of {token} {class}")}
     for pipe in (reference, ours):
         pipe.set_progress_bar_config(disable=True)
     for name in calls:  # warm-up

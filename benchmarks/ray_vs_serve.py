@@ -13,14 +13,13 @@ Needs hfvision[serve,ray]. Nothing is downloaded; everything binds 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import multiprocessing as mp
 import os
 import socket
 import tempfile
 
-from serving import PHOTOS, build_model  # benchmarks/serving.py: the same photos and models
+from serving import PHOTOS, build_model, measure, median_run  # benchmarks/serving.py: same photos, models, load
 
 
 def jpeg(image, size: int) -> bytes:
@@ -38,24 +37,6 @@ def serve_child(model_dir: str, task: str, urls, stop) -> None:
     urls.put(server.url)
     stop.wait()
     server.stop()
-
-
-def measure(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict:
-    from hfvision.serving.loadgen import run_load
-
-    asyncio.run(run_load(url, payloads, clients, seconds=1.0))  # warm-up
-    result = asyncio.run(run_load(url, payloads, clients, seconds=seconds, content_type="image/jpeg"))
-    return {
-        "rps": result.throughput,
-        "p50": result.percentile(50),
-        "p99": result.percentile(99),
-        "errors": result.errors,
-    }
-
-
-def median(runs: list[dict]) -> dict:
-    ordered = sorted(runs, key=lambda r: r["rps"])
-    return {**ordered[len(ordered) // 2], "errors": sum(r["errors"] for r in runs)}
 
 
 def main() -> None:
@@ -101,7 +82,7 @@ def main() -> None:
             child.join(60)
             stop_ray()
             ray.shutdown()
-    a, b = median(runs["serve"]), median(runs["ray"])
+    a, b = median_run(runs["serve"]), median_run(runs["ray"])
     print(
         f"{args.model}, {args.clients} clients, {args.size}px JPEG, batch <= 32, 1 torch thread, "
         f"{args.repeats} x {args.seconds:g} s each (median run)"

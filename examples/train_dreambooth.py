@@ -18,18 +18,13 @@ Works the same under `accelerate launch --num_processes N` (GPUs, or `--cpu` wit
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from hfvision.training import DreamBoothTrainer, parse_dreambooth_args
+from hfvision.training.dreambooth import scripts
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_dreambooth_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set
-    print(f"done: {result.global_step} steps, last loss {result.final_loss}, output in {result.output_dir}")
-    return 0
+    return scripts.run_script(argv=argv, description=__doc__)  # DreamBoothConfig's defaults are diffusers'
 
 
 if __name__ == "__main__":

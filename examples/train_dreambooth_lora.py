@@ -16,24 +16,16 @@ also in kohya/AUTOMATIC1111 key names. Every option of `hfvision.training.DreamB
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from hfvision.training import DreamBoothTrainer
-from hfvision.training.dreambooth.args import parse_dreambooth_args
+from hfvision.training.dreambooth import scripts
 
 # diffusers' train_dreambooth_lora.py defaults, where they differ from DreamBoothConfig's
-LORA_DEFAULTS = dict(use_lora=True, learning_rate=5e-4, num_train_epochs=1, validation_epochs=50)
+DEFAULTS = dict(use_lora=True, learning_rate=5e-4, num_train_epochs=1, validation_epochs=50)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_dreambooth_args(
-        argv, prog="train_dreambooth_lora.py", description="DreamBooth LoRA (SD 1.x/2.x).", **LORA_DEFAULTS
-    )
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set
-    print(f"done: {result.global_step} steps, last loss {result.final_loss}, LoRA in {result.lora_weights}")
-    return 0
+    return scripts.run_script(DEFAULTS, argv=argv, description=__doc__)
 
 
 if __name__ == "__main__":

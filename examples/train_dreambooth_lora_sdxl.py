@@ -16,29 +16,17 @@ learning rate 1e-4, rank 4, one epoch unless `--max_train_steps` is given, valid
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from hfvision.training import DreamBoothTrainer
-from hfvision.training.dreambooth.args import parse_dreambooth_args
+from hfvision.training.dreambooth import scripts
 
 # diffusers' train_dreambooth_lora_sdxl.py defaults, where they differ from DreamBoothConfig's
-SDXL_LORA_DEFAULTS = dict(use_lora=True, learning_rate=1e-4, resolution=1024, num_train_epochs=1, validation_epochs=50)
+DEFAULTS = dict(use_lora=True, learning_rate=1e-4, resolution=1024, num_train_epochs=1, validation_epochs=50)
 TEXT_ENCODER_DEFAULTS = dict(text_encoder_lr=5e-6, adam_weight_decay_text_encoder=1e-3)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_dreambooth_args(
-        argv,
-        prog="train_dreambooth_lora_sdxl.py",
-        description="DreamBooth LoRA (SDXL).",
-        text_encoder_defaults=TEXT_ENCODER_DEFAULTS,
-        **SDXL_LORA_DEFAULTS,
-    )
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set
-    print(f"done: {result.global_step} steps, last loss {result.final_loss}, LoRA in {result.lora_weights}")
-    return 0
+    return scripts.run_script(DEFAULTS, TEXT_ENCODER_DEFAULTS, argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -17,37 +17,16 @@ folder is a stock `StableDiffusion3Pipeline` (`DiffusionPipeline.from_pretrained
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from hfvision.training import DreamBoothTrainer
-from hfvision.training.dreambooth.args import parse_dreambooth_args
+from hfvision.training.dreambooth import scripts
 
-# diffusers' train_dreambooth_sd3.py defaults, where they differ from DreamBoothConfig's (the family-dependent
-# ones, T5 length, weighting scheme and guidance, are filled by the trainer from the base model)
-DEFAULTS = dict(
-    precondition_outputs=True,
-    learning_rate=1e-4,
-    train_batch_size=4,
-    num_train_epochs=1,
-    validation_epochs=50,
-    lr_warmup_steps=500,
-)
-TEXT_ENCODER_DEFAULTS = dict(text_encoder_lr=5e-6)
+# diffusers' train_dreambooth_sd3.py defaults, where they differ from DreamBoothConfig's
+DEFAULTS = dict(scripts.FLOW_MATCHING_DEFAULTS, precondition_outputs=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_dreambooth_args(
-        argv,
-        prog="train_dreambooth_sd3.py",
-        description="DreamBooth full fine-tune of Stable Diffusion 3 / 3.5.",
-        text_encoder_defaults=TEXT_ENCODER_DEFAULTS,
-        **DEFAULTS,
-    )
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    result = DreamBoothTrainer(config).train()  # pushes to the Hub at the end when --push_to_hub is set
-    print(f"done: {result.global_step} steps, last loss {result.final_loss}, output in {result.output_dir}")
-    return 0
+    return scripts.run_script(DEFAULTS, scripts.FLOW_MATCHING_TEXT_ENCODER_DEFAULTS, argv, description=__doc__)
 
 
 if __name__ == "__main__":

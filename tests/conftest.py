@@ -33,6 +33,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# Headless Debian Chromium for the browser tests (UI, DreamBooth report)
+from hfvision.testing.browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
@@ -155,20 +158,6 @@ def run_python(tmp_path):
         return proc.stdout
 
     return run
-
-
-# Headless Debian Chromium for the browser tests (UI, DreamBooth report); flags per the environment notes.
-CHROMIUM = os.environ.get("HFVISION_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")

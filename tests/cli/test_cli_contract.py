@@ -113,6 +113,15 @@ def _run(argv: list[str], capsys) -> tuple[int, str, float]:
 CLASSIFY = ["classify", "--model", "{vit}", "--input", "{root}/good.png", "--output", "{root}/new.jsonl"]
 GENERATE = ["generate", "--model", "{sd1}", "--prompt", "a photo", "--out", "{root}/new.png", "--steps", "2"]
 TRAIN = ["train", "classifier", "--model", "{vit}", "--data", "{root}/faces", "--output-dir", "{root}/trained"]
+TO_SINGLE, FROM_SINGLE, LORA = ["convert", "to-single-file"], ["convert", "from-single-file"], ["convert", "lora"]
+VALID, NEW, KOHYA = "{root}/valid.safetensors", "{root}/new.safetensors", ["--to", "kohya"]
+NOT_SAFETENSORS, NOPE = "not a valid safetensors file", "{root}/nope.safetensors"
+
+
+def _model(command: list[str], model: str) -> list[str]:
+    """``command`` (CLASSIFY or GENERATE) with another --model."""
+    return [command[0], "--model", model, *command[3:]]
+
 
 # (id, argv, exit code, text the one stderr line must contain)
 CASES = [
@@ -125,28 +134,13 @@ CASES = [
     ("classify-bogus-task", [*CLASSIFY, "--task", "bogus"], 2, "gender-classification"),
     ("classify-existing-output", [*CLASSIFY[:6], "{root}/existing.jsonl"], 1, "--overwrite"),
     ("classify-output-is-folder", [*CLASSIFY[:6], "{root}/outdir"], 1, "is a folder"),
-    ("classify-no-weights", [CLASSIFY[0], "--model", "{root}/vit_no_weights", *CLASSIFY[3:]], 1, "no weights"),
-    (
-        "classify-no-preprocessor",
-        [CLASSIFY[0], "--model", "{root}/vit_no_preproc", *CLASSIFY[3:]],
-        1,
-        "preprocessor_config.json",
-    ),
-    (
-        "classify-corrupt-weights",
-        [CLASSIFY[0], "--model", "{root}/vit_corrupt", *CLASSIFY[3:]],
-        1,
-        "not a valid safetensors file",
-    ),
-    ("classify-truncated-weights", [CLASSIFY[0], "--model", "{root}/vit_truncated", *CLASSIFY[3:]], 1, "truncated"),
-    ("classify-model-is-file", [CLASSIFY[0], "--model", "{root}/good.png", *CLASSIFY[3:]], 1, "is a file"),
-    ("classify-missing-model-path", [CLASSIFY[0], "--model", "./no/such/model", *CLASSIFY[3:]], 1, "no such folder"),
-    (
-        "classify-hub-model-offline",
-        [CLASSIFY[0], "--model", "someone/not-cached", *CLASSIFY[3:]],
-        1,
-        "needs the Hugging Face Hub",
-    ),
+    ("classify-no-weights", _model(CLASSIFY, "{root}/vit_no_weights"), 1, "no weights"),
+    ("classify-no-preprocessor", _model(CLASSIFY, "{root}/vit_no_preproc"), 1, "preprocessor_config.json"),
+    ("classify-corrupt-weights", _model(CLASSIFY, "{root}/vit_corrupt"), 1, NOT_SAFETENSORS),
+    ("classify-truncated-weights", _model(CLASSIFY, "{root}/vit_truncated"), 1, "truncated"),
+    ("classify-model-is-file", _model(CLASSIFY, "{root}/good.png"), 1, "is a file"),
+    ("classify-missing-model-path", _model(CLASSIFY, "./no/such/model"), 1, "no such folder"),
+    ("classify-hub-model-offline", _model(CLASSIFY, "someone/not-cached"), 1, "needs the Hugging Face Hub"),
     (
         "classify-image-classification-needs-model",
         ["classify", "--task", "image-classification", *CLASSIFY[3:]],
@@ -158,7 +152,7 @@ CASES = [
     ("classify-verify-local-folder", [*CLASSIFY, "--verify"], 2, "drop --verify"),
     ("classify-missing-required", ["classify", "--input", "{root}/good.png"], 2, "--output"),
     ("classify-dataset-with-output", [*CLASSIFY[:3], "--dataset", "{root}/photos", *CLASSIFY[5:]], 2, "--dataset"),
-    ("classify-pickle-model", [CLASSIFY[0], "--model", "{root}/vit_pickle", *CLASSIFY[3:]], 1, "--allow-pickle"),
+    ("classify-pickle-model", _model(CLASSIFY, "{root}/vit_pickle"), 1, "--allow-pickle"),
     # generate
     ("generate-negative-steps", [*GENERATE[:-1], "-5"], 2, "--steps"),
     ("generate-zero-height", [*GENERATE, "--height", "0"], 2, "--height"),
@@ -173,21 +167,11 @@ CASES = [
         "--control-image",
     ),
     ("generate-existing-output", [*GENERATE[:6], "{root}/existing.png"], 1, "--overwrite"),
-    ("generate-sd-without-unet", [GENERATE[0], "--model", "{root}/sd_no_unet", *GENERATE[3:]], 1, "unet/"),
-    ("generate-zero-byte-file", [GENERATE[0], "--model", "{root}/zero.safetensors", *GENERATE[3:]], 1, "empty"),
-    (
-        "generate-garbage-file",
-        [GENERATE[0], "--model", "{root}/garbage.safetensors", *GENERATE[3:]],
-        1,
-        "not a valid safetensors file",
-    ),
-    (
-        "generate-registry-key-offline",
-        [GENERATE[0], "--model", "sd15", *GENERATE[3:]],
-        1,
-        "needs the Hugging Face Hub",
-    ),
-    ("generate-unknown-key", [GENERATE[0], "--model", "sd1.5", *GENERATE[3:]], 1, "did you mean 'sd15'"),
+    ("generate-sd-without-unet", _model(GENERATE, "{root}/sd_no_unet"), 1, "unet/"),
+    ("generate-zero-byte-file", _model(GENERATE, "{root}/zero.safetensors"), 1, "empty"),
+    ("generate-garbage-file", _model(GENERATE, "{root}/garbage.safetensors"), 1, NOT_SAFETENSORS),
+    ("generate-registry-key-offline", _model(GENERATE, "sd15"), 1, "needs the Hugging Face Hub"),
+    ("generate-unknown-key", _model(GENERATE, "sd1.5"), 1, "did you mean 'sd15'"),
     (
         "generate-controlnet-offline",
         [*GENERATE, "--controlnet", "canny", "--control-image", "{root}/good.png"],
@@ -202,80 +186,20 @@ CASES = [
     ),
     ("generate-guidance-text", [*GENERATE, "--guidance-scale", "high"], 2, "--guidance-scale"),
     # convert
-    (
-        "convert-existing-output",
-        ["convert", "to-single-file", "{sd1}", "{root}/existing.safetensors"],
-        1,
-        "--overwrite",
-    ),
-    ("convert-pickle-output", ["convert", "to-single-file", "{sd1}", "{root}/new.ckpt"], 2, "--allow-pickle"),
-    (
-        "convert-incomplete-pipeline",
-        ["convert", "to-single-file", "{root}/sd_no_unet", "{root}/new.safetensors"],
-        1,
-        "unet/",
-    ),
-    (
-        "convert-missing-pipeline",
-        ["convert", "to-single-file", "{root}/nope", "{root}/new.safetensors"],
-        1,
-        "no such folder",
-    ),
-    (
-        "convert-garbage-file",
-        ["convert", "from-single-file", "{root}/garbage.safetensors", "{root}/newdir"],
-        1,
-        "not a valid safetensors file",
-    ),
-    (
-        "convert-zero-byte-file",
-        ["convert", "from-single-file", "{root}/zero.safetensors", "{root}/newdir"],
-        1,
-        "empty",
-    ),
-    (
-        "convert-existing-folder",
-        ["convert", "from-single-file", "{root}/valid.safetensors", "{root}/nonempty"],
-        1,
-        "--overwrite",
-    ),
-    (
-        "convert-lora-missing-input",
-        ["convert", "lora", "{root}/nope.safetensors", "{root}/new.safetensors", "--to", "kohya"],
-        1,
-        "IN {root}/nope.safetensors does not exist",
-    ),
-    (
-        "convert-lora-garbage-input",
-        ["convert", "lora", "{root}/garbage.safetensors", "{root}/new.safetensors", "--to", "kohya"],
-        1,
-        "not a valid safetensors file",
-    ),
-    (
-        "convert-lora-existing-output",
-        ["convert", "lora", "{root}/valid.safetensors", "{root}/existing.safetensors", "--to", "kohya"],
-        1,
-        "--overwrite",
-    ),
-    (
-        "convert-bad-metadata",
-        ["convert", "to-single-file", "{sd1}", "{root}/new.safetensors", "--metadata", "novalue"],
-        2,
-        "KEY=VALUE",
-    ),
-    (
-        "convert-lora-pickle-output",
-        ["convert", "lora", "{root}/valid.safetensors", "{root}/new.bin", "--to", "kohya"],
-        2,
-        "must end in .safetensors",
-    ),
-    (
-        "convert-lora-bad-metadata",
-        ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors", "--to", "kohya", "--metadata", "k"],
-        2,
-        "KEY=VALUE",
-    ),
-    ("convert-lora-no-layout", ["convert", "lora", "{root}/valid.safetensors", "{root}/new.safetensors"], 2, "--to"),
+    ("convert-existing-output", [*TO_SINGLE, "{sd1}", "{root}/existing.safetensors"], 1, "--overwrite"),
+    ("convert-pickle-output", [*TO_SINGLE, "{sd1}", "{root}/new.ckpt"], 2, "--allow-pickle"),
+    ("convert-incomplete-pipeline", [*TO_SINGLE, "{root}/sd_no_unet", "{root}/new.safetensors"], 1, "unet/"),
+    ("convert-missing-pipeline", [*TO_SINGLE, "{root}/nope", "{root}/new.safetensors"], 1, "no such folder"),
+    ("convert-garbage-file", [*FROM_SINGLE, "{root}/garbage.safetensors", "{root}/newdir"], 1, NOT_SAFETENSORS),
+    ("convert-zero-byte-file", [*FROM_SINGLE, "{root}/zero.safetensors", "{root}/newdir"], 1, "empty"),
+    ("convert-existing-folder", [*FROM_SINGLE, "{root}/valid.safetensors", "{root}/nonempty"], 1, "--overwrite"),
+    ("convert-lora-missing-input", [*LORA, NOPE, NEW, *KOHYA], 1, f"IN {NOPE} does not exist"),
+    ("convert-lora-garbage-input", [*LORA, "{root}/garbage.safetensors", NEW, *KOHYA], 1, NOT_SAFETENSORS),
+    ("convert-lora-existing-output", [*LORA, VALID, "{root}/existing.safetensors", *KOHYA], 1, "--overwrite"),
+    ("convert-bad-metadata", [*TO_SINGLE, "{sd1}", NEW, "--metadata", "novalue"], 2, "KEY=VALUE"),
+    ("convert-lora-pickle-output", [*LORA, VALID, "{root}/new.bin", *KOHYA], 2, "must end in .safetensors"),
+    ("convert-lora-bad-metadata", [*LORA, VALID, NEW, *KOHYA, "--metadata", "k"], 2, "KEY=VALUE"),
+    ("convert-lora-no-layout", [*LORA, VALID, NEW], 2, "--to"),
     # eval
     (
         "eval-missing-photos",
@@ -450,61 +374,6 @@ def test_overwrite_replaces_existing_output_and_the_run_is_quiet(corpus, tmp_pat
         f"skipping {corpus['root'] / 'photos' / 'b.png'}: " + lines[1].split('"error": "')[1].split('"')[0]
     ]
     assert not list(tmp_path.glob(".preds.jsonl.*"))  # no temporary file left
-
-
-def test_help_of_every_subcommand_fits_two_screens_and_shows_defaults_once(capsys):
-    commands = [
-        ["classify"],
-        ["generate"],
-        ["convert", "to-single-file"],
-        ["convert", "from-single-file"],
-        ["export", "onnx"],
-        ["serve"],
-        ["ui"],
-        ["data", "prepare"],
-        ["session", "create"],
-        ["session", "status"],
-        ["train", "classifier"],
-        ["models", "list"],
-        ["convert", "lora"],
-        ["eval", "dreambooth"],
-        ["eval", "report"],
-        ["env"],
-    ]
-    for command in commands:
-        with pytest.raises(SystemExit) as exit_info:
-            main([*command, "--help"])
-        assert exit_info.value.code == 0
-        text = capsys.readouterr().out
-        assert len(text.splitlines()) <= 100, (command, len(text.splitlines()))
-        for line in text.splitlines():
-            assert line.count("(default") <= 1, (command, line)
-        options = [line.split()[0] for line in text.splitlines() if line.startswith("  -")]
-        assert len(options) == len(set(options)), command
-        for flag in ("--data DATA, --data DATA",):
-            assert flag not in text
-
-
-def _parsers(parser, path=("hfvision",)):
-    import argparse
-
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _parsers(sub, (*path, name))
-
-
-def test_every_option_has_help():
-    from hfvision.cli.main import build_parser
-
-    missing = [
-        (" ".join(path), action.option_strings[0])
-        for path, parser in _parsers(build_parser())
-        for action in parser._actions
-        if action.option_strings and not action.help
-    ]
-    assert missing == []
 
 
 def test_python_words_become_flags():

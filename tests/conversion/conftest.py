@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from conversion_helpers import realign, single_thread
 
@@ -18,13 +20,10 @@ def single_file(tiny_model_dir, tmp_path_factory):
     """``single_file(family)`` -> the tiny pipeline of ``family`` written by ``to_single_file`` (cached)."""
     from hfvision.conversion import to_single_file
 
-    cache = {}
-
+    @functools.cache
     def get(family: str):
-        if family not in cache:
-            out = tmp_path_factory.mktemp(f"single-{family}") / f"{family}.safetensors"
-            cache[family] = to_single_file(tiny_model_dir(family), out, metadata={"trigger_word": "sks"})
-        return cache[family]
+        out = tmp_path_factory.mktemp(f"single-{family}") / f"{family}.safetensors"
+        return to_single_file(tiny_model_dir(family), out, metadata={"trigger_word": "sks"})
 
     return get
 
@@ -34,14 +33,7 @@ def reference_pipeline(tiny_model_dir):
     """``reference_pipeline(family)`` -> the tiny diffusers directory loaded by diffusers (cached, realigned)."""
     from diffusers import DiffusionPipeline
 
-    cache = {}
-
-    def get(family: str):
-        if family not in cache:
-            cache[family] = realign(DiffusionPipeline.from_pretrained(tiny_model_dir(family)))
-        return cache[family]
-
-    return get
+    return functools.cache(lambda family: realign(DiffusionPipeline.from_pretrained(tiny_model_dir(family))))
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +41,4 @@ def loaded_pipeline(single_file):
     """``loaded_pipeline(family)`` -> ``from_single_file`` of the cached single file (cached, realigned)."""
     from hfvision.conversion import from_single_file
 
-    cache = {}
-
-    def get(family: str):
-        if family not in cache:
-            cache[family] = realign(from_single_file(single_file(family)))
-        return cache[family]
-
-    return get
+    return functools.cache(lambda family: realign(from_single_file(single_file(family))))

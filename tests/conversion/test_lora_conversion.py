@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hfvision.cli.main import main
-from hfvision.conversion.modelspec import FAMILIES, modelspec_metadata
+from hfvision.conversion.modelspec import ARCHITECTURES, modelspec_metadata
 
 # the CLI's one-line error (the subcommand may be named in full: "hfvision convert lora: error: ...")
 ERROR_LINE = re.compile(r"^hfvision convert( lora)?: error: ")
@@ -44,7 +44,7 @@ def diffusers_lora(tmp_path_factory):
             for name, param in module.named_parameters():
                 if "lora_B" in name:
                     param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
-    return save_lora(tmp_path_factory.mktemp("lora"), "sd", pipe.unet, [pipe.text_encoder])
+    return save_lora(tmp_path_factory.mktemp("lora"), "sd1", pipe.unet, [pipe.text_encoder])
 
 
 def test_cli_round_trip_carries_and_sets_modelspec(diffusers_lora, tmp_path, capsys):
@@ -170,7 +170,7 @@ def test_single_file_header_carries_modelspec(family, architecture, resolution, 
     meta = header(single_file(family))
     assert meta["modelspec.sai_model_spec"] == "1.0.0"
     assert meta["modelspec.architecture"] == architecture
-    assert meta["modelspec.implementation"] == FAMILIES["sd2-v" if family == "sd2" else family].implementation
+    assert meta["modelspec.implementation"] == ARCHITECTURES["sd2-v" if family == "sd2" else family].implementation
     assert meta["modelspec.resolution"] == resolution
     assert meta["modelspec.title"] == single_file(family).stem == family  # the output file's name
     assert meta["modelspec.trigger_phrase"] == "sks"

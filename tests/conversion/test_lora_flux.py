@@ -11,22 +11,23 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hfvision.cli.main import main
+from hfvision.training.dreambooth.lora import denoiser_target_modules
 
-# diffusers' train_dreambooth_lora_flux.py default targets (--lora_layers unset), plus the modulation linears
+# diffusers' train_dreambooth_lora_flux.py default targets (--lora_layers unset): the joint-attention projections of
+# both streams plus the feed-forward linears of both streams
 SCRIPT_TARGETS = [
-    "attn.to_k",
-    "attn.to_q",
-    "attn.to_v",
-    "attn.to_out.0",
-    "attn.add_k_proj",
-    "attn.add_q_proj",
-    "attn.add_v_proj",
+    *(f"attn.{name}" for name in ("to_k", "to_q", "to_v", "to_out.0", "add_k_proj", "add_q_proj", "add_v_proj")),
     "attn.to_add_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "ff_context.net.0.proj",
-    "ff_context.net.2",
+    *("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"),
 ]
+
+
+def test_trainer_flux_default_targets_are_the_diffusers_scripts():
+    assert sorted(denoiser_target_modules("flux")) == sorted(SCRIPT_TARGETS)
+    # SD3's script adapts attention only
+    assert sorted(denoiser_target_modules("sd3")) == sorted(SCRIPT_TARGETS[:8])
+
+
 # diffusers' reader splits a single block's fused linear1 at Flux.1's real widths, so on the tiny transformer only
 # the double blocks go through it (single blocks: `test_single_blocks_at_flux_widths`)
 DOUBLE_ONLY = r"transformer_blocks\.\d+\.(attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)|ff(_context)?\.net\.(0\.proj|2)|norm1(_context)?\.linear)"  # noqa: E501

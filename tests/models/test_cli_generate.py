@@ -75,6 +75,12 @@ def _same_image(path, expected) -> None:
     np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(expected))
 
 
+def _stock_image(pipe, prompt: str, steps: int, seed: int = 0, **kwargs):
+    """The image a stock diffusers pipeline makes at `_argv`'s 32x32 size from the CLI's seeded CPU generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return pipe(prompt, num_inference_steps=steps, height=32, width=32, generator=generator, **kwargs).images[0]
+
+
 def test_generate_flux_matches_stock_pipeline(tmp_path):
     """Flux-dev folder: {token} from --token, guidance 3.5 and 512 T5 tokens by default, true CFG with a negative
     prompt; a saved DreamBooth schnell folder: its stored token, 4 steps without guidance, 256 tokens; both equal
@@ -87,31 +93,23 @@ def test_generate_flux_matches_stock_pipeline(tmp_path):
     dev = save_tiny_flux(tmp_path / "dev", "dev")
     argv = _argv(dev, tmp_path / "dev.png", "--prompt", "a photo of {token} dog", "--token", "sks", "--steps", "2")
     assert main([*argv, "--seed", "3", "--negative-prompt", "{token} cat", "--true-cfg-scale", "2"]) == 0
-    expected = FluxPipeline.from_pretrained(dev)(
+    dev_pipe = FluxPipeline.from_pretrained(dev)
+    expected = _stock_image(
+        dev_pipe,
         "a photo of sks dog",
+        steps=2,
+        seed=3,
         negative_prompt="sks cat",
         true_cfg_scale=2.0,
-        num_inference_steps=2,
         guidance_scale=3.5,
         max_sequence_length=512,
-        height=32,
-        width=32,
-        generator=torch.Generator().manual_seed(3),
-    ).images[0]
+    )
     _same_image(tmp_path / "dev.png", expected)
 
     stock = tiny_flux_pipeline("schnell")
     DreamBoothFluxPipeline.from_components(stock, instance_token="zwx").save_pretrained(tmp_path / "schnell")
     assert main(_argv(tmp_path / "schnell", tmp_path / "s.png", "--prompt", "{token} on a beach")) == 0
-    expected = stock(
-        "zwx on a beach",
-        num_inference_steps=4,
-        guidance_scale=0.0,
-        max_sequence_length=256,
-        height=32,
-        width=32,
-        generator=torch.Generator().manual_seed(0),
-    ).images[0]
+    expected = _stock_image(stock, "zwx on a beach", 4, guidance_scale=0.0, max_sequence_length=256)
     _same_image(tmp_path / "s.png", expected)
 
 
@@ -123,16 +121,10 @@ def test_generate_sd3_matches_stock_pipeline(tmp_path):
     model = save_tiny_sd3(tmp_path / "sd3")
     argv = _argv(model, tmp_path / "o.png", "--prompt", "a cat", "--negative-prompt", "blurry", "--steps", "2")
     assert main(argv) == 0
-    expected = StableDiffusion3Pipeline.from_pretrained(model)(
-        "a cat",
-        negative_prompt="blurry",
-        num_inference_steps=2,
-        guidance_scale=7.0,
-        max_sequence_length=256,
-        height=32,
-        width=32,
-        generator=torch.Generator().manual_seed(0),
-    ).images[0]
+    reference = StableDiffusion3Pipeline.from_pretrained(model)
+    expected = _stock_image(
+        reference, "a cat", 2, negative_prompt="blurry", guidance_scale=7.0, max_sequence_length=256
+    )
     _same_image(tmp_path / "o.png", expected)
 
 
@@ -186,18 +178,18 @@ def test_generate_flux_controlnet_matches_stock_pipeline(tiny_model_dir, tmp_pat
         model, controlnet=FluxControlNetModel.from_pretrained(tmp_path / "cn")
     )
 
+    edges = canny_image(Image.open(tmp_path / "cat.png"))
+
     def run(scale):
-        return reference(
+        return _stock_image(
+            reference,
             "sks cat",
-            control_image=canny_image(Image.open(tmp_path / "cat.png")),
+            2,
+            control_image=edges,
             controlnet_conditioning_scale=scale,
-            num_inference_steps=2,
             guidance_scale=3.5,
             max_sequence_length=512,
-            height=32,
-            width=32,
-            generator=torch.Generator().manual_seed(0),
-        ).images[0]
+        )
 
     _same_image(tmp_path / "o.png", run(1.0))
     assert not np.array_equal(np.asarray(run(0.0)), np.asarray(Image.open(tmp_path / "o.png")))  # control acts

@@ -31,20 +31,15 @@ MODEL_CLASSES = {
 
 
 def _train(base, data, out):
-    from hfvision.training.classification import ImageClassificationConfig, train_classifier
+    from hfvision.testing.classifiers import fast_classifier_config
+    from hfvision.training.classification import train_classifier
 
-    config = ImageClassificationConfig(
-        model_name_or_path=str(base),
-        data=str(data),
-        output_dir=str(out),
+    config = fast_classifier_config(
+        base,
+        data,
+        out,
         task="gender-classification",
         num_train_epochs=1,
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        seed=0,
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-        use_cpu=True,
         save_strategy="no",
         eval_strategy="no",
         report_to="none",

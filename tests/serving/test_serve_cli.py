@@ -18,24 +18,12 @@ from hfvision.serving.config import ServeConfig
 
 
 def test_flags_mirror_serve_config():
-    args = build_parser().parse_args(
-        [
-            "serve",
-            "--task",
-            "gender-classification",
-            "--model",
-            "org/m",
-            "--max-batch-size",
-            "8",
-            "--max-wait-ms",
-            "2.5",
-            "--onnx",
-            "--num-threads",
-            "1",
-        ]
-    )
-    assert args.func.__module__ == "hfvision.cli.serve"
-    config = ServeConfig(**{k: getattr(args, k) for k in ServeConfig.__dataclass_fields__})
+    from hfvision.cli import serve
+
+    args, _ = build_parser().parse_known_args(["serve", "--model", "org/m"])
+    assert args.func.__module__ == "hfvision.cli.serve" and args.passthrough  # parse_config reads the flags
+    argv = ["--task", "gender-classification", "--model", "org/m", "--max-batch-size", "8", "--max-wait-ms", "2.5"]
+    config, _, extra = serve.parse([*argv, "--onnx", "--num-threads", "1"])
     assert config == ServeConfig(
         task="gender-classification",
         model="org/m",
@@ -46,11 +34,11 @@ def test_flags_mirror_serve_config():
         max_pixels=MAX_PIXELS,
     )
     # the command line's one default task and one pixel budget, shared with classify and data prepare
-    defaults = build_parser().parse_args(["serve"])
-    assert (defaults.task, defaults.max_pixels) == ("gender-classification", MAX_PIXELS)
+    defaults, ray_options, extra = serve.parse([])
+    assert (defaults.task, defaults.max_pixels, extra.backend) == ("gender-classification", MAX_PIXELS, "uvicorn")
     assert config.host == "127.0.0.1" and config.model_name == "org/m"
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--task", "object-detection"])
+        serve.parse(["--task", "object-detection"])
 
 
 @pytest.mark.parametrize(

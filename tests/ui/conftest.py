@@ -31,3 +31,16 @@ def ui_app(tiny_model_dir, tmp_path_factory):
     demo = launch(config)
     yield demo, config
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def reference_images():
+    """``reference_images(pipe, prompt, seed, **kwargs)`` -> the images a diffusers pipeline makes with the UI
+    settings of these tests (2 steps at 64x64 px, a CPU generator seeded ``seed``): what the UI must reproduce."""
+    import torch
+
+    def make(pipe, prompt: str, seed: int, **kwargs):
+        generator = torch.Generator().manual_seed(seed)
+        return pipe(prompt, num_inference_steps=2, width=64, height=64, generator=generator, **kwargs).images
+
+    return make

@@ -50,10 +50,10 @@ def test_request_validation(kwargs, message):
         GenerateRequest(**{"model": "sd15", "prompt": "a cat", **kwargs})
 
 
-def test_generate_matches_diffusers(tiny_model_dir, tmp_path):
+def test_generate_matches_diffusers(tiny_model_dir, tmp_path, reference_images):
+    import functools
     import json
 
-    import torch
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 
     from hfvision.testing import sample_image
@@ -61,29 +61,14 @@ def test_generate_matches_diffusers(tiny_model_dir, tmp_path):
     sd_dir, cn_dir = str(tiny_model_dir("sd1")), str(tiny_model_dir("controlnet-sd1"))
     backend = GenerateBackend(output_dir=str(tmp_path))
     steps = []
-    request = GenerateRequest(
-        model=sd_dir,
-        prompt="a photo of {token} {class}",
-        token="sks",
-        class_noun="dog",
-        num_inference_steps=2,
-        width=64,
-        height=64,
-        seed=5,
-        num_images=2,
-    )
+    # the settings reference_images uses: 2 steps at 64x64
+    tiny_request = functools.partial(GenerateRequest, model=sd_dir, num_inference_steps=2, width=64, height=64)
+    request = tiny_request(prompt="a photo of {token} {class}", token="sks", class_noun="dog", seed=5, num_images=2)
     images, paths, seed = backend.generate(request, progress=lambda step, total: steps.append((step, total)))
     assert seed == 5 and steps == [(1, 2), (2, 2)] and len(images) == 2
     reference = StableDiffusionPipeline.from_pretrained(sd_dir)
     reference.set_progress_bar_config(disable=True)
-    want = reference(
-        "a photo of sks dog",
-        num_inference_steps=2,
-        width=64,
-        height=64,
-        num_images_per_prompt=2,
-        generator=torch.Generator().manual_seed(5),
-    ).images
+    want = reference_images(reference, "a photo of sks dog", 5, num_images_per_prompt=2)
     for image, path, expected in zip(images, paths, want):
         np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
         from PIL import Image
@@ -92,30 +77,14 @@ def test_generate_matches_diffusers(tiny_model_dir, tmp_path):
 
     # ControlNet: the Canny condition of an uploaded photo drives a local tiny ControlNet
     condition = canny_preview(sample_image("rocket"), 50, 150)
-    request = GenerateRequest(
-        model=sd_dir,
-        prompt="a rocket",
-        num_inference_steps=2,
-        width=64,
-        height=64,
-        seed=1,
-        controlnet=cn_dir,
-        control_image=condition,
-        controlnet_scale=0.7,
-    )
+    request = tiny_request(prompt="a rocket", seed=1, controlnet=cn_dir, control_image=condition, controlnet_scale=0.7)
     (image,), _, _ = backend.generate(request)
     controlnet = ControlNetModel.from_pretrained(cn_dir)
     peer = StableDiffusionControlNetPipeline(**{**reference.components, "controlnet": controlnet})
     peer.set_progress_bar_config(disable=True)
-    expected = peer(
-        "a rocket",
-        image=condition.resize((64, 64)),
-        num_inference_steps=2,
-        width=64,
-        height=64,
-        controlnet_conditioning_scale=0.7,
-        generator=torch.Generator().manual_seed(1),
-    ).images[0]
+    (expected,) = reference_images(
+        peer, "a rocket", 1, image=condition.resize((64, 64)), controlnet_conditioning_scale=0.7
+    )
     np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
     other = tmp_path / "sdxl-controlnet"  # same ControlNet, but with SDXL-like text width: must be refused
     other.mkdir()
@@ -151,12 +120,11 @@ def test_classify_and_draw(tiny_model_dir, tmp_path):
 
 
 def test_ui_flags_mirror_config_and_missing_gradio_fails_softly(monkeypatch):
-    from hfvision.cli.main import build_parser
+    from hfvision.cli import ui
     from hfvision.ui.app import UIConfig, build_app
     from hfvision.utils import import_utils
 
-    args = build_parser().parse_args(["ui", "--model", "sd15", "--port", "7000", "--steps", "4"])
-    config = UIConfig(**{k: getattr(args, k) for k in UIConfig.__dataclass_fields__})
+    config = ui.parse(["--model", "sd15", "--port", "7000", "--steps", "4"])
     assert config == UIConfig(model="sd15", port=7000, steps=4) and config.host == "127.0.0.1"
     with pytest.raises(ValueError, match="size=100 must be a multiple of 8"):
         UIConfig(size=100)

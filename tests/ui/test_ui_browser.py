@@ -12,8 +12,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def test_generate_and_classify_in_the_browser(browser, ui_app, tmp_path, request):
-    import torch
+def test_generate_and_classify_in_the_browser(browser, ui_app, tmp_path, request, reference_images):
     from PIL import Image
 
     from hfvision.data import load_image
@@ -46,14 +45,7 @@ def test_generate_and_classify_in_the_browser(browser, ui_app, tmp_path, request
     backend = demo.hfvision_backends[0]
     saved = np.asarray(Image.open(f"{config.output_dir}/hfvision-3-0.png"))
     pipe = backend.pipeline(config.model)
-    want = pipe(
-        "a photo of sks dog on the beach",
-        num_inference_steps=2,
-        guidance_scale=7.5,
-        width=64,
-        height=64,
-        generator=torch.Generator().manual_seed(3),
-    ).images[0]
+    (want,) = reference_images(pipe, "a photo of sks dog on the beach", 3, guidance_scale=7.5)
     np.testing.assert_array_equal(saved, np.asarray(want))
 
     # Classify tab: upload the astronaut, face-first; the face's label appears and matches the pipeline

@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: use a positive integer")
-    return number
+from ._checks import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-column", default=None, help="--dataset: the image column (default: the only one)")
     p.add_argument("--id-column", default=None, help="--dataset: column copied into 'id' (default: path or row)")
     p.add_argument("--output-dir", default=None, help="--dataset: folder of part-*.parquet shards (rerun to resume)")
-    p.add_argument("--shard-size", type=_positive_int, default=1000, help="--dataset: rows per shard file")
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="--dataset: rows per shard file")
     p.add_argument("--streaming", action="store_true", help="--dataset: read as a stream (large Hub datasets)")
 
 
@@ -45,25 +37,21 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError("--dataset needs --output-dir DIR (sharded parquet; rerun with it to resume)")
 
 
-def run(args: argparse.Namespace, pipeline_kwargs: dict) -> int:
+def run(args: argparse.Namespace, common: dict) -> int:
+    """Classify ``--dataset``; ``common`` holds what ``classify`` passes for files too (model, batch size, device,
+    loading options)."""
     from ..inference.dataset import classify_dataset
 
     check(args)
     summary = classify_dataset(
         args.dataset,
-        task=args.task,
-        model=args.model,
         output_dir=args.output_dir,
         split=args.split,
         image_column=args.image_column,
         id_column=args.id_column,
         streaming=args.streaming,
         shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        top_k=args.top_k,
-        device=args.device,
-        progress=not args.no_progress,
-        **pipeline_kwargs,
+        **common,
     )
     from accelerate import PartialState
 

@@ -1,6 +1,6 @@
-"""``hfvision serve --backend ray``: the ``--backend`` flag, the Ray Serve flags (from
+"""``hfvision serve --backend ray``: the ``--backend`` flag, the checks of the Ray Serve flags (from
 :class:`hfvision.serving.ray_serve.RayServeOptions`) and the Ray run. Kept apart from :mod:`.serve`, which only hooks
-it in: :func:`add_arguments` in ``register``, :func:`run` (or :func:`check`) once the ``ServeConfig`` is built.
+it in: :func:`add_arguments` in its parser, :func:`run` (or :func:`check`) once the ``ServeConfig`` is built.
 
     hfvision serve --backend ray --model M --replicas 2
     ray start --head && hfvision serve --backend ray --address auto --model org/model --min-replicas 1 --max-replicas 8
@@ -13,9 +13,7 @@ import dataclasses
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..serving.ray_serve import RayServeOptions
-    from .data import add_dataclass_arguments
-
+    """``--backend``; the Ray Serve flags come from ``RayServeOptions`` through ``parse_config`` (see ``serve``)."""
     p.add_argument(
         "--backend",
         choices=("uvicorn", "ray"),
@@ -23,18 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="uvicorn (default; --workers) or ray (Ray Serve: --replicas, autoscaling, --address; needs "
         "hfvision[ray])",
     )
-    add_dataclass_arguments(p, RayServeOptions)
 
 
 def options(args: argparse.Namespace):
-    from ..serving.ray_serve import RayServeOptions
+    from ..serving.config import RayServeOptions
 
     return RayServeOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RayServeOptions)})
 
 
 def check(args: argparse.Namespace) -> None:
     """With the uvicorn backend no Ray flag may be set (it would be silently ignored)."""
-    from ..serving.ray_serve import RayServeOptions
+    from ..serving.config import RayServeOptions
 
     if args.backend == "ray":
         options(args)  # validates

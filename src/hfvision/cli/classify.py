@@ -70,30 +70,31 @@ def run(args: argparse.Namespace) -> int:
     from ..data.image_io import ImageLoadError
     from ..inference.classify import classify_files
 
-    pipeline_kwargs = {
+    # what files and datasets share: the model, how it runs, and the options of its loading
+    common = {
+        "task": args.task,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "top_k": args.top_k,
+        "device": args.device,
+        "progress": not args.no_progress,
         "revision": args.revision,
         "verify": args.verify,
         "allow_pickle": args.allow_pickle,
         "trust_remote_code": args.trust_remote_code,
     }
     if args.use_test_size:
-        pipeline_kwargs["use_test_size"] = True
+        common["use_test_size"] = True
     if args.dataset is not None:
-        return _classify_dataset.run(args, pipeline_kwargs)
+        return _classify_dataset.run(args, common)
     try:
         records = classify_files(
             getattr(args, "files", None) or args.input,
-            task=args.task,
-            model=args.model,
             output=args.output,
-            batch_size=args.batch_size,
-            top_k=args.top_k,
             faces=args.faces,
             face_margin=args.face_margin,
-            device=args.device,
-            progress=not args.no_progress,
             strict=args.strict,
-            **pipeline_kwargs,
+            **common,
         )
     except ImageLoadError as err:
         raise CLIError(

@@ -10,18 +10,21 @@ from pathlib import Path
 from ._checks import USAGE, CLIError
 
 
-def _check_metadata(items: list[str] | None, example: str) -> None:
-    """``--metadata`` entries look like KEY=VALUE (a usage error otherwise: one line, exit 2)."""
+def _parse_metadata(items: list[str] | None, example: str) -> dict[str, str]:
+    """``--metadata KEY=VALUE ...`` as a dict (an entry of another shape is a usage error: one line, exit 2)."""
+    metadata = {}
     for item in items or []:
-        key, sep, _ = item.partition("=")
+        key, sep, value = item.partition("=")
         if not sep or not key:
             raise CLIError(f"--metadata {item!r} must look like KEY=VALUE, e.g. {example}", USAGE)
+        metadata[key] = value
+    return metadata
 
 
 def _check_to_single_file(args: argparse.Namespace) -> None:
     from . import _checks
 
-    _check_metadata(args.metadata, "trigger_word=sks")
+    _parse_metadata(args.metadata, "trigger_word=sks")
     _checks.existing(args.pipeline_dir, "PIPELINE_DIR", "folder")
     _checks.check_diffusers_folder(Path(args.pipeline_dir), "PIPELINE_DIR")
     pickle = args.format == "ckpt" or Path(args.out).suffix.lower() in (".ckpt", ".bin", ".pt", ".pth")
@@ -51,12 +54,7 @@ def _check_from_single_file(args: argparse.Namespace) -> None:
 def _to_single_file(args: argparse.Namespace) -> int:
     from ..conversion import to_single_file
 
-    metadata = {}
-    for item in args.metadata or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--metadata {item!r} must look like KEY=VALUE, e.g. trigger_word=sks")
-        metadata[key] = value
+    metadata = _parse_metadata(args.metadata, "trigger_word=sks")
     if args.trigger_word:
         metadata["trigger_word"] = args.trigger_word
     if args.base_model:
@@ -106,7 +104,7 @@ def _check_lora(args: argparse.Namespace) -> None:
     # usage errors first: they do not depend on the files
     if Path(args.out).suffix.lower() != ".safetensors":
         raise CLIError(f"OUT {args.out} must end in .safetensors (LoRA files are written as safetensors only)", USAGE)
-    _check_metadata(args.metadata, "modelspec.author=me")
+    _parse_metadata(args.metadata, "modelspec.author=me")
     path = Path(args.input).expanduser()
     if not path.exists():
         raise CLIError(f"IN {args.input} does not exist")
@@ -118,12 +116,7 @@ def _check_lora(args: argparse.Namespace) -> None:
 def _lora(args: argparse.Namespace) -> int:
     from ..conversion.lora import convert_lora
 
-    metadata = {}
-    for item in args.metadata or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--metadata {item!r} must look like KEY=VALUE, e.g. modelspec.author=me")
-        metadata[key] = value
+    metadata = _parse_metadata(args.metadata, "modelspec.author=me")
     out = convert_lora(
         args.input,
         args.out,

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
 
 from ._checks import CLIError
 
@@ -32,31 +31,6 @@ DESCRIPTION = (
     "reported as rejected and skipped (--strict stops at the first, before writing anything). Writes "
     "DST/prepare_report.json."
 )
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls`` without importing transformers (``serve``, ``ui``: their
-    flags must exist when ``hfvision`` builds its parser). Help, choices and defaults come from the fields."""
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        kind = hints[field.name]
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", ())) and len(args) == 1:
-            kind = args[0]
-        help_text = field.metadata.get("help", "")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
-        else:
-            parser.add_argument(
-                flag,
-                type=kind if kind in (int, float, str) else str,
-                default=field.default,
-                choices=field.metadata.get("choices"),
-                help=help_text,
-            )
 
 
 def _extra_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,27 +62,23 @@ def _strict_scan(src, options) -> None:
             ) from None
 
 
-def run_prepare(args: argparse.Namespace) -> int:
+def check_prepare(args: argparse.Namespace) -> None:
+    """Parse the flags (``PrepareOptions`` and the command's own), then check the folders and the report file, and
+    with ``--strict`` every source image: all before anything is written."""
     from pathlib import Path
 
-    from ..data.prepare import PrepareOptions, prepare_instance_images
-    from ..utils.config_parser import ConfigError, parse_config
+    from ..data.prepare import PrepareOptions
     from . import _checks
+    from ._config import parse_command
 
-    try:
-        options, extra = parse_config(
-            PrepareOptions,
-            args.extra_argv,
-            PROG,
-            description=DESCRIPTION,
-            visible=VISIBLE,
-            extra_arguments=_extra_arguments,
-        )
-    except ConfigError as err:
-        raise CLIError(str(err)) from None
-    except ValueError as err:  # PrepareOptions refuses a value: "size=500 must be ..." -> "--size 500 must be ..."
-        name, sep, rest = str(err).partition("=")
-        raise CLIError(f"--{name.replace('_', '-')} {rest}" if sep and " " not in name else str(err), 2) from None
+    options, extra = parse_command(
+        PrepareOptions,
+        args.extra_argv,
+        PROG,
+        description=DESCRIPTION,
+        visible=VISIBLE,
+        extra_arguments=_extra_arguments,
+    )
     src = _checks.existing(extra.src, "SRC", "folder")
     dst = Path(extra.dst).expanduser()
     if dst.exists() and not dst.is_dir():
@@ -119,7 +89,16 @@ def run_prepare(args: argparse.Namespace) -> int:
         _checks.output_file(extra.report, "--report", extra.overwrite)
     if extra.strict:
         _strict_scan(src, options)
-    report = prepare_instance_images(src, dst, progress=not extra.no_progress, **dataclasses.asdict(options))
+    args.options, args.prepare, args.src, args.dst = options, extra, src, dst
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from ..data.prepare import prepare_instance_images
+
+    extra = args.prepare
+    report = prepare_instance_images(
+        args.src, args.dst, progress=not extra.no_progress, **dataclasses.asdict(args.options)
+    )
     if extra.report:
         report.to_json(extra.report)
     if extra.json:
@@ -133,12 +112,11 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ._config import add_config_command
+
     p = sub.add_parser("data", help="prepare training data (DreamBooth instance photos)")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    prep = data_sub.add_parser(
-        "prepare",
-        add_help=False,  # flags, --help and --help-all come from parse_config when the command runs
-        help="smart-crop, resize and caption photos; report every file",
-        description=DESCRIPTION,
+    help_text = "smart-crop, resize and caption photos; report every file"
+    add_config_command(
+        data_sub, "prepare", help=help_text, description=DESCRIPTION, run=run_prepare, check=check_prepare
     )
-    prep.set_defaults(func=run_prepare, passthrough=True)

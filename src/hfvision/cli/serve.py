@@ -14,19 +14,42 @@ import socket
 
 from . import _serve_ray
 from ._checks import USAGE, CLIError
+from ._config import add_config_command, parse_command
+
+PROG = "hfvision serve"
+HELP = "HTTP inference server (Hugging Face Inference API format, micro-batching)"
+DESCRIPTION = (
+    "Serve a model over HTTP with the Hugging Face Inference API wire format: POST /models/{name} or / with image "
+    "bytes (or JSON {inputs: base64, parameters}) -> [{label, score}]; text-to-image JSON -> PNG. Requests are "
+    "micro-batched. Binds 127.0.0.1 unless --host says otherwise. Needs hfvision[serve]. --help-all lists the Ray "
+    "Serve options (--backend ray)."
+)
 
 
-def _config(args: argparse.Namespace):
-    from ..serving.config import ServeConfig
+def parse(argv: list[str]):
+    """``(ServeConfig, RayServeOptions, namespace with backend)`` of ``hfvision serve``'s arguments."""
+    from ..serving.config import RayServeOptions, ServeConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}
-    try:
-        return ServeConfig(**values)
-    except ValueError as err:  # "max_batch_size=0 must be >= 1" -> "--max-batch-size 0 must be >= 1"
-        text = str(err)
-        for name in values:
-            text = text.replace(f"{name}=", f"--{name.replace('_', '-')} ", 1) if text.startswith(name) else text
-        raise CLIError(text, USAGE) from None
+    (config, ray_options), extra = parse_command(
+        (ServeConfig, RayServeOptions),
+        argv,
+        PROG,
+        description=DESCRIPTION,
+        usage="%(prog)s [--task TASK] [--model MODEL] [--port PORT] [--config YAML] [options]",
+        visible=[f.name for f in dataclasses.fields(ServeConfig)],
+        extra_arguments=_serve_ray.add_arguments,
+    )
+    return config, ray_options, extra
+
+
+def warn_if_public(host: str, what: str) -> None:
+    """Binding beyond this machine: say once that the ``what`` (server, UI) has no authentication."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        from ..utils.logging import get_logger
+
+        get_logger(__name__).warning(
+            "binding %s: the %s has no authentication; anyone who can reach it can use it", host, what
+        )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -51,9 +74,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def check(args: argparse.Namespace) -> None:
+    """Parse the flags, then check the values, the model and the port: all before any model loads."""
     from . import _checks
 
-    config = _config(args)
+    config, ray_options, extra = parse(args.extra_argv)
+    args.config, args.backend = config, extra.backend
+    vars(args).update(dataclasses.asdict(ray_options))  # what _serve_ray reads
     try:
         _serve_ray.check(args)  # Ray flags only with --backend ray
     except ValueError as err:  # a Ray flag without --backend ray, or a Ray value out of range: a usage error
@@ -96,12 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..serving.app import create_app
     from ..serving.config import ServeConfig
-    from ..utils.logging import get_logger
 
-    logger = get_logger(__name__)
-    config = _config(args)
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("binding %s: the server has no authentication; anyone who can reach it can use it", config.host)
+    config = args.config
+    warn_if_public(config.host, "server")
     if args.backend == "ray":
         return _serve_ray.run(args, config)
     sock = getattr(args, "socket", None) or bind(config.host, config.port)
@@ -155,16 +178,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..serving.config import ServeConfig
-    from .data import add_dataclass_arguments
-
-    p = sub.add_parser(
-        "serve",
-        help="HTTP inference server (Hugging Face Inference API format, micro-batching)",
-        description="Serve a model over HTTP with the Hugging Face Inference API wire format: POST /models/{name} "
-        "or / with image bytes (or JSON {inputs: base64, parameters}) -> [{label, score}]; text-to-image JSON -> "
-        "PNG. Requests are micro-batched. Binds 127.0.0.1 unless --host says otherwise. Needs hfvision[serve].",
-    )
-    add_dataclass_arguments(p, ServeConfig)
-    _serve_ray.add_arguments(p)
-    p.set_defaults(func=run, check=check)
+    add_config_command(sub, "serve", help=HELP, description=DESCRIPTION, run=run, check=check)

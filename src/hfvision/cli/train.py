@@ -1,8 +1,8 @@
 """``hfvision train dreambooth ...`` and ``hfvision train classifier ...``.
 
 ``dreambooth`` takes the same flags as ``examples/train_dreambooth.py`` (generated from
-:class:`hfvision.training.DreamBoothConfig` by ``HfArgumentParser``; ``--config run.yaml`` sets any option and flags
-win). Its flags are generated only when it runs, so ``hfvision --help`` stays fast. ``classifier`` comes from
+:class:`hfvision.training.DreamBoothConfig` by :func:`hfvision.utils.config_parser.parse_config`; ``--config
+run.yaml`` sets any option and flags win). Its flags are generated only when it runs, so ``hfvision --help`` stays fast. ``classifier`` comes from
 :mod:`hfvision.training.classification.cli`.
 
 Example::
@@ -16,22 +16,28 @@ from __future__ import annotations
 
 import argparse
 
-from ._checks import USAGE, CLIError
+from ._checks import CLIError
 
 
-def run_dreambooth(args: argparse.Namespace) -> int:
-    """Handler: parse the flags into a config, train, print where the results are."""
-    from ..training.dreambooth.args import parse_dreambooth_args
+def check_dreambooth(args: argparse.Namespace) -> None:
+    """Parse the flags into a config and check the output folder, before any heavy library loads."""
+    from ..training.dreambooth.args import parser_options
+    from ..training.dreambooth.config import DreamBoothConfig
+    from ._config import parse_command
 
     argv = [a for a in args.extra_argv if a != "--overwrite"]
-    config = parse_dreambooth_args(argv, prog="hfvision train dreambooth")
+    config = args.config = parse_command(DreamBoothConfig, argv, "hfvision train dreambooth", **parser_options())
     if not (config.session or config.hub_session or config.resume_from_checkpoint):  # those resume on purpose
         from . import _checks
 
         _checks.output_folder(config.output_dir, "--output_dir", overwrite=len(argv) < len(args.extra_argv))
+
+
+def run_dreambooth(args: argparse.Namespace) -> int:
+    """Handler: train with the config :func:`check_dreambooth` parsed, print where the results are."""
     from ..training.dreambooth.trainer import DreamBoothTrainer
 
-    result = DreamBoothTrainer(config).train()
+    result = DreamBoothTrainer(args.config).train()
     if _is_main_process():
         kind = "LoRA weights" if result.lora_weights else "pipeline"
         loss = f" (last loss {result.final_loss:.4f})" if result.final_loss is not None else ""
@@ -68,20 +74,24 @@ def _check_classifier(config) -> None:
     _checks.model_source(config.model_name_or_path, "--model", "classifier", revision=config.model_revision)
 
 
-def run_classifier(args: argparse.Namespace) -> int:
-    """Handler of ``hfvision train classifier``: parse, check, then train (flags: `ImageClassificationConfig`)."""
+def check_classifier(args: argparse.Namespace) -> None:
+    """Parse the flags (`ImageClassificationConfig`), then :func:`_check_classifier`, before any model loads."""
     from ..training.classification import cli as classification_cli
-    from ..utils.config_parser import ConfigError
+    from ..training.classification.config import ImageClassificationConfig
+    from ._config import config_errors
 
-    try:
-        config = classification_cli.parse_args(args.extra_argv)
-    except ConfigError as err:
-        raise CLIError(str(err)) from None
-    except ValueError as err:  # the config refuses a value: a usage error
-        raise CLIError(str(err), USAGE) from None
-    _check_classifier(config)
+    with config_errors(ImageClassificationConfig):
+        args.config = classification_cli.parse_args(args.extra_argv)
+    _check_classifier(args.config)
+
+
+def run_classifier(args: argparse.Namespace) -> int:
+    """Handler of ``hfvision train classifier``: train with the config :func:`check_classifier` parsed."""
     import sys
 
+    from ..training.classification import cli as classification_cli
+
+    config = args.config
     if not sys.stderr.isatty() and not any(
         a.startswith(("--disable_tqdm", "--disable-tqdm")) for a in args.extra_argv
     ):
@@ -89,30 +99,26 @@ def run_classifier(args: argparse.Namespace) -> int:
     return classification_cli.train_and_report(config)
 
 
-def _classifier_unavailable(reason: str):
-    def run(args: argparse.Namespace) -> int:
-        raise ImportError(f"`hfvision train classifier` is unavailable: {reason}")
-
-    return run
-
-
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..training.classification import cli as classification_cli  # light: the flags load when it runs
+    from ._config import add_config_command
+
     train = sub.add_parser("train", help="fine-tune models: dreambooth (Stable Diffusion), classifier")
     kinds = train.add_subparsers(dest="train_command", metavar="KIND")
-    dreambooth = kinds.add_parser(
+    add_config_command(
+        kinds,
         "dreambooth",
-        add_help=False,  # flags and --help come from the config parser when the command runs
         help="DreamBooth a Stable Diffusion model on photos of a subject (see `hfvision train dreambooth --help`)",
+        description=None,
+        run=run_dreambooth,
+        check=check_dreambooth,
     )
-    dreambooth.set_defaults(func=run_dreambooth, passthrough=True)
-    classifier = kinds.add_parser(
-        "classifier", add_help=False, help="fine-tune an image classifier (see `hfvision train classifier --help`)"
+    add_config_command(
+        kinds,
+        "classifier",
+        help="fine-tune an image classifier (see `hfvision train classifier --help`)",
+        description=classification_cli.DESCRIPTION,
+        run=run_classifier,
+        check=check_classifier,
     )
-    try:
-        from ..training.classification import cli as classification_cli
-    except ImportError as err:  # written separately; dreambooth must work without it
-        classifier.set_defaults(func=_classifier_unavailable(str(err)))
-    else:
-        classification_cli.add_arguments(classifier)
-        classifier.set_defaults(func=run_classifier)
     train.set_defaults(func=lambda args: train.print_help() or 2)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from ._checks import USAGE, CLIError
+from ._checks import CLIError
+from ._config import add_config_command, parse_command
+
+PROG = "hfvision ui"
+HELP = "local web UI: generate with your DreamBooth model, classify photos"
+DESCRIPTION = (
+    "A Gradio app with a Generate tab (prompt, subject token, ControlNet, gallery, download) and a Classify tab "
+    "(upload, face-first, boxes drawn). Binds 127.0.0.1, never shares publicly. Needs hfvision[ui]."
+)
 
 
-def _config(args: argparse.Namespace):
+def parse(argv: list[str]):
+    """The ``UIConfig`` of ``hfvision ui``'s arguments."""
     from ..ui.app import UIConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(UIConfig)}
-    try:
-        return UIConfig(**values)
-    except ValueError as err:  # "port=70000 must be ..." -> "--port 70000 must be ..."
-        name, sep, rest = str(err).partition("=")
-        raise CLIError(f"--{name.replace('_', '-')} {rest}" if sep and name in values else str(err), USAGE) from None
+    return parse_command(UIConfig, argv, PROG, description=DESCRIPTION)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -25,7 +28,7 @@ def check(args: argparse.Namespace) -> None:
     from ..ui.app import port_problem
     from . import _checks
 
-    config = _config(args)
+    config = args.config = parse(args.extra_argv)
     if config.model and (Path(config.model).expanduser().exists() or _checks.looks_like_path(config.model)):
         _checks.model_source(config.model, "--model", "diffusers")
     if Path(config.classifier).expanduser().exists() or _checks.looks_like_path(config.classifier):
@@ -42,13 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     require("gradio", "hfvision ui")
     from ..ui.app import launch
-    from ..utils.logging import get_logger
+    from .serve import warn_if_public
 
-    config = _config(args)
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        get_logger(__name__).warning(
-            "binding %s: the UI has no authentication; anyone who can reach it can use it", config.host
-        )
+    config = args.config
+    warn_if_public(config.host, "UI")
     demo = launch(config)  # returns once the server is listening
     print(f"hfvision ui: running on {demo.local_url} (Ctrl+C to stop)", flush=True)
     try:
@@ -61,14 +61,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..ui.app import UIConfig
-    from .data import add_dataclass_arguments
-
-    p = sub.add_parser(
-        "ui",
-        help="local web UI: generate with your DreamBooth model, classify photos",
-        description="A Gradio app with a Generate tab (prompt, subject token, ControlNet, gallery, download) and a "
-        "Classify tab (upload, face-first, boxes drawn). Binds 127.0.0.1, never shares publicly. Needs hfvision[ui].",
-    )
-    add_dataclass_arguments(p, UIConfig)
-    p.set_defaults(func=run, check=check)
+    add_config_command(sub, "ui", help=HELP, description=DESCRIPTION, run=run, check=check)

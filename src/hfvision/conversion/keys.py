@@ -26,7 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-FAMILIES = ("sd1", "sd2", "sdxl")
+from ..models.families import UNET_FAMILIES
+
+# The original single-file layout exists for the UNet families (hfvision.models.families); LAYOUTS and
+# FAMILY_SENTINELS below have one entry each.
+FAMILIES = UNET_FAMILIES
 
 # ResBlock sub-module names: (original, diffusers).
 UNET_RESNET_NAMES = (
@@ -47,13 +51,8 @@ UNET_FIXED = (
 # SDXL size/pooled-text conditioning (addition_embed_type="text_time") or a class embedding.
 UNET_LABEL_EMB = (("label_emb.0.0", "linear_1"), ("label_emb.0.2", "linear_2"))
 
-VAE_RESNET_NAMES = (
-    ("norm1", "norm1"),
-    ("conv1", "conv1"),
-    ("norm2", "norm2"),
-    ("conv2", "conv2"),
-    ("nin_shortcut", "conv_shortcut"),
-)
+# VAE ResBlocks keep their names in diffusers, except the shortcut.
+VAE_RESNET_NAMES = (*((n, n) for n in ("norm1", "conv1", "norm2", "conv2")), ("nin_shortcut", "conv_shortcut"))
 VAE_ATTENTION_NAMES = (
     ("norm", "group_norm"),
     ("q", "to_q"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models.families import FAMILIES
 from ..utils.io import atomic_dir
 from ..utils.logging import get_logger
 from .configs import (
@@ -24,12 +25,13 @@ from .configs import (
     set_prediction_type,
     write_config_dir,
 )
+from .keys import FAMILIES as SINGLE_FILE_FAMILIES
 from .keys import FAMILY_SENTINELS, UNSUPPORTED_MARKERS
 from .single_file import PICKLE_SUFFIXES
 
 logger = get_logger(__name__)
 
-SUPPORTED = "sd1 (Stable Diffusion 1.x), sd2 (2.x), sdxl (SDXL base)"
+SUPPORTED = ", ".join(f"{name} ({FAMILIES[name].title})" for name in SINGLE_FILE_FAMILIES)
 
 
 @dataclass
@@ -269,9 +271,9 @@ def from_single_file(
     if out_dir is not None and Path(out_dir).exists() and any(Path(out_dir).iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another directory or pass overwrite=True")
 
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    import diffusers
 
-    pipeline_class = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    pipeline_class = getattr(diffusers, FAMILIES[family].pipeline_class)
     with tempfile.TemporaryDirectory(prefix="hfvision-config-") as tmp:
         config_dir = Path(tmp) / "config"
         source = _prepare_config_dir(info, family, config_dir, base, prediction_type, config)

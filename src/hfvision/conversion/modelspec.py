@@ -1,7 +1,8 @@
 """Stability AI's ModelSpec header (``modelspec.*`` keys in a safetensors ``__metadata__``), which AUTOMATIC1111,
 ComfyUI and kohya's tools read to show a model's architecture, title, trigger phrase and resolution.
 
-Families are data: one row per family with its architecture id, reference implementation and default resolution.
+Architectures are data, read from the family table (`hfvision.models.families`): id, reference implementation,
+default resolution and prediction type.
 
 >>> from hfvision.conversion.modelspec import modelspec_metadata
 >>> meta = modelspec_metadata("sdxl", title="dog", trigger_phrase="sks dog", resolution=1024, base_model=None,
@@ -16,6 +17,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..models.families import FAMILIES, MODELSPEC_ARCHITECTURES
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -26,12 +28,12 @@ LORA_SUFFIX = "/lora"
 
 @dataclass(frozen=True)
 class ModelSpecFamily:
-    """One family's ModelSpec facts.
+    """One architecture's ModelSpec facts.
 
     Attributes:
         architecture (`str`): ``modelspec.architecture`` of the full model (``"/lora"`` is appended for adapters).
         implementation (`str`): ``modelspec.implementation``, the code base the original weights belong to.
-        resolution (`int`): the family's native training resolution (square).
+        resolution (`int`): the native training resolution (square).
         prediction_type (`str`, *optional*): ``modelspec.prediction_type`` (``"epsilon"``, ``"v"``, ``"flow"``).
     """
 
@@ -41,36 +43,31 @@ class ModelSpecFamily:
     prediction_type: str | None = "epsilon"
 
 
-_COMPVIS = "https://github.com/CompVis/stable-diffusion"
-_STABILITY_SD2 = "https://github.com/Stability-AI/stablediffusion"
-_SGM = "https://github.com/Stability-AI/generative-models"
-_SD3 = "https://github.com/Stability-AI/sd3-ref"
-_FLUX = "https://github.com/black-forest-labs/flux"
-
-FAMILIES: dict[str, ModelSpecFamily] = {
-    "sd1": ModelSpecFamily("stable-diffusion-v1", _COMPVIS, 512),
-    "sd2": ModelSpecFamily("stable-diffusion-v2-512", _STABILITY_SD2, 512),
-    "sd2-v": ModelSpecFamily("stable-diffusion-v2-768-v", _STABILITY_SD2, 768, "v"),
-    "sdxl": ModelSpecFamily("stable-diffusion-xl-v1-base", _SGM, 1024),
-    # later families (data only for now; nothing in hfvision trains them yet)
-    "sd3-medium": ModelSpecFamily("stable-diffusion-3-medium", _SD3, 1024, "flow"),
-    "sd35-medium": ModelSpecFamily("stable-diffusion-3.5-medium", _SD3, 1024, "flow"),
-    "sd35-large": ModelSpecFamily("stable-diffusion-3.5-large", _SD3, 1024, "flow"),
-    "flux-dev": ModelSpecFamily("flux-1-dev", _FLUX, 1024, "flow"),
-    "flux-schnell": ModelSpecFamily("flux-1-schnell", _FLUX, 1024, "flow"),
+# Built from the family table (hfvision.models.families): one row per ModelSpec architecture, keyed by the names
+# ``family=`` accepts (a family's first architecture is also reachable by the family's own name).
+ARCHITECTURES: dict[str, ModelSpecFamily] = {
+    a.key: ModelSpecFamily(
+        a.architecture, FAMILIES[a.family].modelspec_implementation, a.resolution, a.prediction_type
+    )
+    for a in MODELSPEC_ARCHITECTURES
 }
-# other spellings used across hfvision (base-model registry keys, single-file families)
-ALIASES = {"sd15": "sd1", "sd21": "sd2-v", "sd21-base": "sd2", "sd3": "sd3-medium", "flux": "flux-dev"}
+# other spellings used across hfvision: family names, and base-model registry keys
+ALIASES = {
+    **{name: f.modelspec[0].key for name, f in FAMILIES.items() if name not in ARCHITECTURES},
+    "sd15": "sd1",
+    "sd21": "sd2-v",
+    "sd21-base": "sd2",
+}
 
 
 def resolve_family(family: str, prediction_type: str | None = None) -> str:
-    """The row of [`FAMILIES`] for ``family`` (aliases resolved); ``"sd2"`` with ``prediction_type="v_prediction"``
-    (or ``"v"``) is the 768 v-prediction model."""
+    """The row of [`ARCHITECTURES`] for ``family`` (aliases resolved); ``"sd2"`` with
+    ``prediction_type="v_prediction"`` (or ``"v"``) is the 768 v-prediction model."""
     key = ALIASES.get(family, family)
     if key == "sd2" and prediction_type in ("v", "v_prediction"):
         key = "sd2-v"
-    if key not in FAMILIES:
-        known = ", ".join([*FAMILIES, *ALIASES])
+    if key not in ARCHITECTURES:
+        known = ", ".join([*ARCHITECTURES, *ALIASES])
         raise ValueError(f"family={family!r} has no ModelSpec architecture; use one of {known}")
     return key
 
@@ -106,8 +103,8 @@ def modelspec_metadata(
     """The ModelSpec (``modelspec.*``) entries for a safetensors header, all strings.
 
     Args:
-        family (`str`): ``"sd1"``, ``"sd2"``, ``"sd2-v"``, ``"sdxl"`` (or a later family of [`FAMILIES`], or an
-            alias such as ``"sd15"``/``"sd21"``).
+        family (`str`): ``"sd1"``, ``"sd2"``, ``"sd2-v"``, ``"sdxl"`` (or another key of [`ARCHITECTURES`], a family
+            name such as ``"flux"``, or a registry key such as ``"sd15"``/``"sd21"``).
         title (`str`): ``modelspec.title``, the name UIs list the model under.
         trigger_phrase (`str`, *optional*): ``modelspec.trigger_phrase`` (e.g. ``"sks dog"``); omitted when `None`.
         resolution (`int` or `(width, height)`, *optional*): the training resolution; the family's native one
@@ -124,7 +121,7 @@ def modelspec_metadata(
     Returns:
         `dict[str, str]`: header entries ready for ``safetensors.torch.save_file(..., metadata=...)``.
     """
-    spec = FAMILIES[resolve_family(family, prediction_type)]
+    spec = ARCHITECTURES[resolve_family(family, prediction_type)]
     if not title:
         raise ValueError("title must be a non-empty string (modelspec.title), e.g. the output folder name")
     if prediction_type in ("v", "v_prediction"):
@@ -155,14 +152,17 @@ def modelspec_metadata(
 
 
 def family_from_architecture(architecture: str) -> str | None:
-    """The [`FAMILIES`] key whose architecture ``architecture`` names (with or without ``"/lora"``), else `None`."""
+    """The [`ARCHITECTURES`] key whose architecture ``architecture`` names (with or without ``"/lora"``), else
+    `None`."""
     base = architecture.removesuffix(LORA_SUFFIX)
-    return next((key for key, spec in FAMILIES.items() if spec.architecture == base), None)
+    return next((key for key, spec in ARCHITECTURES.items() if spec.architecture == base), None)
 
 
-# cross-attention width of the UNet (attn2.to_k input features) -> family; SD 2.x (1024) is left to the user, since
-# the 512 base and the 768 v-prediction models share it
-_CROSS_ATTENTION_FAMILIES = {768: "sd1", 2048: "sdxl"}
+# cross-attention width of the UNet (attn2.to_k input features) -> family, for families with one architecture: SD 2.x
+# (1024) is left to the user, since the 512 base and the 768 v-prediction models share it
+_CROSS_ATTENTION_FAMILIES = {
+    f.cross_attention_dim: name for name, f in FAMILIES.items() if f.cross_attention_dim and len(f.modelspec) == 1
+}
 
 
 def guess_family(state_dict: Mapping) -> str | None:

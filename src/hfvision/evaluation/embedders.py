@@ -53,6 +53,29 @@ def _load_model(name_or_path, hub_kwargs: dict, allow_pickle: bool, **model_kwar
 
 class _Embedder:
     batch_size = 16
+    default_model: str  # what from_pretrained loads when given no name
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        local_files_only: bool = False,
+        allow_pickle: bool = False,
+    ) -> _Embedder:
+        """Load from a Hub id or a local folder (default: the class's ``default_model``) with transformers' Auto
+        classes.
+
+        Weights must be safetensors unless ``allow_pickle=True`` (pickle files can run code when loaded).
+        """
+        name_or_path = cls.default_model if name_or_path is None else name_or_path
+        model, processor = cls._load(name_or_path, _hub_kwargs(revision, local_files_only), allow_pickle)
+        return cls(model, processor, device)
+
+    @classmethod
+    def _load(cls, name_or_path, hub_kwargs: dict, allow_pickle: bool) -> tuple:
+        raise NotImplementedError
 
     def __init__(self, model, processor, device: str | torch.device | None = None):
         self.model = model.eval()
@@ -102,28 +125,19 @@ class ClipEmbedder(_Embedder):
     ```
     """
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike = DEFAULT_CLIP_MODEL,
-        revision: str | None = None,
-        device: str | torch.device | None = None,
-        local_files_only: bool = False,
-        allow_pickle: bool = False,
-    ) -> ClipEmbedder:
-        """Load with ``AutoModel`` + ``AutoProcessor`` from a Hub id or a local folder.
+    default_model = DEFAULT_CLIP_MODEL
 
-        Weights must be safetensors unless ``allow_pickle=True`` (pickle files can run code when loaded).
-        """
+    @classmethod
+    def _load(cls, name_or_path, hub_kwargs: dict, allow_pickle: bool) -> tuple:
+        """``AutoModel`` (a CLIP-style model, or an error) + ``AutoProcessor``."""
         from transformers import AutoProcessor
 
-        kwargs = _hub_kwargs(revision, local_files_only)
-        model = _load_model(name_or_path, kwargs, allow_pickle)
+        model = _load_model(name_or_path, hub_kwargs, allow_pickle)
         if not hasattr(model, "get_text_features"):
             raise ValueError(
                 f"{name_or_path} loads as {type(model).__name__}, not a CLIP-style model; pass a CLIP model"
             )
-        return cls(model, AutoProcessor.from_pretrained(name_or_path, **kwargs), device)
+        return model, AutoProcessor.from_pretrained(name_or_path, **hub_kwargs)
 
     def _image_batch(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return _features(self.model.get_image_features(pixel_values=pixel_values))
@@ -146,27 +160,18 @@ class DinoEmbedder(_Embedder):
         device (`str` or `torch.device`, *optional*): moves the model there.
     """
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike = DEFAULT_DINO_MODEL,
-        revision: str | None = None,
-        device: str | torch.device | None = None,
-        local_files_only: bool = False,
-        allow_pickle: bool = False,
-    ) -> DinoEmbedder:
-        """Load with ``AutoModel`` + ``AutoImageProcessor`` from a Hub id or a local folder.
+    default_model = DEFAULT_DINO_MODEL
 
-        Weights must be safetensors unless ``allow_pickle=True`` (pickle files can run code when loaded).
-        """
+    @classmethod
+    def _load(cls, name_or_path, hub_kwargs: dict, allow_pickle: bool) -> tuple:
+        """``AutoModel`` (no pooler for a ViT) + ``AutoImageProcessor``."""
         from transformers import AutoConfig, AutoImageProcessor
 
-        kwargs = _hub_kwargs(revision, local_files_only)
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
         # DINO checkpoints carry no pooler; only the CLS token is used, so do not build (and report) one.
         extra = {"add_pooling_layer": False} if config.model_type == "vit" else {}
-        model = _load_model(name_or_path, kwargs, allow_pickle, config=config, **extra)
-        return cls(model, AutoImageProcessor.from_pretrained(name_or_path, **kwargs), device)
+        model = _load_model(name_or_path, hub_kwargs, allow_pickle, config=config, **extra)
+        return model, AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
 
     def _image_batch(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).last_hidden_state[:, 0]

@@ -187,13 +187,8 @@ class OrtModel:
         return f"{type(self).__name__}({self.path}, providers={self.session.get_providers()})"
 
 
-class OrtModelForImageClassification(OrtModel):
-    """ONNX Runtime image classifier returning transformers' ``ImageClassifierOutput``.
-
-    >>> model = OrtModelForImageClassification.from_pretrained("out/vit-onnx")  # doctest: +SKIP
-    >>> model(pixel_values=torch.rand(1, 3, 64, 64)).logits.shape  # doctest: +SKIP
-    torch.Size([1, 2])
-    """
+class OrtPreTrainedModel(OrtModel):
+    """An [`OrtModel`] exported from a transformers / timm model: ``from_pretrained`` reads its folder (or Hub repo)."""
 
     @classmethod
     def from_pretrained(
@@ -203,16 +198,30 @@ class OrtModelForImageClassification(OrtModel):
         revision: str | None = None,
         token: str | bool | None = None,
         **kwargs,
-    ) -> OrtModelForImageClassification:
+    ):
+        """Load ``file_name`` of ``model`` (a folder or Hub repo id) with its ``config.json``; ``kwargs`` go to the
+        session (see [`OrtModel`])."""
         from transformers import AutoConfig
 
         model_dir = resolve_model_dir(model, revision=revision, token=token)
-        config = AutoConfig.from_pretrained(model_dir)
-        loaded = cls(model_dir / file_name, config=config, **kwargs)
+        return cls(model_dir / file_name, config=AutoConfig.from_pretrained(model_dir), **kwargs)
+
+
+class OrtModelForImageClassification(OrtPreTrainedModel):
+    """ONNX Runtime image classifier returning transformers' ``ImageClassifierOutput``.
+
+    >>> model = OrtModelForImageClassification.from_pretrained("out/vit-onnx")  # doctest: +SKIP
+    >>> model(pixel_values=torch.rand(1, 3, 64, 64)).logits.shape  # doctest: +SKIP
+    torch.Size([1, 2])
+    """
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike, *args, **kwargs) -> OrtModelForImageClassification:
+        loaded = super().from_pretrained(model, *args, **kwargs)
         if "logits" not in loaded.output_names:
             raise ValueError(
                 f"{loaded.path} is not a classifier export (outputs {loaded.output_names}, no logits); "
-                f"it was exported for {export_task(model_dir)!r}"
+                f"it was exported for {export_task(loaded.path.parent)!r}"
             )
         return loaded
 
@@ -226,27 +235,13 @@ class OrtModelForImageClassification(OrtModel):
         return ImageClassifierOutput(logits=torch.from_numpy(out["logits"]).to(self.device))
 
 
-class OrtModelForFeaturePyramid(OrtModel):
+class OrtModelForFeaturePyramid(OrtPreTrainedModel):
     """ONNX Runtime timm ``features_only`` export that quacks like transformers' ``TimmWrapperModel``.
 
     ``forward(pixel_values, output_hidden_states=[levels])`` returns ``TimmWrapperModelOutput`` whose
     ``hidden_states`` are the requested feature levels (timm's level numbering, as in ``forward_intermediates``);
     ``timm_model.feature_info`` lists the levels (``num_chs``, ``reduction``, ``module``).
     """
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model: str | os.PathLike,
-        file_name: str = ONNX_FILE,
-        revision: str | None = None,
-        token: str | bool | None = None,
-        **kwargs,
-    ) -> OrtModelForFeaturePyramid:
-        from transformers import AutoConfig
-
-        model_dir = resolve_model_dir(model, revision=revision, token=token)
-        return cls(model_dir / file_name, config=AutoConfig.from_pretrained(model_dir), **kwargs)
 
     def __init__(self, path, config=None, **kwargs):
         from types import SimpleNamespace

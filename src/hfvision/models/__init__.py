@@ -15,6 +15,8 @@ from hfvision.utils.lazy import lazy_exports
 _LAZY = {
     "BASE_MODELS": "registry",
     "BaseModel": "registry",
+    "Family": "families",
+    "get_family": "families",
     "get_base_model": "registry",
     "list_base_models": "registry",
     "validate_training_resolution": "registry",

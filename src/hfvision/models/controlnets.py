@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The compatibility rule lives in the file DreamBooth pipelines ship as remote code (it must stay self-contained);
+# this registry applies the same rule.
+from ..pipelines.controlnet_utils import controlnet_mismatch
 from ..utils.logging import get_logger
-from .registry import FAMILIES, get_base_model, suggest
+from .families import FAMILIES, UNET_FAMILIES, family_from_unet_config
+from .registry import get_base_model, suggest
 
 logger = get_logger(__name__)
 
@@ -99,35 +103,14 @@ CONTROLNETS: dict[str, dict[str, ControlNetEntry]] = {
     f: {e.name: e for e in _ENTRIES if e.family == f} for f in FAMILIES
 }
 
-# What a family's ControlNet config must say; cross-attention dims are those of the real checkpoints.
+# What a UNet family's ControlNet config must say (the real checkpoints' widths, from the family table).
 _FAMILY_TRAITS: dict[str, dict[str, Any]] = {
-    "sd1": {"cross_attention_dim": 768, "addition_embed_type": None},
-    "sd2": {"cross_attention_dim": 1024, "addition_embed_type": None},
-    "sdxl": {"cross_attention_dim": 2048, "addition_embed_type": "text_time"},
+    name: {
+        "cross_attention_dim": FAMILIES[name].cross_attention_dim,
+        "addition_embed_type": FAMILIES[name].unet_traits.get("addition_embed_type"),
+    }
+    for name in UNET_FAMILIES
 }
-_SHARED_KEYS = (
-    "in_channels",
-    "block_out_channels",
-    "cross_attention_dim",
-    "addition_embed_type",
-    "projection_class_embeddings_input_dim",
-)
-
-
-def controlnet_mismatch(controlnet_config: Mapping[str, Any], unet_config: Mapping[str, Any]) -> str | None:
-    """Why a ControlNet with ``controlnet_config`` cannot drive a UNet with ``unet_config``, or ``None`` if it can."""
-    cls_name = controlnet_config.get("_class_name") or "ControlNetModel"
-    if cls_name not in ("ControlNetModel", "ControlNetUnionModel"):
-        return f"it is a {cls_name}, which does not condition a UNet2DConditionModel"
-
-    def norm(value: Any) -> Any:
-        return list(value) if isinstance(value, (list, tuple)) else value
-
-    for key in _SHARED_KEYS:
-        theirs, ours = norm(controlnet_config.get(key)), norm(unet_config.get(key))
-        if theirs != ours:
-            return f"its {key} is {theirs!r} but the UNet's is {ours!r}"
-    return None
 
 
 def resolve_family(base: str) -> str:
@@ -258,9 +241,7 @@ def _family_of(base: Any) -> str:
     unet_config = getattr(getattr(base, "unet", base), "config", None)
     if unet_config is None:
         raise ValueError(f"cannot tell the base family of {type(base).__name__}; pass a registry key like 'sd15'")
-    if unet_config.get("addition_embed_type") == "text_time":
-        return "sdxl"
-    return "sd2" if unet_config.get("use_linear_projection") else "sd1"
+    return family_from_unet_config(unet_config)
 
 
 __all__ = [

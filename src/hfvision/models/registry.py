@@ -17,37 +17,42 @@ import difflib
 from dataclasses import dataclass
 
 from ..utils.logging import get_logger
+from .families import FAMILIES, FLOW_FAMILIES, RESOLUTION_FACTORS, Family, get_family
 
 logger = get_logger(__name__)
 
-FAMILIES = ("sd1", "sd2", "sdxl", "flux", "sd3")
-# Families trained with flow matching (a transformer on VAE latents, T5 text encoder).
-FLOW_FAMILIES = ("flux", "sd3")
-# Image sizes must be multiples of this: the VAE's downsampling (8) times the transformer's patch (2; Flux's 2x2
-# latent packing is the same factor) for the flow families, the VAE's 8 for the UNet families.
-RESOLUTION_FACTORS = {"sd1": 8, "sd2": 8, "sdxl": 8, "flux": 16, "sd3": 16}
+__all__ = [  # the family constants are re-exported: flow_matching and older callers import them from here
+    "BASE_MODELS",
+    "FAMILIES",
+    "FLOW_FAMILIES",
+    "RESOLUTION_FACTORS",
+    "BaseModel",
+    "get_base_model",
+    "list_base_models",
+    "suggest",
+    "validate_training_resolution",
+]
 
 
 @dataclass(frozen=True)
 class BaseModel:
-    """One base checkpoint.
+    """One base checkpoint; what its family shares is in its [`~hfvision.models.families.Family`] record.
 
     Attributes:
         key (`str`): registry key, e.g. ``"sd15"``.
         repo_id (`str`): Hub repository (diffusers layout).
-        revision (`str`): commit to load; see ``revision_note``.
+        revision (`str`): commit to load (``"main"`` where no pin is known; see ``revision_note``).
         family (`str`): architecture family: ``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"`` or ``"sd3"``.
         resolution (`int`): native (training) resolution in pixels.
         training_resolutions (`tuple[int, ...]`): resolutions DreamBooth training accepts without an override.
-        prediction_type (`str`): ``"epsilon"``, ``"v_prediction"`` or ``"flow_matching"``.
         license (`str`): licence identifier as on the model card.
-        pipeline_class (`str`): pipeline class `load_pipeline` uses: a diffusers class name, or one of hfvision's
-            DreamBooth pipelines (``"DreamBoothFluxPipeline"``, ``"DreamBoothSD3Pipeline"``), subclasses of diffusers'.
         description (`str`): one line for menus.
+        prediction_type (`str`, *optional*): ``"epsilon"``, ``"v_prediction"`` or ``"flow_matching"``; the family's
+            when not given.
         gated (`bool`): the Hub requires accepting the licence before download.
-        revision_note (`str`): where the pinned revision comes from.
         max_sequence_length (`int`, *optional*): longest T5 prompt the model takes (flow families).
-        guidance_embeds (`bool`, *optional*): the transformer takes a guidance-scale embedding (Flux.1-dev, distilled).
+        guidance_embeds (`bool`, *optional*): the transformer takes a guidance-scale embedding (Flux.1-dev, distilled);
+            `False` for the other flow models when not given.
     """
 
     key: str
@@ -56,25 +61,44 @@ class BaseModel:
     family: str
     resolution: int
     training_resolutions: tuple[int, ...]
-    prediction_type: str
     license: str
-    pipeline_class: str
     description: str
+    prediction_type: str | None = None
     gated: bool = False
-    revision_note: str = ""
     max_sequence_length: int | None = None
     guidance_embeds: bool | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
-            raise ValueError(f"{self.key}: family={self.family!r} is not one of {FAMILIES}")
+            raise ValueError(f"{self.key}: family={self.family!r} is not one of {tuple(FAMILIES)}")
+        if self.prediction_type is None:
+            object.__setattr__(self, "prediction_type", self.family_spec.prediction_type)
+        if self.family_spec.flow and self.guidance_embeds is None:
+            object.__setattr__(self, "guidance_embeds", False)
         if self.resolution not in self.training_resolutions:
             raise ValueError(f"{self.key}: native resolution {self.resolution} missing from training_resolutions")
-        factor = RESOLUTION_FACTORS[self.family]
+        factor = self.family_spec.resolution_factor
         if any(r % factor for r in self.training_resolutions):
             raise ValueError(f"{self.key}: training_resolutions must be multiples of {factor} for {self.family}")
-        if (self.family in FLOW_FAMILIES) != (self.max_sequence_length is not None):
+        if self.family_spec.flow != (self.max_sequence_length is not None):
             raise ValueError(f"{self.key}: max_sequence_length is required for flow families, and only for them")
+
+    @property
+    def family_spec(self) -> Family:
+        """The family's record (pipeline class, components, resolution factor, ...)."""
+        return get_family(self.family)
+
+    @property
+    def pipeline_class(self) -> str:
+        """The class `load_pipeline` returns: diffusers' for the UNet families, hfvision's DreamBooth subclass of
+        diffusers' for Flux.1 and SD3 (see ``hfvision.models.loading.SUBCLASSED_PIPELINES``)."""
+        spec = self.family_spec
+        return spec.dreambooth_pipeline_class if spec.flow else spec.pipeline_class
+
+    @property
+    def revision_note(self) -> str:
+        """Where the pinned revision comes from."""
+        return _UNPINNED if self.revision == "main" else _THIRD_PARTY_PIN
 
 
 # Revisions: this machine cannot reach the Hub, so nothing here was checked against it. The commit SHAs below were
@@ -82,6 +106,26 @@ class BaseModel:
 # Before relying on reproducibility, confirm or replace each with HfApi().model_info(repo_id).sha when online.
 _THIRD_PARTY_PIN = "commit from a third-party pin table, not verified against the Hub from here"
 _UNPINNED = "no verified commit available offline; tracks main until pinned with HfApi().model_info(repo_id).sha"
+_SD_512 = (384, 448, 512, 576)
+_FLOW_1024 = (512, 768, 1024)
+
+
+def _sd35(size: str, description: str) -> BaseModel:
+    # SD3.5 Medium and Large differ only in size; 512 T5 tokens is the bound diffusers' StableDiffusion3Pipeline
+    # enforces (its default is 256).
+    return BaseModel(
+        f"sd35-{size.lower()}",
+        f"stabilityai/stable-diffusion-3.5-{size.lower()}",
+        "main",
+        "sd3",
+        1024,
+        _FLOW_1024,
+        "stabilityai-ai-community",
+        f"Stable Diffusion 3.5 {size} (1024 px, {description}, three text encoders; gated)",
+        gated=True,
+        max_sequence_length=512,
+    )
+
 
 _BASE_MODELS = (
     BaseModel(
@@ -90,12 +134,9 @@ _BASE_MODELS = (
         revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
         family="sd1",
         resolution=512,
-        training_resolutions=(384, 448, 512, 576),
-        prediction_type="epsilon",
+        training_resolutions=_SD_512,
         license="creativeml-openrail-m",
-        pipeline_class="StableDiffusionPipeline",
         description="Stable Diffusion 1.5 (512 px), the most widely fine-tuned base",
-        revision_note=_THIRD_PARTY_PIN,
     ),
     BaseModel(
         key="sd21-base",
@@ -103,12 +144,9 @@ _BASE_MODELS = (
         revision="main",
         family="sd2",
         resolution=512,
-        training_resolutions=(384, 448, 512, 576),
-        prediction_type="epsilon",
+        training_resolutions=_SD_512,
         license="openrail++",
-        pipeline_class="StableDiffusionPipeline",
         description="Stable Diffusion 2.1 base (512 px, epsilon prediction)",
-        revision_note=_UNPINNED,
     ),
     BaseModel(
         key="sd21",
@@ -117,11 +155,9 @@ _BASE_MODELS = (
         family="sd2",
         resolution=768,
         training_resolutions=(640, 704, 768, 832),
-        prediction_type="v_prediction",
         license="openrail++",
-        pipeline_class="StableDiffusionPipeline",
         description="Stable Diffusion 2.1 (768 px, v-prediction)",
-        revision_note=_UNPINNED,
+        prediction_type="v_prediction",
     ),
     BaseModel(
         key="sdxl",
@@ -130,11 +166,8 @@ _BASE_MODELS = (
         family="sdxl",
         resolution=1024,
         training_resolutions=(768, 832, 896, 960, 1024),
-        prediction_type="epsilon",
         license="openrail++",
-        pipeline_class="StableDiffusionXLPipeline",
         description="Stable Diffusion XL base 1.0 (1024 px, two text encoders)",
-        revision_note=_THIRD_PARTY_PIN,
     ),
     BaseModel(
         key="flux-schnell",
@@ -142,14 +175,10 @@ _BASE_MODELS = (
         revision="741f7c3ce8b383c54771c7003378a50191e9efe9",
         family="flux",
         resolution=1024,
-        training_resolutions=(512, 768, 1024),
-        prediction_type="flow_matching",
+        training_resolutions=_FLOW_1024,
         license="apache-2.0",
-        pipeline_class="DreamBoothFluxPipeline",
         description="FLUX.1 [schnell] (1024 px, 1-4 steps; needs a large GPU)",
-        revision_note=_THIRD_PARTY_PIN,
         max_sequence_length=256,  # timestep-distilled with 256 T5 tokens (diffusers' FluxPipeline docs)
-        guidance_embeds=False,
     ),
     BaseModel(
         key="flux-dev",
@@ -157,48 +186,15 @@ _BASE_MODELS = (
         revision="3de623fc3c33e44ffbe2bad470d0f45bccf2eb21",
         family="flux",
         resolution=1024,
-        training_resolutions=(512, 768, 1024),
-        prediction_type="flow_matching",
+        training_resolutions=_FLOW_1024,
         license="flux-1-dev-non-commercial-license",
-        pipeline_class="DreamBoothFluxPipeline",
         description="FLUX.1 [dev] (1024 px, guidance-distilled; non-commercial licence, gated)",
         gated=True,
-        revision_note=_THIRD_PARTY_PIN,
         max_sequence_length=512,
         guidance_embeds=True,
     ),
-    BaseModel(
-        key="sd35-medium",
-        repo_id="stabilityai/stable-diffusion-3.5-medium",
-        revision="main",
-        family="sd3",
-        resolution=1024,
-        training_resolutions=(512, 768, 1024),
-        prediction_type="flow_matching",
-        license="stabilityai-ai-community",
-        pipeline_class="DreamBoothSD3Pipeline",
-        description="Stable Diffusion 3.5 Medium (1024 px, 2.5B MMDiT-X, three text encoders; gated)",
-        gated=True,
-        revision_note=_UNPINNED,
-        max_sequence_length=512,  # the bound diffusers' StableDiffusion3Pipeline enforces (its default is 256)
-        guidance_embeds=False,
-    ),
-    BaseModel(
-        key="sd35-large",
-        repo_id="stabilityai/stable-diffusion-3.5-large",
-        revision="main",
-        family="sd3",
-        resolution=1024,
-        training_resolutions=(512, 768, 1024),
-        prediction_type="flow_matching",
-        license="stabilityai-ai-community",
-        pipeline_class="DreamBoothSD3Pipeline",
-        description="Stable Diffusion 3.5 Large (1024 px, 8.1B MMDiT, three text encoders; gated)",
-        gated=True,
-        revision_note=_UNPINNED,
-        max_sequence_length=512,
-        guidance_embeds=False,
-    ),
+    _sd35("Medium", "2.5B MMDiT-X"),
+    _sd35("Large", "8.1B MMDiT"),
 )
 BASE_MODELS: dict[str, BaseModel] = {m.key: m for m in _BASE_MODELS}
 
@@ -206,8 +202,8 @@ BASE_MODELS: dict[str, BaseModel] = {m.key: m for m in _BASE_MODELS}
 def list_base_models(family: str | None = None) -> list[str]:
     """Registry keys, sorted; only those of ``family`` (``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"``, ``"sd3"``) if
     given."""
-    if family is not None and family not in FAMILIES:
-        raise ValueError(f"family={family!r} is not one of {FAMILIES}")
+    if family is not None:
+        get_family(family)  # unknown families raise, naming the known ones
     return sorted(k for k, m in BASE_MODELS.items() if family is None or m.family == family)
 
 
@@ -244,7 +240,7 @@ def validate_training_resolution(key: str, resolution: int, allow_override: bool
     ValueError: resolution=768 is not a supported training resolution for 'sd15' (sd1, native 512 px) ...
     """
     model = get_base_model(key)
-    factor = RESOLUTION_FACTORS[model.family]
+    factor = model.family_spec.resolution_factor
     if not isinstance(resolution, int) or resolution <= 0 or resolution % factor:
         fine = isinstance(resolution, (int, float)) and resolution > 0
         low = max(factor, int(resolution) // factor * factor) if fine else model.resolution

@@ -30,7 +30,7 @@ _SHARED_KEYS = (
 )
 
 
-# Copied from hfvision.models.controlnets.controlnet_mismatch (kept identical; tests compare the two)
+# hfvision.models.controlnets imports this function (one rule for the registry and the shipped pipelines).
 def controlnet_mismatch(controlnet_config: Mapping[str, Any], unet_config: Mapping[str, Any]) -> str | None:
     """Why a ControlNet with ``controlnet_config`` cannot drive a UNet with ``unet_config``, or ``None`` if it can."""
     cls_name = controlnet_config.get("_class_name") or "ControlNetModel"

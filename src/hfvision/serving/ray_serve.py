@@ -24,78 +24,17 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..utils.import_utils import require
 from ..utils.logging import get_logger
-from .config import ServeConfig
+from .config import RayServeOptions, ServeConfig  # RayServeOptions: imported from here too
 from .endpoint import _MODELS, _Disconnected, _route_path, error_body, read_body
 from .wire import WireError
 
 logger = get_logger(__name__)
 
 APP_NAME = "hfvision"
-
-
-@dataclass
-class RayServeOptions:
-    """Ray Serve options of ``hfvision serve --backend ray`` (the model, limits and batching come from
-    :class:`~.config.ServeConfig`).
-
-    >>> RayServeOptions(min_replicas=1, max_replicas=4).autoscaling_config()["max_replicas"]
-    4
-    """
-
-    replicas: int | None = field(
-        default=None,
-        metadata={"help": "ray backend: fixed number of replicas (None: 1, or autoscaling when its bounds are given)"},
-    )
-    min_replicas: int | None = field(default=None, metadata={"help": "ray backend: autoscaling lower bound"})
-    max_replicas: int | None = field(default=None, metadata={"help": "ray backend: autoscaling upper bound"})
-    target_ongoing_requests: float | None = field(
-        default=None,
-        metadata={
-            "help": "ray backend: autoscaling target of requests in flight per replica (None: 2 x --max-batch-size)"
-        },
-    )
-    replica_cpus: float = field(default=1.0, metadata={"help": "ray backend: CPUs reserved per replica"})
-    replica_gpus: float = field(default=0.0, metadata={"help": "ray backend: GPUs reserved per replica"})
-    address: str | None = field(
-        default=None,
-        metadata={
-            "help": "ray backend: cluster to join ('auto', HOST:6379 or ray://HOST:10001; None: start a local one)"
-        },
-    )
-
-    def __post_init__(self):
-        for name in ("replicas", "min_replicas", "max_replicas"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "min_replicas" else 1):
-                raise ValueError(f"--{name.replace('_', '-')} {value} must be >= {0 if name == 'min_replicas' else 1}")
-        if self.autoscaling and self.replicas is not None:
-            raise ValueError("--replicas is a fixed count; drop it or drop --min-replicas/--max-replicas")
-        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
-            raise ValueError(f"--min-replicas {self.min_replicas} is above --max-replicas {self.max_replicas}")
-        if self.target_ongoing_requests is not None and self.target_ongoing_requests <= 0:
-            raise ValueError(f"--target-ongoing-requests {self.target_ongoing_requests} must be > 0")
-        if self.replica_cpus < 0 or self.replica_gpus < 0:
-            raise ValueError("--replica-cpus and --replica-gpus must be >= 0")
-
-    @property
-    def autoscaling(self) -> bool:
-        return (
-            self.min_replicas is not None or self.max_replicas is not None or self.target_ongoing_requests is not None
-        )
-
-    def autoscaling_config(self, max_batch_size: int = 32) -> dict[str, Any]:
-        """Ray Serve's ``autoscaling_config`` (bounds default to 1..max(min, 1))."""
-        low = 1 if self.min_replicas is None else self.min_replicas
-        return {
-            "min_replicas": low,
-            "max_replicas": self.max_replicas if self.max_replicas is not None else max(low, 1),
-            "target_ongoing_requests": self.target_ongoing_requests or 2 * max_batch_size,
-        }
 
 
 def _json(status: int, payload: Any, headers: dict | None = None):

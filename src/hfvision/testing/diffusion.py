@@ -12,11 +12,14 @@ from pathlib import Path
 
 import torch
 
+from ..models.families import FAMILIES as FAMILIES_TABLE
+from ..models.families import UNET_FAMILIES
 from ..utils.clip_vocab import clip_tokenizer
 
-FAMILIES = ("sd1", "sd2", "sdxl")
+FAMILIES = UNET_FAMILIES
 
-# Family traits as data: UNet and text-encoder config overrides, scheduler prediction type.
+# Tiny sizes per family; the traits that tell the families apart (linear attention projections, SDXL's size/text
+# conditioning) come from the family table. The tiny SD2 predicts v like SD 2.1-768, so v targets are exercised.
 _UNET_BASE = dict(
     block_out_channels=(32, 64),
     layers_per_block=1,
@@ -24,38 +27,20 @@ _UNET_BASE = dict(
     in_channels=4,
     out_channels=4,
     norm_num_groups=32,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=32,
+    attention_head_dim=(2, 4),
 )
-_FAMILY = {
-    "sd1": dict(
-        unet=dict(
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=4,
-        ),
-        text=dict(hidden_act="quick_gelu"),
-        prediction_type="epsilon",
-    ),
-    "sd2": dict(
-        unet=dict(
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-        ),
-        text=dict(hidden_act="gelu"),
-        prediction_type="v_prediction",
-    ),
+_TINY = {
+    "sd1": dict(unet=dict(attention_head_dim=4), text=dict(hidden_act="quick_gelu"), prediction_type="epsilon"),
+    "sd2": dict(unet={}, text=dict(hidden_act="gelu"), prediction_type="v_prediction"),
     "sdxl": dict(
         unet=dict(
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=64,  # text_encoder (32) + text_encoder_2 (32) hidden states, concatenated
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
             transformer_layers_per_block=(1, 2),
-            addition_embed_type="text_time",
             addition_time_embed_dim=8,
             projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 size/crop ids + pooled text embedding
         ),
@@ -65,8 +50,14 @@ _FAMILY = {
 }
 
 
+def _unet_config(family: str) -> dict:
+    """The tiny UNet config of ``family``: shared sizes, the family's tiny overrides and its telling traits."""
+    traits = {k: v for k, v in FAMILIES_TABLE[family].unet_traits.items() if v}  # leave defaults unset
+    return {**_UNET_BASE, **_TINY[family]["unet"], **traits}
+
+
 def _check_family(family: str) -> None:
-    if family not in _FAMILY:
+    if family not in _TINY:
         raise ValueError(f"family={family!r} is not one of {FAMILIES}")
 
 
@@ -96,7 +87,7 @@ def tiny_unet(family: str = "sd1", seed: int = 0):
 
     _check_family(family)
     torch.manual_seed(seed)
-    return UNet2DConditionModel(**_UNET_BASE, **_FAMILY[family]["unet"])
+    return UNet2DConditionModel(**_unet_config(family))
 
 
 def tiny_vae(seed: int = 0):
@@ -126,7 +117,7 @@ def tiny_scheduler(family: str = "sd1"):
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
-        prediction_type=_FAMILY[family]["prediction_type"],
+        prediction_type=_TINY[family]["prediction_type"],
     )
 
 
@@ -140,7 +131,7 @@ def tiny_sd_components(family: str = "sd1", seed: int = 0) -> dict:
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     _check_family(family)
-    text_overrides = _FAMILY[family]["text"]
+    text_overrides = _TINY[family]["text"]
     torch.manual_seed(seed + 1)
     components = {
         "unet": tiny_unet(family, seed),
@@ -162,13 +153,14 @@ def tiny_sd_components(family: str = "sd1", seed: int = 0) -> dict:
 
 
 def tiny_sd_pipeline(family: str = "sd1", seed: int = 0):
-    """A diffusers ``StableDiffusionPipeline`` (or ``StableDiffusionXLPipeline``) built from tiny components."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    """The family's diffusers pipeline (``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``) built from tiny
+    components."""
+    import diffusers
 
     components = tiny_sd_components(family, seed)
-    if family == "sdxl":
-        return StableDiffusionXLPipeline(**components)
-    return StableDiffusionPipeline(**components, requires_safety_checker=False)
+    spec = FAMILIES_TABLE[family]
+    extra = {"requires_safety_checker": False} if spec.safety_checker else {}
+    return getattr(diffusers, spec.pipeline_class)(**components, **extra)
 
 
 def tiny_controlnet(family: str = "sd1", seed: int = 0):
@@ -176,7 +168,7 @@ def tiny_controlnet(family: str = "sd1", seed: int = 0):
     from diffusers import ControlNetModel
 
     _check_family(family)
-    unet_cfg = _FAMILY[family]["unet"]
+    unet_cfg = _unet_config(family)
     torch.manual_seed(seed)
     kwargs = dict(
         block_out_channels=_UNET_BASE["block_out_channels"],

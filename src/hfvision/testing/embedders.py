@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..utils.clip_vocab import clip_tokenizer
+from .classifiers import save_pretrained_pair
 from .diffusion import tiny_text_config
 
 
@@ -74,15 +75,9 @@ def tiny_dino_embedder(image_size: int = 32, patch_size: int = 8, seed: int = 0)
 
 def save_tiny_clip_embedder(out_dir: str | os.PathLike, **kwargs) -> Path:
     """Save :func:`tiny_clip_embedder` (safetensors + processor) so ``AutoModel``/``AutoProcessor`` load it."""
-    model, processor = tiny_clip_embedder(**kwargs)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return Path(out_dir)
+    return save_pretrained_pair(out_dir, *tiny_clip_embedder(**kwargs))
 
 
 def save_tiny_dino_embedder(out_dir: str | os.PathLike, **kwargs) -> Path:
     """Save :func:`tiny_dino_embedder` (safetensors + image processor) so ``AutoModel`` loads it."""
-    model, processor = tiny_dino_embedder(**kwargs)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return Path(out_dir)
+    return save_pretrained_pair(out_dir, *tiny_dino_embedder(**kwargs))

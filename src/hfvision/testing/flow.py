@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.families import FAMILIES
 from ..utils.clip_vocab import clip_tokenizer
 from ..utils.t5_vocab import DEFAULT_VOCAB_SIZE, t5_tokenizer
 from .diffusion import tiny_text_config
@@ -34,10 +35,10 @@ from .diffusion import tiny_text_config
 FLUX_VARIANTS = ("dev", "schnell")
 SD3_VARIANTS = ("sd3", "sd3.5")
 
-# Facts of the real checkpoints kept by the tiny ones (the VAE's latent normalisation and the schedulers' configs,
-# as in black-forest-labs/FLUX.1-* and stabilityai/stable-diffusion-3*-* on the Hub).
-FLUX_VAE = dict(latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159)
-SD3_VAE = dict(latent_channels=16, scaling_factor=1.5305, shift_factor=0.0609)
+# Facts of the real checkpoints kept by the tiny ones (latent channels from the family table; the VAE's latent
+# normalisation and the schedulers' configs as in black-forest-labs/FLUX.1-* and stabilityai/stable-diffusion-3*-*).
+FLUX_VAE = dict(latent_channels=FAMILIES["flux"].latent_channels, scaling_factor=0.3611, shift_factor=0.1159)
+SD3_VAE = dict(latent_channels=FAMILIES["sd3"].latent_channels, scaling_factor=1.5305, shift_factor=0.0609)
 _FLUX_SHIFTING = dict(base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
 FLUX_SCHEDULERS = {
     "dev": dict(shift=3.0, use_dynamic_shifting=True, **_FLUX_SHIFTING),
@@ -158,7 +159,7 @@ def tiny_sd3_transformer(variant: str = "sd3", seed: int = 0):
     torch.manual_seed(seed)
     return SD3Transformer2DModel(
         sample_size=8,  # latent size of the default 64 px image
-        patch_size=2,
+        patch_size=FAMILIES["sd3"].patch_size,
         in_channels=SD3_VAE["latent_channels"],
         out_channels=SD3_VAE["latent_channels"],
         num_layers=2,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -41,32 +40,12 @@ def small_timm_dir(tmp_path_factory) -> Path:
     return out
 
 
-def fast_config(model: str | os.PathLike, data: str | os.PathLike, output_dir: str | os.PathLike, **overrides):
-    """An ImageClassificationConfig tuned for seconds-long CPU runs on the tiny models."""
-    from hfvision.training.classification import ImageClassificationConfig
-
-    values = dict(
-        model_name_or_path=str(model),
-        data=str(data),
-        output_dir=str(output_dir),
-        num_train_epochs=3,
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        seed=0,
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-        use_cpu=True,
-        validation_size=0.25,
-    )
-    values.update(overrides)
-    return ImageClassificationConfig(**values)
-
-
 @pytest.fixture(scope="session")
 def make_config():
     """``make_config(model, data, output_dir, **overrides)`` -> a fast :class:`ImageClassificationConfig`."""
-    return fast_config
+    from hfvision.testing.classifiers import fast_classifier_config
+
+    return fast_classifier_config
 
 
 @pytest.fixture(scope="session")

@@ -78,31 +78,30 @@ def class_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_run_kwargs(tiny_model_dir, instance_dir, class_dir):
+    """``tiny_run_kwargs(output_dir, family="sd1", **overrides)`` -> DreamBoothConfig keyword arguments for a tiny run
+    writing to ``output_dir``: 64 px, batches of 2 instance + 2 class images (user-supplied class images; pass
+    ``class_data_dir=None`` to generate them). Session-scoped, for module-scoped runs; tests use ``tiny_kwargs``."""
+    from hfvision.testing.dreambooth import tiny_dreambooth_kwargs
+
+    def make(output_dir: str | os.PathLike, family: str = "sd1", **overrides) -> dict:
+        return tiny_dreambooth_kwargs(
+            tiny_model_dir(family),
+            instance_dir,
+            output_dir,
+            **{"class_data_dir": str(class_dir), "checkpointing_steps": 100, **overrides},
+        )
+
+    return make
+
+
 @pytest.fixture
-def tiny_kwargs(tiny_model_dir, instance_dir, class_dir, tmp_path):
-    """``tiny_kwargs(family="sd1", **overrides)`` -> DreamBoothConfig keyword arguments for a tiny run: 64 px, batches
-    of 2 instance + 2 class images (user-supplied class images; pass ``class_data_dir=None`` to generate them)."""
+def tiny_kwargs(tiny_run_kwargs, tmp_path):
+    """``tiny_kwargs(family="sd1", **overrides)``: ``tiny_run_kwargs`` writing to this test's ``tmp_path / "out"``."""
 
     def make(family: str = "sd1", **overrides) -> dict:
-        kwargs = dict(
-            pretrained_model_name_or_path=str(tiny_model_dir(family)),
-            instance_data_dir=str(instance_dir),
-            instance_prompt="a photo of {token} person",
-            resolution=64,
-            train_batch_size=2,
-            with_prior_preservation=True,
-            class_prompt="a photo of a person",
-            class_data_dir=str(class_dir),
-            num_class_images=2,
-            class_inference_steps=2,
-            max_train_steps=4,
-            learning_rate=1e-3,
-            checkpointing_steps=100,
-            report_to="none",
-            output_dir=str(tmp_path / "out"),
-        )
-        kwargs.update(overrides)
-        return kwargs
+        return tiny_run_kwargs(tmp_path / "out", family, **overrides)
 
     return make
 

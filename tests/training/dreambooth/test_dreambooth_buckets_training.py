@@ -42,10 +42,10 @@ class _Recorder:
         return super().compute_loss(batch)
 
 
-def _train_recording(kwargs):
+def _train_recording(kwargs, trainer_class=None):
     from hfvision.training import DreamBoothConfig, DreamBoothTrainer
 
-    cls = type("RecordingTrainer", (_Recorder, DreamBoothTrainer), {})
+    cls = type("RecordingTrainer", (_Recorder, trainer_class or DreamBoothTrainer), {})
     trainer = cls(DreamBoothConfig(**kwargs))
     trainer.seen = []
     return trainer, trainer.train()

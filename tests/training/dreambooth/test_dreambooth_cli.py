@@ -55,9 +55,9 @@ def test_bad_flags_are_one_line_errors(capsys):
                 "500",
             ]
         )
-        == 1
+        == 2  # a value the config refuses: a usage error, in flag words
     )
-    assert "resolution=500 must be a positive multiple of 8; try 504 or 496" in capsys.readouterr().err
+    assert "--resolution 500 must be a positive multiple of 8; try 504 or 496" in capsys.readouterr().err
 
 
 def test_hfvision_help_does_not_import_torch():

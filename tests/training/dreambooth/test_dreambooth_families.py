@@ -108,7 +108,7 @@ def test_single_file_base_is_recognised_before_loading(tiny_model_dir, tmp_path)
     path = tmp_path / "model.safetensors"
     to_single_file(tiny_model_dir("sd2"), path)
     base = resolve_base_model(str(path))
-    assert (base.kind, base.family) == ("file", "sd")
+    assert (base.kind, base.family) == ("file", "sd2")
     pipe = load_base_pipeline(base)
     assert type(pipe).__name__ == "StableDiffusionPipeline" and base.prediction_type == "v_prediction"
     for name, module in (("unet", pipe.unet), ("vae", pipe.vae)):

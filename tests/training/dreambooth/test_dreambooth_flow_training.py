@@ -130,7 +130,12 @@ def test_flow_defaults_follow_diffusers_scripts(flow_kwargs, monkeypatch):
         ("flux-dev", {"precondition_outputs": True}, "--precondition_outputs applies to SD3 only"),
         ("sd3", {"use_lora": True, "lora_blocks": "x"}, "lora_blocks='x' must be comma-separated"),
         ("sd3", {"weighting_scheme": "uniform"}, "weighting_scheme='uniform' is not one of"),
-        ("flux-dev", {"use_lora": True, "output_kohya_format": True}, "--output_kohya_format is not available"),
+        (
+            "sd3",
+            {"use_lora": True, "output_kohya_format": True},
+            "--output_kohya_format is not available for SD3 LoRAs",
+        ),
+        ("flux-dev", {"use_lora": True, "use_dora": True, "output_kohya_format": True}, "kohya-Flux has no DoRA"),
     ],
 )
 def test_bad_flow_options_fail_before_loading(name, overrides, message, flow_kwargs, monkeypatch):

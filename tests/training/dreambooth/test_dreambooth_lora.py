@@ -9,6 +9,24 @@ import numpy as np
 import torch
 
 
+def _render(pipe, size: int) -> np.ndarray:
+    """ "a photo of sks person", two steps at ``size`` px from a CPU generator seeded 0, as float arrays."""
+    generator = torch.Generator().manual_seed(0)
+    return pipe(
+        "a photo of sks person", num_inference_steps=2, height=size, width=size, output_type="np", generator=generator
+    ).images
+
+
+def _trained_untouched_loaded(trainer, result, base_dir, size: int):
+    """Images of the in-training model, of the base model, and of the base with the saved LoRA file loaded."""
+    from diffusers import DiffusionPipeline
+
+    base = DiffusionPipeline.from_pretrained(base_dir)
+    untouched = _render(base, size)
+    base.load_lora_weights(result.output_dir)
+    return _render(trainer.build_pipeline(), size), untouched, _render(base, size)
+
+
 def test_lora_file_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, train_in_process):
     from diffusers import DiffusionPipeline
     from safetensors import safe_open
@@ -23,14 +41,8 @@ def test_lora_file_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, tra
         learning_rate=1e-2,
     )
     trainer, result = train_in_process(kwargs)
-    call = dict(num_inference_steps=2, height=64, width=64, output_type="np")
-    expected = trainer.build_pipeline()("a photo of sks person", generator=torch.Generator().manual_seed(0), **call)
-
-    base = DiffusionPipeline.from_pretrained(tiny_model_dir("sd1"))
-    untouched = base("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
-    base.load_lora_weights(result.output_dir)
-    got = base("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
-    assert np.abs(expected.images - got).max() <= 1e-6
+    expected, untouched, got = _trained_untouched_loaded(trainer, result, tiny_model_dir("sd1"), 64)
+    assert np.abs(expected - got).max() <= 1e-6
     assert np.abs(untouched - got).max() > 1e-3  # the adapters did learn something
 
     with safe_open(result.lora_weights, "pt") as f:
@@ -43,7 +55,7 @@ def test_lora_file_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, tra
 
     # merge_lora: the same folder also holds the fused pipeline, loadable without PEFT
     merged = DiffusionPipeline.from_pretrained(result.output_dir)
-    fused = merged("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
+    fused = _render(merged, 64)
     assert np.abs(fused - got).max() <= 1e-4
     assert "lora" not in " ".join(merged.unet.state_dict())
     card = (result.output_dir / "README.md").read_text()
@@ -52,18 +64,12 @@ def test_lora_file_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, tra
 
 def test_dora_run_reproduces_the_trained_model(tiny_kwargs, tiny_model_dir, train_in_process):
     """--use_dora: PEFT's DoRA adapters train, and diffusers' load_lora_weights restores exactly the trained model."""
-    from diffusers import DiffusionPipeline
     from safetensors import safe_open
 
     kwargs = tiny_kwargs(use_lora=True, use_dora=True, max_train_steps=2, learning_rate=1e-2, resolution=32)
     trainer, result = train_in_process(kwargs)
-    call = dict(num_inference_steps=2, height=32, width=32, output_type="np")
-    expected = trainer.build_pipeline()("a photo of sks person", generator=torch.Generator().manual_seed(0), **call)
-    base = DiffusionPipeline.from_pretrained(tiny_model_dir("sd1"))
-    untouched = base("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
-    base.load_lora_weights(result.output_dir)
-    got = base("a photo of sks person", generator=torch.Generator().manual_seed(0), **call).images
-    assert np.abs(expected.images - got).max() <= 1e-6
+    expected, untouched, got = _trained_untouched_loaded(trainer, result, tiny_model_dir("sd1"), 32)
+    assert np.abs(expected - got).max() <= 1e-6
     assert np.abs(untouched - got).max() > 1e-4
     with safe_open(result.lora_weights, "pt") as f:
         assert json.loads(f.metadata()["lora_adapter_metadata"])["unet.use_dora"] is True

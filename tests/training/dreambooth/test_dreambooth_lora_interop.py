@@ -27,7 +27,6 @@ from hfvision.training.dreambooth.lora import (
 
 CALL = dict(num_inference_steps=2, height=64, width=64, output_type="np")
 PROMPT = "a photo of sks dog"
-TRAINER_FAMILY = {"sd1": "sd", "sd2": "sd", "sdxl": "sdxl"}
 ARCHITECTURES = {
     "sd1": "stable-diffusion-v1/lora",
     "sd2": "stable-diffusion-v2-768-v/lora",  # the tiny SD2 is v-prediction, like SD 2.1-768
@@ -90,7 +89,7 @@ def test_kohya_file_gives_the_same_images_as_the_diffusers_file(family, tmp_path
         lora=True,
         prediction_type=prediction_type,
     )
-    path = save_lora(tmp_path, TRAINER_FAMILY[family], trained.unet, text_encoders(trained), kohya=True, metadata=meta)
+    path = save_lora(tmp_path, family, trained.unet, text_encoders(trained), kohya=True, metadata=meta)
     kohya_path = tmp_path / KOHYA_LORA_WEIGHTS_NAME
 
     kohya = load_file(kohya_path)
@@ -167,7 +166,7 @@ def test_dora_trains_saves_loads_and_resumes(family, tmp_path):
     trained = {n: p for n, p in unet.named_parameters() if "lora_magnitude_vector" in n}
     assert any(not torch.equal(trained[n], v) for n, v in magnitudes.items())
 
-    path = save_lora(tmp_path, TRAINER_FAMILY[family], unet, text_encoders(pipe), kohya=True)
+    path = save_lora(tmp_path, family, unet, text_encoders(pipe), kohya=True)
     with safe_open(path, "pt") as f:
         assert json.loads(f.metadata()["lora_adapter_metadata"])["unet.use_dora"] is True
         assert any("lora_magnitude_vector" in k for k in f.keys())
@@ -182,7 +181,7 @@ def test_dora_trains_saves_loads_and_resumes(family, tmp_path):
     add_lora(fresh.unet, 4, 8, 0.0, UNET_TARGET_MODULES, use_dora=True)
     for encoder in text_encoders(fresh):
         add_lora(encoder, 4, 8, 0.0, TEXT_ENCODER_TARGET_MODULES, use_dora=True)
-    load_lora(tmp_path, TRAINER_FAMILY[family], fresh.unet, text_encoders(fresh))
+    load_lora(tmp_path, family, fresh.unet, text_encoders(fresh))
     for before, after in zip((pipe.unet, *text_encoders(pipe)), (fresh.unet, *text_encoders(fresh))):
         want = {n: p for n, p in before.named_parameters() if "lora" in n}
         got = {n: p for n, p in after.named_parameters() if "lora" in n}

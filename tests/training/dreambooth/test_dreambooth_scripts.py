@@ -98,7 +98,7 @@ def test_lora_scripts_use_diffusers_defaults(monkeypatch):
 
     required = ["--pretrained_model_name_or_path", "base", "--instance_data_dir", "photos"]
     lora = _script("train_dreambooth_lora")
-    config = parse_dreambooth_args(required + ["--use_dora", "--rank", "8"], **lora.LORA_DEFAULTS)
+    config = parse_dreambooth_args(required + ["--use_dora", "--rank", "8"], **lora.DEFAULTS)
     assert (config.use_lora, config.use_dora, config.rank, config.lora_alpha) == (True, True, 8, 8)
     assert (config.learning_rate, config.num_train_epochs, config.max_train_steps) == (5e-4, 1, None)
     sdxl = _script("train_dreambooth_lora_sdxl")
@@ -110,7 +110,7 @@ def test_lora_scripts_use_diffusers_defaults(monkeypatch):
         def __init__(self, config):
             raise Parsed(config)
 
-    monkeypatch.setattr(sdxl, "DreamBoothTrainer", StopAfterParsing)
+    monkeypatch.setattr("hfvision.training.dreambooth.scripts.DreamBoothTrainer", StopAfterParsing)
     with pytest.raises(Parsed) as parsed:
         sdxl.main(required + ["--train_text_encoder", "--output_kohya_format", "--snr_gamma", "5", "--offset_noise"])
     config = parsed.value.args[0]

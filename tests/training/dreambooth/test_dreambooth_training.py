@@ -12,39 +12,37 @@ from hfvision.training import DreamBoothConfig
 
 
 @pytest.fixture(scope="module")
-def sd1_run(tiny_model_dir, instance_dir, tmp_path_factory):
+def sd1_run(tiny_run_kwargs, tmp_path_factory):
     from accelerate.state import AcceleratorState, GradientState
 
     from hfvision.training import DreamBoothTrainer
 
     out = tmp_path_factory.mktemp("sd1-full")
     config = DreamBoothConfig(
-        pretrained_model_name_or_path=str(tiny_model_dir("sd1")),
-        instance_data_dir=str(instance_dir),
-        instance_prompt="a photo of {token} person",
-        resolution=64,
-        train_batch_size=2,
-        with_prior_preservation=True,
-        class_prompt="a photo of a person",
-        num_class_images=2,
-        class_inference_steps=2,
-        max_train_steps=4,
-        learning_rate=1e-3,
-        train_text_encoder=True,
-        checkpointing_steps=2,
-        checkpoints_total_limit=1,
-        validation_prompt=["a photo of {token} person on the moon"],
-        validation_steps=2,
-        num_validation_images=2,
-        validation_inference_steps=2,
-        report_to="tensorboard",
-        output_dir=str(out),
+        **tiny_run_kwargs(
+            out,
+            class_data_dir=None,  # generated
+            train_text_encoder=True,
+            checkpointing_steps=2,
+            checkpoints_total_limit=1,
+            validation_prompt=["a photo of {token} person on the moon"],
+            validation_steps=2,
+            num_validation_images=2,
+            validation_inference_steps=2,
+            report_to="tensorboard",
+        )
     )
     trainer = DreamBoothTrainer(config)
     result = trainer.train()
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     return trainer, result, config
+
+
+def _render(pipe, prompt: str, seed: int) -> np.ndarray:
+    """Two denoising steps at the run's 64 px from a seeded CPU generator, as float arrays."""
+    generator = torch.Generator().manual_seed(seed)
+    return pipe(prompt, num_inference_steps=2, height=64, width=64, output_type="np", generator=generator).images
 
 
 def test_output_is_a_stock_diffusers_pipeline_with_the_trained_weights(
@@ -99,10 +97,7 @@ def test_dreambooth_pipeline_loads_the_output(sd1_run):
     _, result, _ = sd1_run
     ours = DreamBoothPipeline.from_pretrained(result.output_dir)
     stock = DiffusionPipeline.from_pretrained(result.output_dir)
-    kwargs = dict(num_inference_steps=2, height=64, width=64, output_type="np")
-    a = ours("a photo of sks person", generator=torch.Generator().manual_seed(1), **kwargs).images
-    b = stock("a photo of sks person", generator=torch.Generator().manual_seed(1), **kwargs).images
-    assert np.abs(a - b).max() <= 1e-5
+    assert np.abs(_render(ours, "a photo of sks person", 1) - _render(stock, "a photo of sks person", 1)).max() <= 1e-5
 
 
 def test_checkpoint_limit_and_tensorboard_events(sd1_run):
@@ -141,9 +136,7 @@ def test_trained_model_knows_its_token(sd1_run):
     assert (result.output_dir / "dreambooth.py").is_file()  # the pipeline's code ships with the weights
     ours = DreamBoothPipeline.from_pretrained(result.output_dir)
     stock = StableDiffusionPipeline.from_pretrained(result.output_dir)
-    kwargs = dict(num_inference_steps=2, height=64, width=64, output_type="np")
-    a = ours("a photo of {token} {class}", generator=torch.Generator().manual_seed(3), **kwargs).images
-    b = stock("a photo of sks person", generator=torch.Generator().manual_seed(3), **kwargs).images
+    a, b = _render(ours, "a photo of {token} {class}", 3), _render(stock, "a photo of sks person", 3)
     assert np.abs(a - b).max() <= 1e-5
 
     # the CLI on the fresh output: {token}/{class} expand from model_index.json, same image as the literal prompt

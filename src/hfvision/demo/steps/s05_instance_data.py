@@ -57,15 +57,18 @@ def run(ctx) -> None:
     (raw / "notes.jpg").write_text("not a photo")
     (raw / "cut.png").write_bytes((ctx.work_dir / "s05" / "raw" / "chelsea.jpg").read_bytes()[:500])
 
+    def prepare():
+        return prepare_instance_images(
+            raw,
+            ctx.work_dir / "s05" / "prepared",
+            size=256,
+            crop="smart",
+            instance_prompt="a photo of sks",
+            caption_from_filename=True,
+        )
+
     start = time.perf_counter()
-    report = prepare_instance_images(
-        raw,
-        ctx.work_dir / "s05" / "prepared",
-        size=256,
-        crop="smart",
-        instance_prompt="a photo of sks",
-        caption_from_filename=True,
-    )
+    report = prepare()
     seconds = time.perf_counter() - start
     sec.text(
         f"prepare_instance_images on {len(report.entries)} files in {seconds:.2f} s: {report.summary()}. "
@@ -95,14 +98,7 @@ def run(ctx) -> None:
         shutil.copy(e.output, after)
         sec.image(before, f"{e.source}: {e.crop_method}" + (f", {len(e.faces)} face(s)" if e.faces else ""))
         sec.image(after, f"prepared {Image.open(after).size[0]} px" + (" (upscaled)" if e.upscaled else ""))
-    again = prepare_instance_images(
-        raw,
-        ctx.work_dir / "s05" / "prepared",
-        size=256,
-        crop="smart",
-        instance_prompt="a photo of sks",
-        caption_from_filename=True,
-    )
+    again = prepare()
     sec.text(f"Second run (idempotence by content hash): {again.summary()}")
 
     if not ctx.hub_endpoint:

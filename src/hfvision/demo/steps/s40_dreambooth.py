@@ -21,6 +21,7 @@ def run(ctx) -> None:
     import torch
 
     from ...testing import sample_image, save_tiny_sd
+    from ...testing.dreambooth import tiny_dreambooth_kwargs
     from ...training import DreamBoothConfig, DreamBoothTrainer
 
     sec = ctx.section
@@ -33,28 +34,20 @@ def run(ctx) -> None:
     out = ctx.output_dir / "dreambooth"
     shutil.rmtree(out, ignore_errors=True)
     config = DreamBoothConfig(
-        pretrained_model_name_or_path=str(base),
-        instance_data_dir=str(photos),
-        instance_prompt="a photo of {token} person",
-        with_prior_preservation=True,
-        class_prompt="a photo of a person",
-        num_class_images=2,
-        class_inference_steps=2,
-        class_data_dir=str(ctx.work_dir / "s40" / "class_images"),
-        resolution=64,
-        train_batch_size=2,
-        max_train_steps=4,
-        learning_rate=1e-3,
-        train_text_encoder=True,
-        text_encoder_steps=2,
-        checkpointing_steps=2,
-        validation_prompt=["a photo of {token} person on the moon"],
-        validation_steps=2,
-        num_validation_images=2,
-        validation_inference_steps=4,
-        report_to="none",
-        output_dir=str(out),
-        seed=0,
+        **tiny_dreambooth_kwargs(
+            base,
+            photos,
+            out,
+            class_data_dir=str(ctx.work_dir / "s40" / "class_images"),
+            train_text_encoder=True,
+            text_encoder_steps=2,
+            checkpointing_steps=2,
+            validation_prompt=["a photo of {token} person on the moon"],
+            validation_steps=2,
+            num_validation_images=2,
+            validation_inference_steps=4,
+            seed=0,
+        )
     )
     sec.text(
         f"Base: tiny random SD1 ({base}); 2 instance photos + 2 generated class images per step at 64 px; "

@@ -14,8 +14,8 @@ def run(ctx) -> None:
     import torch
 
     from ...testing import save_tiny_vit_classifier
+    from ...testing.classifiers import fast_classifier_config
     from ...training.classification import (
-        ImageClassificationConfig,
         ImageClassificationTrainer,
         write_synthetic_imagefolder,
     )
@@ -31,21 +31,8 @@ def run(ctx) -> None:
         "synthetic stand-ins: this shows the training machinery, not a gender model."
     )
     out = work / "run"
-    config = ImageClassificationConfig(
-        model_name_or_path=str(vit),
-        data=str(data),
-        output_dir=str(out),
-        task="gender-classification",
-        num_train_epochs=3,
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        validation_size=0.25,
-        seed=0,
-        save_strategy="no",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-        use_cpu=True,
-        hub_model_id="demo/tiny-gender-classifier",
+    config = fast_classifier_config(
+        vit, data, out, task="gender-classification", save_strategy="no", hub_model_id="demo/tiny-gender-classifier"
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model on a shared CPU trains several times faster on one thread

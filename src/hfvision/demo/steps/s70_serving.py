@@ -38,8 +38,8 @@ def _throughput(pipe, payloads) -> list[dict]:
         with BackgroundServer(app) as server:
             asyncio.run(run_load(server.url, payloads, 32, seconds=0.5))  # warm-up
             result = asyncio.run(run_load(server.url, payloads, 32, seconds=2.0))
-        sizes = app.state.metrics.batch_size
-        calls = sizes.count()
+        metrics = app.state.metrics
+        calls = metrics.sample("hfvision_batch_size_count")  # model calls (micro-batches)
         rows.append(
             {
                 "batching": label,
@@ -49,18 +49,18 @@ def _throughput(pipe, payloads) -> list[dict]:
                 "req/s": round(result.throughput, 1),
                 "p50 ms": round(result.percentile(50), 1),
                 "p99 ms": round(result.percentile(99), 1),
-                "mean batch": round(app.state.metrics.requests.value(code="200") / max(calls, 1), 1),
+                "mean batch": round(metrics.sample("hfvision_requests_total", code="200") / max(calls, 1), 1),
             }
         )
     return rows
 
 
 def _ui_screenshot(ctx, sd_dir, vit_dir) -> str | None:
-    chromium = "/usr/bin/chromium"
+    from ...testing.browser import CHROMIUM, CHROMIUM_FLAGS
     from ...utils.import_utils import is_available
 
-    if not (os.path.exists(chromium) and is_available("gradio") and is_available("playwright")):
-        return "skipped: needs Chromium at /usr/bin/chromium, gradio and playwright"
+    if not (os.path.exists(CHROMIUM) and is_available("gradio") and is_available("playwright")):
+        return f"skipped: needs Chromium at {CHROMIUM}, gradio and playwright"
     from playwright.sync_api import sync_playwright
 
     from ...ui import UIConfig, launch
@@ -79,20 +79,7 @@ def _ui_screenshot(ctx, sd_dir, vit_dir) -> str | None:
     demo = launch(config)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                headless=True,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(90_000)
             page.goto(demo.local_url)

@@ -1,12 +1,13 @@
 """``hfvision train classifier``: flags generated from [`ImageClassificationConfig`] by
-:func:`hfvision.utils.config_parser.parse_config` (transformers' ``HfArgumentParser``).
+:func:`hfvision.utils.config_parser.parse_config` (``HfArgumentParser``'s flags).
 
 ``hfvision.cli.train`` registers the ``classifier`` subcommand with :func:`add_arguments`; when it runs, it calls
 :func:`parse_args` (generating the flags imports transformers: ``hfvision --help`` stays fast), checks the paths and
 the model, then :func:`train_and_report`.
 
 Every dataclass field becomes ``--field_name`` / ``--field-name`` (plus aliases such as ``--model``, ``--epochs``).
-``--help`` lists the common options, ``--help-all`` every ``TrainingArguments`` one. ``--config FILE.yaml`` supplies
+``--help`` lists the common options, ``--help-all`` every ``TrainingArguments`` one. ``--strict`` stops at the first
+unreadable image (``--bad_images error``; by default each is skipped with a warning and counted). ``--config FILE.yaml`` supplies
 defaults for any field; flags given on the command line win over it. ``--push-to-hub [REPO]`` sets ``push_to_hub``
 and, with a value, ``hub_model_id``. An ``--output-dir`` holding another run's model or checkpoints is refused unless
 ``--resume_from_checkpoint latest`` or ``--overwrite_output_dir``.
@@ -29,7 +30,7 @@ DESCRIPTION = (
 )
 USAGE = (
     "%(prog)s --model MODEL --data DATA --output-dir OUT [--task TASK] [--epochs N] [--lora] "
-    "[--push-to-hub [REPO]] [--config YAML] [options]"
+    "[--push-to-hub [REPO]] [--strict] [--config YAML] [options]"
 )
 #: options listed by --help; --help-all adds every other field (all of TrainingArguments)
 VISIBLE = (
@@ -39,7 +40,6 @@ VISIBLE = (
     "validation_size",
     "image_column",
     "label_column",
-    "bad_images",
     "max_train_samples",
     "augment",
     "lora",
@@ -86,8 +86,9 @@ def _push_to_hub_value(argv: list[str]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None):
-    """The [`ImageClassificationConfig`] of command-line arguments (flags, ``--config`` YAML, ``--push-to-hub``)."""
-    from ...utils.config_parser import parse_config
+    """The [`ImageClassificationConfig`] of command-line arguments (flags, ``--config`` YAML, ``--push-to-hub``,
+    ``--strict``)."""
+    from ...utils.config_parser import STRICT_IMAGES, parse_config
     from .config import ImageClassificationConfig
 
     return parse_config(
@@ -97,6 +98,7 @@ def parse_args(argv: list[str] | None):
         description=DESCRIPTION,
         usage=USAGE,
         visible=VISIBLE,
+        switches=(STRICT_IMAGES,),
     )
 
 

@@ -8,11 +8,13 @@ and the ``hfvision train classifier`` flags are all generated from its fields.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy, IntervalStrategy, SaveStrategy
+
+from ...utils.config_parser import option
 
 BAD_IMAGE_POLICIES = ("skip", "error", "off")
 LORA_SAVE_MODES = ("both", "merged", "adapter")
@@ -52,122 +54,84 @@ class ImageClassificationConfig(TrainingArguments):
     """
 
     # --- model -----------------------------------------------------------------------------------------------------
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--model"],
-            "help": "Base model: Hub id or local directory (transformers image classifier or timm model).",
-        },
+    model_name_or_path: str | None = option(
+        None,
+        "Base model: Hub id or local directory (transformers image classifier or timm model).",
+        aliases=["--model"],
     )
-    model_revision: str | None = field(default=None, metadata={"help": "Revision (branch, tag, commit) of the model."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow custom modelling code from the model repo (off unless you say so)."}
-    )
-    task: str = field(
-        default="image-classification",
-        metadata={"help": "Pipeline task of the saved repo, e.g. 'gender-classification' (custom hfvision task)."},
+    model_revision: str | None = option(None, "Revision (branch, tag, commit) of the model.")
+    trust_remote_code: bool = option(False, "Allow custom modelling code from the model repo (off unless you say so).")
+    task: str = option(
+        "image-classification", "Pipeline task of the saved repo, e.g. 'gender-classification' (custom hfvision task)."
     )
 
     # --- data ------------------------------------------------------------------------------------------------------
-    data: str | None = field(
-        default=None,
-        metadata={
-            "help": "imagefolder directory (class per subfolder), save_to_disk directory, or Hub dataset id.",
-        },
+    data: str | None = option(
+        None, "imagefolder directory (class per subfolder), save_to_disk directory, or Hub dataset id."
     )
-    data_revision: str | None = field(default=None, metadata={"help": "Revision of a Hub dataset."})
-    train_split: str = field(default="train", metadata={"help": "Name of the training split."})
-    validation_split: str | None = field(
-        default=None,
-        metadata={
-            "help": "Validation split name (default: 'validation'/'valid'/'val'/'test' if present, else split)."
-        },
+    data_revision: str | None = option(None, "Revision of a Hub dataset.")
+    train_split: str = option("train", "Name of the training split.")
+    validation_split: str | None = option(
+        None, "Validation split name (default: 'validation'/'valid'/'val'/'test' if present, else split)."
     )
-    validation_size: float = field(
-        default=0.2,
-        metadata={"help": "Held-out fraction (<1) or image count (>=1) for the automatic stratified split."},
+    validation_size: float = option(
+        0.2, "Held-out fraction (<1) or image count (>=1) for the automatic stratified split."
     )
-    image_column: str | None = field(
-        default=None, metadata={"help": "Image column (default: the column with an Image feature)."}
+    image_column: str | None = option(None, "Image column (default: the column with an Image feature).")
+    label_column: str | None = option(None, "Label column (default: 'label', 'labels' or the only ClassLabel column).")
+    group_column: str | None = option(
+        None, "Column of groups for a per-group report (default: a column named 'group', if any)."
     )
-    label_column: str | None = field(
-        default=None, metadata={"help": "Label column (default: 'label', 'labels' or the only ClassLabel column)."}
+    bad_images: Literal["skip", "error", "off"] = option(
+        "skip",
+        "Unreadable images: 'skip' (drop them with a warning and a count), 'error' (stop at the first; "
+        "--strict) or 'off' (no up-front check; a bad image then fails during training).",
     )
-    group_column: str | None = field(
-        default=None,
-        metadata={"help": "Column of groups for a per-group report (default: a column named 'group', if any)."},
-    )
-    bad_images: Literal["skip", "error", "off"] = field(
-        default="skip",
-        metadata={
-            "help": "Unreadable images: 'skip' (drop them with a warning), 'error' (stop at the first) or 'off' "
-            "(no up-front check; a bad image then fails during training)."
-        },
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training images."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many validation images."})
-    augment: bool = field(
-        default=True,
-        metadata={
-            "help": "Random training augmentation (timm models: timm's training transform; others: random resized "
-            "crop + horizontal flip before the model's image processor)."
-        },
+    max_train_samples: int | None = option(None, "Use at most this many training images.")
+    max_eval_samples: int | None = option(None, "Use at most this many validation images.")
+    augment: bool = option(
+        True,
+        "Random training augmentation (timm models: timm's training transform; others: random resized "
+        "crop + horizontal flip before the model's image processor).",
     )
 
     # --- LoRA ------------------------------------------------------------------------------------------------------
-    lora: bool = field(
-        default=False,
-        metadata={"help": "Train a PEFT LoRA adapter + classifier head instead of all weights (raise learning_rate)."},
+    lora: bool = option(
+        False, "Train a PEFT LoRA adapter + classifier head instead of all weights (raise learning_rate)."
     )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "Module names to adapt (default: chosen per architecture, e.g. ViT query/value)."},
+    lora_r: int = option(8, "LoRA rank.")
+    lora_alpha: int = option(16, "LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = option(0.0, "Dropout on the LoRA branch.")
+    lora_target_modules: list[str] | None = option(
+        None, "Module names to adapt (default: chosen per architecture, e.g. ViT query/value)."
     )
-    lora_save: Literal["both", "merged", "adapter"] = field(
-        default="both",
-        metadata={
-            "help": "'both': merged pipeline repo + adapter/ subfolder; 'merged': merged weights only; 'adapter': "
-            "the repo holds only the PEFT adapter (needs the base model to load)."
-        },
+    lora_save: Literal["both", "merged", "adapter"] = option(
+        "both",
+        "'both': merged pipeline repo + adapter/ subfolder; 'merged': merged weights only; 'adapter': "
+        "the repo holds only the PEFT adapter (needs the base model to load).",
     )
 
     # --- TrainingArguments defaults changed for image classification ----------------------------------------------
-    num_train_epochs: float = field(
-        default=3.0, metadata={"aliases": ["--epochs"], "help": "Total number of training epochs to perform."}
+    num_train_epochs: float = option(3.0, "Total number of training epochs to perform.", aliases=["--epochs"])
+    eval_strategy: IntervalStrategy | str = option("epoch", "When to evaluate: 'no', 'steps' or 'epoch'.")
+    save_strategy: SaveStrategy | str = option("epoch", "When to checkpoint: 'no', 'steps', 'epoch' or 'best'.")
+    logging_strategy: IntervalStrategy | str = option("epoch", "When to log: 'no', 'steps' or 'epoch'.")
+    save_total_limit: int | None = option(2, "Keep at most this many checkpoints.")
+    remove_unused_columns: bool = option(
+        False, "Keep False: images are transformed lazily and the raw columns must reach the transform."
     )
-    eval_strategy: IntervalStrategy | str = field(
-        default="epoch", metadata={"help": "When to evaluate: 'no', 'steps' or 'epoch'."}
-    )
-    save_strategy: SaveStrategy | str = field(
-        default="epoch", metadata={"help": "When to checkpoint: 'no', 'steps', 'epoch' or 'best'."}
-    )
-    logging_strategy: IntervalStrategy | str = field(
-        default="epoch", metadata={"help": "When to log: 'no', 'steps' or 'epoch'."}
-    )
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
-    remove_unused_columns: bool = field(
-        default=False,
-        metadata={"help": "Keep False: images are transformed lazily and the raw columns must reach the transform."},
-    )
-    hub_strategy: HubStrategy | str = field(
-        default="end",
-        metadata={
-            "help": "'end' pushes only the finished pipeline repo. The others (see TrainingArguments) let Trainer "
-            "also push during training, in its own format: pickled training_args.bin, and with 'checkpoint'/"
-            "'all_checkpoints' whole checkpoints (optimizer/scheduler/RNG state are pickles too)."
-        },
+    hub_strategy: HubStrategy | str = option(
+        "end",
+        "'end' pushes only the finished pipeline repo. The others (see TrainingArguments) let Trainer "
+        "also push during training, in its own format: pickled training_args.bin, and with 'checkpoint'/"
+        "'all_checkpoints' whole checkpoints (optimizer/scheduler/RNG state are pickles too).",
     )
 
     # --- output directory ------------------------------------------------------------------------------------------
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Train into an output_dir that holds another run's model or checkpoints, replacing them "
-            "(default: refuse; continue that run with --resume_from_checkpoint latest)."
-        },
+    overwrite_output_dir: bool = option(
+        False,
+        "Train into an output_dir that holds another run's model or checkpoints, replacing them "
+        "(default: refuse; continue that run with --resume_from_checkpoint latest).",
     )
 
     def __post_init__(self):

@@ -307,7 +307,7 @@ def _drop_unreadable(ds, column: str, split: str, strict: bool):
                 if strict:
                     raise ValueError(
                         f"unreadable image {name}: {getattr(err, 'reason', err)}; fix or remove it "
-                        "(or pass bad_images='skip')"
+                        "(without bad_images='error' (--strict) it is skipped with a warning)"
                     ) from err
                 bad_rows.append(start + offset)
                 bad.append((name, getattr(err, "reason", str(err))))

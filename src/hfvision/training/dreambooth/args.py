@@ -16,70 +16,62 @@ caption files (see ``hub_dataset.py``), and a flag for a feature the trainer doe
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ...utils.config_parser import STRICT_IMAGES, CompatFlags, build_config_parser, option, parse_config
 from ...utils.logging import get_logger
-from .config import DreamBoothConfig, load_yaml_options
+from .config import DreamBoothConfig
 
 logger = get_logger(__name__)
 
+DESCRIPTION = "DreamBooth fine-tuning (SD 1.x/2.x/XL, Flux.1, SD3; full or LoRA) with Accelerate."
 DIFFUSERS_NOISE_OFFSET = 0.1  # diffusers' --offset_noise adds 0.1 x per-channel noise
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass
 class DiffusersScriptFlags:
     """Flags of diffusers' DreamBooth scripts without a [`DreamBoothConfig`] option of their own."""
 
-    offset_noise: bool = field(default=False, metadata=_help("diffusers' name for --noise_offset 0.1."))
-    hub_token: str | None = field(
-        default=None,
-        metadata=_help("Hub token; prefer `hf auth login` or HF_TOKEN (a token typed here lands in shell history)."),
+    offset_noise: bool = option(False, "diffusers' name for --noise_offset 0.1.")
+    hub_token: str | None = option(
+        None, "Hub token; prefer `hf auth login` or HF_TOKEN (a token typed here lands in shell history)."
     )
-    local_rank: int = field(default=-1, metadata=_help("Ignored: accelerate sets the process rank."))
-    enable_xformers_memory_efficient_attention: bool = field(
-        default=False, metadata=_help("Ignored: PyTorch's SDPA attention (the default) is already memory-efficient.")
+    local_rank: int = option(-1, "Ignored: accelerate sets the process rank.")
+    enable_xformers_memory_efficient_attention: bool = option(
+        False, "Ignored: PyTorch's SDPA attention (the default) is already memory-efficient."
     )
-    set_grads_to_none: bool = field(default=False, metadata=_help("Ignored: gradients are always set to None."))
-    upcast_before_saving: bool = field(
-        default=False, metadata=_help("Ignored (Flux/SD3 LoRA scripts): trained weights are always kept in float32.")
+    set_grads_to_none: bool = option(False, "Ignored: gradients are always set to None.")
+    upcast_before_saving: bool = option(
+        False, "Ignored (Flux/SD3 LoRA scripts): trained weights are always kept in float32."
     )
-    validation_scheduler: str | None = field(
-        default=None, metadata=_help("Ignored: validation images use the base model's own scheduler.")
+    validation_scheduler: str | None = option(None, "Ignored: validation images use the base model's own scheduler.")
+    image_interpolation_mode: str = option(
+        "lanczos", "Resize filter of the images; lanczos (diffusers' default) only."
     )
-    image_interpolation_mode: str = field(
-        default="lanczos", metadata=_help("Resize filter of the images; lanczos (diffusers' default) only.")
-    )
-    optimizer: str = field(default="AdamW", metadata=_help("AdamW (or --use_8bit_adam); Prodigy is not supported."))
-    prodigy_beta3: float | None = field(default=None, metadata=_help("Prodigy only (not supported)."))
-    prodigy_decouple: bool = field(default=True, metadata=_help("Prodigy only (not supported)."))
-    prodigy_use_bias_correction: bool = field(default=True, metadata=_help("Prodigy only (not supported)."))
-    prodigy_safeguard_warmup: bool = field(default=True, metadata=_help("Prodigy only (not supported)."))
+    optimizer: str = option("AdamW", "AdamW (or --use_8bit_adam); Prodigy is not supported.")
+    prodigy_beta3: float | None = option(None, "Prodigy only (not supported).")
+    prodigy_decouple: bool = option(True, "Prodigy only (not supported).")
+    prodigy_use_bias_correction: bool = option(True, "Prodigy only (not supported).")
+    prodigy_safeguard_warmup: bool = option(True, "Prodigy only (not supported).")
     # Not supported: refused when given (see _UNSUPPORTED for why and what to do instead).
-    tokenizer_name: str | None = field(default=None, metadata=_help("Not supported: the base's tokenizer is used."))
-    tokenizer_max_length: int | None = field(default=None, metadata=_help("DeepFloyd IF only (not supported)."))
-    text_encoder_use_attention_mask: bool = field(default=False, metadata=_help("DeepFloyd IF only (not supported)."))
-    class_labels_conditioning: str | None = field(default=None, metadata=_help("DeepFloyd IF only (not supported)."))
-    validation_images: list[str] | None = field(default=None, metadata=_help("DeepFloyd IF only (not supported)."))
-    skip_save_text_encoder: bool = field(default=False, metadata=_help("Not supported: the whole pipeline is saved."))
-    do_edm_style_training: bool = field(default=False, metadata=_help("EDM training (not supported)."))
-    pretrained_vae_model_name_or_path: str | None = field(default=None, metadata=_help("Not supported yet."))
-    dataset_name: str | None = field(
-        default=None,
-        metadata=_help("Hub image dataset instead of --instance_data_dir (written once to a cached image folder)."),
+    tokenizer_name: str | None = option(None, "Not supported: the base's tokenizer is used.")
+    tokenizer_max_length: int | None = option(None, "DeepFloyd IF only (not supported).")
+    text_encoder_use_attention_mask: bool = option(False, "DeepFloyd IF only (not supported).")
+    class_labels_conditioning: str | None = option(None, "DeepFloyd IF only (not supported).")
+    validation_images: list[str] | None = option(None, "DeepFloyd IF only (not supported).")
+    skip_save_text_encoder: bool = option(False, "Not supported: the whole pipeline is saved.")
+    do_edm_style_training: bool = option(False, "EDM training (not supported).")
+    pretrained_vae_model_name_or_path: str | None = option(None, "Not supported yet.")
+    dataset_name: str | None = option(
+        None, "Hub image dataset instead of --instance_data_dir (written once to a cached image folder)."
     )
-    dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of --dataset_name."))
-    cache_dir: str | None = field(default=None, metadata=_help("datasets' cache folder for --dataset_name."))
-    image_column: str = field(default="image", metadata=_help("Image column of --dataset_name."))
-    caption_column: str | None = field(
-        default=None, metadata=_help("Caption column of --dataset_name (default: instance_prompt for every image).")
+    dataset_config_name: str | None = option(None, "Configuration of --dataset_name.")
+    cache_dir: str | None = option(None, "datasets' cache folder for --dataset_name.")
+    image_column: str = option("image", "Image column of --dataset_name.")
+    caption_column: str | None = option(
+        None, "Caption column of --dataset_name (default: instance_prompt for every image)."
     )
 
 
@@ -165,27 +157,22 @@ COMMON_OPTIONS = (
 )
 
 
-def build_argument_parser(prog: str | None = None, description: str | None = None, show_all: bool = False):
-    """An ``HfArgumentParser`` with one flag per [`DreamBoothConfig`] field, diffusers' script flags, ``--config`` and
-    ``--help-all``; ``--help`` lists :data:`COMMON_OPTIONS` only (two screens), ``show_all`` every option."""
-    from transformers import HfArgumentParser
+def parser_options(description: str | None = None) -> dict:
+    """The :func:`~hfvision.utils.config_parser.parse_config` keywords of the DreamBooth command line: ``--help``
+    lists :data:`COMMON_OPTIONS` (two screens), ``--help-all`` every option and diffusers' flags; ``--strict`` stops
+    at the first unreadable image."""
+    return {
+        "description": description or DESCRIPTION,
+        "visible": COMMON_OPTIONS,
+        "switches": (STRICT_IMAGES,),
+        "compat": CompatFlags(DiffusersScriptFlags, apply_diffusers_flags),
+    }
 
-    parser = HfArgumentParser(
-        (DreamBoothConfig, DiffusersScriptFlags),
-        prog=prog,
-        description=description
-        or "DreamBooth fine-tuning (SD 1.x/2.x/XL, Flux.1, SD3; full or LoRA) with Accelerate.",
-    )
-    parser.add_argument("--config", default=None, help="YAML file setting any option; flags given beside it win.")
-    parser.add_argument("--help-all", action="help", help="show every option, including the rarely used ones")
-    if not show_all:
-        fields = {f.name for f in dataclasses.fields(DreamBoothConfig)} | {
-            f.name for f in dataclasses.fields(DiffusersScriptFlags)
-        }
-        for action in parser._actions:
-            if action.dest in fields and action.dest not in COMMON_OPTIONS:
-                action.help = argparse.SUPPRESS
-    return parser
+
+def build_argument_parser(prog: str | None = None, description: str | None = None, show_all: bool = False):
+    """The parser :func:`parse_dreambooth_args` uses (one flag per [`DreamBoothConfig`] field, diffusers' script
+    flags, ``--strict``, ``--config`` and ``--help-all``)."""
+    return build_config_parser(DreamBoothConfig, prog, show_all=show_all, **parser_options(description))
 
 
 def parse_dreambooth_args(
@@ -195,7 +182,8 @@ def parse_dreambooth_args(
     text_encoder_defaults: dict | None = None,
     **defaults,
 ) -> DreamBoothConfig:
-    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`].
+    """Parse command-line flags (and ``--config run.yaml``) into a [`DreamBoothConfig`] with
+    :func:`~hfvision.utils.config_parser.parse_config`.
 
     Precedence: flags, then the YAML file, then ``defaults`` (a script's own defaults, e.g. ``use_lora=True`` in
     ``examples/train_dreambooth_lora.py``; ``text_encoder_defaults`` join them when ``--train_text_encoder`` is given,
@@ -206,15 +194,4 @@ def parse_dreambooth_args(
     argv = sys.argv[1:] if argv is None else list(argv)
     if text_encoder_defaults and "--train_text_encoder" in argv:
         defaults = {**defaults, **text_encoder_defaults}
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    parser = build_argument_parser(prog, description, show_all="--help-all" in argv)
-    parser.set_defaults(**defaults)
-    if known.config:
-        parser.set_defaults(**load_yaml_options(known.config))
-    values = vars(parser.parse_args(argv))
-    values.pop("config", None)
-    flag_names = [f.name for f in dataclasses.fields(DiffusersScriptFlags)]
-    flags = DiffusersScriptFlags(**{name: values.pop(name) for name in flag_names})
-    return DreamBoothConfig(**apply_diffusers_flags(flags, values))
+    return parse_config(DreamBoothConfig, argv, prog, defaults=defaults, **parser_options(description))

@@ -27,11 +27,12 @@ VAE_FACTOR = 8
 # --- which buckets --------------------------------------------------------------------------------------------
 
 
-def parse_buckets(text: str, multiple_of: int = VAE_FACTOR) -> list[Bucket]:
+def parse_buckets(text: str, multiple_of: int = VAE_FACTOR, label: str | None = None) -> list[Bucket]:
     """``"1024,1024;768,1360"`` -> ``[(1024, 1024), (768, 1360)]`` (height, width), validated.
 
     Sides must be multiples of ``multiple_of``: 8 (the VAE's factor) for SD/SDXL, 16 for the flow-matching
-    families that pack 2x2 latent patches (Flux).
+    families (VAE 8 x the transformer's 2x2 patches: Flux packs 2x2 latents, SD3 patchifies by 2). ``label`` names
+    the base model in the error.
 
     >>> parse_buckets("512,512; 384,640")
     [(512, 512), (384, 640)]
@@ -45,8 +46,9 @@ def parse_buckets(text: str, multiple_of: int = VAE_FACTOR) -> list[Bucket]:
             raise ValueError(f"--aspect_ratio_buckets entry {part!r} is not 'height,width' (e.g. '512,768')")
         height, width = int(fields[0]), int(fields[1])
         if height <= 0 or width <= 0 or height % multiple_of or width % multiple_of:
+            who = f" for {label}{_why(multiple_of)}" if label else ""
             raise ValueError(
-                f"--aspect_ratio_buckets entry {part!r}: both sides must be positive multiples of {multiple_of}; "
+                f"--aspect_ratio_buckets entry {part!r}: both sides must be positive multiples of {multiple_of}{who}; "
                 f"try '{_round(height, multiple_of)},{_round(width, multiple_of)}'"
             )
         if (height, width) in buckets:
@@ -61,6 +63,52 @@ def _round(value: int, step: int) -> int:
     return max(step, round(value / step) * step)
 
 
+def _why(multiple_of: int) -> str:
+    return " (VAE 8 x patch 2)" if multiple_of == 2 * VAE_FACTOR else ""
+
+
+def bucket_options(config) -> dict:
+    """The bucket options of a ``DreamBoothConfig`` that [`check_bucket_factor`] checks (empty when buckets are off)."""
+    if not config.use_aspect_ratio_buckets:
+        return {}
+    if config.aspect_ratio_buckets:
+        return {"aspect_ratio_buckets": config.aspect_ratio_buckets}
+    return {"bucket_reso_steps": config.bucket_reso_steps}
+
+
+def check_bucket_factor(
+    multiple_of: int,
+    label: str,
+    aspect_ratio_buckets: str | None = None,
+    bucket_reso_steps: int | None = None,
+) -> None:
+    """Refuse bucket options whose sides would not be multiples of the base model's factor, before anything loads.
+
+    An explicit ``--aspect_ratio_buckets`` list is checked entry by entry; computed buckets (and
+    ``--bucket_no_upscale``'s) have sides on the ``--bucket_reso_steps`` grid, so the step must be a multiple.
+
+    Args:
+        multiple_of (`int`): the family's factor (``RESOLUTION_FACTORS``: 8 for SD/SDXL, 16 for Flux and SD3).
+        label (`str`): the base model, for the message.
+        aspect_ratio_buckets (`str`, *optional*): the explicit list, if any.
+        bucket_reso_steps (`int`, *optional*): the grid of computed buckets.
+
+    >>> check_bucket_factor(16, "flux-dev", bucket_reso_steps=8)
+    Traceback (most recent call last):
+    ...
+    ValueError: --bucket_reso_steps=8: flux-dev needs bucket sides that are multiples of 16 (VAE 8 x patch 2); try 16 or 64
+    """
+    if aspect_ratio_buckets:
+        parse_buckets(aspect_ratio_buckets, multiple_of, label)
+    elif bucket_reso_steps is not None and bucket_reso_steps % multiple_of:
+        low = max(multiple_of, bucket_reso_steps // multiple_of * multiple_of)
+        high = 64 if low < 64 and 64 % multiple_of == 0 else low + multiple_of
+        raise ValueError(
+            f"--bucket_reso_steps={bucket_reso_steps}: {label} needs bucket sides that are multiples of "
+            f"{multiple_of}{_why(multiple_of)}; try {low} or {high}"
+        )
+
+
 def make_buckets(
     resolution: int, min_bucket_reso: int = 256, max_bucket_reso: int = 1024, bucket_reso_steps: int = 64
 ) -> list[Bucket]:
@@ -71,7 +119,7 @@ def make_buckets(
     Sorted by aspect ratio (height / width), ascending.
 
     >>> make_buckets(512, 256, 1024, 64)[:3]
-    [(256, 1024), (320, 768), (384, 640)]
+    [(256, 1024), (256, 960), (256, 896)]
     """
     if bucket_reso_steps <= 0 or bucket_reso_steps % VAE_FACTOR:
         raise ValueError(f"--bucket_reso_steps={bucket_reso_steps} must be a positive multiple of {VAE_FACTOR}")
@@ -238,9 +286,12 @@ class BucketBatchSampler:
     from ``numpy.random.default_rng([seed, epoch])``, so the order is a pure function of (seed, epoch).
 
     Items are ``(instance_index, class_index, sample_seed)``: ``class_index`` is a class image from the same bucket
-    (cycled through that bucket's shuffled class images; from all class images when the bucket has none, to be
-    cropped to the bucket like any other), or ``None`` without class images. ``sample_seed`` seeds that item's
-    random crop / flip.
+    (cycled through that bucket's shuffled class images; when the bucket has none, from the class images of every
+    bucket of the same group, to be cropped to the bucket like any other), or ``None`` without class images.
+    ``sample_seed`` seeds that item's random crop / flip.
+
+    Groups are the subjects of a multi-subject run: with ``group_of`` (the group of each bucket id), a bucket
+    never borrows another subject's class images. Without it every bucket is in one group.
 
     ``position`` counts the batches of the current epoch already consumed. With a ``DataLoader`` that prefetches,
     record the trainer's own count and restore it with [`load_state_dict`], not the sampler's live attribute.
@@ -265,12 +316,18 @@ class BucketBatchSampler:
         seed: int,
         class_bucket_of: Sequence[int] = (),
         drop_last: bool = False,
+        group_of: Sequence[int] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         if not bucket_of:
             raise ValueError("BucketBatchSampler needs at least one image")
         self.bucket_of, self.class_bucket_of = list(bucket_of), list(class_bucket_of)
+        self.group_of = list(group_of) if group_of is not None else None
+        if self.class_bucket_of:
+            lacking = sorted(set(map(self._group, self.bucket_of)) - set(map(self._group, self.class_bucket_of)))
+            if lacking:
+                raise ValueError(f"group(s) {lacking} have instance images but no class images to pair them with")
         self.max_batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
         self.epoch, self.position = 0, 0
 
@@ -327,14 +384,19 @@ class BucketBatchSampler:
             out.append(items)
         return out
 
+    def _group(self, bucket: int) -> int:
+        return 0 if self.group_of is None else self.group_of[bucket]
+
     def _class_pools(self, rng: np.random.Generator, buckets: set[int]) -> dict[int, list[int]]:
         if not self.class_bucket_of:
             return {}
         by_bucket = _group(self.class_bucket_of)
-        everyone = rng.permutation(len(self.class_bucket_of)).tolist()
+        by_group = _group([self._group(b) for b in self.class_bucket_of])  # class images per subject
+        fallback = {group: rng.permutation(members).tolist() for group, members in sorted(by_group.items())}
         pools = {}
         for bucket in sorted(buckets):
-            pools[bucket] = rng.permutation(by_bucket[bucket]).tolist() if bucket in by_bucket else everyone
+            own = by_bucket.get(bucket)
+            pools[bucket] = rng.permutation(own).tolist() if own else fallback[self._group(bucket)]
         return pools
 
     def __len__(self) -> int:

@@ -5,7 +5,8 @@ While the text encoder is trained, every step encodes its captions with gradient
 does not depend on which captions shared its batch), and reused.
 
 Flux and SD3 prompts are encoded by their stock pipelines' own ``encode_prompt`` (CLIP pooled + T5 sequence for
-Flux; two CLIPs + T5 for SD3), run on a text-only instance of the pipeline that holds the training modules.
+Flux; two CLIPs + T5 for SD3), run on a text-only instance of the pipeline that holds the training modules. A trained
+CLIP encoder wrapped for several processes is called through its wrapper, so its gradients are synchronised.
 """
 
 from __future__ import annotations
@@ -18,11 +19,25 @@ from .sdxl import encode_prompt_sdxl
 logger = get_logger(__name__)
 
 
+class _CallThrough:
+    """A DDP-wrapped text encoder as a pipeline's ``encode_prompt`` uses it: calls run the wrapper (gradient
+    synchronisation across processes), attributes come from the wrapped model."""
+
+    def __init__(self, wrapper: torch.nn.Module):
+        self._wrapper = wrapper
+
+    def __call__(self, *args, **kwargs):
+        return self._wrapper(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._wrapper.module, name)
+
+
 class PromptEncoder:
     """Turns a list of captions into UNet conditioning.
 
     Args:
-        family (`str`): ``"sd"``, ``"sdxl"``, ``"flux"`` or ``"sd3"``.
+        family (`str`): ``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"`` or ``"sd3"`` (`hfvision.models.families`).
         tokenizers (`list`): one CLIP tokenizer per text encoder.
         text_encoders (`list[torch.nn.Module]`): modules to call while training (possibly DDP-wrapped).
         frozen_encoders (`list[torch.nn.Module]`): the same modules unwrapped, called without gradients.
@@ -88,7 +103,7 @@ class PromptEncoder:
         from .components import FAMILIES, pipeline_class
 
         spec = FAMILIES[self.family]
-        unwrapped = [getattr(e, "module", e) for e in encoders]  # the pipeline reads .dtype of its encoders
+        unwrapped = [getattr(e, "module", e) for e in encoders]
         parts = {
             "scheduler": None,
             "vae": None,
@@ -97,6 +112,12 @@ class PromptEncoder:
             **dict(zip(spec.tokenizers, self.tokenizers)),
         }
         pipe = pipeline_class(self.family)(**parts)
+        for name, encoder in zip(spec.text_encoders, encoders):
+            if encoder is not getattr(encoder, "module", encoder):  # DDP-wrapped (trained, several processes)
+                # calls go through the wrapper, so its gradients are averaged across processes; attribute reads
+                # (.dtype, .config) reach the model. Set past DiffusionPipeline.__setattr__, which would record it in
+                # the (throwaway) pipeline's config.
+                object.__setattr__(pipe, name, _CallThrough(encoder))
         kwargs = dict(device=self.device, max_sequence_length=self.max_sequence_length)
         if self.family == "flux":
             embeds, pooled, _ = pipe.encode_prompt(captions, prompt_2=None, **kwargs)
@@ -117,5 +138,5 @@ class PromptEncoder:
                 with torch.no_grad():
                     self._cache[caption] = self._encode(self.frozen_encoders, [caption])
         embeds = torch.cat([self._cache[c][0] for c in captions])
-        pooled = None if self.family == "sd" else torch.cat([self._cache[c][1] for c in captions])
+        pooled = None if self.family in ("sd1", "sd2") else torch.cat([self._cache[c][1] for c in captions])
         return embeds, pooled

@@ -24,10 +24,12 @@ from .constants import (
     DATA_INVARIANT_DEFAULTS,
     DEFAULT_MAX_TRAIN_STEPS,
     DEFAULT_OUTPUT_DIR,
+    FLOW_INVARIANT_DEFAULTS,
     FLOW_WEIGHTING_SCHEMES,
     LR_SCHEDULERS,
     MIXED_PRECISION,
     QUALITY_METRICS,
+    QUANTIZE_BASE,
     REPORT_TO,
     RESUME_INVARIANT_FIELDS,
     RUN_IDENTITY_FIELDS,
@@ -37,17 +39,18 @@ __all__ = [
     "DATA_INVARIANT_DEFAULTS",
     "DEFAULT_MAX_TRAIN_STEPS",
     "DEFAULT_OUTPUT_DIR",
+    "FLOW_INVARIANT_DEFAULTS",
     "FLOW_WEIGHTING_SCHEMES",
     "LR_SCHEDULERS",
     "MIXED_PRECISION",
     "QUALITY_METRICS",
+    "QUANTIZE_BASE",
     "REPORT_TO",
     "RESUME_INVARIANT_FIELDS",
     "RUN_IDENTITY_FIELDS",
     "DreamBoothConfig",
     "check_known_keys",
     "field_names",
-    "load_yaml_options",
     "run_identity_of",
 ]
 
@@ -305,7 +308,13 @@ class DreamBoothConfig:
         default=None, metadata=_help("Render validation images every N epochs instead (replaces validation_steps).")
     )
     validation_inference_steps: int = field(default=25, metadata=_help("Denoising steps of validation images."))
-    validation_guidance_scale: float = field(default=7.5, metadata=_help("Guidance scale of validation images."))
+    validation_guidance_scale: float | None = field(
+        default=None,
+        metadata=_help(
+            "Guidance scale of validation images. Default: the pipeline's own, as diffusers' scripts (7.5 SD, "
+            "5.0 SDXL, 3.5 Flux.1-dev's guidance embedding, 7.0 SD3)."
+        ),
+    )
     report_to: Literal[REPORT_TO] = field(  # type: ignore[valid-type]
         default="tensorboard", metadata=_help("Tracker for loss, learning rate and validation images.")
     )
@@ -367,6 +376,13 @@ class DreamBoothConfig:
     lora_blocks: str | None = field(
         default=None,
         metadata=_help("SD3 LoRA: comma-separated transformer block indices to adapt, e.g. '12,30' (default: all)."),
+    )
+    quantize_base: Literal[QUANTIZE_BASE] | None = field(  # type: ignore[valid-type]
+        default=None,
+        metadata=_help(
+            "Flux/SD3 LoRA on a CUDA GPU: load the frozen transformer and T5 quantised, 'nf4' (bitsandbytes 4-bit, "
+            "QLoRA-style) or 'int8' (torchao int8 weight-only). Needs `pip install 'hfvision[quant]'`."
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -448,7 +464,9 @@ class DreamBoothConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides) -> DreamBoothConfig:
         """Read a YAML file written by hand or by [`DreamBoothConfig.to_yaml`]; ``overrides`` win."""
-        values = load_yaml_options(path)
+        from ...utils.config_parser import load_yaml_options  # the one YAML loader of hfvision's configs
+
+        values = load_yaml_options(path, cls)
         values.update(overrides)
         return cls.from_dict(values)
 
@@ -459,7 +477,8 @@ def run_identity_of(values: dict[str, Any]) -> str:
     import json
 
     kept = {k: values.get(k) for k in RUN_IDENTITY_FIELDS}
-    kept = {k: v for k, v in kept.items() if k not in DATA_INVARIANT_DEFAULTS or v != DATA_INVARIANT_DEFAULTS[k]}
+    omitted_at_default = {**DATA_INVARIANT_DEFAULTS, **FLOW_INVARIANT_DEFAULTS}
+    kept = {k: v for k, v in kept.items() if k not in omitted_at_default or v != omitted_at_default[k]}
     blob = json.dumps(kept, sort_keys=True, default=str)
     return f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}-seed{values.get('seed')}"
 
@@ -475,19 +494,3 @@ def check_known_keys(values: dict[str, Any], source: str) -> None:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{source}: unknown option {key!r}{hint}")
-
-
-def load_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a mapping of option: value, not {type(values).__name__}")
-    check_known_keys(values, source=str(path))
-    return values

@@ -13,6 +13,7 @@ from .constants import (
     LR_SCHEDULERS,
     MIXED_PRECISION,
     QUALITY_METRICS,
+    QUANTIZE_BASE,
     REPORT_TO,
 )
 
@@ -170,6 +171,16 @@ def validate_flow_options(config: DreamBoothConfig) -> None:
         for name in ("lora_layers", "lora_blocks"):
             if getattr(config, name):
                 raise ValueError(f"{name}={getattr(config, name)!r} only applies with --use_lora; drop --{name}")
+    if config.quantize_base is not None:
+        if config.quantize_base not in QUANTIZE_BASE:
+            raise ValueError(f"quantize_base={config.quantize_base!r} must be one of {', '.join(QUANTIZE_BASE)}")
+        if not config.use_lora:
+            raise ValueError("quantize_base trains LoRA adapters over a frozen quantised base: add --use_lora")
+        if config.merge_lora:
+            raise ValueError(
+                "merge_lora would fuse into the quantised base (rounding errors); drop --merge_lora and fuse into "
+                "the full-precision base: pipe.load_lora_weights(out); pipe.fuse_lora()"
+            )
     if config.lora_blocks:
         try:
             [int(b) for b in config.lora_blocks.split(",")]

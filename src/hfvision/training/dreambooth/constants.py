@@ -54,6 +54,23 @@ DATA_INVARIANT_DEFAULTS = {
     "repeats": 1,
     "concepts_list": None,
 }
-RESUME_INVARIANT_FIELDS = (*RESUME_INVARIANT_FIELDS, *DATA_INVARIANT_DEFAULTS)
+# Flux/SD3 options that change the training math (timestep density and loss weights, guidance embedding, T5 prompt
+# length, the regression target, which modules carry adapters, the quantised base): resume-invariant too, and left
+# out of the run identity at their defaults (SD runs, and checkpoints written before they were recorded).
+FLOW_INVARIANT_DEFAULTS = {
+    "weighting_scheme": None,
+    "logit_mean": 0.0,
+    "logit_std": 1.0,
+    "mode_scale": 1.29,
+    "guidance_scale": None,
+    "max_sequence_length": None,
+    "precondition_outputs": False,
+    "lora_layers": None,
+    "lora_blocks": None,
+    "quantize_base": None,
+}
+RESUME_INVARIANT_FIELDS = (*RESUME_INVARIANT_FIELDS, *DATA_INVARIANT_DEFAULTS, *FLOW_INVARIANT_DEFAULTS)
 RUN_IDENTITY_FIELDS = (*RESUME_INVARIANT_FIELDS, "instance_token", "instance_prompt", "class_prompt")
 QUALITY_METRICS = ("clip_i", "dino", "clip_t", "drift")
+# --quantize_base choices (training/dreambooth/quantization.py: QUANTIZATION_METHODS, kept equal by a test)
+QUANTIZE_BASE = ("nf4", "int8")

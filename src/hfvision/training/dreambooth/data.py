@@ -77,7 +77,7 @@ def load_records(
         if not records:
             raise ValueError(f"none of the {len(skipped)} images could be read; the first: {skipped[0]}")
         logger.warning(
-            "skipped %d unreadable image(s) of %d (bad_images='error' / --bad_images error stops instead); "
+            "skipped %d unreadable image(s) of %d (--strict, bad_images='error', stops instead); "
             "the first: %s",
             len(skipped),
             len(paths),
@@ -209,21 +209,47 @@ def repeat_records(records: list[ImageRecord], repeats: int) -> list[ImageRecord
     return expand_repeats(records, repeats)
 
 
-def concept_records(concepts, caption_from_filename: bool, expand, resolution: int | None, repeats: int = 1):
+def concept_records(
+    concepts,
+    caption_from_filename: bool,
+    expand,
+    resolution: int | None,
+    repeats: int = 1,
+    strict: bool = False,
+):
     """Instance records of a multi-subject run and each record's subject index: ``(records, groups)``.
 
-    Each photo is decoded once and repeated ``concept.repeats * repeats`` times.
+    Each photo is decoded once and repeated ``concept.repeats * repeats`` times. Unreadable photos follow the
+    single-subject policy of [`load_records`]: skipped with one warning and their count (``strict=False``, i.e.
+    ``bad_images='skip'``) or an error naming the first (``strict=True``); a subject left without a readable photo
+    is an error naming its folder.
     """
     from .concepts import concept_items
 
     items = concept_items(concepts, caption_from_filename)
-    unique: dict[tuple[Path, str], ImageRecord] = {}
-    for item in items:
-        if (item.path, item.caption) not in unique:
-            unique[(item.path, item.caption)] = load_records([item.path], [expand(item.caption)], resolution)[0]
-    records = [unique[(it.path, it.caption)] for it in items for _ in range(repeats)]
-    groups = [it.concept for it in items for _ in range(repeats)]
+    unique = list(dict.fromkeys((it.path, it.caption) for it in items))
+    loaded = load_records([path for path, _ in unique], [expand(c) for _, c in unique], resolution, strict)
+    by_key = {key: record for key, record in zip(_loaded_keys(unique, loaded), loaded)}
+    for index, concept in enumerate(concepts):
+        if not any(by_key.get((it.path, it.caption)) for it in items if it.concept == index):
+            raise ValueError(
+                f"concept {index}: none of the images in instance_data_dir {concept.instance_data_dir} could be read"
+            )
+    kept = [it for it in items if (it.path, it.caption) in by_key]
+    records = [by_key[(it.path, it.caption)] for it in kept for _ in range(repeats)]
+    groups = [it.concept for it in kept for _ in range(repeats)]
     return records, groups
+
+
+def _loaded_keys(keys: list[tuple[Path, str]], loaded: list[ImageRecord]) -> list[tuple[Path, str]]:
+    """The ``(path, caption)`` key of each loaded record (``load_records`` keeps the order and drops failures)."""
+    out, position = [], 0
+    for record in loaded:
+        while keys[position][0] != record.path:
+            position += 1
+        out.append(keys[position])
+        position += 1
+    return out
 
 
 def class_image_specs(config, concepts, fallback_dir) -> list[tuple[Path, str, int]]:
@@ -236,12 +262,22 @@ def class_image_specs(config, concepts, fallback_dir) -> list[tuple[Path, str, i
 
 
 def pair_by_group(instance_groups: list[int], class_groups: list[int]) -> list[list[int]]:
-    """For each instance image, the class images of its own subject (all class images when it has none)."""
+    """For each instance image, the class images of its own subject; a subject without class images is an error
+    (another subject's class images would teach the wrong prior)."""
     pools: dict[int, list[int]] = {}
     for index, group in enumerate(class_groups):
         pools.setdefault(group, []).append(index)
-    everyone = list(range(len(class_groups)))
-    return [pools.get(group, everyone) for group in instance_groups]
+    _check_every_subject_has_class_images(instance_groups, pools)
+    return [pools[group] for group in instance_groups]
+
+
+def _check_every_subject_has_class_images(instance_groups, class_pools) -> None:
+    lacking = sorted(set(instance_groups) - set(class_pools))
+    if lacking:
+        raise ValueError(
+            f"concept {lacking[0]} has no readable class images to pair with its photos; check its class_data_dir "
+            "(or delete its unreadable files so they are generated again)"
+        )
 
 
 def concept_summary(concepts, expand=lambda p: p) -> list[dict]:
@@ -266,8 +302,10 @@ def build_bucketed_data(
     """The bucketed dataset and its [`BucketBatchSampler`] for ``config``'s bucket options: ``(dataset, sampler)``.
 
     Instance images go to their nearest bucket (or their own rounded-down size with ``bucket_no_upscale``); class
-    images to the nearest bucket in use. With several subjects, batches hold one subject and one bucket, so each
-    instance image is paired with a class image of its own subject and shape whenever there is one.
+    images to the nearest of the buckets their subject's photos use. With several subjects (``instance_groups`` /
+    ``class_groups``: each record's subject), batches hold one subject and one bucket, and every instance image is
+    paired with a class image of its own subject: of its shape when there is one, else another of the subject's
+    class images cropped to the bucket. A subject without class images is an error.
     """
     from .buckets import BucketBatchSampler, assign_buckets, class_buckets, resolve_buckets
 
@@ -283,7 +321,18 @@ def build_bucketed_data(
         resolution=config.resolution,
         bucket_reso_steps=steps,
     )
-    class_bucket = class_buckets([r.original_size for r in class_records], used)
+    instance_groups = instance_groups or [0] * len(instance)
+    class_groups = class_groups or [0] * len(class_records)
+    if class_records:
+        _check_every_subject_has_class_images(instance_groups, {g: True for g in class_groups})
+    # each subject's class images go to the nearest of the buckets its own photos use
+    subject_buckets = {
+        g: sorted({b for b, h in zip(instance_bucket, instance_groups) if h == g}) for g in class_groups
+    }
+    class_bucket = [
+        subject_buckets[g][class_buckets([r.original_size], [used[b] for b in subject_buckets[g]])[0]]
+        for r, g in zip(class_records, class_groups)
+    ]
     counts = {used[b]: instance_bucket.count(b) for b in sorted(set(instance_bucket))}
     logger.info(
         "aspect-ratio buckets (height x width: images): %s", ", ".join(f"{h}x{w}: {n}" for (h, w), n in counts.items())
@@ -298,12 +347,18 @@ def build_bucketed_data(
         config.random_flip,
         config.caption_dropout,
     )
-    # the sampler groups by (bucket, subject): one shape and one subject per batch
-    instance_key = list(zip(instance_bucket, instance_groups or [0] * len(instance)))
-    class_key = list(zip(class_bucket, class_groups or [0] * len(class_records)))
-    ids = {key: i for i, key in enumerate(sorted(set(instance_key) | set(class_key)))}
+    # the sampler groups by (bucket, subject): one shape and one subject per batch, and a batch whose bucket holds
+    # none of its subject's class images borrows them from the same subject's other buckets only
+    instance_key = list(zip(instance_bucket, instance_groups))
+    class_key = list(zip(class_bucket, class_groups))
+    keys = sorted(set(instance_key) | set(class_key))
+    ids = {key: i for i, key in enumerate(keys)}
     sampler = BucketBatchSampler(
-        [ids[k] for k in instance_key], config.train_batch_size, config.seed, [ids[k] for k in class_key]
+        [ids[k] for k in instance_key],
+        config.train_batch_size,
+        config.seed,
+        [ids[k] for k in class_key],
+        group_of=[subject for _, subject in keys],
     )
     return dataset, sampler
 

@@ -213,7 +213,7 @@ def flux_predict(
     """Run a `FluxTransformer2DModel` on unpacked noisy latents ``(b, 16, h, w)`` and return its prediction
     unpacked to the same shape: packs, adds image ids, passes ``timesteps / 1000`` and the guidance vector."""
     b, _, h, w = noisy.shape
-    config = transformer.config
+    config = getattr(transformer, "module", transformer).config  # DDP (several processes) wraps the model
     pred = transformer(
         hidden_states=pack_latents(noisy),
         timestep=timesteps / 1000,
@@ -258,6 +258,8 @@ def check_flow_options(
     snr_gamma: float | None = None,
     offset_noise: float | None = None,
     weighting_scheme: str | None = None,
+    aspect_ratio_buckets: str | None = None,
+    bucket_reso_steps: int | None = None,
 ) -> None:
     """Refuse options that do not fit the base model's family, with one line naming the flag and the fix.
 
@@ -271,6 +273,8 @@ def check_flow_options(
         guidance_scale (`float`, *optional*): requested guidance-embedding value; refused without the embedding.
         snr_gamma, offset_noise (`float`, *optional*): SD (epsilon/v-prediction) options; refused for flow families.
         weighting_scheme (`str`, *optional*): flow-matching option; refused (unless ``"none"``) for SD families.
+        aspect_ratio_buckets (`str`, *optional*), bucket_reso_steps (`int`, *optional*): with aspect-ratio buckets
+            on, every bucket side must be a multiple of the family's factor, like ``resolution``.
 
     >>> check_flow_options("flux", name="flux-schnell", guidance_embeds=False, guidance_scale=3.5)
     Traceback (most recent call last):
@@ -291,6 +295,10 @@ def check_flow_options(
                 f"--resolution={resolution}: {label} needs a multiple of {factor}"
                 f"{' (VAE 8 x patch 2)' if flow else ''}; try {low} or {low + factor}"
             )
+    if aspect_ratio_buckets or bucket_reso_steps is not None:
+        from .buckets import check_bucket_factor
+
+        check_bucket_factor(RESOLUTION_FACTORS[family], label, aspect_ratio_buckets, bucket_reso_steps)
     if flow:
         for flag, value in (("--snr_gamma", snr_gamma), ("--offset_noise", offset_noise)):
             if value:

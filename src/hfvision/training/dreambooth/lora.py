@@ -41,27 +41,33 @@ TRANSFORMER_TARGET_MODULES = (
     "attn.add_v_proj",
     "attn.to_add_out",
 )
+# diffusers' train_dreambooth_lora_flux.py also adapts the feed-forward linears of both streams by default (its SD3
+# script does not)
+FLUX_FEED_FORWARD_TARGET_MODULES = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
 
 
 def denoiser_target_modules(family: str, lora_layers: str | None = None, lora_blocks: str | None = None) -> list[str]:
     """The modules of the UNet / transformer that get adapters.
 
     Args:
-        family (`str`): trainer family (``"sd"``, ``"sdxl"``, ``"flux"``, ``"sd3"``).
+        family (`str`): family (``"sd1"``, ``"sd2"``, ``"sdxl"``, ``"flux"``, ``"sd3"``).
         lora_layers (`str`, *optional*): comma-separated module names (``--lora_layers``), replacing the default.
         lora_blocks (`str`, *optional*): comma-separated ``transformer_blocks`` indices (``--lora_blocks``, SD3):
             only those blocks' modules are adapted.
 
+    >>> denoiser_target_modules("flux")[-4:]
+    ['ff.net.0.proj', 'ff.net.2', 'ff_context.net.0.proj', 'ff_context.net.2']
     >>> denoiser_target_modules("sd3", "attn.to_q", "0,2")
     ['transformer_blocks.0.attn.to_q', 'transformer_blocks.2.attn.to_q']
     """
-    if family in ("sd", "sdxl"):
+    if family in ("sd1", "sd2", "sdxl"):
         if lora_layers or lora_blocks:
             raise ValueError("--lora_layers / --lora_blocks apply to Flux and SD3 transformers; drop them for SD")
         return list(UNET_TARGET_MODULES)
-    modules = (
-        [m.strip() for m in lora_layers.split(",") if m.strip()] if lora_layers else list(TRANSFORMER_TARGET_MODULES)
-    )
+    if lora_layers:
+        modules = [m.strip() for m in lora_layers.split(",") if m.strip()]
+    else:
+        modules = [*TRANSFORMER_TARGET_MODULES, *(FLUX_FEED_FORWARD_TARGET_MODULES if family == "flux" else ())]
     if lora_blocks:
         if family != "sd3":
             raise ValueError(f"--lora_blocks applies to SD3 transformers, not {family}; use --lora_layers")
@@ -112,6 +118,29 @@ def modelspec_family(family: str, text_encoder=None) -> str:
     return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
 
 
+def check_kohya_family(family: str, use_dora: bool = False) -> None:
+    """Refuse ``--output_kohya_format`` where no kohya layout is written: SD3 transformers (kohya's tools have no SD3
+    LoRA spelling that diffusers reads back) and Flux DoRA (the kohya-Flux layout fuses modules, which magnitude
+    vectors do not survive). One line, before any weights load."""
+    if family == "sd3":
+        raise ValueError(
+            "--output_kohya_format is not available for SD3 LoRAs (no kohya layout for SD3 transformers); drop it "
+            "(pytorch_lora_weights.safetensors loads with load_lora_weights)"
+        )
+    if family == "flux" and use_dora:
+        raise ValueError("--output_kohya_format with --use_dora: the kohya-Flux layout has no DoRA; drop one of them")
+
+
+def flux_modelspec_architecture(transformer) -> dict[str, str]:
+    """``modelspec.architecture`` of a Flux.1 LoRA: ``flux-1-schnell/lora`` for a transformer without guidance
+    embedding (schnell), ``flux-1-dev/lora`` otherwise."""
+    from ...conversion.modelspec import ARCHITECTURES
+    from ...conversion.modelspec import LORA_SUFFIX
+
+    variant = "flux-dev" if transformer.config.get("guidance_embeds", True) else "flux-schnell"
+    return {"modelspec.architecture": ARCHITECTURES[variant].architecture + LORA_SUFFIX}
+
+
 def lora_layers(model: torch.nn.Module, peft_keys: bool = False) -> dict[str, torch.Tensor]:
     """The adapter weights of ``model`` with diffusers' key names (PEFT's ``lora_A``/``lora_B`` names, as diffusers
     writes them for transformers, with ``peft_keys=True``)."""
@@ -143,7 +172,7 @@ def save_lora(
 
     Args:
         directory (`str` or `os.PathLike`): output folder.
-        family (`str`): trainer family (``"sd"`` or ``"sdxl"``), picks the pipeline class that writes the file.
+        family (`str`): family (``"sd1"``, ``"sd2"``, ``"sdxl"``, ...), picks the pipeline class that writes the file.
         unet: the UNet carrying a ``default`` adapter.
         text_encoders (`list`, *optional*): text encoders carrying adapters, in pipeline order.
         kohya (`bool`, *optional*, defaults to `False`): also write ``pytorch_lora_weights_kohya.safetensors`` in the
@@ -154,6 +183,10 @@ def save_lora(
 
     Returns:
         `Path`: the diffusers-layout file.
+
+    Flux.1: the kohya file is the kohya-Flux layout ComfyUI loads (``lora_unet_double_blocks_*``, fused q/k/v, CLIP
+    as ``lora_te1_*``), with ``modelspec.architecture`` ``flux-1-dev/lora`` or ``flux-1-schnell/lora`` (no guidance
+    embedding). SD3 has no kohya layout (refused).
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -168,11 +201,14 @@ def save_lora(
     }
     names = ("text_encoder", "text_encoder_2")
     for name, encoder in zip(names, text_encoders or []):
-        kwargs[f"{name}_lora_layers"] = lora_layers(encoder)
+        # Flux/SD3: PEFT names for the CLIP LoRA too, as diffusers' train_dreambooth_lora_flux.py / _sd3.py write
+        kwargs[f"{name}_lora_layers"] = lora_layers(encoder, peft_keys=flow)
         kwargs[f"{name}_lora_adapter_metadata"] = lora_metadata(encoder)
     pipeline_class(family).save_lora_weights(directory, safe_serialization=True, **kwargs)
     path = Path(directory) / LORA_WEIGHTS_NAME
     use_dora = any(getattr(m.peft_config["default"], "use_dora", False) for m in text_encoders or [])
+    if metadata and family == "flux":
+        metadata = {**metadata, **flux_modelspec_architecture(unet)}
     if not metadata and not kohya and not use_dora:
         return path
     with safe_open(path, "pt") as f:
@@ -182,9 +218,10 @@ def save_lora(
         state_dict = loadable_magnitude_keys(state_dict)
         write_lora_file(path, state_dict, header)
     if kohya:
-        if FAMILIES[family].flow:
-            raise ValueError("--output_kohya_format is not available for Flux/SD3 LoRAs yet; drop the flag")
+        check_kohya_family(family)
         adapter_metadata = json.loads(header[ADAPTER_METADATA_KEY]) if ADAPTER_METADATA_KEY in header else None
+        # Flux: the transformer in the kohya-Flux layout (fused qkv / linear1), CLIP as lora_te1_ (kohya's Flux
+        # scripts' names); see hfvision.conversion.lora_flux
         kohya_state = diffusers_to_kohya(state_dict, adapter_metadata, sdxl=family == "sdxl")
         if any(k.endswith(".dora_scale") for k in kohya_state):
             logger.warning(

@@ -15,7 +15,7 @@ import torch
 
 from ...utils.logging import get_logger
 from .class_images import class_image_key, generate_class_images, plan_class_images
-from .components import FAMILIES, BaseModel, load_base_pipeline, training_noise_scheduler
+from .components import FAMILIES, ResolvedBaseModel, load_base_pipeline, training_noise_scheduler
 from .config import DreamBoothConfig
 from .data import (
     DreamBoothDataset,
@@ -56,7 +56,7 @@ class TrainingModels:
 
 
 def load_base_and_class_images(
-    config: DreamBoothConfig, base: BaseModel, accelerator, concepts: list | None, default_class_dir: Path
+    config: DreamBoothConfig, base: ResolvedBaseModel, accelerator, concepts: list | None, default_class_dir: Path
 ) -> BaseAndClassImages:
     """Load the base pipeline (float32) and the class images, generating the missing ones first.
 
@@ -90,10 +90,9 @@ def load_base_and_class_images(
     for group, (class_dir, prompt, key, class_paths, todo) in enumerate(plans):
         if todo and generation_dtype == torch.float32:
             generate_missing_class_images(config, base, accelerator, class_dir, key, todo, lambda: pipe, prompt)
-        class_records += load_records(
-            class_paths, [prompt] * len(class_paths), size, strict=config.bad_images == "error"
-        )
-        groups += [group] * len(class_paths)
+        records = load_records(class_paths, [prompt] * len(class_paths), size, strict=config.bad_images == "error")
+        class_records += records
+        groups += [group] * len(records)  # skipped bad images: the groups stay aligned with the records
     return BaseAndClassImages(
         components=dict(pipe.components),
         class_records=class_records,
@@ -102,7 +101,14 @@ def load_base_and_class_images(
 
 
 def generate_missing_class_images(
-    config: DreamBoothConfig, base: BaseModel, accelerator, class_dir: Path, key: str, missing: list[int], load, prompt
+    config: DreamBoothConfig,
+    base: ResolvedBaseModel,
+    accelerator,
+    class_dir: Path,
+    key: str,
+    missing: list[int],
+    load,
+    prompt: str,
 ) -> None:
     """Generate the ``missing`` class images of one folder, split across the processes."""
     logger.info("generating %d class images into %s", len(missing), class_dir)
@@ -164,8 +170,9 @@ def configure_models(
         vae.to(dtype=weight_dtype)
     for model in [denoiser] + text_encoders:
         model.to(device)
+        quantized = getattr(model, "is_quantized", False)  # --quantize_base: packed weights keep their dtype
         for param in model.parameters():
-            if cast_frozen and not param.requires_grad:
+            if cast_frozen and not param.requires_grad and not quantized:
                 param.data = param.data.to(weight_dtype)
     if config.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()

@@ -16,7 +16,7 @@ from ...utils.logging import get_logger
 from . import output as output_lib
 from .checkpointing import CheckpointManager, check_resumable, read_trainer_state
 from .class_images import default_class_dir
-from .components import FAMILIES, BaseModel, apply_family_options, pipeline_class, resolve_base_model
+from .components import FAMILIES, ResolvedBaseModel, apply_family_options, pipeline_class, resolve_base_model
 from .conditioning import PromptEncoder
 from .config import DEFAULT_OUTPUT_DIR, DreamBoothConfig
 from .data import concept_records, list_images, load_records, read_caption, repeat_records
@@ -50,7 +50,7 @@ class TrainerSetup:
         self.callbacks = list(callbacks or [])
 
         # 1. Inputs: base model, subjects, folders, session, and where to resume (check_inputs)
-        self.base: BaseModel | None = None
+        self.base: ResolvedBaseModel | None = None
         self.session: TrainingSession | None = None
         self.session_started = False  # session.on_start ran (main process): failures are recorded in it
         self.concepts: list | None = None  # the --concepts_list subjects, or None for one subject
@@ -215,7 +215,12 @@ class TrainerSetup:
         size = None if config.use_aspect_ratio_buckets else config.resolution  # buckets resize per bucket later
         if self.concepts is not None:
             self.instance_records, self.instance_groups = concept_records(
-                self.concepts, config.caption_from_filename, config.expand, size, config.repeats
+                self.concepts,
+                config.caption_from_filename,
+                config.expand,
+                size,
+                config.repeats,
+                strict=config.bad_images == "error",
             )
         else:
             prompt = config.resolved_instance_prompt
@@ -385,7 +390,7 @@ class TrainerSetup:
             **dict(zip(spec.text_encoders, encoders)),
             **dict(zip(spec.tokenizers, self.tokenizers)),
         }
-        if self.base.family == "sd":
+        if spec.safety_checker:
             parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe = pipeline_class(self.base.family)(**parts)
         pipe.set_progress_bar_config(disable=True)

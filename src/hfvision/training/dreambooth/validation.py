@@ -23,10 +23,13 @@ def render_validation(
     seed: int,
     resolution: int,
     num_inference_steps: int,
-    guidance_scale: float,
+    guidance_scale: float | None,
     autocast_dtype=None,
 ) -> list[list]:
-    """``num_images`` PIL images per prompt; prompt ``i`` uses a generator seeded with ``seed + i``."""
+    """``num_images`` PIL images per prompt; prompt ``i`` uses a generator seeded with ``seed + i``.
+
+    ``guidance_scale=None`` leaves the pipeline's default (Flux.1-dev's guidance embedding 3.5, SD3 7.0, SD 7.5,
+    SDXL 5.0), as diffusers' DreamBooth scripts render their validation images."""
     device = pipeline.device
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype)
@@ -41,13 +44,18 @@ def render_validation(
                 prompt,
                 num_images_per_prompt=num_images,
                 num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
                 height=resolution,
                 width=resolution,
                 generator=generator,
+                **guidance_kwargs(guidance_scale),
             )
             results.append(out.images)
     return results
+
+
+def guidance_kwargs(guidance_scale: float | None) -> dict:
+    """``{"guidance_scale": value}``, or ``{}`` to keep the pipeline's default."""
+    return {} if guidance_scale is None else {"guidance_scale": guidance_scale}
 
 
 def save_samples(images: list[list], prompts: list[str], folder: Path) -> list[Path]:
@@ -133,9 +141,9 @@ def build_quality_tracker(
         seed=config.seed,
         num_images_per_prompt=1,
         num_inference_steps=config.validation_inference_steps,
-        guidance_scale=config.validation_guidance_scale,
         height=config.resolution,
         width=config.resolution,
+        **guidance_kwargs(config.validation_guidance_scale),
     )
 
 
