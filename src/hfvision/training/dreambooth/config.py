@@ -55,8 +55,8 @@ __all__ = [
 ]
 
 
-def _help(text: str, **extra) -> dict:
-    return {"help": text, **extra}
+def _help(text: str) -> dict:
+    return {"help": text}
 
 
 @dataclass
