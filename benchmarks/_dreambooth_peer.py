@@ -21,14 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_ENV = "DIFFUSERS_EXAMPLES_DIR"
 
-# Runs a script as __main__; at exit writes {"rss_kib": peak RSS (KiB on Linux), "steps": [optimizer step times]} to
-# the file named by argv[1].
+# Runs a script as __main__; at exit writes {"rss_kib": peak RSS (KiB on Linux), "steps": [[wall, CPU] seconds at
+# each optimizer step]} to the file named by argv[1].
 _MEASURE = """
 import atexit, json, resource, runpy, sys, time
 from torch.optim.optimizer import register_optimizer_step_post_hook
 out, script = sys.argv[1], sys.argv[2]
 steps = []
-register_optimizer_step_post_hook(lambda *_: steps.append(time.perf_counter()))
+register_optimizer_step_post_hook(lambda *_: steps.append((time.perf_counter(), time.process_time())))
 atexit.register(lambda: open(out, "w").write(json.dumps(
     {"rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "steps": steps})))
 sys.argv = [script, *sys.argv[3:]]
@@ -38,11 +38,13 @@ runpy.run_path(script, run_name="__main__")
 
 @dataclass
 class Run:
-    """One training process: wall seconds, peak RSS in MB, and the median seconds between optimizer steps."""
+    """One training process: wall seconds, peak RSS in MB, and the median wall / CPU seconds between optimizer steps
+    (CPU time is what the process itself spent, so it moves less than wall time on a shared machine)."""
 
     wall: float
     rss_mb: float
     step: float
+    step_cpu: float
 
 
 def examples_dir() -> Path | None:
@@ -84,7 +86,7 @@ def save_photos(folder: Path, size: int = 64) -> Path:
 
 
 def run_once(script: Path, flags: list[str], out: Path, env: dict) -> Run:
-    """Train once in a fresh process; the step time is the median gap between optimizer steps after the first."""
+    """Train once in a fresh process; step times are the median gaps between consecutive optimizer steps."""
     measure_file = out.with_suffix(".measure.json")
     start = time.perf_counter()
     proc = subprocess.run(
@@ -98,8 +100,14 @@ def run_once(script: Path, flags: list[str], out: Path, env: dict) -> Run:
         raise RuntimeError(f"{script} failed:\n{proc.stderr[-3000:]}")
     measured = json.loads(measure_file.read_text())
     steps = measured["steps"]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
-    return Run(wall, measured["rss_kib"] / 1024, statistics.median(gaps) if gaps else float("nan"))
+    return Run(
+        wall, measured["rss_kib"] / 1024, _median_gap([t[0] for t in steps]), _median_gap([t[1] for t in steps])
+    )
+
+
+def _median_gap(times: list[float]) -> float:
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return statistics.median(gaps) if gaps else float("nan")
 
 
 def interleaved(scripts: dict[str, Path], flags: list[str], rounds: int, workdir: Path, env: dict, tag: str):
@@ -113,4 +121,4 @@ def interleaved(scripts: dict[str, Path], flags: list[str], rounds: int, workdir
 
 
 def median_run(runs: list[Run]) -> Run:
-    return Run(*(statistics.median(values) for values in zip(*((r.wall, r.rss_mb, r.step) for r in runs))))
+    return Run(*(statistics.median(values) for values in zip(*((r.wall, r.rss_mb, r.step, r.step_cpu) for r in runs))))

@@ -4,7 +4,7 @@
 Both scripts run as fresh processes on the same tiny random Flux.1-dev model (`hfvision.testing.save_tiny_flux`),
 photos and flags, interleaved round by round (the order alternates), and the medians are compared: a ratio below 1.0
 means hfvision is faster / smaller. Step time is the median gap between optimizer steps (start-up, loading and saving
-excluded); wall time is the whole run; peak RSS is the training process's.
+excluded), in wall and in process CPU seconds; wall time is the whole run; peak RSS is the training process's.
 
 diffusers' script comes from a diffusers checkout that is never part of this project: set ``DIFFUSERS_EXAMPLES_DIR``
 to its ``examples/`` folder (the one holding ``dreambooth/train_dreambooth_lora_flux.py``). Without it the benchmark
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         photos = save_photos(workdir / "photos", max(args.resolutions))
         print(f"{args.steps} steps, rank {args.rank}, {args.threads} thread(s), {args.rounds} interleaved rounds")
         print(
-            "| px | hfvision s/step | diffusers s/step | step ratio | hfvision wall s | diffusers wall s | wall ratio "
-            "| hfvision peak RSS MB | diffusers MB | RSS ratio |"
+            "| px | hfvision s/step | diffusers s/step | step ratio | CPU s/step ratio | hfvision wall s "
+            "| diffusers wall s | wall ratio | hfvision peak RSS MB | diffusers MB | RSS ratio |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for resolution in args.resolutions:
             flags = [
                 *("--pretrained_model_name_or_path", str(model), "--instance_data_dir", str(photos)),
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             ours, peer = median_run(results["hfvision"]), median_run(results["diffusers"])
             print(
                 f"| {resolution} | {ours.step:.3f} | {peer.step:.3f} | {ours.step / peer.step:.2f} "
+                f"| {ours.step_cpu / peer.step_cpu:.2f} "
                 f"| {ours.wall:.1f} | {peer.wall:.1f} | {ours.wall / peer.wall:.2f} "
                 f"| {ours.rss_mb:.0f} | {peer.rss_mb:.0f} | {ours.rss_mb / peer.rss_mb:.2f} |",
                 flush=True,
