@@ -16,59 +16,21 @@ and exits.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _dreambooth_peer import ROOT, examples_dir, interleaved, median_run, peer_env, peer_script, save_photos
+
 MODES = {"full": "train_dreambooth.py", "lora": "train_dreambooth_lora.py"}
-
-# Runs a script as __main__ and writes the process's peak RSS (KiB on Linux) to the file named by argv[1].
-_MEASURE = """
-import atexit, resource, runpy, sys
-out, script = sys.argv[1], sys.argv[2]
-atexit.register(lambda: open(out, "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
-sys.argv = [script, *sys.argv[3:]]
-runpy.run_path(script, run_name="__main__")
-"""
-
-
-def peer_script(examples_dir: Path, name: str) -> Path:
-    for candidate in (examples_dir / "dreambooth" / name, examples_dir / name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"DIFFUSERS_EXAMPLES_DIR={examples_dir}: no dreambooth/{name} in it")
 
 
 def prepare(workdir: Path) -> tuple[Path, Path]:
-    from hfvision.testing import sample_image, save_tiny_sd
+    from hfvision.testing import save_tiny_sd
 
-    model, photos = workdir / "tiny-sd1", workdir / "photos"
+    model = workdir / "tiny-sd1"
     save_tiny_sd(model, "sd1")
-    photos.mkdir()
-    for name in ("astronaut", "coffee", "rocket", "chelsea"):
-        sample_image(name).resize((64, 64)).save(photos / f"{name}.png")
-    return model, photos
-
-
-def run_once(script: Path, flags: list[str], out: Path, env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one training process."""
-    rss_file = out.with_suffix(".rss")
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(rss_file), str(script), *flags, "--output_dir", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{script} failed:\n{proc.stderr[-3000:]}")
-    return wall, int(rss_file.read_text()) / 1024
+    return model, save_photos(workdir / "photos")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,20 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args(argv)
 
-    examples_dir = os.environ.get("DIFFUSERS_EXAMPLES_DIR")
-    if not examples_dir:
-        print(
-            "skipped: set DIFFUSERS_EXAMPLES_DIR to a diffusers checkout's examples/ folder to compare with its scripts"
-        )
+    examples = examples_dir()
+    if examples is None:
         return 0
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = peer_env(args.threads)
     with tempfile.TemporaryDirectory(prefix="db-vs-diffusers-") as tmp:
         workdir = Path(tmp)
         model, photos = prepare(workdir)
@@ -127,19 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes:
             scripts = {
                 "hfvision": ROOT / "examples" / MODES[mode],
-                "diffusers": peer_script(Path(examples_dir), MODES[mode]),
+                "diffusers": peer_script(examples, MODES[mode]),
             }
-            results = {name: [] for name in scripts}
-            for round_index in range(args.rounds):
-                order = list(scripts) if round_index % 2 == 0 else list(scripts)[::-1]
-                for name in order:
-                    out = workdir / f"{mode}-{name}-{round_index}"
-                    results[name].append(run_once(scripts[name], flags, out, env))
-            ours = [statistics.median(v) for v in zip(*results["hfvision"])]
-            peer = [statistics.median(v) for v in zip(*results["diffusers"])]
+            results = interleaved(scripts, flags, args.rounds, workdir, env, mode)
+            ours, peer = median_run(results["hfvision"]), median_run(results["diffusers"])
             print(
-                f"| {mode} | {ours[0]:.1f} | {peer[0]:.1f} | {ours[0] / peer[0]:.2f} | {ours[1]:.0f} | {peer[1]:.0f} "
-                f"| {ours[1] / peer[1]:.2f} |"
+                f"| {mode} | {ours.wall:.1f} | {peer.wall:.1f} | {ours.wall / peer.wall:.2f} | {ours.rss_mb:.0f} "
+                f"| {peer.rss_mb:.0f} | {ours.rss_mb / peer.rss_mb:.2f} |"
             )
     return 0
 

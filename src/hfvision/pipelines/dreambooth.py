@@ -69,6 +69,7 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
     """
 
     _optional_components = [*StableDiffusionPipeline._optional_components, "controlnet"]
+    _check_controlnet = staticmethod(check_controlnet_compatible)
 
     def __init__(
         self,
@@ -89,26 +90,7 @@ class DreamBoothPipeline(DreamBoothMixin, StableDiffusionPipeline):
     ):
         if unet is not None and infer_family(unet) == "sdxl":
             raise ValueError("this UNet is SDXL-shaped (text_time conditioning); use DreamBoothXLPipeline")
-        if controlnet is not None and unet is not None:
-            check_controlnet_compatible(controlnet, unet)
-        super().__init__(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=safety_checker,
-            feature_extractor=feature_extractor,
-            image_encoder=image_encoder,
-            requires_safety_checker=requires_safety_checker,
-        )
-        self.register_modules(controlnet=controlnet)
-        self.register_to_config(
-            instance_token=instance_token,
-            class_noun=class_noun,
-            family=family or infer_family(unet),
-            concepts=concepts,
-        )
+        self._init_pipeline(locals())
 
     def encode_prompt(
         self,

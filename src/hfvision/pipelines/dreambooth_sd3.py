@@ -4,9 +4,9 @@
 ``family`` in the config and ``{token}`` / ``{class}`` expansion in the six prompt arguments. With the same components
 and seed it gives the same images as `StableDiffusion3Pipeline`.
 
-`save_pretrained` / `push_to_hub` ship this file, ``dreambooth_flux.py`` (the shared save logic) and
-``dreambooth_utils.py``, and record ``"_class_name": ["dreambooth_sd3", "DreamBoothSD3Pipeline"]``, so that without
-hfvision ``DiffusionPipeline.from_pretrained(path_or_repo, trust_remote_code=True)`` returns this class.
+`save_pretrained` / `push_to_hub` ship this file and ``dreambooth_utils.py`` (the shared logic) and record
+``"_class_name": ["dreambooth_sd3", "DreamBoothSD3Pipeline"]``, so that without hfvision
+``DiffusionPipeline.from_pretrained(path_or_repo, trust_remote_code=True)`` returns this class.
 
 >>> from hfvision.pipelines.dreambooth_sd3 import DreamBoothSD3Pipeline
 >>> from hfvision.testing import tiny_sd3_pipeline
@@ -31,13 +31,12 @@ from transformers import (
     T5TokenizerFast,
 )
 
-from .dreambooth_flux import FlowDreamBoothMixin
-from .dreambooth_utils import DreamBoothMixin  # noqa: F401 - diffusers copies only a remote module's direct imports
+from .dreambooth_utils import DreamBoothMixin
 
 __all__ = ["DreamBoothSD3Pipeline"]
 
 
-class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
+class DreamBoothSD3Pipeline(DreamBoothMixin, StableDiffusion3Pipeline):
     r"""SD3 / SD3.5 text-to-image for a DreamBooth subject (see the module docstring).
 
     Args:
@@ -48,8 +47,9 @@ class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
         family (`str`, *optional*, defaults to ``"sd3"``): base family, stored in the config.
     """
 
-    _code_files = ("dreambooth_sd3.py", "dreambooth_flux.py", "dreambooth_utils.py")
-    _transformer_class = "SD3Transformer2DModel"
+    _code_files = ("dreambooth_sd3.py", "dreambooth_utils.py")
+    _family = "sd3"
+    _denoiser_class = "SD3Transformer2DModel"
 
     def __init__(
         self,
@@ -69,22 +69,7 @@ class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
         family: str | None = None,
         concepts: list[dict] | None = None,
     ):
-        super().__init__(
-            transformer=transformer,
-            scheduler=scheduler,
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            text_encoder_2=text_encoder_2,
-            tokenizer_2=tokenizer_2,
-            text_encoder_3=text_encoder_3,
-            tokenizer_3=tokenizer_3,
-            image_encoder=image_encoder,
-            feature_extractor=feature_extractor,
-        )
-        self.register_to_config(
-            instance_token=instance_token, class_noun=class_noun, family=family or "sd3", concepts=concepts
-        )
+        self._init_pipeline(locals())
 
     def __call__(
         self,
@@ -132,37 +117,4 @@ class DreamBoothSD3Pipeline(FlowDreamBoothMixin, StableDiffusion3Pipeline):
         Returns:
             `StableDiffusion3PipelineOutput` (``.images``), or a tuple when ``return_dict=False``.
         """
-        return super().__call__(
-            prompt=self.expand_prompt(prompt),
-            prompt_2=self.expand_prompt(prompt_2),
-            prompt_3=self.expand_prompt(prompt_3),
-            height=height,
-            width=width,
-            num_inference_steps=num_inference_steps,
-            sigmas=sigmas,
-            guidance_scale=guidance_scale,
-            negative_prompt=self.expand_prompt(negative_prompt),
-            negative_prompt_2=self.expand_prompt(negative_prompt_2),
-            negative_prompt_3=self.expand_prompt(negative_prompt_3),
-            num_images_per_prompt=num_images_per_prompt,
-            generator=generator,
-            latents=latents,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            pooled_prompt_embeds=pooled_prompt_embeds,
-            negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-            ip_adapter_image=ip_adapter_image,
-            ip_adapter_image_embeds=ip_adapter_image_embeds,
-            output_type=output_type,
-            return_dict=return_dict,
-            joint_attention_kwargs=joint_attention_kwargs,
-            clip_skip=clip_skip,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-            max_sequence_length=max_sequence_length,
-            skip_guidance_layers=skip_guidance_layers,
-            skip_layer_guidance_scale=skip_layer_guidance_scale,
-            skip_layer_guidance_stop=skip_layer_guidance_stop,
-            skip_layer_guidance_start=skip_layer_guidance_start,
-            mu=mu,
-        )
+        return super().__call__(**self._call_arguments(locals()))

@@ -37,7 +37,15 @@ CONTROL_ARGUMENTS = (
     "control_guidance_start",
     "control_guidance_end",
 )
-PROMPT_ARGUMENTS = ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2")
+PROMPT_ARGUMENTS = ("prompt", "prompt_2", "prompt_3", "negative_prompt", "negative_prompt_2", "negative_prompt_3")
+# What hfvision adds to a diffusers pipeline's config (constructor arguments of every DreamBooth pipeline).
+OWN_CONFIG = ("instance_token", "class_noun", "family", "concepts")
+# The DreamBooth pipeline for each denoiser class, named when `from_components` gets another family's components.
+PIPELINE_FOR_DENOISER = {
+    "UNet2DConditionModel": "DreamBoothPipeline or DreamBoothXLPipeline",
+    "FluxTransformer2DModel": "DreamBoothFluxPipeline",
+    "SD3Transformer2DModel": "DreamBoothSD3Pipeline",
+}
 
 
 def expand_prompt(prompt: str | list[str] | None, instance_token: str | None, class_noun: str | None = None):
@@ -91,6 +99,28 @@ class DreamBoothMixin:
 
     # Files copied next to the weights by save_pretrained; the first one is the module named in model_index.json.
     _code_files: tuple[str, ...] = ("dreambooth.py", "dreambooth_utils.py", "controlnet_utils.py")
+    # The family stored when the constructor gets none (None: inferred from the UNet, SD 1.x vs 2.x).
+    _family: str | None = None
+    # Class name of the denoiser `from_components` expects (the transformer or UNet).
+    _denoiser_class: str = "UNet2DConditionModel"
+    # ControlNet-capable pipelines: `check_controlnet_compatible(controlnet, unet)` from their controlnet_utils.py (a
+    # reference rather than an import here, so that pipelines shipped without that file load as remote code).
+    _check_controlnet: Callable | None = None
+
+    def _init_pipeline(self, arguments: dict[str, Any]) -> None:
+        """The body every DreamBooth constructor shares, given its ``locals()``: the diffusers parent's ``__init__``
+        with the parent's arguments, the optional ``controlnet`` (checked against the UNet), then hfvision's config
+        values (``family`` defaults to the class's, or is inferred from the UNet)."""
+        arguments = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+        own = {name: arguments.pop(name) for name in OWN_CONFIG}
+        controlnet = arguments.pop("controlnet", None)
+        if controlnet is not None and arguments.get("unet") is not None:
+            self._check_controlnet(controlnet, arguments["unet"])
+        super().__init__(**arguments)
+        if self._check_controlnet is not None:
+            self.register_modules(controlnet=controlnet)
+        own["family"] = own["family"] or self._family or infer_family(arguments.get("unet"))
+        self.register_to_config(**own)
 
     @property
     def instance_token(self) -> str | None:
@@ -137,6 +167,13 @@ class DreamBoothMixin:
             components = dict(pipe_or_components.components)
         else:
             components = dict(pipe_or_components)
+        denoiser = overrides.get("transformer", components.get("transformer", components.get("unet")))
+        found = type(denoiser).__name__
+        if denoiser is not None and found != cls._denoiser_class:
+            right = PIPELINE_FOR_DENOISER.get(found, "a DreamBooth pipeline of its family")
+            raise ValueError(
+                f"{cls.__name__}.from_components needs a {cls._denoiser_class}, got a {found}; use {right} instead"
+            )
         parameters = inspect.signature(cls.__init__).parameters
         accepted = set(parameters) - {"self"}
         # config values of the source (requires_safety_checker, force_zeros_for_empty_prompt, ...) carry over
@@ -177,12 +214,20 @@ class DreamBoothMixin:
 
     # -- generation: hfvision's additions around the diffusers parent's own __call__ --
 
-    def _generate(self, call: Callable, controlnet_cls: type, args: dict[str, Any], kwargs: dict[str, Any]):
-        """Expand placeholders, then run ``call`` (the diffusers parent's ``__call__``) or, with a ControlNet,
-        ``controlnet_cls`` (diffusers' ControlNet pipeline) over this pipeline's modules."""
+    def _call_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A ``__call__``'s ``locals()`` as keyword arguments for the parent's, with ``{token}`` / ``{class}``
+        expanded in every prompt argument."""
+        args = {k: v for k, v in arguments.items() if k not in ("self", "__class__", "kwargs")}
         for name in PROMPT_ARGUMENTS:
             if name in args:
                 args[name] = self.expand_prompt(args[name])
+        return args
+
+    def _generate(self, call: Callable, controlnet_cls: type, arguments: dict[str, Any], kwargs: dict[str, Any]):
+        """Expand placeholders in a ``__call__``'s ``arguments`` (its ``locals()``), then run ``call`` (the diffusers
+        parent's ``__call__``) or, with a ControlNet, ``controlnet_cls`` (diffusers' ControlNet pipeline) over this
+        pipeline's modules."""
+        args = self._call_arguments(arguments)
         control = {name: args.pop(name) for name in CONTROL_ARGUMENTS}
         for name in ("height", "width"):
             value = args.get(name)
@@ -196,10 +241,7 @@ class DreamBoothMixin:
                     "`control_image` was given but the pipeline has no ControlNet; pass controlnet=... first"
                 )
             return call(self, **args, **kwargs)
-        # imported here: modules that ship this file without controlnet_utils.py (no ControlNet) must still load
-        from .controlnet_utils import check_controlnet_compatible
-
-        check_controlnet_compatible(controlnet, self.unet)
+        self._check_controlnet(controlnet, self.unet)
         if control["control_image"] is None:
             raise ValueError("this pipeline has a ControlNet: pass `control_image` (e.g. canny_image(photo))")
         args = self._prepare_controlnet_args(args)

@@ -56,6 +56,8 @@ class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
 
     _code_files = ("dreambooth_xl.py", "dreambooth_utils.py", "controlnet_utils.py")
     _optional_components = [*StableDiffusionXLPipeline._optional_components, "controlnet"]
+    _family = "sdxl"
+    _check_controlnet = staticmethod(check_controlnet_compatible)
 
     def __init__(
         self,
@@ -76,25 +78,7 @@ class DreamBoothXLPipeline(DreamBoothMixin, StableDiffusionXLPipeline):
         family: str | None = None,
         concepts: list[dict] | None = None,
     ):
-        super().__init__(
-            vae=vae,
-            text_encoder=text_encoder,
-            text_encoder_2=text_encoder_2,
-            tokenizer=tokenizer,
-            tokenizer_2=tokenizer_2,
-            unet=unet,
-            scheduler=scheduler,
-            image_encoder=image_encoder,
-            feature_extractor=feature_extractor,
-            force_zeros_for_empty_prompt=force_zeros_for_empty_prompt,
-            add_watermarker=add_watermarker,
-        )
-        if controlnet is not None and unet is not None:
-            check_controlnet_compatible(controlnet, unet)
-        self.register_modules(controlnet=controlnet)
-        self.register_to_config(
-            instance_token=instance_token, class_noun=class_noun, family=family or "sdxl", concepts=concepts
-        )
+        self._init_pipeline(locals())
 
     def _controlnet_pipeline_kwargs(self) -> dict[str, Any]:
         return {"add_watermarker": self.watermark is not None}
