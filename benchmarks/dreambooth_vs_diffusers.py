@@ -4,7 +4,8 @@
 Both scripts run as fresh processes on the same tiny random SD 1.x model, photos and flags (full fine-tune with
 ``train_dreambooth.py``, LoRA with ``train_dreambooth_lora.py``), interleaved round by round (the order alternates),
 and the medians are compared: a ratio below 1.0 means hfvision is faster / smaller. Wall time covers everything a
-user waits for (imports, loading, training, saving).
+user waits for (imports, loading, training, saving). CPU time (user + system of the process) is reported beside it: on
+a shared machine wall time mostly measures the other jobs, CPU time the work each script does.
 
 diffusers' scripts come from a diffusers checkout that is never part of this project: set ``DIFFUSERS_EXAMPLES_DIR``
 to its ``examples/`` folder (the one holding ``dreambooth/train_dreambooth.py``). Without it the benchmark says so
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,9 +57,10 @@ def prepare(workdir: Path) -> tuple[Path, Path]:
     return model, photos
 
 
-def run_once(script: Path, flags: list[str], out: Path, env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one training process."""
+def run_once(script: Path, flags: list[str], out: Path, env: dict) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MB) of one training process."""
     rss_file = out.with_suffix(".rss")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(rss_file), str(script), *flags, "--output_dir", str(out)],
@@ -66,15 +69,17 @@ def run_once(script: Path, flags: list[str], out: Path, env: dict) -> tuple[floa
         text=True,
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{script} failed:\n{proc.stderr[-3000:]}")
-    return wall, int(rss_file.read_text()) / 1024
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, int(rss_file.read_text()) / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="training steps per run")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per mode")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds per mode")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="OMP/torch threads of each run")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "MKL_NUM_THREADS": str(args.threads),
         "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        # no empty entry: it would put the current directory on both scripts' import path
+        "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p),
     }
     with tempfile.TemporaryDirectory(prefix="db-vs-diffusers-") as tmp:
         workdir = Path(tmp)
@@ -122,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.steps} steps at {args.resolution} px, {args.threads} thread(s), {args.rounds} interleaved rounds"
         )
-        print("| mode | hfvision s | diffusers s | time ratio | hfvision peak RSS MB | diffusers MB | RSS ratio |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| mode | hfvision s | diffusers s | time ratio | hfvision CPU s | diffusers CPU s | CPU ratio "
+            "| hfvision peak RSS MB | diffusers MB | RSS ratio |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for mode in args.modes:
             scripts = {
                 "hfvision": ROOT / "examples" / MODES[mode],
@@ -138,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             ours = [statistics.median(v) for v in zip(*results["hfvision"])]
             peer = [statistics.median(v) for v in zip(*results["diffusers"])]
             print(
-                f"| {mode} | {ours[0]:.1f} | {peer[0]:.1f} | {ours[0] / peer[0]:.2f} | {ours[1]:.0f} | {peer[1]:.0f} "
-                f"| {ours[1] / peer[1]:.2f} |"
+                f"| {mode} | {ours[0]:.1f} | {peer[0]:.1f} | {ours[0] / peer[0]:.2f} | {ours[1]:.1f} | {peer[1]:.1f} "
+                f"| {ours[1] / peer[1]:.2f} | {ours[2]:.0f} | {peer[2]:.0f} | {ours[2] / peer[2]:.2f} |"
             )
+            for name in scripts:  # the spread says how far the medians can be trusted on a busy machine
+                walls = sorted(f"{w:.1f}" for w, _, _ in results[name])
+                print(f"<!-- {mode} {name} wall s per run: {', '.join(walls)} -->")
     return 0
 
 
