@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {ours[1] / peer[1]:.2f} | {ours[2]:.0f} | {peer[2]:.0f} | {ours[2] / peer[2]:.2f} |"
             )
             for name in scripts:  # the spread says how far the medians can be trusted on a busy machine
-                walls = sorted(f"{w:.1f}" for w, _, _ in results[name])
-                print(f"<!-- {mode} {name} wall s per run: {', '.join(walls)} -->")
+                walls = sorted(w for w, _, _ in results[name])
+                print(f"<!-- {mode} {name} wall s per run: {', '.join(f'{w:.1f}' for w in walls)} -->")
     return 0
 
 
