@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ class Run:
     rss_mb: float
     step: float
     step_cpu: float
+    cpu: float = float("nan")  # user + system seconds of the whole process
 
 
 def examples_dir() -> Path | None:
@@ -71,7 +73,8 @@ def peer_env(threads: int) -> dict[str, str]:
         "MKL_NUM_THREADS": str(threads),
         "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        # no empty entry: it would put the current directory on both scripts' import path
+        "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p),
     }
 
 
@@ -88,6 +91,7 @@ def save_photos(folder: Path, size: int = 64) -> Path:
 def run_once(script: Path, flags: list[str], out: Path, env: dict) -> Run:
     """Train once in a fresh process; step times are the median gaps between consecutive optimizer steps."""
     measure_file = out.with_suffix(".measure.json")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(measure_file), str(script), *flags, "--output_dir", str(out)],
@@ -96,12 +100,14 @@ def run_once(script: Path, flags: list[str], out: Path, env: dict) -> Run:
         text=True,
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{script} failed:\n{proc.stderr[-3000:]}")
     measured = json.loads(measure_file.read_text())
     steps = measured["steps"]
     return Run(
-        wall, measured["rss_kib"] / 1024, _median_gap([t[0] for t in steps]), _median_gap([t[1] for t in steps])
+        wall, measured["rss_kib"] / 1024, _median_gap([t[0] for t in steps]), _median_gap([t[1] for t in steps]), cpu
     )
 
 
@@ -121,4 +127,5 @@ def interleaved(scripts: dict[str, Path], flags: list[str], rounds: int, workdir
 
 
 def median_run(runs: list[Run]) -> Run:
-    return Run(*(statistics.median(values) for values in zip(*((r.wall, r.rss_mb, r.step, r.step_cpu) for r in runs))))
+    fields = ((r.wall, r.rss_mb, r.step, r.step_cpu, r.cpu) for r in runs)
+    return Run(*(statistics.median(values) for values in zip(*fields)))

@@ -33,7 +33,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``hfvision`` parser with every subcommand; with ``command`` naming a subcommand module, only that module's
+    parsers (``hfvision train ...`` does not import the serving stack to build ``serve``'s flags)."""
     from .. import __version__
 
     parser = ArgumentParser(prog="hfvision", description="Hugging Face-native vision: classify, personalise, ship.")
@@ -43,10 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import __path__ as cli_path
 
-    for info in sorted(pkgutil.iter_modules(cli_path), key=lambda m: m.name):
-        if info.name in {"main"} or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__package__}.{info.name}")
+    names = [
+        info.name
+        for info in sorted(pkgutil.iter_modules(cli_path), key=lambda m: m.name)
+        if info.name != "main" and not info.name.startswith("_")
+    ]
+    if command in names:
+        names = [command]
+    for name in names:
+        module = importlib.import_module(f"{__package__}.{name}")
         if hasattr(module, "register"):
             module.register(sub)
     return parser
@@ -69,8 +76,12 @@ def _split_global_flags(argv: list[str]) -> tuple[list[str], dict[str, bool]]:
 
 def main(argv: list[str] | None = None) -> int:
     argv, flags = _split_global_flags(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)
+    if command is not None and getattr(args, "command", None) != command:  # e.g. `models` lives in generate.py
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
         prog = f"hfvision {args.command}" if getattr(args, "command", None) else "hfvision"
         parser.exit(USAGE, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)\n")

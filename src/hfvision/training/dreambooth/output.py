@@ -72,19 +72,37 @@ def save_pipeline(pipeline, output_dir: Path, stock_class_name: str | None = Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# family -> (module, class) of hfvision's DreamBooth pipeline; only the one a run needs is imported (the others
+# would pull in diffusers' Flux / SD3 / SDXL / ControlNet pipelines and T5 for nothing)
+_FAMILY_CLASSES = {
+    "sd": ("hfvision.pipelines.dreambooth", "DreamBoothPipeline"),
+    "sdxl": ("hfvision.pipelines.dreambooth_xl", "DreamBoothXLPipeline"),
+    "flux": ("hfvision.pipelines.dreambooth_flux", "DreamBoothFluxPipeline"),
+    "sd3": ("hfvision.pipelines.dreambooth_sd3", "DreamBoothSD3Pipeline"),
+}
+# diffusers' stock class name in model_index.json -> the same (module, class)
+_STOCK_CLASSES = {
+    "StableDiffusionPipeline": _FAMILY_CLASSES["sd"],
+    "StableDiffusionXLPipeline": _FAMILY_CLASSES["sdxl"],
+    "FluxPipeline": _FAMILY_CLASSES["flux"],
+    "StableDiffusion3Pipeline": _FAMILY_CLASSES["sd3"],
+}
+
+
+def _dreambooth_class(spec: tuple[str, str]):
+    import importlib
+
+    module, name = spec
+    return getattr(importlib.import_module(module), name)
+
+
 def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict | None = None, concepts=None):
     """``pipe``'s components as hfvision's DreamBooth pipeline of ``family``, knowing the trained token and class.
 
     ``concepts`` (several subjects, ``[{token, class_noun, prompt}]``) is stored in the config as ``concepts``; the
     first subject's token and class are ``instance_token`` and ``class_noun``.
     """
-    from ...pipelines.dreambooth import DreamBoothPipeline
-    from ...pipelines.dreambooth_flux import DreamBoothFluxPipeline
-    from ...pipelines.dreambooth_sd3 import DreamBoothSD3Pipeline
-    from ...pipelines.dreambooth_xl import DreamBoothXLPipeline
-
-    classes = {"sdxl": DreamBoothXLPipeline, "flux": DreamBoothFluxPipeline, "sd3": DreamBoothSD3Pipeline}
-    cls = classes.get(family, DreamBoothPipeline)
+    cls = _dreambooth_class(_FAMILY_CLASSES.get(family, _FAMILY_CLASSES["sd"]))
     token, noun = (concepts[0]["token"], concepts[0]["class_noun"]) if concepts else (None, None)
     pipeline = cls.from_components(
         pipe,
@@ -198,22 +216,12 @@ def hub_model_index(output_dir: Path) -> bytes | None:
     ``DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)`` returns the DreamBooth class in one call.
     ``None`` when the folder holds no full pipeline with hfvision's shipped code (e.g. a LoRA run).
     """
-    from ...pipelines.dreambooth import DreamBoothPipeline
-    from ...pipelines.dreambooth_flux import DreamBoothFluxPipeline
-    from ...pipelines.dreambooth_sd3 import DreamBoothSD3Pipeline
-    from ...pipelines.dreambooth_xl import DreamBoothXLPipeline
-
     path = output_dir / "model_index.json"
     if not path.is_file():
         return None
     index = json.loads(path.read_text(encoding="utf-8"))
-    by_stock_name = {
-        "StableDiffusionPipeline": DreamBoothPipeline,
-        "StableDiffusionXLPipeline": DreamBoothXLPipeline,
-        "FluxPipeline": DreamBoothFluxPipeline,
-        "StableDiffusion3Pipeline": DreamBoothSD3Pipeline,
-    }
-    cls = by_stock_name.get(index.get("_class_name"))
+    spec = _STOCK_CLASSES.get(index.get("_class_name"))
+    cls = _dreambooth_class(spec) if spec else None
     if cls is None or not (output_dir / cls._code_files[0]).is_file():
         return None
     index["_class_name"] = [Path(cls._code_files[0]).stem, cls.__name__]
