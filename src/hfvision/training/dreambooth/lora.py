@@ -103,21 +103,6 @@ def add_lora(
     model.add_adapter(config)
 
 
-def modelspec_family(family: str, text_encoder=None) -> str:
-    """The ModelSpec family (``"sd1"``, ``"sd2"``, ``"sdxl"``) of a trainer family (``"sd"``, ``"sdxl"``): SD 2.x is
-    told from SD 1.x by its OpenCLIP text encoder (``hidden_act="gelu"``; CLIP ViT-L uses ``quick_gelu``). Pass the
-    result with the scheduler's prediction type to [`~hfvision.conversion.modelspec.modelspec_metadata`], which
-    records SD 2.x v-prediction as the 768-v architecture.
-
-    >>> modelspec_family("sd", pipe.text_encoder)
-    'sd1'
-    """
-    if family != "sd":
-        return family
-    config = getattr(text_encoder, "config", None)
-    return "sd2" if getattr(config, "hidden_act", None) == "gelu" else "sd1"
-
-
 def check_kohya_family(family: str, use_dora: bool = False) -> None:
     """Refuse ``--output_kohya_format`` where no kohya layout is written: SD3 transformers (kohya's tools have no SD3
     LoRA spelling that diffusers reads back) and Flux DoRA (the kohya-Flux layout fuses modules, which magnitude
@@ -134,8 +119,7 @@ def check_kohya_family(family: str, use_dora: bool = False) -> None:
 def flux_modelspec_architecture(transformer) -> dict[str, str]:
     """``modelspec.architecture`` of a Flux.1 LoRA: ``flux-1-schnell/lora`` for a transformer without guidance
     embedding (schnell), ``flux-1-dev/lora`` otherwise."""
-    from ...conversion.modelspec import ARCHITECTURES
-    from ...conversion.modelspec import LORA_SUFFIX
+    from ...conversion.modelspec import ARCHITECTURES, LORA_SUFFIX
 
     variant = "flux-dev" if transformer.config.get("guidance_embeds", True) else "flux-schnell"
     return {"modelspec.architecture": ARCHITECTURES[variant].architecture + LORA_SUFFIX}

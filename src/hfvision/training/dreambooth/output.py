@@ -115,14 +115,12 @@ def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict
     return pipeline
 
 
-def lora_modelspec(config: DreamBoothConfig, base, text_encoder) -> dict[str, str]:
-    """modelspec metadata (architecture, title, trigger word, resolution, base model, date) for the LoRA file;
-    ``text_encoder`` (the base's first) tells SD 2.x from SD 1.x."""
+def lora_modelspec(config: DreamBoothConfig, base) -> dict[str, str]:
+    """modelspec metadata (architecture, title, trigger word, resolution, base model, date) for the LoRA file."""
     from ...conversion.modelspec import modelspec_metadata
-    from .lora import modelspec_family
 
     return modelspec_metadata(
-        modelspec_family(base.family, text_encoder),
+        base.family,
         title=f"DreamBooth LoRA: {config.resolved_instance_prompt}",
         trigger_phrase=" ".join(w for w in (config.trained_token, config.resolved_class_noun) if w) or None,
         resolution=config.resolution,
@@ -267,7 +265,6 @@ def save_output(
     cast_frozen: bool,
     sample_images: list | None,
     steps: int,
-    text_encoder=None,
     concepts: list[dict] | None = None,
 ) -> Path | None:
     """Everything the run leaves in ``output_dir``; returns the LoRA file for LoRA runs.
@@ -284,7 +281,7 @@ def save_output(
 
     lora_path, pipe = None, None
     if config.use_lora:
-        metadata = lora_modelspec(config, base, text_encoder)
+        metadata = lora_modelspec(config, base)
         lora_path = save_lora(
             output_dir, base.family, unet, text_encoders, kohya=config.output_kohya_format, metadata=metadata
         )

@@ -315,6 +315,5 @@ class DreamBoothTrainer(TrainerSetup):
             self.cast_frozen,
             self.sample_images,
             self.global_step,
-            self.text_encoders[0],
             concept_summary(self.concepts, self.config.expand) if self.concepts else None,
         )
