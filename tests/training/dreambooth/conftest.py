@@ -98,9 +98,12 @@ def tiny_run_kwargs(tiny_model_dir, instance_dir, class_dir):
 
 @pytest.fixture
 def tiny_kwargs(tiny_run_kwargs, tmp_path):
-    """``tiny_kwargs(family="sd1", **overrides)``: ``tiny_run_kwargs`` writing to this test's ``tmp_path / "out"``."""
+    """``tiny_kwargs(family="sd1", prior=True, **overrides)``: ``tiny_run_kwargs`` writing to this test's
+    ``tmp_path / "out"``; ``prior=False`` turns prior preservation off (no class prompt, no class images)."""
 
-    def make(family: str = "sd1", **overrides) -> dict:
+    def make(family: str = "sd1", prior: bool = True, **overrides) -> dict:
+        if not prior:
+            overrides = {"with_prior_preservation": False, "class_prompt": None, "class_data_dir": None, **overrides}
         return tiny_run_kwargs(tmp_path / "out", family, **overrides)
 
     return make
@@ -134,9 +137,7 @@ def flow_kwargs(flow_model_dir, tiny_kwargs):
             train_batch_size=1,
             max_train_steps=2,
         )
-        if not prior:
-            kwargs.update(with_prior_preservation=False, class_prompt=None, class_data_dir=None)
-        return {**tiny_kwargs(**kwargs), **overrides}
+        return {**tiny_kwargs(prior=prior, **kwargs), **overrides}
 
     return make
 

@@ -58,9 +58,7 @@ def test_flux_lora_text_encoder_and_layers(flow_kwargs, train_in_process):
         rank=2,
         train_text_encoder=True,
         lora_layers="attn.to_k",
-        with_prior_preservation=False,
-        class_prompt=None,
-        class_data_dir=None,
+        prior=False,
         cache_latents=True,
     )
     trainer, result = train_in_process(kwargs)

@@ -39,7 +39,7 @@ def test_cpu_refuses_in_one_line_before_loading(method, flow_kwargs, no_loading)
 def test_cli_exit_code_and_single_line(flow_kwargs, no_loading, capsys):
     from hfvision.cli.main import main
 
-    kwargs = _kwargs(flow_kwargs, with_prior_preservation=False, class_prompt=None, class_data_dir=None)
+    kwargs = _kwargs(flow_kwargs, prior=False)
     capsys.readouterr()  # the fixture's model saving
     argv = ["train", "dreambooth"]
     for key, value in kwargs.items():
@@ -159,8 +159,9 @@ def test_8bit_adam_trains_a_flux_lora(flow_kwargs, train_in_process):
     import bitsandbytes as bnb
     import torch
 
-    kwargs = _kwargs(flow_kwargs, quantize_base=None, use_8bit_adam=True, max_train_steps=2, rank=4)
-    kwargs.update(with_prior_preservation=False, class_prompt=None, class_data_dir=None, learning_rate=1e-2)
+    kwargs = _kwargs(
+        flow_kwargs, prior=False, quantize_base=None, use_8bit_adam=True, max_train_steps=2, rank=4, learning_rate=1e-2
+    )
     trainer, result = train_in_process(kwargs)
     inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
     assert isinstance(inner, bnb.optim.AdamW8bit)
