@@ -98,12 +98,16 @@ def tiny_run_kwargs(tiny_model_dir, instance_dir, class_dir):
 
 @pytest.fixture
 def tiny_kwargs(tiny_run_kwargs, tmp_path):
-    """``tiny_kwargs(family="sd1", prior=True, **overrides)``: ``tiny_run_kwargs`` writing to this test's
-    ``tmp_path / "out"``; ``prior=False`` turns prior preservation off (no class prompt, no class images)."""
+    """``tiny_kwargs(family="sd1", prior=True, concepts=None, **overrides)``: ``tiny_run_kwargs`` writing to this
+    test's ``tmp_path / "out"``; ``prior=False`` turns prior preservation off (no class prompt, no class images);
+    ``concepts`` (a concepts-list JSON path) takes the subjects and their class prompts and folders from that file."""
 
-    def make(family: str = "sd1", prior: bool = True, **overrides) -> dict:
+    def make(family: str = "sd1", prior: bool = True, concepts: str | os.PathLike | None = None, **overrides) -> dict:
         if not prior:
             overrides = {"with_prior_preservation": False, "class_prompt": None, "class_data_dir": None, **overrides}
+        if concepts is not None:
+            from_file = {"instance_data_dir": None, "class_prompt": None, "class_data_dir": None}
+            overrides = {**from_file, "concepts_list": str(concepts), **overrides}
         return tiny_run_kwargs(tmp_path / "out", family, **overrides)
 
     return make

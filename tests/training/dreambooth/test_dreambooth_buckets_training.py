@@ -258,10 +258,7 @@ def test_concepts_repeats_and_caption_dropout_in_one_run(tiny_kwargs, instance_d
     path = tmp_path / "concepts.json"
     path.write_text(json.dumps(concepts))
     kwargs = tiny_kwargs(
-        instance_data_dir=None,
-        class_prompt=None,
-        class_data_dir=None,
-        concepts_list=str(path),
+        concepts=path,
         repeats=2,
         caption_dropout=1.0,
         train_batch_size=1,
