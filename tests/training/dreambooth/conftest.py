@@ -98,12 +98,105 @@ def tiny_run_kwargs(tiny_model_dir, instance_dir, class_dir):
 
 @pytest.fixture
 def tiny_kwargs(tiny_run_kwargs, tmp_path):
-    """``tiny_kwargs(family="sd1", **overrides)``: ``tiny_run_kwargs`` writing to this test's ``tmp_path / "out"``."""
+    """``tiny_kwargs(family="sd1", prior=True, concepts=None, **overrides)``: ``tiny_run_kwargs`` writing to this
+    test's ``tmp_path / "out"``; ``prior=False`` turns prior preservation off (no class prompt, no class images);
+    ``concepts`` (a concepts-list JSON path) takes the subjects and their class prompts and folders from that file."""
 
-    def make(family: str = "sd1", **overrides) -> dict:
+    def make(family: str = "sd1", prior: bool = True, concepts: str | os.PathLike | None = None, **overrides) -> dict:
+        if not prior:
+            overrides = {"with_prior_preservation": False, "class_prompt": None, "class_data_dir": None, **overrides}
+        if concepts is not None:
+            from_file = {"instance_data_dir": None, "class_prompt": None, "class_data_dir": None}
+            overrides = {**from_file, "concepts_list": str(concepts), **overrides}
         return tiny_run_kwargs(tmp_path / "out", family, **overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def flow_model_dir(tmp_path_factory):
+    """``flow_model_dir("flux-dev" | "flux-schnell" | "sd3")`` -> a saved tiny pipeline folder (built once)."""
+    from hfvision.testing import save_tiny_flux, save_tiny_sd3
+
+    cache = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            out = tmp_path_factory.mktemp(name)
+            cache[name] = save_tiny_sd3(out) if name == "sd3" else save_tiny_flux(out, name.split("-")[1])
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def flow_kwargs(flow_model_dir, tiny_kwargs):
+    """``flow_kwargs(name="flux-dev", prior=True, **overrides)``: ``tiny_kwargs`` for a tiny Flux/SD3 run at 32 px,
+    batch 1, 2 steps; ``prior=False`` turns prior preservation off (no class prompt, no class images)."""
+
+    def make(name: str = "flux-dev", prior: bool = True, **overrides) -> dict:
+        kwargs = dict(
+            pretrained_model_name_or_path=str(flow_model_dir(name)),
+            resolution=32,
+            train_batch_size=1,
+            max_train_steps=2,
+        )
+        return {**tiny_kwargs(prior=prior, **kwargs), **overrides}
+
+    return make
+
+
+EXAMPLE_SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "train_dreambooth.py"
+
+
+def _cli_flags(kwargs: dict) -> list[str]:
+    """Config keyword arguments as command-line flags (``True`` -> ``--flag``; ``False`` and ``None`` left out)."""
+    flags = []
+    for key, value in kwargs.items():
+        if value is True:
+            flags.append(f"--{key}")
+        elif value not in (False, None):
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+@pytest.fixture
+def cli_flags():
+    return _cli_flags
+
+
+@pytest.fixture
+def launch_two_processes(subprocess_env):
+    """``launch_two_processes(args, cwd, script=EXAMPLE_SCRIPT)`` runs ``script args`` on two CPU processes (gloo)
+    through ``accelerate launch --multi_gpu``; the test fails with the output's tail unless it exits 0.
+
+    accelerate starts several CPU processes only through torchrun (``--multi_gpu``, which on a machine without a GPU
+    runs on CPU with gloo) or MPI; ``--cpu --num_processes 2`` alone starts one."""
+
+    def launch(args: list[str], cwd: Path, script: Path = EXAMPLE_SCRIPT) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            "2",
+            "--multi_gpu",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "0",
+            str(script),
+            *args,
+        ]
+        proc = subprocess.run(cmd, cwd=cwd, env=subprocess_env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-5000:]}"
+        return proc
+
+    return launch
 
 
 @pytest.fixture
@@ -156,6 +249,34 @@ def load_weights():
 @pytest.fixture
 def assert_bit_identical():
     return _assert_bit_identical
+
+
+@pytest.fixture
+def assert_resume_matches_straight_run(run_training, load_weights, assert_bit_identical, tmp_path):
+    """``assert_resume_matches_straight_run(kwargs, n)``: with ``kwargs`` of a ``2n``-step run checkpointing every
+    ``n`` steps, one uninterrupted run and one SIGKILLed after step ``n + 1`` then resumed from ``latest`` (fresh
+    processes, under ``tmp_path``) log the same losses step for step and end with bit-identical weights."""
+
+    def check(kwargs: dict, n: int) -> None:
+        import signal
+
+        import torch
+
+        from hfvision.training.dreambooth.checkpointing import list_checkpoints
+
+        _, straight, _ = run_training({**kwargs, "output_dir": str(tmp_path / "straight")})
+        killed = {**kwargs, "output_dir": str(tmp_path / "killed")}
+        code, killed_logs, _ = run_training(killed, kill_at=n + 1)
+        assert code == -signal.SIGKILL and [s for s, _ in list_checkpoints(tmp_path / "killed")] == [n]
+        _, resumed, _ = run_training({**killed, "resume_from_checkpoint": "latest"})
+        losses = {r["step"]: r["loss"] for r in straight if "step" in r}
+        assert [r["step"] for r in resumed if "step" in r] == list(range(n + 1, 2 * n + 1))
+        for r in killed_logs + [r for r in resumed if "step" in r]:
+            assert r["loss"] == losses[r["step"]]
+        assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
+        assert torch.isfinite(torch.tensor(list(losses.values()))).all()
+
+    return check
 
 
 @pytest.fixture

@@ -13,48 +13,19 @@ import pytest
 import test_dreambooth_buckets_training as bucket_tests
 import torch
 
-from hfvision.training.dreambooth.checkpointing import list_checkpoints
-
 _train_recording = bucket_tests._train_recording
 shaped_dir = bucket_tests.shaped_dir  # the same portrait/landscape/square photos (a session fixture)
 
 N = 2
 
 
-@pytest.fixture(scope="module")
-def flow_dir(tmp_path_factory):
-    """``flow_dir("flux-dev" | "sd3")`` -> a saved tiny pipeline folder (built once per module)."""
-    from hfvision.testing import save_tiny_flux, save_tiny_sd3
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            out = tmp_path_factory.mktemp(name)
-            cache[name] = save_tiny_sd3(out) if name == "sd3" else save_tiny_flux(out, name.split("-")[1])
-        return cache[name]
-
-    return get
-
-
 @pytest.fixture
-def bucket_kwargs(tiny_kwargs, flow_dir, shaped_dir):
+def bucket_kwargs(flow_kwargs, shaped_dir):
     """A tiny flow run at 48 px over portrait/landscape/square photos: buckets 64x32, 48x48 and 32x64."""
 
     def make(name: str = "flux-dev", **overrides):
-        kwargs = tiny_kwargs(
-            pretrained_model_name_or_path=str(flow_dir(name)),
-            instance_data_dir=str(shaped_dir),
-            resolution=48,
-            use_aspect_ratio_buckets=True,
-            bucket_reso_steps=16,
-            min_bucket_reso=32,
-            max_bucket_reso=96,
-            train_batch_size=2,
-            max_train_steps=3,
-        )
-        kwargs.update(overrides)
-        return kwargs
+        kwargs = dict(instance_data_dir=str(shaped_dir), resolution=48, train_batch_size=2, max_train_steps=3)
+        return flow_kwargs(name, **{**bucket_tests.SHAPED_BUCKETS, **kwargs, **overrides})
 
     return make
 
@@ -131,13 +102,9 @@ def test_flow_bucket_sides_must_be_multiples_of_16_before_loading(name, bucket_k
 
 
 @pytest.mark.slow
-def test_flux_bucket_resume_is_bit_identical(
-    bucket_kwargs, run_training, tmp_path, load_weights, assert_bit_identical
-):
+def test_flux_bucket_resume_is_bit_identical(bucket_kwargs, assert_resume_matches_straight_run):
     """Flux with buckets, LoRA, flips and caption dropout: straight 2N steps vs SIGKILL after step N+1 and resume from
     checkpoint N: same losses at every step and bit-identical LoRA weights."""
-    import signal
-
     kwargs = bucket_kwargs(
         max_train_steps=2 * N,
         checkpointing_steps=N,
@@ -147,14 +114,4 @@ def test_flux_bucket_resume_is_bit_identical(
         use_lora=True,
         rank=4,
     )
-    _, straight, _ = run_training({**kwargs, "output_dir": str(tmp_path / "straight")})
-    killed = {**kwargs, "output_dir": str(tmp_path / "killed")}
-    code, killed_logs, _ = run_training(killed, kill_at=N + 1)
-    assert code == -signal.SIGKILL and [s for s, _ in list_checkpoints(tmp_path / "killed")] == [N]
-    _, resumed, _ = run_training({**killed, "resume_from_checkpoint": "latest"})
-    losses = {r["step"]: r["loss"] for r in straight if "step" in r}
-    assert [r["step"] for r in resumed if "step" in r] == list(range(N + 1, 2 * N + 1))
-    for r in killed_logs + [r for r in resumed if "step" in r]:
-        assert r["loss"] == losses[r["step"]]
-    assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
-    assert torch.isfinite(torch.tensor(list(losses.values()))).all()
+    assert_resume_matches_straight_run(kwargs, N)

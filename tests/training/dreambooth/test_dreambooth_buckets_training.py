@@ -4,11 +4,12 @@ the crop each image received, class images cropped to their instance batch's buc
 from __future__ import annotations
 
 import pytest
-import torch
-
-from hfvision.training.dreambooth.checkpointing import list_checkpoints
 
 N = 2
+
+
+# bucket options: sides from 32 to 96 px in 16 px steps (``shaped_dir``'s photos fall into several buckets)
+SHAPED_BUCKETS = dict(use_aspect_ratio_buckets=True, bucket_reso_steps=16, min_bucket_reso=32, max_bucket_reso=96)
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +57,7 @@ def test_every_batch_is_one_bucket_and_time_ids_match_the_crop(family, tiny_kwar
     kwargs = tiny_kwargs(
         family,
         instance_data_dir=str(shaped_dir),
-        use_aspect_ratio_buckets=True,
-        bucket_reso_steps=16,
-        min_bucket_reso=32,
-        max_bucket_reso=96,
+        **SHAPED_BUCKETS,
         max_train_steps=4,
         train_batch_size=2,
         random_flip=False,
@@ -206,35 +204,18 @@ def test_bucket_no_upscale_never_enlarges(shaped_dir):
 
 
 @pytest.mark.slow
-def test_bucket_resume_is_bit_identical(
-    tiny_kwargs, shaped_dir, run_training, tmp_path, load_weights, assert_bit_identical
-):
+def test_bucket_resume_is_bit_identical(tiny_kwargs, shaped_dir, assert_resume_matches_straight_run):
     """Straight 2N steps vs N steps, SIGKILL after step N+1, resume: same losses and bit-identical weights."""
-    import signal
-
     kwargs = tiny_kwargs(
         instance_data_dir=str(shaped_dir),
-        use_aspect_ratio_buckets=True,
-        bucket_reso_steps=16,
-        min_bucket_reso=32,
-        max_bucket_reso=96,
+        **SHAPED_BUCKETS,
         max_train_steps=2 * N,
         checkpointing_steps=N,
         resolution=48,
         random_flip=True,
         caption_dropout=0.5,
     )
-    _, straight, _ = run_training({**kwargs, "output_dir": str(tmp_path / "straight")})
-    killed = {**kwargs, "output_dir": str(tmp_path / "killed")}
-    code, killed_logs, _ = run_training(killed, kill_at=N + 1)
-    assert code == -signal.SIGKILL and [s for s, _ in list_checkpoints(tmp_path / "killed")] == [N]
-    _, resumed, _ = run_training({**killed, "resume_from_checkpoint": "latest"})
-    losses = {r["step"]: r["loss"] for r in straight if "step" in r}
-    assert [r["step"] for r in resumed if "step" in r] == list(range(N + 1, 2 * N + 1))
-    for r in killed_logs + [r for r in resumed if "step" in r]:
-        assert r["loss"] == losses[r["step"]]
-    assert_bit_identical(load_weights(tmp_path / "straight"), load_weights(tmp_path / "killed"))
-    assert torch.isfinite(torch.tensor(list(losses.values()))).all()
+    assert_resume_matches_straight_run(kwargs, N)
 
 
 # --- several subjects, repeats, caption dropout ----------------------------------------------------------------
@@ -277,10 +258,7 @@ def test_concepts_repeats_and_caption_dropout_in_one_run(tiny_kwargs, instance_d
     path = tmp_path / "concepts.json"
     path.write_text(json.dumps(concepts))
     kwargs = tiny_kwargs(
-        instance_data_dir=None,
-        class_prompt=None,
-        class_data_dir=None,
-        concepts_list=str(path),
+        concepts=path,
         repeats=2,
         caption_dropout=1.0,
         train_batch_size=1,
@@ -328,49 +306,18 @@ def test_caption_dropout_is_seeded_and_leaves_crops_alone(instance_dir):
 
 
 @pytest.mark.slow
-def test_two_processes_train_with_buckets(tiny_kwargs, shaped_dir, tmp_path, subprocess_env):
+def test_two_processes_train_with_buckets(tiny_kwargs, shaped_dir, tmp_path, cli_flags, launch_two_processes):
     """accelerate's BatchSamplerShard hands whole bucket batches to each of two CPU processes (gloo)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[3] / "examples" / "train_dreambooth.py"
     kwargs = tiny_kwargs(
         instance_data_dir=str(shaped_dir),
-        use_aspect_ratio_buckets=True,
-        bucket_reso_steps=16,
-        min_bucket_reso=32,
-        max_bucket_reso=96,
+        **SHAPED_BUCKETS,
         resolution=48,
         max_train_steps=2,
         checkpointing_steps=2,
     )
-    flags = []
-    for key, value in kwargs.items():
-        if value is True:
-            flags.append(f"--{key}")
-        elif value not in (False, None):
-            flags += [f"--{key}", str(value)]
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--multi_gpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(example),
-        *flags,
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    launch_two_processes(cli_flags(kwargs), tmp_path)
     import json
 
     state = json.loads((Path(kwargs["output_dir"]) / "checkpoint-2" / "trainer_state.json").read_text())

@@ -130,15 +130,11 @@ def test_two_subjects_train_with_their_own_class_images_and_bad_files_skipped(
     buckets, tiny_kwargs, instance_dir, shaped_dir, class_dir, tmp_path, caplog
 ):
     path = _bad_image_concepts(tmp_path, instance_dir, shaped_dir, class_dir)
-    bucket_options = dict(use_aspect_ratio_buckets=True, bucket_reso_steps=16, min_bucket_reso=32, max_bucket_reso=96)
     kwargs = tiny_kwargs(
-        instance_data_dir=None,
-        class_prompt=None,
-        class_data_dir=None,
-        concepts_list=str(path),
+        concepts=path,
         resolution=48,
         max_train_steps=5,
-        **(bucket_options if buckets else {}),
+        **(bucket_tests.SHAPED_BUCKETS if buckets else {}),
     )
     with caplog.at_level(logging.WARNING, logger="hfvision"):
         trainer, result = _train_recording(kwargs)
@@ -170,9 +166,7 @@ def test_bad_images_error_stops_a_concepts_run_at_the_first(
     from hfvision.training import DreamBoothConfig, DreamBoothTrainer
 
     path = _bad_image_concepts(tmp_path, instance_dir, shaped_dir, class_dir)
-    kwargs = tiny_kwargs(
-        instance_data_dir=None, class_prompt=None, class_data_dir=None, concepts_list=str(path), bad_images="error"
-    )
+    kwargs = tiny_kwargs(concepts=path, bad_images="error")
     trainer = DreamBoothTrainer(DreamBoothConfig(**kwargs))
     with pytest.raises(ImageLoadError, match="broken.png"):
         trainer.train()

@@ -7,50 +7,19 @@ hfvision runs on CPU with gloo) or MPI (`--cpu --mpirun_hostfile`); `--cpu --num
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "train_dreambooth.py"
-
-
-def _launch(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--multi_gpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(EXAMPLE),
-        *args,
-    ]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-5000:]}"
-    return proc
-
 
 @pytest.mark.slow
-def test_two_cpu_processes_train_checkpoint_and_resume(tiny_kwargs, tmp_path, load_weights, subprocess_env):
+def test_two_cpu_processes_train_checkpoint_and_resume(
+    tiny_kwargs, tmp_path, load_weights, cli_flags, launch_two_processes
+):
     kwargs = tiny_kwargs(max_train_steps=2, checkpointing_steps=2, train_text_encoder=True, resolution=32)
-    flags = []
-    for key, value in kwargs.items():
-        if value is True:
-            flags.append(f"--{key}")
-        elif value not in (False, None):
-            flags += [f"--{key}", str(value)]
-    _launch(flags, tmp_path, subprocess_env)
+    flags = cli_flags(kwargs)
+    launch_two_processes(flags, tmp_path)
     out = Path(kwargs["output_dir"])
     ckpt = out / "checkpoint-2"
     assert {p.name for p in ckpt.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
@@ -59,7 +28,7 @@ def test_two_cpu_processes_train_checkpoint_and_resume(tiny_kwargs, tmp_path, lo
     first = load_weights(out)
 
     # resume the same run on 2 processes for one more step
-    proc = _launch([*flags, "--max_train_steps", "3", "--resume_from_checkpoint", "latest"], tmp_path, subprocess_env)
+    proc = launch_two_processes([*flags, "--max_train_steps", "3", "--resume_from_checkpoint", "latest"], tmp_path)
     assert "resumed from" in proc.stderr
     second = load_weights(out)
     unet = [k for k in first if k.startswith("unet/")]

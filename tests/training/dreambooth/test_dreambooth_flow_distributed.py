@@ -5,8 +5,6 @@ writes its own adapters at the end; the CLIP LoRA must be bit-identical between 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -39,48 +37,13 @@ _SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow  # two fresh processes importing diffusers: ~1 min on the shared machine
-def test_flux_text_encoder_lora_stays_identical_across_processes(tiny_kwargs, tmp_path, subprocess_env):
+def test_flux_text_encoder_lora_stays_identical_across_processes(flow_kwargs, tmp_path, launch_two_processes):
     from safetensors.torch import load_file
 
-    from hfvision.testing import save_tiny_flux
-
-    base = save_tiny_flux(tmp_path / "flux-dev", "dev")
-    kwargs = tiny_kwargs(
-        pretrained_model_name_or_path=str(base),
-        resolution=32,
-        train_batch_size=1,
-        max_train_steps=2,
-        use_lora=True,
-        rank=4,
-        train_text_encoder=True,
-        learning_rate=1e-2,
-        with_prior_preservation=False,
-        class_prompt=None,
-        class_data_dir=None,
-    )
+    kwargs = flow_kwargs(prior=False, use_lora=True, rank=4, train_text_encoder=True, learning_rate=1e-2)
     script = tmp_path / "run.py"
     script.write_text(_SCRIPT)
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--multi_gpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "0",
-        str(script),
-        json.dumps(kwargs),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-5000:]}"
+    launch_two_processes([json.dumps(kwargs), str(tmp_path)], tmp_path, script=script)
     first, second = load_file(tmp_path / "rank0.st"), load_file(tmp_path / "rank1.st")
     assert first.keys() == second.keys()
     clip = [k for k in first if k.startswith("te0.")]

@@ -33,20 +33,6 @@ DOUBLE_BLOCK_LAYERS = ",".join(
 )
 
 
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    from hfvision.testing import save_tiny_flux
-
-    cache = {}
-
-    def get(variant: str):
-        if variant not in cache:
-            cache[variant] = save_tiny_flux(tmp_path_factory.mktemp(f"flux-{variant}"), variant)
-        return cache[variant]
-
-    return get
-
-
 def _header(path) -> dict:
     with safe_open(path, "pt") as f:
         return dict(f.metadata())
@@ -66,20 +52,15 @@ def _render(pipe) -> np.ndarray:
     return out.images[0]
 
 
-def _train(flux_dir, tiny_kwargs, train_in_process, variant: str, **overrides):
-    kwargs = tiny_kwargs(
-        pretrained_model_name_or_path=str(flux_dir(variant)),
-        resolution=32,
-        train_batch_size=1,
-        max_train_steps=2,
+def _train(flow_kwargs, train_in_process, variant: str, **overrides):
+    kwargs = flow_kwargs(
+        f"flux-{variant}",
+        prior=False,
         use_lora=True,
         rank=4,
         lora_alpha=8,
         lora_layers=DOUBLE_BLOCK_LAYERS,
         output_kohya_format=True,
-        with_prior_preservation=False,
-        class_prompt=None,
-        class_data_dir=None,
         learning_rate=5e-2,
     )
     kwargs.update(overrides)
@@ -87,14 +68,14 @@ def _train(flux_dir, tiny_kwargs, train_in_process, variant: str, **overrides):
 
 
 @pytest.mark.slow  # ~25 s: training, three pipeline loads, fusing, conversion back
-def test_flux_dev_kohya_file_loads_like_the_peft_file(flux_dir, tiny_kwargs, train_in_process):
+def test_flux_dev_kohya_file_loads_like_the_peft_file(flow_model_dir, flow_kwargs, train_in_process):
     """Flux-dev LoRA with CLIP LoRA: diffusers' kohya-Flux reader gives the image of the diffusers file; the kohya
     file converts back to the identical tensors and adapter configs."""
     from diffusers import FluxPipeline
 
     from hfvision.conversion.lora import convert_lora
 
-    _, result = _train(flux_dir, tiny_kwargs, train_in_process, "dev", train_text_encoder=True)
+    _, result = _train(flow_kwargs, train_in_process, "dev", train_text_encoder=True)
     out = result.output_dir
     kohya_path, peft_path = out / KOHYA_LORA_WEIGHTS_NAME, out / LORA_WEIGHTS_NAME
     kohya = load_file(kohya_path)
@@ -107,12 +88,12 @@ def test_flux_dev_kohya_file_loads_like_the_peft_file(flux_dir, tiny_kwargs, tra
     assert header["modelspec.architecture"] == "flux-1-dev/lora"
     assert header["modelspec.architecture"] == _header(peft_path)["modelspec.architecture"]
 
-    base = _render(FluxPipeline.from_pretrained(flux_dir("dev")))
-    from_peft = FluxPipeline.from_pretrained(flux_dir("dev"))
+    base = _render(FluxPipeline.from_pretrained(flow_model_dir("flux-dev")))
+    from_peft = FluxPipeline.from_pretrained(flow_model_dir("flux-dev"))
     from_peft.load_lora_weights(out, weight_name=LORA_WEIGHTS_NAME)
     expected = _render(from_peft)
     assert np.abs(expected - base).max() > 1e-3  # the trained LoRA changes the image
-    from_kohya = FluxPipeline.from_pretrained(flux_dir("dev"))
+    from_kohya = FluxPipeline.from_pretrained(flow_model_dir("flux-dev"))
     from_kohya.load_lora_weights(str(kohya_path))  # diffusers' kohya-Flux converter
     np.testing.assert_allclose(_render(from_kohya), expected, atol=1e-5)
     # the same adapted weights: fused into the base, transformer and CLIP agree weight by weight
@@ -132,17 +113,17 @@ def test_flux_dev_kohya_file_loads_like_the_peft_file(flux_dir, tiny_kwargs, tra
     assert adapters == json.loads(_header(peft_path)["lora_adapter_metadata"])
 
 
-def test_flux_schnell_kohya_file_has_schnell_modelspec(flux_dir, tiny_kwargs, train_in_process):
+def test_flux_schnell_kohya_file_has_schnell_modelspec(flow_model_dir, flow_kwargs, train_in_process):
     """schnell (no guidance embedding) is recorded as flux-1-schnell in both files; diffusers' kohya-Flux reader
     renders the image of the diffusers file."""
     from diffusers import FluxPipeline
 
-    _, result = _train(flux_dir, tiny_kwargs, train_in_process, "schnell")
+    _, result = _train(flow_kwargs, train_in_process, "schnell")
     kohya_path = result.output_dir / KOHYA_LORA_WEIGHTS_NAME
     assert _header(kohya_path)["modelspec.architecture"] == "flux-1-schnell/lora"
     assert _header(result.output_dir / LORA_WEIGHTS_NAME)["modelspec.architecture"] == "flux-1-schnell/lora"
-    from_peft = FluxPipeline.from_pretrained(flux_dir("schnell"))
+    from_peft = FluxPipeline.from_pretrained(flow_model_dir("flux-schnell"))
     from_peft.load_lora_weights(result.output_dir, weight_name=LORA_WEIGHTS_NAME)
-    from_kohya = FluxPipeline.from_pretrained(flux_dir("schnell"))
+    from_kohya = FluxPipeline.from_pretrained(flow_model_dir("flux-schnell"))
     from_kohya.load_lora_weights(str(kohya_path))
     np.testing.assert_allclose(_render(from_kohya), _render(from_peft), atol=1e-5)

@@ -26,27 +26,10 @@ def _reset_accelerate():
     GradientState._reset_state()
 
 
-@pytest.fixture(scope="module")
-def flux_dev(tmp_path_factory):
-    from hfvision.testing import save_tiny_flux
-
-    return save_tiny_flux(tmp_path_factory.mktemp("flux-dev"), "dev")
-
-
 @pytest.fixture
-def flux_run(flux_dev, tiny_kwargs, train_in_process):
+def flux_run(flow_kwargs, train_in_process):
     """A finished 1-step Flux-dev LoRA run with its checkpoint at step 1."""
-    kwargs = tiny_kwargs(
-        pretrained_model_name_or_path=str(flux_dev),
-        resolution=32,
-        train_batch_size=1,
-        max_train_steps=1,
-        checkpointing_steps=1,
-        use_lora=True,
-        with_prior_preservation=False,
-        class_prompt=None,
-        class_data_dir=None,
-    )
+    kwargs = flow_kwargs(prior=False, max_train_steps=1, checkpointing_steps=1, use_lora=True)
     train_in_process(kwargs)
     _reset_accelerate()
     return kwargs

@@ -16,37 +16,6 @@ from hfvision.training import DreamBoothConfig, DreamBoothTrainer
 N = 2
 
 
-@pytest.fixture(scope="module")
-def flow_model_dir(tmp_path_factory):
-    """``flow_model_dir("flux-dev" | "flux-schnell" | "sd3")`` -> a saved tiny pipeline folder (built once)."""
-    from hfvision.testing import save_tiny_flux, save_tiny_sd3
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            out = tmp_path_factory.mktemp(name)
-            cache[name] = save_tiny_sd3(out) if name == "sd3" else save_tiny_flux(out, name.split("-")[1])
-        return cache[name]
-
-    return get
-
-
-@pytest.fixture
-def flow_kwargs(flow_model_dir, tiny_kwargs):
-    def make(name: str = "flux-dev", **overrides):
-        kwargs = tiny_kwargs(
-            pretrained_model_name_or_path=str(flow_model_dir(name)),
-            resolution=32,
-            train_batch_size=1,
-            max_train_steps=N,
-        )
-        kwargs.update(overrides)
-        return kwargs
-
-    return make
-
-
 def _render(pipe, seed: int = 0) -> np.ndarray:
     generator = torch.Generator("cpu").manual_seed(seed)
     out = pipe(
@@ -89,9 +58,7 @@ def test_flux_lora_text_encoder_and_layers(flow_kwargs, train_in_process):
         rank=2,
         train_text_encoder=True,
         lora_layers="attn.to_k",
-        with_prior_preservation=False,
-        class_prompt=None,
-        class_data_dir=None,
+        prior=False,
         cache_latents=True,
     )
     trainer, result = train_in_process(kwargs)

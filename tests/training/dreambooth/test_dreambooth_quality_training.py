@@ -90,9 +90,7 @@ def test_select_best_keeps_the_planted_best_steps_weights(
         embedder_dirs,
         max_train_steps=6,
         checkpointing_steps=2,
-        with_prior_preservation=False,
-        class_prompt=None,
-        class_data_dir=None,
+        prior=False,
         select_best_by="clip_i",
     )
     trainer, result = train_in_process(kwargs)

@@ -10,21 +10,6 @@ from hfvision.training import DreamBoothConfig, DreamBoothTrainer
 from hfvision.utils.import_utils import is_available
 
 
-@pytest.fixture(scope="module")
-def flow_dir(tmp_path_factory):
-    from hfvision.testing import save_tiny_flux, save_tiny_sd3
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            out = tmp_path_factory.mktemp(name)
-            cache[name] = save_tiny_sd3(out) if name == "sd3" else save_tiny_flux(out, name.split("-")[1])
-        return cache[name]
-
-    return get
-
-
 @pytest.fixture
 def no_loading(monkeypatch):
     import hfvision.training.dreambooth.preparation as preparation_module
@@ -32,16 +17,8 @@ def no_loading(monkeypatch):
     monkeypatch.setattr(preparation_module, "load_base_pipeline", lambda *a, **k: pytest.fail("weights loaded"))
 
 
-def _kwargs(tiny_kwargs, flow_dir, name="flux-dev", **overrides):
-    kwargs = dict(
-        pretrained_model_name_or_path=str(flow_dir(name)),
-        resolution=32,
-        train_batch_size=1,
-        max_train_steps=1,
-        use_lora=True,
-        quantize_base="nf4",
-    )
-    return tiny_kwargs(**{**kwargs, **overrides})
+def _kwargs(flow_kwargs, name="flux-dev", **overrides):
+    return flow_kwargs(name, **{"max_train_steps": 1, "use_lora": True, "quantize_base": "nf4", **overrides})
 
 
 def test_methods_listed_once():
@@ -52,17 +29,17 @@ def test_methods_listed_once():
 
 
 @pytest.mark.parametrize("method", ["nf4", "int8"])
-def test_cpu_refuses_in_one_line_before_loading(method, tiny_kwargs, flow_dir, no_loading):
+def test_cpu_refuses_in_one_line_before_loading(method, flow_kwargs, no_loading):
     with pytest.raises(ValueError) as info:
-        DreamBoothTrainer(DreamBoothConfig(**_kwargs(tiny_kwargs, flow_dir, quantize_base=method))).train()
+        DreamBoothTrainer(DreamBoothConfig(**_kwargs(flow_kwargs, quantize_base=method))).train()
     message = str(info.value)
     assert message.startswith(f"--quantize_base {method} needs a CUDA GPU") and "\n" not in message
 
 
-def test_cli_exit_code_and_single_line(tiny_kwargs, flow_dir, no_loading, capsys):
+def test_cli_exit_code_and_single_line(flow_kwargs, no_loading, capsys):
     from hfvision.cli.main import main
 
-    kwargs = _kwargs(tiny_kwargs, flow_dir, with_prior_preservation=False, class_prompt=None, class_data_dir=None)
+    kwargs = _kwargs(flow_kwargs, prior=False)
     capsys.readouterr()  # the fixture's model saving
     argv = ["train", "dreambooth"]
     for key, value in kwargs.items():
@@ -83,8 +60,8 @@ def test_cli_exit_code_and_single_line(tiny_kwargs, flow_dir, no_loading, capsys
         ({"quantize_base": "fp8"}, "quantize_base='fp8' must be one of nf4, int8"),
     ],
 )
-def test_config_refusals(overrides, message, tiny_kwargs, flow_dir):
-    kwargs = _kwargs(tiny_kwargs, flow_dir)
+def test_config_refusals(overrides, message, flow_kwargs):
+    kwargs = _kwargs(flow_kwargs)
     kwargs.update(overrides)
     if not kwargs["use_lora"]:
         kwargs.update(rank=None, lora_alpha=None)
@@ -109,10 +86,10 @@ def fake_gpu(monkeypatch):
 
 
 @pytest.mark.skipif(is_available("bitsandbytes"), reason="bitsandbytes is installed")
-def test_missing_package_names_the_extra(tiny_kwargs, flow_dir, fake_gpu):
+def test_missing_package_names_the_extra(flow_kwargs, fake_gpu):
     from hfvision.training.dreambooth.components import apply_family_options, resolve_base_model
 
-    config = DreamBoothConfig(**_kwargs(tiny_kwargs, flow_dir))
+    config = DreamBoothConfig(**_kwargs(flow_kwargs))
     with pytest.raises(ImportError, match=r"needs the 'bitsandbytes' package.*pip install 'hfvision\[quant\]'"):
         apply_family_options(config, resolve_base_model(config.pretrained_model_name_or_path))
 
@@ -125,20 +102,20 @@ def test_missing_package_names_the_extra(tiny_kwargs, flow_dir, fake_gpu):
     ],
 )
 def test_plan_quantises_the_frozen_transformer_and_t5(
-    name, precision, components, dtype, tiny_kwargs, flow_dir, fake_gpu, monkeypatch
+    name, precision, components, dtype, flow_kwargs, fake_gpu, monkeypatch
 ):
     import hfvision.training.dreambooth.quantization as quantization
     from hfvision.training.dreambooth.components import apply_family_options, resolve_base_model
 
     monkeypatch.setattr(quantization, "is_available", lambda module: True)
-    config = DreamBoothConfig(**_kwargs(tiny_kwargs, flow_dir, name, mixed_precision=precision))
+    config = DreamBoothConfig(**_kwargs(flow_kwargs, name, mixed_precision=precision))
     base = resolve_base_model(config.pretrained_model_name_or_path)
     apply_family_options(config, base)
     assert base.quantization == quantization.QuantizationPlan("nf4", dtype, components)
 
 
 @pytest.mark.parametrize("method", ["nf4", "int8"])
-def test_from_pretrained_gets_diffusers_quantization_config(method, tiny_kwargs, flow_dir, fake_gpu, monkeypatch):
+def test_from_pretrained_gets_diffusers_quantization_config(method, flow_kwargs, fake_gpu, monkeypatch):
     """The hook in `load_base_pipeline`: diffusers' `PipelineQuantizationConfig` with a diffusers config for the
     transformer and a transformers config for T5, nothing else quantised."""
     pytest.importorskip("bitsandbytes" if method == "nf4" else "torchao")
@@ -148,7 +125,7 @@ def test_from_pretrained_gets_diffusers_quantization_config(method, tiny_kwargs,
 
     import hfvision.training.dreambooth.components as components
 
-    config = DreamBoothConfig(**_kwargs(tiny_kwargs, flow_dir, quantize_base=method))
+    config = DreamBoothConfig(**_kwargs(flow_kwargs, quantize_base=method))
     base = components.resolve_base_model(config.pretrained_model_name_or_path)
     components.apply_family_options(config, base)
     seen = {}
@@ -176,14 +153,15 @@ def test_from_pretrained_gets_diffusers_quantization_config(method, tiny_kwargs,
 
 @pytest.mark.slow  # ~20 s, most of it importing bitsandbytes
 @pytest.mark.skipif(not is_available("bitsandbytes"), reason="needs the [quant] extra (bitsandbytes)")
-def test_8bit_adam_trains_a_flux_lora(tiny_kwargs, flow_dir, train_in_process):
+def test_8bit_adam_trains_a_flux_lora(flow_kwargs, train_in_process):
     """``--use_8bit_adam`` (bitsandbytes' AdamW8bit, which also steps on CPU since 0.4x) on a Flux LoRA run: the
     optimizer is bitsandbytes' and the adapters move."""
     import bitsandbytes as bnb
     import torch
 
-    kwargs = _kwargs(tiny_kwargs, flow_dir, quantize_base=None, use_8bit_adam=True, max_train_steps=2, rank=4)
-    kwargs.update(with_prior_preservation=False, class_prompt=None, class_data_dir=None, learning_rate=1e-2)
+    kwargs = _kwargs(
+        flow_kwargs, prior=False, quantize_base=None, use_8bit_adam=True, max_train_steps=2, rank=4, learning_rate=1e-2
+    )
     trainer, result = train_in_process(kwargs)
     inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
     assert isinstance(inner, bnb.optim.AdamW8bit)

@@ -7,15 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .constants import (
-    DEFAULT_MAX_TRAIN_STEPS,
-    FLOW_WEIGHTING_SCHEMES,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    QUALITY_METRICS,
-    QUANTIZE_BASE,
-    REPORT_TO,
-)
+from . import constants
 
 if TYPE_CHECKING:
     from .config import DreamBoothConfig
@@ -30,7 +22,7 @@ def normalise_options(config: DreamBoothConfig) -> None:
     if config.max_grad_norm == 0:
         config.max_grad_norm = None
     if config.max_train_steps is None and config.num_train_epochs is None:
-        config.max_train_steps = DEFAULT_MAX_TRAIN_STEPS
+        config.max_train_steps = constants.DEFAULT_MAX_TRAIN_STEPS
     if config.use_lora:
         config.rank = 4 if config.rank is None else config.rank
         config.lora_alpha = config.rank if config.lora_alpha is None else config.lora_alpha
@@ -77,14 +69,14 @@ def validate_options(config: DreamBoothConfig) -> None:
         fail(f"learning_rate={config.learning_rate!r} must be > 0 (typical: 5e-6 full, 1e-4 LoRA)")
     if config.prior_loss_weight < 0:
         fail(f"prior_loss_weight={config.prior_loss_weight!r} must be >= 0")
-    if config.lr_scheduler not in LR_SCHEDULERS:
-        fail(f"lr_scheduler={config.lr_scheduler!r} is not one of {', '.join(LR_SCHEDULERS)}")
-    if config.mixed_precision not in (None, *MIXED_PRECISION):
+    if config.lr_scheduler not in constants.LR_SCHEDULERS:
+        fail(f"lr_scheduler={config.lr_scheduler!r} is not one of {', '.join(constants.LR_SCHEDULERS)}")
+    if config.mixed_precision not in (None, *constants.MIXED_PRECISION):
         fail(f"mixed_precision={config.mixed_precision!r} must be one of no, fp16, bf16")
     if config.prior_generation_precision not in (None, "fp32", "fp16", "bf16"):
         fail(f"prior_generation_precision={config.prior_generation_precision!r} must be fp32, fp16 or bf16")
-    if config.report_to not in REPORT_TO:
-        fail(f"report_to={config.report_to!r} must be one of {', '.join(REPORT_TO)}")
+    if config.report_to not in constants.REPORT_TO:
+        fail(f"report_to={config.report_to!r} must be one of {', '.join(constants.REPORT_TO)}")
     if config.snr_gamma is not None and not config.snr_gamma > 0:
         fail(f"snr_gamma={config.snr_gamma!r} must be > 0 (5.0 is typical), or leave it unset")
     if config.noise_offset < 0:
@@ -162,8 +154,8 @@ def validate_options(config: DreamBoothConfig) -> None:
 
 def validate_flow_options(config: DreamBoothConfig) -> None:
     """Flow-matching options that need no base model (the family checks run in the trainer, before loading)."""
-    if config.weighting_scheme is not None and config.weighting_scheme not in FLOW_WEIGHTING_SCHEMES:
-        schemes = ", ".join(FLOW_WEIGHTING_SCHEMES)
+    if config.weighting_scheme is not None and config.weighting_scheme not in constants.FLOW_WEIGHTING_SCHEMES:
+        schemes = ", ".join(constants.FLOW_WEIGHTING_SCHEMES)
         raise ValueError(f"weighting_scheme={config.weighting_scheme!r} is not one of {schemes}")
     if not config.logit_std > 0:
         raise ValueError(f"logit_std={config.logit_std!r} must be > 0 (diffusers' default is 1.0)")
@@ -172,8 +164,10 @@ def validate_flow_options(config: DreamBoothConfig) -> None:
             if getattr(config, name):
                 raise ValueError(f"{name}={getattr(config, name)!r} only applies with --use_lora; drop --{name}")
     if config.quantize_base is not None:
-        if config.quantize_base not in QUANTIZE_BASE:
-            raise ValueError(f"quantize_base={config.quantize_base!r} must be one of {', '.join(QUANTIZE_BASE)}")
+        if config.quantize_base not in constants.QUANTIZE_BASE:
+            raise ValueError(
+                f"quantize_base={config.quantize_base!r} must be one of {', '.join(constants.QUANTIZE_BASE)}"
+            )
         if not config.use_lora:
             raise ValueError("quantize_base trains LoRA adapters over a frozen quantised base: add --use_lora")
         if config.merge_lora:
@@ -213,8 +207,10 @@ def validate_data_and_quality_options(config: DreamBoothConfig) -> None:
     if config.concepts_list and (config.class_prompt or config.class_data_dir):
         raise ValueError("with --concepts_list, set class_prompt / class_data_dir per subject in the list")
     if config.select_best_by is not None:
-        if config.select_best_by not in QUALITY_METRICS:
-            raise ValueError(f"select_best_by={config.select_best_by!r} must be one of {', '.join(QUALITY_METRICS)}")
+        if config.select_best_by not in constants.QUALITY_METRICS:
+            raise ValueError(
+                f"select_best_by={config.select_best_by!r} must be one of {', '.join(constants.QUALITY_METRICS)}"
+            )
         if not config.quality_metrics or not config.validation_prompt:
             raise ValueError("select_best_by needs --quality_metrics and --validation_prompt (it ranks their scores)")
         if config.select_best_by == "drift" and not (config.class_prompt or config.concepts_list):

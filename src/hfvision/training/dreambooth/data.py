@@ -77,8 +77,7 @@ def load_records(
         if not records:
             raise ValueError(f"none of the {len(skipped)} images could be read; the first: {skipped[0]}")
         logger.warning(
-            "skipped %d unreadable image(s) of %d (--strict, bad_images='error', stops instead); "
-            "the first: %s",
+            "skipped %d unreadable image(s) of %d (--strict, bad_images='error', stops instead); the first: %s",
             len(skipped),
             len(paths),
             skipped[0],
@@ -171,19 +170,36 @@ class DreamBoothDataset(Dataset):
         """One image as a training example; ``rng=None`` gives the deterministic (centre, unflipped) view."""
         record = self.records[image_id]
         top, left = self.crop_box(record, rng)
+        size = (self.resolution, self.resolution)
+        return self.cropped_example(image_id, record.pixels, (top, left), size, rng, dropout, latent_key=image_id)
+
+    def cropped_example(
+        self,
+        image_id: int,
+        pixels: np.ndarray,
+        top_left: tuple[int, int],
+        size: tuple[int, int],
+        rng: np.random.Generator | None,
+        dropout: bool,
+        latent_key,
+    ) -> dict:
+        """The example for ``pixels`` cropped to ``size`` at ``top_left`` (flipped at random, caption dropped at
+        random when ``dropout``); with cached latents, ``latent_params[latent_key]`` stands in for the pixels."""
+        record = self.records[image_id]
         flip = bool(rng is not None and self.random_flip and rng.random() < 0.5)
         caption = self.drop(record.caption, rng) if dropout else record.caption
+        top, left = top_left
         example = {
             "image_id": image_id,
             "caption": caption,
             "original_size": record.original_size,
             "crop_top_left": (top, left),
-            "target_size": (self.resolution, self.resolution),
+            "target_size": size,
         }
         if self.latent_params is not None:
-            example["latent_params"] = self.latent_params[image_id]
+            example["latent_params"] = self.latent_params[latent_key]
             return example
-        pixels = record.pixels[top : top + self.resolution, left : left + self.resolution]
+        pixels = pixels[top : top + size[0], left : left + size[1]]
         if flip:
             pixels = pixels[:, ::-1]
         tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
@@ -415,25 +431,8 @@ class BucketedDreamBoothDataset(DreamBoothDataset):
         pixels = record.pixels
         if bucket != self.bucket_of[image_id]:  # a class image lent to another bucket
             pixels = _resize(pixels, cover_size(pixels.shape[:2], target))
-        top, left = crop_box(pixels.shape[:2], target, None if self.center_crop else rng)
-        flip = bool(rng is not None and self.random_flip and rng.random() < 0.5)
-        caption = self.drop(record.caption, rng) if dropout else record.caption
-        example = {
-            "image_id": image_id,
-            "caption": caption,
-            "original_size": record.original_size,
-            "crop_top_left": (top, left),
-            "target_size": target,
-        }
-        if self.latent_params is not None:
-            example["latent_params"] = self.latent_params[(image_id, bucket)]
-            return example
-        pixels = pixels[top : top + target[0], left : left + target[1]]
-        if flip:
-            pixels = pixels[:, ::-1]
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
-        example["pixel_values"] = tensor / 127.5 - 1.0
-        return example
+        top_left = crop_box(pixels.shape[:2], target, None if self.center_crop else rng)
+        return self.cropped_example(image_id, pixels, top_left, target, rng, dropout, latent_key=(image_id, bucket))
 
     def cache_keys(self) -> list[tuple[int, int]]:
         """``(image_id, bucket)`` pairs a run can draw (class images may serve every instance bucket)."""
