@@ -9,6 +9,8 @@ Names load lazily: ``import hfvision.export`` imports neither torch nor onnxrunt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hfvision.utils.lazy import lazy_exports
 
 _LAZY = {
@@ -38,4 +40,30 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .configs import get_export_config, supported_architectures  # noqa: F401
+    from .core import ExportResult, export_to_onnx  # noqa: F401
+    from .diffusion import OrtStableDiffusionPipeline, OrtStableDiffusionXLPipeline, export_diffusion_onnx  # noqa: F401
+    from .errors import (  # noqa: F401
+        ExportError,
+        OpsetError,
+        QuantizationRefusedError,
+        UnsupportedModelError,
+        ValidationFailedError,
+    )
+    from .export import export_onnx, push_onnx_to_hub  # noqa: F401
+    from .loading import load_ort_pipeline  # noqa: F401
+    from .quantize import quantize_onnx  # noqa: F401
+    from .runtime import (  # noqa: F401
+        OrtModel,
+        OrtModelForFeaturePyramid,
+        OrtModelForImageClassification,
+        is_onnx_export,
+        select_providers,
+    )
+    from .validate import ValidationReport, validate_onnx  # noqa: F401

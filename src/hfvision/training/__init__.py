@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hfvision.utils.lazy import lazy_exports
 
 # public name -> submodule that defines it
@@ -20,4 +22,14 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .classification import ImageClassificationConfig, ImageClassificationTrainer  # noqa: F401
+    from .dreambooth.args import parse_dreambooth_args  # noqa: F401
+    from .dreambooth.config import DreamBoothConfig  # noqa: F401
+    from .dreambooth.runtime import TrainingDivergedError  # noqa: F401
+    from .dreambooth.trainer import DreamBoothResult, DreamBoothTrainer  # noqa: F401

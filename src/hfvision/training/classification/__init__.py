@@ -16,6 +16,8 @@ Importing this package is light; the names below load transformers on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hfvision.utils.lazy import lazy_exports
 
 # public name -> submodule defining it
@@ -37,4 +39,11 @@ _LAZY = {
 }
 
 __all__ = list(_LAZY)
+
+
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ImageClassificationConfig  # noqa: F401
+    from .trainer import ImageClassificationTrainer, TrainingResult, train_classifier  # noqa: F401

@@ -7,6 +7,8 @@ Names load lazily, so parsing a command line (``.args``, ``.config``) does not i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hfvision.utils.lazy import lazy_exports
 
 # public name -> submodule that defines it
@@ -21,3 +23,10 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .args import parse_dreambooth_args  # noqa: F401
+    from .config import DreamBoothConfig  # noqa: F401
+    from .runtime import TrainingDivergedError  # noqa: F401
+    from .trainer import DreamBoothResult, DreamBoothTrainer  # noqa: F401
