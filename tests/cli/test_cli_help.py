@@ -104,3 +104,34 @@ def test_usage_errors_of_generated_flags_load_no_heavy_library(run_python):
     """
     result = json.loads(run_python(code).strip().splitlines()[-1])
     assert result == {"codes": [2, 2, 2, 2], "heavy": []}
+
+
+def test_classifier_usage_errors_and_help_load_neither_torch_nor_training_args(run_python):
+    """``train classifier`` parses with the snapshot of its config's fields (flags.json): an unknown flag, a bad type,
+    a bad choice, a missing --model and --help answer with one line (or the help), before transformers loads."""
+    code = """
+        import contextlib, io, json, sys, time
+        from hfvision.cli.main import main
+        start = time.perf_counter()
+        results = []
+        for argv in (["--bogus", "1"], ["--num_train_epochs", "abc"], ["--model", "m", "--data", "d", "--lora_save", "x"],
+                     ["--data", "d"], ["--help"]):
+            err, out = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                try:
+                    code = main(["train", "classifier", *argv])
+                except SystemExit as exit_:
+                    code = exit_.code
+            results.append([code, err.getvalue().splitlines(), len(out.getvalue().splitlines())])
+        heavy = [m for m in ("torch", "transformers", "transformers.training_args", "peft") if m in sys.modules]
+        print(json.dumps({"results": results, "heavy": heavy, "seconds": time.perf_counter() - start}))
+    """
+    result = json.loads(run_python(code).strip().splitlines()[-1])
+    assert result["heavy"] == []
+    *errors, help_ = result["results"]
+    assert [code for code, _, _ in errors] == [2, 2, 2, 2]
+    assert [len(lines) for _, lines, _ in errors] == [1, 1, 1, 1]
+    assert "--bogus" in errors[0][1][0] and "'abc'" in errors[1][1][0] and "'x'" in errors[2][1][0]
+    assert "--model" in errors[3][1][0]
+    assert help_[0] == 0 and help_[1] == [] and help_[2] > 10
+    assert result["seconds"] < 2

@@ -77,10 +77,10 @@ def _check_classifier(config) -> None:
 def check_classifier(args: argparse.Namespace) -> None:
     """Parse the flags (`ImageClassificationConfig`), then :func:`_check_classifier`, before any model loads."""
     from ..training.classification import cli as classification_cli
-    from ..training.classification.config import ImageClassificationConfig
+    from ..training.classification.flags import flags_class
     from ._config import config_errors
 
-    with config_errors(ImageClassificationConfig):
+    with config_errors(flags_class()):  # its field names are the config's: errors read in flag words
         args.config = classification_cli.parse_args(args.extra_argv)
     _check_classifier(args.config)
 

@@ -24,9 +24,12 @@ exit code 2, like every ``hfvision`` command.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import difflib
 import enum
+import functools
+import importlib
 import inspect
 import os
 import sys
@@ -239,6 +242,84 @@ def add_dataclass_flags(parser, config_class: type) -> list[argparse.Action]:
         if field.init:
             actions += _add_field_flags(parser, field, hints[field.name])
     return actions
+
+
+# --- flag snapshots: a config class's flags without importing the class ------------------------------------------
+
+
+def flag_snapshot(config_class: type) -> list[dict[str, Any]]:
+    """The init fields of dataclass ``config_class`` as JSON data: what :func:`add_dataclass_flags` needs of each
+    (name, flag type, default, metadata), to rebuild the same flags with :func:`class_from_snapshot` without
+    importing the module that defines the class (e.g. transformers' ``TrainingArguments`` imports torch).
+
+    Flag types are ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"bool | None"``, ``{"choices": [...]}`` (a
+    ``Literal`` or an `~enum.Enum`: its values), ``{"list": type}``, or ``"module:QualName"`` (any other type,
+    imported when a value is converted).
+    """
+    hints = typing.get_type_hints(config_class)
+    fields = []
+    for field in dataclasses.fields(config_class):
+        if not field.init:
+            continue
+        entry = {"name": field.name, "type": _type_data(_flag_type(hints[field.name], field.name))}
+        if field.default is not dataclasses.MISSING:
+            entry["default"] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            entry["default_factory"] = field.default_factory()
+        entry["metadata"] = {k: list(v) if k == "choices" else v for k, v in field.metadata.items()}
+        fields.append(entry)
+    return fields
+
+
+def _type_data(kind: Any, item: bool = False) -> Any:
+    """JSON data for a flag type (``item``: of a list flag's items, which their type converts, choices or not)."""
+    origin = typing.get_origin(kind)
+    if kind in (str, int, float, bool) or kind == (bool | None):
+        return "bool | None" if kind == (bool | None) else kind.__name__
+    if origin is typing.Literal and not item:
+        return {"choices": list(typing.get_args(kind))}
+    if inspect.isclass(kind) and issubclass(kind, enum.Enum) and not item:
+        return {"choices": [member.value for member in kind]}
+    if inspect.isclass(origin) and issubclass(origin, list):
+        return {"list": _type_data(typing.get_args(kind)[0], item=True)}
+    kind = origin or kind  # dict[str, bool] converts a value as dict does
+    return f"{kind.__module__}:{kind.__qualname__}"
+
+
+class _ImportedType:
+    """A flag's value type given as ``"module:QualName"``: imported when it converts a value. ``__name__`` is the
+    type's own, so argparse's errors (``invalid DebugOption value``) read the same."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.__name__ = path.rpartition(".")[2].rpartition(":")[2]
+
+    def __call__(self, text: str) -> Any:
+        module, _, name = self.path.partition(":")
+        return functools.reduce(getattr, name.split("."), importlib.import_module(module))(text)
+
+
+def _type_from_data(data: Any) -> Any:
+    if isinstance(data, dict):
+        return typing.Literal[tuple(data["choices"])] if "choices" in data else list[_type_from_data(data["list"])]
+    simple = {"str": str, "int": int, "float": float, "bool": bool, "bool | None": bool | None}
+    return simple[data] if data in simple else _ImportedType(data)
+
+
+def class_from_snapshot(name: str, fields: list[dict[str, Any]], post_init: Callable | None = None) -> type:
+    """A dataclass with the flags of the class :func:`flag_snapshot` described (same names, types, defaults, help),
+    for :func:`parse_config`; ``post_init`` becomes its ``__post_init__`` (checks to run before the real class
+    loads). Build the real class from its fields once parsing succeeds."""
+    specs = []
+    for entry in fields:
+        kwargs = {"metadata": entry["metadata"]}
+        if "default" in entry:
+            kwargs["default"] = entry["default"]
+        elif "default_factory" in entry:
+            kwargs["default_factory"] = functools.partial(copy.deepcopy, entry["default_factory"])
+        specs.append((entry["name"], _type_from_data(entry["type"]), dataclasses.field(**kwargs)))
+    namespace = {"__post_init__": post_init} if post_init is not None else {}
+    return dataclasses.make_dataclass(name, specs, kw_only=True, namespace=namespace)
 
 
 # --- the parser -----------------------------------------------------------------------------------------------------

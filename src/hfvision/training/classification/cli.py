@@ -2,8 +2,8 @@
 :func:`hfvision.utils.config_parser.parse_config` (``HfArgumentParser``'s flags).
 
 ``hfvision.cli.train`` registers the ``classifier`` subcommand with :func:`add_arguments`; when it runs, it calls
-:func:`parse_args` (generating the flags imports transformers: ``hfvision --help`` stays fast), checks the paths and
-the model, then :func:`train_and_report`.
+:func:`parse_args` (the flags come from ``flags.json``, a snapshot of the config's fields, so usage errors and
+``--help`` answer before transformers and torch load), checks the paths and the model, then :func:`train_and_report`.
 
 Every dataclass field becomes ``--field_name`` / ``--field-name`` (plus aliases such as ``--model``, ``--epochs``).
 ``--help`` lists the common options, ``--help-all`` every ``TrainingArguments`` one. ``--strict`` stops at the first
@@ -87,12 +87,15 @@ def _push_to_hub_value(argv: list[str]) -> list[str]:
 
 def parse_args(argv: list[str] | None):
     """The [`ImageClassificationConfig`] of command-line arguments (flags, ``--config`` YAML, ``--push-to-hub``,
-    ``--strict``)."""
-    from ...utils.config_parser import STRICT_IMAGES, parse_config
-    from .config import ImageClassificationConfig
+    ``--strict``). The flags come from :func:`~hfvision.training.classification.flags.flags_class`: usage errors
+    and ``--help`` answer before transformers' ``TrainingArguments`` (and torch) load."""
+    import dataclasses
 
-    return parse_config(
-        ImageClassificationConfig,
+    from ...utils.config_parser import STRICT_IMAGES, parse_config
+    from .flags import flags_class
+
+    parsed = parse_config(
+        flags_class(),
         _push_to_hub_value(list(argv or [])),
         PROG,
         description=DESCRIPTION,
@@ -100,6 +103,11 @@ def parse_args(argv: list[str] | None):
         visible=VISIBLE,
         switches=(STRICT_IMAGES,),
     )
+    from .config import ImageClassificationConfig
+
+    if isinstance(parsed, ImageClassificationConfig):
+        return parsed
+    return ImageClassificationConfig(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)})
 
 
 def config_from_args(args: argparse.Namespace | list[str]):

@@ -15,9 +15,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy, IntervalStrategy, SaveStrategy
 
 from ...utils.config_parser import option
-
-BAD_IMAGE_POLICIES = ("skip", "error", "off")
-LORA_SAVE_MODES = ("both", "merged", "adapter")
+from .flags import check_options
 
 
 @dataclass
@@ -135,26 +133,7 @@ class ImageClassificationConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if not self.model_name_or_path:
-            raise ValueError(
-                "model_name_or_path is required (--model): a Hub id or a local directory of an image classifier"
-            )
-        if not self.data:
-            raise ValueError(
-                "data is required (--data): an imagefolder directory, a save_to_disk directory or a Hub dataset id"
-            )
-        if not (self.num_train_epochs > 0 or self.max_steps > 0):
-            raise ValueError(f"num_train_epochs={self.num_train_epochs:g} must be > 0 (--epochs), or set max_steps")
-        if not self.validation_size > 0:
-            raise ValueError(
-                f"validation_size={self.validation_size} must be > 0 (a fraction below 1 or an image count)"
-            )
-        if self.bad_images not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"bad_images={self.bad_images!r} must be one of {', '.join(BAD_IMAGE_POLICIES)}")
-        if self.lora_save not in LORA_SAVE_MODES:
-            raise ValueError(f"lora_save={self.lora_save!r} must be one of {', '.join(LORA_SAVE_MODES)}")
-        if self.lora and self.lora_r < 1:
-            raise ValueError(f"lora_r={self.lora_r} must be a positive rank, e.g. 8")
+        check_options(self)
         if self.label_names is None:
             # PEFT-wrapped models hide `labels` from the forward signature Trainer inspects; name it explicitly.
             self.label_names = ["labels"]
