@@ -75,3 +75,31 @@ def test_command_line_builds_the_config_the_live_class_parses(live, argv, tmp_pa
         kwargs = {"description": cli.DESCRIPTION, "usage": cli.USAGE, "visible": cli.VISIBLE}
         expected = parse_config(live, cli._push_to_hub_value(args), cli.PROG, **kwargs, switches=(STRICT_IMAGES,))
         assert config == expected
+
+
+def test_types_imported_on_use_convert_and_refuse_values_as_the_live_class(live, capsys):
+    """``--debug`` items are transformers' ``DebugOption``, which the snapshot names and imports only when converting."""
+    parsers = [build_config_parser(cls, "prog") for cls in (flags.flags_class(), live)]
+    values = [p.parse_args(["--debug", "underflow_overflow", "--liger_kernel_config", ""]) for p in parsers]
+    assert [v.debug for v in values] == [values[1].debug] * 2 and values[1].debug[0].value == "underflow_overflow"
+    assert [v.liger_kernel_config for v in values] == [{}, {}]
+    errors = []
+    for parser in parsers:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["--debug", "nope"])
+        errors.append((exit_info.value.code, capsys.readouterr().err))
+    assert errors[0] == errors[1] and errors[0][0] == 2 and "invalid DebugOption value: 'nope'" in errors[0][1]
+
+
+def test_another_transformers_version_parses_with_the_live_class(live, monkeypatch):
+    from hfvision.training.classification import cli
+
+    monkeypatch.setattr(flags, "version", lambda name: "0.0.1")
+    flags.flags_class.cache_clear()
+    try:
+        assert flags.flags_class() is live
+        assert cli.parse_args(["--model", "m", "--data", "d", "--epochs", "2"]) == live(
+            model_name_or_path="m", data="d", num_train_epochs=2
+        )
+    finally:
+        flags.flags_class.cache_clear()
