@@ -127,7 +127,11 @@ def train_and_report(config) -> int:
     """Train, evaluate, save (and push) with ``config``; prints a summary."""
     import os
 
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one bar: the training loop's
+    if "HF_DATASETS_DISABLE_PROGRESS_BARS" not in os.environ:  # one bar: the training loop's
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        import datasets  # it reads the variable when imported, which may have happened already
+
+        datasets.disable_progress_bars()
     from .trainer import train_classifier
 
     result = train_classifier(config)
