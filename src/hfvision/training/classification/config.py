@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import HubStrategy, IntervalStrategy, SaveStrategy
 
 from ...utils.config_parser import option
-from .flags import check_options
+from .checks import check_options
 
 
 @dataclass
