@@ -72,28 +72,13 @@ def save_pipeline(pipeline, output_dir: Path, stock_class_name: str | None = Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# family -> (module, class) of hfvision's DreamBooth pipeline; only the one a run needs is imported (the others
-# would pull in diffusers' Flux / SD3 / SDXL / ControlNet pipelines and T5 for nothing)
-_FAMILY_CLASSES = {
-    "sd": ("hfvision.pipelines.dreambooth", "DreamBoothPipeline"),
-    "sdxl": ("hfvision.pipelines.dreambooth_xl", "DreamBoothXLPipeline"),
-    "flux": ("hfvision.pipelines.dreambooth_flux", "DreamBoothFluxPipeline"),
-    "sd3": ("hfvision.pipelines.dreambooth_sd3", "DreamBoothSD3Pipeline"),
-}
-# diffusers' stock class name in model_index.json -> the same (module, class)
-_STOCK_CLASSES = {
-    "StableDiffusionPipeline": _FAMILY_CLASSES["sd"],
-    "StableDiffusionXLPipeline": _FAMILY_CLASSES["sdxl"],
-    "FluxPipeline": _FAMILY_CLASSES["flux"],
-    "StableDiffusion3Pipeline": _FAMILY_CLASSES["sd3"],
-}
+def _dreambooth_class(family: str):
+    """hfvision's DreamBooth pipeline class of ``family``; `hfvision.pipelines` imports only that class's module (the
+    others would pull in diffusers' Flux / SD3 / SDXL / ControlNet pipelines and T5 for nothing)."""
+    from ... import pipelines
+    from ...models.families import get_family
 
-
-def _dreambooth_class(spec: tuple[str, str]):
-    import importlib
-
-    module, name = spec
-    return getattr(importlib.import_module(module), name)
+    return getattr(pipelines, get_family(family).dreambooth_pipeline_class)
 
 
 def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict | None = None, concepts=None):
@@ -102,7 +87,7 @@ def dreambooth_pipeline(pipe, config: DreamBoothConfig, family: str, extra: dict
     ``concepts`` (several subjects, ``[{token, class_noun, prompt}]``) is stored in the config as ``concepts``; the
     first subject's token and class are ``instance_token`` and ``class_noun``.
     """
-    cls = _dreambooth_class(_FAMILY_CLASSES.get(family, _FAMILY_CLASSES["sd"]))
+    cls = _dreambooth_class(family)
     token, noun = (concepts[0]["token"], concepts[0]["class_noun"]) if concepts else (None, None)
     pipeline = cls.from_components(
         pipe,
@@ -218,8 +203,10 @@ def hub_model_index(output_dir: Path) -> bytes | None:
     if not path.is_file():
         return None
     index = json.loads(path.read_text(encoding="utf-8"))
-    spec = _STOCK_CLASSES.get(index.get("_class_name"))
-    cls = _dreambooth_class(spec) if spec else None
+    from ...models.families import families_of_pipeline
+
+    families = families_of_pipeline(str(index.get("_class_name")))
+    cls = _dreambooth_class(families[0]) if families else None
     if cls is None or not (output_dir / cls._code_files[0]).is_file():
         return None
     index["_class_name"] = [Path(cls._code_files[0]).stem, cls.__name__]
